@@ -1,0 +1,1 @@
+//! carto-client: see docs/architecture.md
