@@ -1,1 +1,32 @@
-//! carto-client: see docs/architecture.md
+//! carto-client: a client of CARTO's SQL API v2 (`/api/v2/sql`, `/copyfrom`, `/copyto`, the Batch API).
+//!
+//! It knows nothing of PostgreSQL internals. Every operation is an `async fn` (or a future) that is cancel-safe
+//! by drop: dropping a query future drops its HTTP request; dropping a [`CopyOutStream`] closes its connection
+//! (CARTO cancels the query); dropping a [`CopyIn`] breaks its connection (CARTO rolls the COPY back).
+//! Streams run their network side on a task spawned on the current tokio runtime and talk to the caller
+//! through bounded channels, so memory stays bounded and network and caller work overlap.
+//!
+//! See docs/architecture.md, section "carto-client", for the design and the retry rules.
+
+#![allow(clippy::result_large_err)]
+
+mod batch;
+mod client;
+mod config;
+mod copy_in;
+mod copy_out;
+pub mod copy_text;
+mod error;
+mod query;
+mod stats;
+
+pub use batch::{BatchJob, BatchJobRequest, BatchQuery, JobStatus};
+pub use client::Client;
+pub use config::{ApiKey, ClientConfig, DEFAULT_COPYFROM_MAX_BYTES};
+pub use copy_in::{CopyIn, CopyInSummary};
+pub use copy_out::CopyOutStream;
+pub use error::{Endpoint, Error, ErrorKind, RateLimit, Result};
+pub use query::{FieldInfo, QueryResponse};
+pub use stats::RequestStats;
+
+pub use bytes::Bytes;

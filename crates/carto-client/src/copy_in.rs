@@ -1,0 +1,443 @@
+//! COPY into CARTO: one streamed, gzip-compressed, chunked `POST /api/v2/sql/copyfrom` request.
+//!
+//! The caller's data goes through a bounded channel to a pump task (spawned on the current runtime at the first
+//! data) that compresses it and feeds the request body through a second bounded channel. The pump also
+//! * sends an empty gzip block (a sync flush plus an empty stored block) every `keepalive_interval` while the
+//!   caller sends nothing, so CARTO's slow-input guard and idle timeout do not cut the upload;
+//! * keeps a small replay buffer (the compressed bytes of the current request while they are at most 1 MiB): if
+//!   CARTO refuses the request with a 429 and `Retry-After` and everything sent so far is still in the buffer,
+//!   it waits (at most `max_retry_wait`) and replays it on a new request;
+//! * ends the body with an error, never with a clean end, when it is dropped or aborted, so the connection
+//!   breaks and CARTO rolls the COPY back. Copy requests carry `Connection: close`: their connection is never
+//!   reused, whether they failed or not.
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::client::{error_from_response, read_body, retry_info, Client};
+use crate::error::{parse_error_body, Endpoint, Error, ErrorKind, Result};
+use crate::stats::{AtomicStats, RequestStats};
+
+/// The compressed bytes of a request kept for a replay after a 429.
+const REPLAY_MAX: usize = 1024 * 1024;
+/// An empty, non-final deflate stored block: valid anywhere the stream is byte-aligned (after a sync flush).
+const EMPTY_STORED_BLOCK: [u8; 5] = [0x00, 0x00, 0x00, 0xff, 0xff];
+
+/// What a finished COPY FROM did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CopyInSummary {
+    pub total_rows: u64,
+    pub requests: u64,
+    pub bytes_sent: u64,
+}
+
+enum In {
+    Data(Bytes),
+    Finish(u64),
+}
+
+enum BodyMsg {
+    Data(Bytes),
+    End,
+}
+
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Running {
+    tx: mpsc::Sender<In>,
+    task: AbortOnDrop<Result<u64>>,
+}
+
+/// An upload in progress. Lazy: nothing is sent before the first [`CopyIn::send`]. Dropping it (or
+/// [`CopyIn::abort`]) breaks the connection and CARTO rolls everything back; only [`CopyIn::finish`] commits.
+pub struct CopyIn {
+    client: Client,
+    sql: String,
+    run: Option<Running>,
+    rows: u64,
+    stats: Arc<AtomicStats>,
+    /// Compressed bytes handed to the current request's body.
+    compressed: Arc<AtomicU64>,
+    failed: Option<Error>,
+}
+
+impl std::fmt::Debug for CopyIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyIn")
+            .field("started", &self.run.is_some())
+            .field("rows", &self.rows)
+            .field("stats", &self.stats.snapshot())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Prepare `COPY table (cols) FROM STDIN` through `/copyfrom`. Nothing is sent until the first data.
+    pub fn copy_from(&self, copy_sql: &str) -> CopyIn {
+        CopyIn {
+            client: self.clone(),
+            sql: copy_sql.to_string(),
+            run: None,
+            rows: 0,
+            stats: Arc::new(AtomicStats::default()),
+            compressed: Arc::new(AtomicU64::new(0)),
+            failed: None,
+        }
+    }
+}
+
+impl CopyIn {
+    /// Send whole COPY text lines holding `rows` rows. Waits while the pipe is full (never buffers more).
+    /// Fails with the upload's error once it failed (e.g. CARTO rejected a row early). Cancel-safe: if the
+    /// future is dropped, the data was either sent whole or not at all.
+    pub async fn send(&mut self, data: Bytes, rows: u64) -> Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.run.is_none() {
+            let handle = tokio::runtime::Handle::try_current()
+                .map_err(|_| Error::config("CopyIn::send must run inside a tokio runtime"))?;
+            let (tx, rx) = mpsc::channel(self.client.inner.cfg.channel_capacity);
+            let p = Pump {
+                client: self.client.clone(),
+                sql: self.sql.clone(),
+                stats: self.stats.clone(),
+                compressed: self.compressed.clone(),
+            };
+            let task = handle.spawn(p.run(rx));
+            self.run = Some(Running { tx, task: AbortOnDrop(task) });
+        }
+        let Some(run) = self.run.as_mut() else {
+            return Err(Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, "upload not running"));
+        };
+        if run.tx.send(In::Data(data)).await.is_ok() {
+            self.rows += rows;
+            return Ok(());
+        }
+        // The pump ended: it failed.
+        let e = match (&mut run.task.0).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, "CARTO ended the upload early"),
+            Err(j) => Error::new(ErrorKind::Transport, Endpoint::CopyFrom, format!("upload task failed: {j}")),
+        };
+        self.run = None;
+        self.failed = Some(e.clone());
+        Err(e)
+    }
+
+    /// True once the current request carries `copyfrom_max_bytes` compressed bytes: finish it and continue on a
+    /// new [`CopyIn`] (CARTO refuses requests over 2 GB).
+    pub fn needs_rollover(&self) -> bool {
+        self.compressed.load(Ordering::Relaxed) >= self.client.inner.cfg.copyfrom_max_bytes
+    }
+
+    /// Rows sent so far.
+    pub fn rows_sent(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn stats(&self) -> RequestStats {
+        self.stats.snapshot()
+    }
+
+    /// End the upload and wait for CARTO's answer. Fails if CARTO's `total_rows` differs from the rows sent.
+    /// With no data sent, sends nothing and returns zero rows. Cancel-safe: dropping the future before CARTO
+    /// received the end of the body aborts the upload (CARTO rolls back).
+    pub async fn finish(mut self) -> Result<CopyInSummary> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let Some(mut run) = self.run.take() else {
+            return Ok(CopyInSummary::default());
+        };
+        let rows = self.rows;
+        let _ = run.tx.send(In::Finish(rows)).await;
+        let r = match (&mut run.task.0).await {
+            Ok(r) => r,
+            Err(j) => Err(Error::new(ErrorKind::Transport, Endpoint::CopyFrom, format!("upload task failed: {j}"))),
+        };
+        let st = self.stats.snapshot();
+        let total = r?;
+        Ok(CopyInSummary { total_rows: total, requests: st.requests, bytes_sent: st.bytes_sent })
+    }
+
+    /// Break the upload: CARTO rolls it back. Same as dropping it.
+    pub fn abort(self) {
+        drop(self)
+    }
+}
+
+impl Drop for CopyIn {
+    fn drop(&mut self) {
+        // Aborting the pump drops the body sender without an End: the body stream fails, hyper breaks the
+        // connection, CARTO rolls back.
+        if let Some(run) = self.run.take() {
+            run.task.0.abort();
+        }
+    }
+}
+
+struct Pump {
+    client: Client,
+    sql: String,
+    stats: Arc<AtomicStats>,
+    compressed: Arc<AtomicU64>,
+}
+
+/// The request body: data until End; a closed channel without End is an error, so the request never ends
+/// cleanly by accident.
+fn body_stream(rx: mpsc::Receiver<BodyMsg>) -> reqwest::Body {
+    let s = futures_util::stream::unfold(Some(rx), |state| async move {
+        let mut rx = state?;
+        match rx.recv().await {
+            Some(BodyMsg::Data(b)) => Some((Ok::<Bytes, std::io::Error>(b), Some(rx))),
+            Some(BodyMsg::End) => None,
+            None => Some((Err(std::io::Error::other("upload aborted")), None)),
+        }
+    });
+    reqwest::Body::wrap_stream(s)
+}
+
+impl Pump {
+    fn start_request(&self, body: reqwest::Body) -> AbortOnDrop<reqwest::Result<reqwest::Response>> {
+        let mut url = self.client.inner.cfg.endpoint_url(&["copyfrom"]);
+        url.query_pairs_mut().append_pair("q", &self.sql);
+        let rb = self
+            .client
+            .request(reqwest::Method::POST, url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_ENCODING, "gzip")
+            .header(reqwest::header::CONNECTION, "close")
+            .body(body);
+        self.stats.add_requests(1);
+        self.compressed.store(0, Ordering::Relaxed);
+        AbortOnDrop(tokio::spawn(rb.send()))
+    }
+
+    async fn run(self, rx: mpsc::Receiver<In>) -> Result<u64> {
+        let r = self.run_inner(rx).await;
+        r.map_err(|e| self.client.redact(e))
+    }
+
+    async fn run_inner(&self, mut rx: mpsc::Receiver<In>) -> Result<u64> {
+        let cfg = &self.client.inner.cfg;
+        let level = Compression::new(cfg.compression_level);
+        let mut enc = GzEncoder::new(Vec::with_capacity(64 * 1024), level);
+        let gz_err = |e: std::io::Error| Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, format!("gzip: {e}"));
+
+        let mut out_q: VecDeque<Bytes> = VecDeque::new();
+        let mut replay: Vec<Bytes> = Vec::new();
+        let mut replay_bytes = 0usize;
+        let mut replayable = true;
+        let mut retries = 0u32;
+        let mut rows_expected: Option<u64> = None; // set by Finish
+        let mut end_sent = false;
+        let mut body_closed = false;
+        let mut last_activity = Instant::now();
+        let mut answer_deadline: Option<Instant> = None;
+
+        let (mut body_tx, body_rx) = mpsc::channel::<BodyMsg>(cfg.channel_capacity);
+        let mut resp_task = self.start_request(body_stream(body_rx));
+
+        loop {
+            let want_send = !body_closed && (!out_q.is_empty() || (rows_expected.is_some() && !end_sent));
+            let want_input = out_q.is_empty() && rows_expected.is_none();
+            let keepalive_at = last_activity + cfg.keepalive_interval;
+            let far = Instant::now() + Duration::from_secs(86400 * 365);
+            let answer = tokio::select! {
+                biased;
+                r = &mut resp_task.0 => Some(r),
+                permit = body_tx.reserve(), if want_send => {
+                    match permit {
+                        Err(_) => {
+                            // hyper stopped reading the body: CARTO answered early or the connection broke.
+                            body_closed = true;
+                            answer_deadline = Some(Instant::now() + cfg.request_timeout);
+                        }
+                        Ok(p) => {
+                            if let Some(c) = out_q.pop_front() {
+                                let n = c.len();
+                                if replayable {
+                                    replay_bytes += n;
+                                    if replay_bytes > REPLAY_MAX {
+                                        replayable = false;
+                                        replay = Vec::new();
+                                    } else {
+                                        replay.push(c.clone());
+                                    }
+                                }
+                                p.send(BodyMsg::Data(c));
+                                self.stats.add_sent(n as u64);
+                                self.compressed.fetch_add(n as u64, Ordering::Relaxed);
+                            } else {
+                                p.send(BodyMsg::End);
+                                end_sent = true;
+                                answer_deadline = Some(Instant::now() + cfg.request_timeout);
+                            }
+                            last_activity = Instant::now();
+                        }
+                    }
+                    None
+                }
+                msg = rx.recv(), if want_input => {
+                    match msg {
+                        Some(In::Data(b)) => {
+                            enc.write_all(&b).map_err(gz_err)?;
+                            let out = std::mem::take(enc.get_mut());
+                            if !out.is_empty() {
+                                out_q.push_back(Bytes::from(out));
+                            }
+                        }
+                        Some(In::Finish(rows)) => {
+                            enc.try_finish().map_err(gz_err)?;
+                            let out = std::mem::take(enc.get_mut());
+                            if !out.is_empty() {
+                                out_q.push_back(Bytes::from(out));
+                            }
+                            rows_expected = Some(rows);
+                        }
+                        None => {
+                            // The caller went away without finishing: abort (dropping body_tx fails the body).
+                            return Err(Error::new(ErrorKind::Transport, Endpoint::CopyFrom, "upload abandoned"));
+                        }
+                    }
+                    None
+                }
+                _ = tokio::time::sleep_until(keepalive_at), if want_input && !body_closed => {
+                    enc.flush().map_err(gz_err)?;
+                    let mut out = std::mem::take(enc.get_mut());
+                    out.extend_from_slice(&EMPTY_STORED_BLOCK);
+                    out_q.push_back(Bytes::from(out));
+                    last_activity = Instant::now();
+                    None
+                }
+                _ = tokio::time::sleep_until(answer_deadline.unwrap_or(far)), if answer_deadline.is_some() => {
+                    return Err(Error::new(ErrorKind::Timeout, Endpoint::CopyFrom,
+                        format!("no answer from CARTO within request_timeout ({} s) after the upload", cfg.request_timeout.as_secs_f64())));
+                }
+            };
+            if let Some(r) = answer {
+                    let resp = match r {
+                        Ok(Ok(resp)) => resp,
+                        Ok(Err(e)) => {
+                            let mut err = Error::transport(Endpoint::CopyFrom, &e);
+                            err.message = if end_sent {
+                                format!("connection lost while waiting for CARTO's answer to the upload: {}", err.message)
+                            } else {
+                                format!("upload cut before its end (CARTO rolls it back): {}", err.message)
+                            };
+                            return Err(err);
+                        }
+                        Err(j) => return Err(Error::new(ErrorKind::Transport, Endpoint::CopyFrom, format!("request task failed: {j}"))),
+                    };
+                    let status = resp.status().as_u16();
+                    if resp.status().is_success() {
+                        let mut st = RequestStats::default();
+                        let deadline = Instant::now() + cfg.request_timeout;
+                        let body = read_body(Endpoint::CopyFrom, resp, 1 << 20, deadline, &mut st).await?;
+                        self.stats.add_received(st.bytes_received);
+                        if !end_sent {
+                            return Err(Error::new(ErrorKind::Protocol, Endpoint::CopyFrom,
+                                format!("CARTO answered {status} before the upload ended")).with_status(status));
+                        }
+                        return self.check_answer(status, &body, rows_expected.unwrap_or(0));
+                    }
+                    let (retry_after, _) = retry_info(resp.headers());
+                    let mut st = RequestStats::default();
+                    let mut err = error_from_response(Endpoint::CopyFrom, resp, &mut st).await;
+                    self.stats.add_received(st.bytes_received);
+                    err.retries = retries;
+                    let can_replay = status == 429 && replayable && retry_after.is_some();
+                    let wait = if can_replay { self.client.backoff(&err, retries, crate::client::Retry::RateLimitOnly) } else { None };
+                    let Some(wait) = wait else { return Err(err) };
+                    // CARTO refused the request before accepting anything: replay it on a new request.
+                    tokio::time::sleep(wait).await;
+                    retries += 1;
+                    self.stats.add_retries(1);
+                    let mut q: VecDeque<Bytes> = replay.drain(..).collect();
+                    q.extend(out_q.drain(..));
+                    out_q = q;
+                    replay_bytes = 0;
+                    end_sent = false;
+                    body_closed = false;
+                    answer_deadline = None;
+                    let (tx, brx) = mpsc::channel::<BodyMsg>(cfg.channel_capacity);
+                    body_tx = tx;
+                    resp_task = self.start_request(body_stream(brx));
+                    last_activity = Instant::now();
+                            }
+        }
+    }
+
+    fn check_answer(&self, status: u16, body: &[u8], rows_sent: u64) -> Result<u64> {
+        if let Some(p) = parse_error_body(body) {
+            return Err(Error::from_body_error(Endpoint::CopyFrom, p));
+        }
+        let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+            Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, format!("malformed answer to the upload: {e}"))
+                .with_status(status)
+        })?;
+        let Some(total) = v.get("total_rows").and_then(serde_json::Value::as_u64) else {
+            return Err(Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, "CARTO's answer has no total_rows")
+                .with_status(status));
+        };
+        if total != rows_sent {
+            return Err(Error::new(
+                ErrorKind::RowCountMismatch,
+                Endpoint::CopyFrom,
+                format!("CARTO copied {total} rows but {rows_sent} were sent"),
+            )
+            .with_status(status)
+            .with_hint("the rows were committed on CARTO's side; check the remote table"));
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    /// The keep-alive block after a sync flush leaves a valid gzip stream, at every level.
+    #[test]
+    fn keepalive_blocks_are_valid_gzip() {
+        for level in [0u32, 1, 6, 9] {
+            let mut enc = GzEncoder::new(Vec::new(), Compression::new(level));
+            let mut wire = Vec::new();
+            enc.write_all(b"1\ta\n").unwrap();
+            wire.extend(std::mem::take(enc.get_mut()));
+            for _ in 0..3 {
+                enc.flush().unwrap();
+                wire.extend(std::mem::take(enc.get_mut()));
+                wire.extend_from_slice(&EMPTY_STORED_BLOCK);
+            }
+            enc.write_all(b"2\tb\n").unwrap();
+            wire.extend(std::mem::take(enc.get_mut()));
+            enc.try_finish().unwrap();
+            wire.extend(std::mem::take(enc.get_mut()));
+            let mut s = String::new();
+            flate2::read::GzDecoder::new(&wire[..]).read_to_string(&mut s).unwrap();
+            assert_eq!(s, "1\ta\n2\tb\n", "level {level}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! COPY out of CARTO: `POST /api/v2/sql/copyto`, streamed.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::client::{Client, Retry};
+use crate::error::{parse_error_object, Endpoint, Error, ErrorKind, Result};
+use crate::stats::{AtomicStats, RequestStats};
+
+/// Lines are handed to the caller as soon as the channel has room, and in chunks of at most about this size.
+const CHUNK_TARGET: usize = 64 * 1024;
+/// CARTO's appended error starts like this.
+const ERROR_PREFIX: &[u8] = b"{\"error\":";
+
+enum Msg {
+    Chunk(Bytes),
+    End,
+    Err(Error),
+}
+
+/// A running COPY TO: raw COPY bytes in chunks of whole lines. Dropping it closes the connection at once,
+/// and CARTO cancels the query.
+pub struct CopyOutStream {
+    rx: mpsc::Receiver<Msg>,
+    task: AbortHandle,
+    stats: Arc<AtomicStats>,
+    done: bool,
+}
+
+impl std::fmt::Debug for CopyOutStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyOutStream").field("stats", &self.stats()).field("done", &self.done).finish()
+    }
+}
+
+impl Drop for CopyOutStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CopyOutStream {
+    /// The next chunk of whole lines (each ending with `\n`), or `None` at the clean end of the stream.
+    /// An error CARTO appended to the data, a connection cut before the end, or an idle read longer than
+    /// `request_timeout` is an Err, never data. Cancel-safe.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.rx.recv().await {
+            Some(Msg::Chunk(b)) => Ok(Some(b)),
+            Some(Msg::End) => {
+                self.done = true;
+                Ok(None)
+            }
+            Some(Msg::Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+            None => {
+                self.done = true;
+                Err(Error::new(ErrorKind::Transport, Endpoint::CopyTo, "the COPY TO network task ended unexpectedly"))
+            }
+        }
+    }
+
+    /// Requests, bytes received (after gzip decoding) and retries so far.
+    pub fn stats(&self) -> RequestStats {
+        self.stats.snapshot()
+    }
+}
+
+impl Client {
+    /// Start `COPY ... TO STDOUT` through `/copyto` (POST, form body). Returns once CARTO answered 200; errors
+    /// before the stream (4xx) are returned here. Retried (429 with `Retry-After`, transport, 502/503/504) only
+    /// until the response head arrived, so never after a chunk was handed out. The stream's network side runs on
+    /// a task spawned on the current tokio runtime.
+    pub async fn copy_to(&self, copy_sql: &str) -> Result<CopyOutStream> {
+        let url = self.inner.cfg.endpoint_url(&["copyto"]);
+        let mut stats = RequestStats::default();
+        let form = [("q", copy_sql)];
+        let resp = self
+            .send_head(Endpoint::CopyTo, Retry::Read, &mut stats, || {
+                self.request(reqwest::Method::POST, url.clone()).form(&form)
+            })
+            .await?;
+        stats.bytes_sent += copy_sql.len() as u64;
+        let shared = Arc::new(AtomicStats::default());
+        shared.add_requests(stats.requests);
+        shared.add_received(stats.bytes_received);
+        shared.add_sent(stats.bytes_sent);
+        shared.add_retries(stats.retries);
+        let (tx, rx) = mpsc::channel(self.inner.cfg.channel_capacity);
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::config("copy_to must run inside a tokio runtime"))?;
+        let client = self.clone();
+        let st = shared.clone();
+        let task = handle.spawn(async move {
+            if let Err(e) = pump(resp, &tx, &st, client.inner.cfg.request_timeout).await {
+                let _ = tx.send(Msg::Err(client.redact(e))).await;
+            }
+        });
+        Ok(CopyOutStream { rx, task: task.abort_handle(), stats: shared, done: false })
+    }
+}
+
+/// Where to cut `pending` so that only whole lines go out, holding back a last line that looks like CARTO's
+/// appended error until more data shows it was a row.
+fn ready_cut(pending: &[u8]) -> usize {
+    let Some(last_nl) = memchr::memrchr(b'\n', pending) else { return 0 };
+    let cut = last_nl + 1;
+    let line_start = memchr::memrchr(b'\n', &pending[..last_nl]).map_or(0, |i| i + 1);
+    if pending[line_start..].starts_with(ERROR_PREFIX) {
+        line_start
+    } else {
+        cut
+    }
+}
+
+async fn pump(
+    resp: reqwest::Response,
+    tx: &mpsc::Sender<Msg>,
+    stats: &AtomicStats,
+    idle: std::time::Duration,
+) -> Result<()> {
+    let mut body = resp.bytes_stream();
+    let mut pending = BytesMut::with_capacity(CHUNK_TARGET * 2);
+    let mut deadline = Instant::now() + idle;
+    loop {
+        let cut = ready_cut(&pending);
+        if cut >= CHUNK_TARGET {
+            if tx.send(Msg::Chunk(pending.split_to(cut).freeze())).await.is_err() {
+                return Ok(()); // the caller is gone
+            }
+            continue;
+        }
+        tokio::select! {
+            permit = tx.reserve(), if cut > 0 => {
+                match permit {
+                    Ok(p) => p.send(Msg::Chunk(pending.split_to(cut).freeze())),
+                    Err(_) => return Ok(()),
+                }
+            }
+            next = body.next() => match next {
+                Some(Ok(chunk)) => {
+                    stats.add_received(chunk.len() as u64);
+                    pending.extend_from_slice(&chunk);
+                    deadline = Instant::now() + idle;
+                }
+                Some(Err(e)) => {
+                    let mut err = Error::transport(Endpoint::CopyTo, &e);
+                    err.kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Transport };
+                    err.message = format!("COPY TO stream cut before its end: {}", err.message);
+                    err.status = Some(200);
+                    return Err(err);
+                }
+                None => return finish(pending, tx).await,
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    Endpoint::CopyTo,
+                    format!("COPY TO stream idle for request_timeout ({} s)", idle.as_secs_f64()),
+                ).with_status(200));
+            }
+        }
+    }
+}
+
+/// The body ended: what is left is whole lines, CARTO's appended error, or a cut line.
+async fn finish(mut pending: BytesMut, tx: &mpsc::Sender<Msg>) -> Result<()> {
+    if pending.is_empty() {
+        let _ = tx.send(Msg::End).await;
+        return Ok(());
+    }
+    // The last line, with or without its '\n'.
+    let body_end = if pending.ends_with(b"\n") { pending.len() - 1 } else { pending.len() };
+    let line_start = memchr::memrchr(b'\n', &pending[..body_end]).map_or(0, |i| i + 1);
+    let last = &pending[line_start..body_end];
+    if last.starts_with(b"{") {
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(last) {
+            if let Some(p) = parse_error_object(&o) {
+                let mut e = Error::from_body_error(Endpoint::CopyTo, p);
+                e.hint.get_or_insert_with(|| "CARTO reported this error after the COPY stream had begun".into());
+                return Err(e);
+            }
+        }
+    }
+    if !pending.ends_with(b"\n") {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            Endpoint::CopyTo,
+            format!("COPY TO stream ended in the middle of a line ({} bytes without a newline)", pending.len() - line_start),
+        )
+        .with_status(200));
+    }
+    let _ = tx.send(Msg::Chunk(pending.split().freeze())).await;
+    let _ = tx.send(Msg::End).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts() {
+        assert_eq!(ready_cut(b"abc"), 0);
+        assert_eq!(ready_cut(b"a\nb\nc"), 4);
+        assert_eq!(ready_cut(b"a\n{\"error\":[\"x\"]}\n"), 2);
+        assert_eq!(ready_cut(b"a\n{\"error\":[\"x\"]}\nb\n"), 20);
+        assert_eq!(ready_cut(b"{\"error\":[\"x\"]}\n"), 0);
+    }
+
+    #[tokio::test]
+    async fn finishes() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let e = finish(BytesMut::from(&b"1\ta\n{\"error\":[\"boom\"],\"detail\":\"d\"}"[..]), &tx).await.unwrap_err();
+        assert_eq!(e.message, "boom");
+        assert_eq!(e.detail.as_deref(), Some("d"));
+        let e = finish(BytesMut::from(&b"{\"error\":[\"boom\"]}\n"[..]), &tx).await.unwrap_err();
+        assert_eq!(e.message, "boom");
+        let e = finish(BytesMut::from(&b"1\ta\n2\tb"[..]), &tx).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Protocol);
+        finish(BytesMut::from(&b"{\"error\":x\n"[..]), &tx).await.unwrap();
+        assert!(matches!(rx.recv().await, Some(Msg::Chunk(b)) if &b[..] == b"{\"error\":x\n"));
+        assert!(matches!(rx.recv().await, Some(Msg::End)));
+    }
+}

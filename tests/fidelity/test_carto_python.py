@@ -1,0 +1,404 @@
+"""carto-python (CARTO's own client, `pip install carto`) against carto-sim.
+
+Every test checks what really happened on the database side (psql as superuser), not only what the
+client returned.
+"""
+import io
+import re
+import time
+import warnings
+
+import pytest
+from carto.auth import APIKeyAuthClient
+from carto.exceptions import CartoException, CartoRateLimitException
+from carto.sql import BatchSQLClient, CopySQLClient, SQLClient
+
+from conftest import ALICE_KEY, DEMO_KEY, DEMO_READER_KEY, FREE_KEY
+
+warnings.filterwarnings("ignore", message=".*unencrypted API key.*")
+
+
+def auth(sim, user="demo", key=DEMO_KEY):
+    return APIKeyAuthClient(base_url=sim.base_url(user), api_key=key)
+
+
+def inner(exc_info):
+    """carto-python wraps pyrestcli's exception (message, status_code) in CartoException."""
+    e = exc_info.value
+    assert isinstance(e, CartoException)
+    return e.args[0]
+
+
+def cartodbfied_table(sql, name, extra=", name text, n integer"):
+    sql.send(f"CREATE TABLE {name} (cartodb_id serial PRIMARY KEY, the_geom geometry(Point,4326), "
+             f"the_geom_webmercator geometry(Point,3857){extra})")
+    r = sql.send(f"SELECT CDB_CartodbfyTable('{name}')")
+    assert r["rows"] == [{"cdb_cartodbfytable": name}]
+
+
+# Values that a COPY text stream must carry exactly: escapes, unicode, NULL, empty string.
+NAMES = ["plain", "tab\\there", "back\\\\slash", "new\\nline", "ñandú €", "emoji 😀", "\\N", "", "quote ' \""]
+
+
+def name_of(i):
+    return NAMES[i % len(NAMES)]
+
+
+def point_of(i):
+    return ((i % 359) - 179) + 0.5, ((i % 169) - 84) + 0.25
+
+
+def copy_line(i):
+    x, y = point_of(i)
+    return f"{name_of(i)}\t{i}\tSRID=4326;POINT({x} {y})\n"
+
+
+def expected_dump(n):
+    """What `COPY (SELECT name, n, ST_AsEWKT(the_geom) ... ORDER BY n)` must give after loading copy_line(1..n)."""
+    return "".join(copy_line(i) for i in range(1, n + 1)).encode()
+
+
+def dump(sim, table, user="demo"):
+    return sim.copy_out(f"COPY (SELECT name, n, ST_AsEWKT(the_geom) FROM {table} ORDER BY n) TO STDOUT", user=user)
+
+
+# --------------------------------------------------------------------------------------------- SQLClient
+
+def test_sql_send_rows_and_fields(sim):
+    sql = SQLClient(auth(sim))
+    r = sql.send("SELECT 1::int AS i, 2.5::float8 AS f, 'x'::text AS t, true AS b, "
+                 "CDB_LatLng(1, 2) AS g, '2026-11-21'::date AS d, NULL::text AS z")
+    hexgeom = sim.psql("SELECT CDB_LatLng(1, 2)").strip()
+    assert hexgeom == "0101000020E6100000000000000000004000000000000000F03F"
+    assert r["total_rows"] == 1
+    assert r["rows"] == [{"i": 1, "f": 2.5, "t": "x", "b": True, "g": hexgeom, "d": "2026-11-21T00:00:00Z", "z": None}]
+    f = r["fields"]
+    assert f["i"]["type"] == "number" and f["i"]["pgtype"] == "int4"
+    assert f["f"]["type"] == "number"
+    assert f["t"]["type"] == "string" and f["t"]["pgtype"] == "text"
+    assert f["b"]["type"] == "boolean"
+    assert f["g"]["type"] == "geometry"
+    assert f["d"]["type"] == "date"
+    assert isinstance(r["time"], (int, float))
+
+
+def test_sql_send_get_and_post_agree(sim):
+    sql = SQLClient(auth(sim))
+    q = "SELECT g AS n, md5(g::text) AS h FROM generate_series(1, 50) g ORDER BY g"
+    got = sql.send(q, do_post=False)
+    posted = sql.send(q)
+    assert got["rows"] == posted["rows"]
+    assert got["total_rows"] == 50
+    assert got["rows"][49] == {"n": 50, "h": sim.psql("SELECT md5('50')").strip()}
+
+
+def test_sql_send_error_raises_with_cartos_message(sim):
+    sql = SQLClient(auth(sim))
+    with pytest.raises(CartoException) as ei:
+        sql.send("SELECT * FROM no_such_table")
+    e = inner(ei)
+    assert getattr(e, "status_code", None) == 400
+    assert e.args[0] == ['relation "no_such_table" does not exist']
+
+
+def test_sql_error_after_first_rows_comes_in_a_200_body(sim):
+    # CARTO has already sent status 200 and the first rows: the error is appended to the JSON.
+    sql = SQLClient(auth(sim))
+    r = sql.send("SELECT CASE WHEN g < 3 THEN g ELSE 1 / (g - g) END AS v FROM generate_series(1, 5) g")
+    assert r.get("error") == ["division by zero"]
+
+
+def test_sql_several_statements(sim):
+    sql = SQLClient(auth(sim))
+    r = sql.send("SELECT 1 AS a; SELECT 2 AS b, 3 AS c")
+    assert r["rows"] == [{"a": 1}, {"b": 2, "c": 3}]
+    assert set(r["fields"]) == {"b", "c"}
+    assert r["total_rows"] == 1
+
+
+def test_sql_write_reports_affected_rows(sim, unique):
+    sql = SQLClient(auth(sim))
+    sql.send(f"CREATE TABLE {unique} (x int)")
+    r = sql.send(f"INSERT INTO {unique} SELECT generate_series(1, 3)")
+    assert r["rows"] == [] and r["total_rows"] == 3
+    assert sim.psql(f"SELECT array_agg(x ORDER BY x) FROM {unique}").strip() == "{1,2,3}"
+
+
+def test_sql_unknown_key_unknown_user_and_permissions(sim):
+    with pytest.raises(CartoException) as ei:
+        SQLClient(auth(sim, key="wrong-key")).send("SELECT 1")
+    assert type(inner(ei)).__name__ == "UnauthorizedErrorException"
+
+    with pytest.raises(CartoException) as ei:
+        SQLClient(auth(sim, user="nobody", key="whatever")).send("SELECT 1")
+    e = inner(ei)
+    assert type(e).__name__ == "NotFoundException"
+    assert e.args[0] == ["Sorry, we can't find CARTO user 'nobody'. "
+                         "Please check that you have entered the correct domain."]
+
+    reader = SQLClient(auth(sim, key=DEMO_READER_KEY))
+    assert reader.send("SELECT name FROM reader_table")["rows"] == [{"name": "visible"}]
+    with pytest.raises(CartoException) as ei:
+        reader.send("INSERT INTO reader_table (name) VALUES ('nope')")
+    assert type(inner(ei)).__name__ == "ForbiddenErrorException"
+    assert sim.psql("SELECT count(*) FROM reader_table").strip() == "1"
+
+
+def test_cdb_functions_through_the_api(sim, unique):
+    sql = SQLClient(auth(sim))
+    assert sql.send("SELECT current_schema()")["rows"] == [{"current_schema": "public"}]
+    # A table created with the three columns up front keeps its OID ...
+    cartodbfied_table(sql, unique)
+    oid = sim.psql(f"SELECT '{unique}'::regclass::oid").strip()
+    assert sql.send(f"SELECT CDB_CartodbfyTable('{unique}')")["rows"] == [{"cdb_cartodbfytable": unique}]
+    assert sim.psql(f"SELECT '{unique}'::regclass::oid").strip() == oid
+    sql.send(f"INSERT INTO {unique} (the_geom, name) VALUES (CDB_LatLng(40, -3), 'madrid')")
+    assert sim.psql(f"SELECT cartodb_id, ST_AsText(ST_SnapToGrid(the_geom_webmercator, 0.01)) FROM {unique}") \
+        == "1\tPOINT(-333958.47 4865942.28)\n"
+    names = [r["cdb_usertables"] for r in sql.send("SELECT CDB_UserTables()")["rows"]]
+    assert unique in names
+    # ... one without them is rewritten (new OID, cartodb_id bigint numbered 1..n).
+    other = unique + "_rw"
+    sql.send(f"CREATE TABLE {other} (name text CHECK (name <> ''))")
+    sql.send(f"INSERT INTO {other} VALUES ('a'), ('b')")
+    oid = sim.psql(f"SELECT '{other}'::regclass::oid").strip()
+    sql.send(f"SELECT CDB_CartodbfyTable('{other}')")
+    assert sim.psql(f"SELECT '{other}'::regclass::oid").strip() != oid
+    cols = sql.send(f"SELECT c AS col, CDB_ColumnType('{other}', c) AS type FROM CDB_ColumnNames('{other}') c")
+    assert cols["rows"] == [{"col": "cartodb_id", "type": "bigint"}, {"col": "the_geom", "type": "geometry"},
+                            {"col": "the_geom_webmercator", "type": "geometry"}, {"col": "name", "type": "text"}]
+    assert sql.send(f"SELECT cartodb_id, name FROM {other} ORDER BY 1")["rows"] == \
+        [{"cartodb_id": 1, "name": "a"}, {"cartodb_id": 2, "name": "b"}]
+    assert sql.send("SELECT ST_AsText(CDB_TransformToWebmercator(CDB_LatLng(0, 0))) AS w")["rows"] == \
+        [{"w": "POINT(0 0)"}]
+
+
+def test_org_member_must_name_its_schema_to_cartodbfy(sim):
+    sql = SQLClient(auth(sim, user="alice", key=ALICE_KEY))
+    assert sql.send("SELECT current_schema()")["rows"] == [{"current_schema": "alice"}]
+    sql.send("CREATE TABLE orgt (name text)")
+    with pytest.raises(CartoException) as ei:
+        sql.send("SELECT CDB_CartodbfyTable('orgt')")
+    assert inner(ei).args[0] == ["Please set user quota before cartodbfying tables."]
+    r = sql.send("SELECT CDB_CartodbfyTable('alice', 'orgt')")
+    assert r["rows"][0]["cdb_cartodbfytable"] in ("orgt", "alice.orgt")
+    assert sim.psql("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute "
+                    "WHERE attrelid = 'alice.orgt'::regclass AND attnum > 0 AND NOT attisdropped",
+                    org="acme").strip() == "cartodb_id,the_geom,the_geom_webmercator,name"
+
+
+# --------------------------------------------------------------------------------------------- CopySQLClient
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])
+def test_copyfrom_iterable(sim, unique, compress):
+    sql = SQLClient(auth(sim))
+    cartodbfied_table(sql, unique)
+    n = 3000
+    r = CopySQLClient(auth(sim)).copyfrom(f"COPY {unique} (name, n, the_geom) FROM stdin",
+                                          (copy_line(i).encode() for i in range(1, n + 1)), compress=compress)
+    assert r["total_rows"] == n
+    assert dump(sim, unique) == expected_dump(n)
+    # the trigger filled the_geom_webmercator, the sequence numbered cartodb_id
+    assert sim.psql(f"SELECT count(the_geom_webmercator), min(cartodb_id), max(cartodb_id) FROM {unique}") \
+        == f"{n}\t1\t{n}\n"
+
+
+def test_copyfrom_file_object_csv(sim, unique):
+    sql = SQLClient(auth(sim))
+    cartodbfied_table(sql, unique)
+    rows = [(f"name {i}, with comma", i) for i in range(1, 2001)]
+    csv = "name,n\n" + "".join(f'"{a}",{b}\n' for a, b in rows)
+    assert len(csv) > 3 * 8192  # several 8 KB chunks
+    r = CopySQLClient(auth(sim)).copyfrom_file_object(
+        f"COPY {unique} (name, n) FROM stdin WITH (FORMAT csv, HEADER true)", io.BytesIO(csv.encode()))
+    assert r["total_rows"] == 2000
+    assert sim.copy_out(f"COPY (SELECT name, n FROM {unique} ORDER BY n) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE (name))") \
+        == csv.split("\n", 1)[1].encode()
+
+
+def test_copyfrom_error_rolls_everything_back(sim, unique):
+    sql = SQLClient(auth(sim))
+    cartodbfied_table(sql, unique)
+    good = [copy_line(i).encode() for i in range(1, 5001)]
+    with pytest.raises(CartoException) as ei:
+        CopySQLClient(auth(sim)).copyfrom(f"COPY {unique} (name, n, the_geom) FROM stdin",
+                                          iter(good + [b"bad\tx\t\\N\n"]))
+    e = inner(ei)
+    assert getattr(e, "status_code", None) == 400
+    assert e.args[0][0].startswith('invalid input syntax for type integer: "x"')
+    assert sim.psql(f"SELECT count(*) FROM {unique}").strip() == "0"
+
+
+def test_copyfrom_zero_rows_is_an_error(sim, unique):
+    sql = SQLClient(auth(sim))
+    cartodbfied_table(sql, unique)
+    with pytest.raises(CartoException) as ei:
+        CopySQLClient(auth(sim)).copyfrom(f"COPY {unique} (name, n) FROM stdin", iter([]))
+    assert inner(ei).args[0] == ["No rows copied"]
+
+
+def loaded_table(sim, name, n=1500):
+    sql = SQLClient(auth(sim))
+    cartodbfied_table(sql, name)
+    CopySQLClient(auth(sim)).copyfrom(f"COPY {name} (name, n, the_geom) FROM stdin",
+                                      (copy_line(i).encode() for i in range(1, n + 1)))
+    return n
+
+
+def test_copyto_get(sim, unique):
+    loaded_table(sim, unique)
+    q = f"COPY (SELECT * FROM {unique} ORDER BY cartodb_id) TO STDOUT"
+    resp = CopySQLClient(auth(sim)).copyto(q)
+    assert resp.request.method == "GET"
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("application/octet-stream")
+    assert "carto-sql-copyto.dmp" in resp.headers.get("Content-Disposition", "")
+    assert resp.content == sim.copy_out(q)
+
+
+def test_copyto_post_above_1024_characters(sim, unique):
+    loaded_table(sim, unique)
+    pad = "x" * 1100
+    q = f"COPY (SELECT cartodb_id, name, n, the_geom FROM {unique} WHERE name <> '{pad}' ORDER BY n) TO STDOUT WITH (FORMAT csv)"
+    assert len(q) >= 1024
+    resp = CopySQLClient(auth(sim)).copyto(q)
+    assert resp.request.method == "POST"
+    assert resp.content == sim.copy_out(q)
+    assert resp.content.count(b"\n") == 1500
+
+
+def test_copyto_file_object_text_and_binary(sim, unique):
+    n = loaded_table(sim, unique)
+    for q in (f"COPY {unique} (n, name, the_geom_webmercator) TO STDOUT",
+              f"COPY (SELECT * FROM {unique} ORDER BY n) TO STDOUT WITH (FORMAT binary)"):
+        out = io.BytesIO()
+        CopySQLClient(auth(sim)).copyto_file_object(q, out)
+        assert out.getvalue() == sim.copy_out(q)
+    assert out.getvalue().startswith(b"PGCOPY\n\xff\r\n\0")
+    assert sim.psql(f"SELECT count(*) FROM {unique}").strip() == str(n)
+
+
+def test_copyto_error(sim):
+    with pytest.raises(CartoException) as ei:
+        CopySQLClient(auth(sim)).copyto("COPY no_such_table TO STDOUT")
+    assert str(ei.value) == '400 Client Error: relation "no_such_table" does not exist'
+    with pytest.raises(CartoException) as ei:
+        CopySQLClient(auth(sim)).copyto("SELECT 1")
+    assert str(ei.value) == "400 Client Error: SQL must start with COPY"
+
+
+# --------------------------------------------------------------------------------------------- BatchSQLClient
+
+JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def wait_status(batch, job_id, statuses, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        job = batch.read(job_id)
+        if job["status"] in statuses or time.time() > deadline:
+            return job
+        time.sleep(0.2)
+
+
+def test_batch_create_read_and_wait_done(sim, unique):
+    batch = BatchSQLClient(auth(sim))
+    job = batch.create([f"CREATE TABLE {unique} (x int)", f"INSERT INTO {unique} SELECT generate_series(1, 10)"])
+    assert JOB_ID.match(job["job_id"])
+    assert job["user"] == "demo"
+    assert job["status"] in ("pending", "running", "done")
+    assert [q["query"] for q in job["query"]] == [f"CREATE TABLE {unique} (x int)",
+                                                  f"INSERT INTO {unique} SELECT generate_series(1, 10)"]
+    done = wait_status(batch, job["job_id"], ("done", "failed"))
+    assert done["status"] == "done", done
+    assert [q["status"] for q in done["query"]] == ["done", "done"]
+    assert sim.psql(f"SELECT count(*), sum(x) FROM {unique}") == "10\t55\n"
+
+    job = batch.create_and_wait_for_completion(f"UPDATE {unique} SET x = x * 2")
+    assert job["status"] == "done"
+    assert sim.psql(f"SELECT sum(x) FROM {unique}").strip() == "110"
+
+
+def test_batch_wait_failed(sim):
+    batch = BatchSQLClient(auth(sim))
+    with pytest.raises(CartoException) as ei:
+        batch.create_and_wait_for_completion("SELECT * FROM no_such_table")
+    msg = str(ei.value)
+    assert msg.startswith("Batch SQL job failed with result:")
+    assert "'status': 'failed'" in msg
+    job_id = re.search(r"'job_id': '([0-9a-f-]{36})'", msg).group(1)
+    job = batch.read(job_id)
+    assert job["status"] == "failed"
+    assert job["failed_reason"] == 'relation "no_such_table" does not exist'
+
+
+def test_batch_cancel_running_and_done(sim):
+    batch = BatchSQLClient(auth(sim))
+    job = batch.create("SELECT pg_sleep(30)")
+    running = wait_status(batch, job["job_id"], ("running",), timeout=15)
+    assert running["status"] == "running"
+    assert batch.cancel(job["job_id"]) == "cancelled"
+    assert batch.read(job["job_id"])["status"] == "cancelled"
+    # the query really stopped on the database
+    deadline = time.time() + 10
+    while time.time() < deadline and sim.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'").strip() != "0":
+        time.sleep(0.2)
+    assert sim.psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'").strip() == "0"
+
+    done = batch.create_and_wait_for_completion("SELECT 1")
+    # carto-python turns CARTO's "Cannot set status from done to cancelled" into 'done'
+    assert batch.cancel(done["job_id"]) == "done"
+
+
+def test_batch_unknown_job_and_non_master_key(sim):
+    batch = BatchSQLClient(auth(sim))
+    missing = "00000000-0000-4000-8000-000000000000"
+    with pytest.raises(CartoException) as ei:
+        batch.read(missing)
+    e = inner(ei)
+    assert getattr(e, "status_code", None) == 400
+    assert e.args[0] == [f"Job with id {missing} not found"]
+    with pytest.raises(CartoException) as ei:
+        BatchSQLClient(auth(sim, key=DEMO_READER_KEY)).create("SELECT 1")
+    assert type(inner(ei)).__name__ == "ForbiddenErrorException"
+
+
+# --------------------------------------------------------------------------------------------- rate limits
+
+def test_rate_limited_copies_raise_carto_rate_limit_exception(sim):
+    sql = SQLClient(auth(sim, user="freebie", key=FREE_KEY))
+    sql.send("CREATE TABLE limited (name text, n int)")
+    copy = CopySQLClient(auth(sim, user="freebie", key=FREE_KEY))
+    assert copy.copyfrom("COPY limited (name, n) FROM stdin", iter([b"a\t1\n"]))["total_rows"] == 1
+    with pytest.raises(CartoRateLimitException) as ei:
+        copy.copyfrom("COPY limited (name, n) FROM stdin", iter([b"b\t2\n"]))
+    e = ei.value
+    assert isinstance(e.limit, int) and e.limit >= 1
+    assert e.remaining == 0
+    assert 0 < e.retry_after <= 60
+    assert 0 < e.reset <= 60
+    assert "You are over platform's limits" in str(e)
+    assert sim.psql("SELECT string_agg(name, ',') FROM limited", user="freebie").strip() == "a"
+
+    # copyto is limited separately (its own endpoint group)
+    assert copy.copyto("COPY limited TO STDOUT").content == b"a\t1\n"
+    with pytest.raises(CartoRateLimitException) as ei:
+        copy.copyto("COPY limited TO STDOUT")
+    assert ei.value.remaining == 0 and ei.value.retry_after > 0
+
+
+def test_statement_timeout_is_a_429_without_retry_after(sim):
+    # free plan: 5 s statement timeout on /sql; CARTO answers 429 with no Retry-After, which carto-python
+    # does NOT take for a rate limit.
+    sql = SQLClient(auth(sim, user="freebie", key=FREE_KEY))
+    t = time.time()
+    with pytest.raises(CartoException) as ei:
+        sql.send("SELECT pg_sleep(8)")
+    assert not isinstance(ei.value, CartoRateLimitException)
+    e = inner(ei)
+    assert getattr(e, "status_code", None) == 429
+    assert "Retry-After" not in e.headers
+    assert e.args[0] == ["You are over platform's limits: SQL query timeout error. Refactor your query before "
+                         "running again or contact CARTO support for more details."]
+    assert time.time() - t < 7.5

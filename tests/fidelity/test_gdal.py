@@ -1,0 +1,134 @@
+"""GDAL's Carto driver (ogr2ogr / ogrinfo from Debian's gdal-bin) against carto-sim."""
+import json
+import os
+import re
+import subprocess
+import warnings
+
+import pytest
+from carto.auth import APIKeyAuthClient
+from carto.sql import SQLClient
+
+from conftest import DEMO_KEY
+
+warnings.filterwarnings("ignore", message=".*unencrypted API key.*")
+
+
+def gdal_config(sim, page_size=None):
+    cfg = ["--config", "CARTO_API_URL", sim.sql_url("demo"), "--config", "CARTO_API_KEY", DEMO_KEY,
+           "--config", "CPL_CURL_VERBOSE", "NO"]
+    if page_size:
+        cfg += ["--config", "CARTO_PAGE_SIZE", str(page_size)]
+    return cfg
+
+
+def run(cmd, timeout=300):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return p
+
+
+def sql(sim):
+    return SQLClient(APIKeyAuthClient(base_url=sim.base_url("demo"), api_key=DEMO_KEY))
+
+
+def point(i):
+    return round(-170 + (i * 0.731) % 340, 4), round(-80 + (i * 0.377) % 160, 4)
+
+
+def test_ogr2ogr_upload_in_copy_mode(sim, tmp_path):
+    n = 347
+    feats = []
+    for i in range(1, n + 1):
+        x, y = point(i)
+        feats.append({"type": "Feature",
+                      "properties": {"name": f"feature {i} ñ'\"\t\\", "value": i * 3, "score": i / 8},
+                      "geometry": {"type": "Point", "coordinates": [x, y]}})
+    src = tmp_path / "points.geojson"
+    src.write_text(json.dumps({"type": "FeatureCollection", "features": feats}), encoding="utf-8")
+
+    sim.clear_log()
+    p = run(["ogr2ogr", "--debug", "on", "-f", "Carto", "Carto:demo", str(src), "-nln", "gdal_points"]
+            + gdal_config(sim))
+    assert p.returncode == 0, p.stderr[-4000:]
+    assert "RunCopyFrom" in p.stderr, "GDAL did not use COPY mode"
+    copies = [e for e in sim.requests_log() if e.get("path", "").endswith("/copyfrom")]
+    assert copies and all(e["status"] == 200 for e in copies), copies
+
+    rows = sim.psql("SELECT value, score, ST_X(the_geom), ST_Y(the_geom), ST_SRID(the_geom), "
+                    "the_geom_webmercator IS NOT NULL FROM gdal_points ORDER BY value").splitlines()
+    assert len(rows) == n
+    for i, line in enumerate(rows, start=1):
+        value, score, x, y, srid, merc = line.split("\t")
+        assert int(value) == i * 3
+        assert float(score) == i / 8
+        assert (float(x), float(y)) == point(i)
+        assert srid == "4326" and merc == "t"
+    assert sim.psql("SELECT min(cartodb_id), max(cartodb_id), count(DISTINCT cartodb_id) FROM gdal_points") \
+        == f"1\t{n}\t{n}\n"
+    # exact text of every name, without psql's formatting in the way
+    names = sim.copy_out("COPY (SELECT name FROM gdal_points ORDER BY value) TO STDOUT").decode()
+    assert names == "".join(f"feature {i} ñ'\"\\t\\\\\n" for i in range(1, n + 1))
+    # cartodbfied by GDAL's cdb_cartodbfytable() call
+    cols = sim.psql("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute "
+                    "WHERE attrelid = 'gdal_points'::regclass AND attnum > 0 AND NOT attisdropped").strip()
+    assert cols.split(",")[:3] == ["cartodb_id", "the_geom", "the_geom_webmercator"], cols
+    assert sim.psql("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'gdal_points'::regclass "
+                    "AND tgname = 'update_the_geom_webmercator_trigger'").strip() == "1"
+
+
+def make_paged_table(sim, name, n):
+    s = sql(sim)
+    s.send(f"CREATE TABLE {name} (cartodb_id serial PRIMARY KEY, the_geom geometry(Point,4326), "
+           f"the_geom_webmercator geometry(Point,3857), label text, k integer)")
+    s.send(f"SELECT CDB_CartodbfyTable('{name}')")
+    s.send(f"INSERT INTO {name} (the_geom, label, k) "
+           f"SELECT CDB_LatLng(g * 0.25 - 60, g * 0.5 - 150), 'row ' || g, g * g FROM generate_series(1, {n}) g")
+
+
+def parse_ogrinfo(text, layer):
+    feats = {}
+    cur = None
+    for line in text.splitlines():
+        m = re.match(rf"OGRFeature\({re.escape(layer)}\):(\d+)$", line)
+        if m:
+            cur = int(m.group(1))
+            feats[cur] = {}
+            continue
+        if cur is None:
+            continue
+        m = re.match(r"\s+(\w+) \((\w+)\) = (.*)$", line)
+        if m:
+            feats[cur][m.group(1)] = m.group(3)
+            continue
+        m = re.match(r"\s+POINT \(([-\d.e]+) ([-\d.e]+)\)$", line)
+        if m:
+            feats[cur]["geom"] = (float(m.group(1)), float(m.group(2)))
+    return feats
+
+
+def test_ogrinfo_reads_every_feature_with_paging(sim):
+    n = 317
+    make_paged_table(sim, "gdal_paged", n)
+    sim.clear_log()
+    p = run(["ogrinfo", "-ro", "-al", "Carto:demo tables=gdal_paged"] + gdal_config(sim, page_size=50))
+    assert p.returncode == 0, p.stderr[-4000:]
+    feats = parse_ogrinfo(p.stdout, "gdal_paged")
+    assert sorted(feats) == list(range(1, n + 1))
+    for g, f in feats.items():
+        assert f["label"] == f"row {g}"
+        assert int(f["k"]) == g * g
+        assert f["geom"] == (g * 0.5 - 150, g * 0.25 - 60)
+    assert re.search(r"Feature Count: 317", p.stdout)
+    queries = [e for e in sim.requests_log() if e.get("group") == "query"]
+    # 317 rows in pages of 50 = 7 pages at least, each a /sql request
+    assert len(queries) >= 7, queries
+    assert all(e["status"] == 200 for e in queries)
+
+
+def test_ogrinfo_lists_layers_with_cdb_usertables(sim):
+    make_paged_table(sim, "gdal_listed", 3)
+    p = run(["ogrinfo", "-ro", "Carto:demo"] + gdal_config(sim))
+    assert p.returncode == 0, p.stderr[-4000:]
+    assert re.search(r"^\d+: gdal_listed \(Point\)$", p.stdout, re.M), p.stdout
+    # only tables the key can read, as CDB_UserTables() says
+    assert sim.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'gdal_listed'").strip() == "1"
