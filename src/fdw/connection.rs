@@ -1,0 +1,109 @@
+//! From a foreign server and the current user's mapping to a carto-client `Client`.
+//!
+//! Clients are cached per backend, keyed by everything that shapes them (URL, key, timeouts, TLS),
+//! so every scan and modify of a statement shares one HTTP connection pool, and an ALTER SERVER or
+//! ALTER USER MAPPING simply yields a new key and a new client.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use carto_client::{ApiKey, Client, ClientConfig};
+use pgrx::pg_sys;
+
+use crate::fdw::options::{deflist_to_pairs, ServerOptions};
+use crate::pg::error::{FdwError, FdwResult};
+
+thread_local! {
+    static CLIENTS: RefCell<HashMap<String, Client>> = RefCell::new(HashMap::new());
+}
+
+/// The server's options and the mapped API key of the current user (None: public access).
+pub struct ServerAccess {
+    pub server_name: String,
+    pub options: ServerOptions,
+    pub api_key: Option<String>,
+}
+
+/// Reads a server and the user mapping that applies to `userid` (or PUBLIC).
+///
+/// # Safety
+/// Must run in a transaction on the backend thread.
+pub unsafe fn server_access(serverid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwResult<ServerAccess> {
+    let server = pg_sys::GetForeignServer(serverid);
+    let server_name = crate::fdw::deparse::cstr_owned((*server).servername).unwrap_or_default();
+    let options = ServerOptions::from_pairs(&deflist_to_pairs((*server).options));
+    // Without a user mapping PostgreSQL raises its own clear error (ERRCODE_UNDEFINED_OBJECT).
+    let mapping = pg_sys::GetUserMapping(userid, serverid);
+    let api_key = deflist_to_pairs((*mapping).options)
+        .into_iter()
+        .find(|(n, _)| n == "api_key")
+        .map(|(_, v)| v);
+    Ok(ServerAccess { server_name, options, api_key })
+}
+
+/// The client configuration a server's options describe.
+pub fn client_config(access: &ServerAccess) -> FdwResult<ClientConfig> {
+    let o = &access.options;
+    let mut cfg = match (&o.username, &o.base_url) {
+        (Some(u), None) => ClientConfig::for_username(u),
+        (None, Some(url)) => ClientConfig::for_base_url(url),
+        _ => {
+            return Err(FdwError::InvalidOption {
+                message: format!(
+                    "server \"{}\" needs exactly one of the options username and base_url",
+                    access.server_name
+                ),
+                hint: Some("ALTER SERVER ... OPTIONS (ADD username 'your-user') or (ADD base_url 'https://...').".into()),
+            })
+        }
+    }
+    .map_err(|e| FdwError::InvalidOptionValue { message: e.message })?;
+    if let Some(key) = &access.api_key {
+        cfg = cfg.with_api_key(ApiKey::new(key.clone()));
+    }
+    cfg.connect_timeout = Duration::from_secs(o.connect_timeout);
+    cfg.request_timeout = Duration::from_secs(o.request_timeout);
+    cfg.max_retries = o.max_retries;
+    cfg.max_retry_wait = Duration::from_secs(o.max_retry_wait);
+    cfg.compression_level = o.compression_level;
+    cfg.ca_file = o.ca_file.as_ref().map(Into::into);
+    cfg.insecure = o.insecure;
+    Ok(cfg)
+}
+
+/// The cached client for a server and user mapping.
+pub fn client_for(access: &ServerAccess) -> FdwResult<Client> {
+    let cfg = client_config(access)?;
+    // Everything that shapes the client; the key is part of it but this string never leaves
+    // the backend's memory.
+    let fingerprint = format!(
+        "{}|{}|{}|{:?}|{:?}|{}|{:?}|{}|{:?}|{}",
+        cfg.base_url,
+        access.api_key.as_deref().unwrap_or(""),
+        access.server_name,
+        cfg.connect_timeout,
+        cfg.request_timeout,
+        cfg.max_retries,
+        cfg.max_retry_wait,
+        cfg.compression_level,
+        cfg.ca_file,
+        cfg.insecure
+    );
+    CLIENTS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(c) = cache.get(&fingerprint) {
+            return Ok(c.clone());
+        }
+        // reqwest's client spawns nothing until first used, but building it needs a runtime
+        // context for its connector.
+        let rt = crate::pg::runtime::runtime()?;
+        let _guard = rt.enter();
+        let client = Client::new(cfg).map_err(|e| FdwError::remote(e, "configuring the CARTO client"))?;
+        if cache.len() > 16 {
+            cache.clear();
+        }
+        cache.insert(fingerprint, client.clone());
+        Ok(client)
+    })
+}

@@ -1,0 +1,536 @@
+//! What can be shipped to CARTO, and the remote SQL.
+//!
+//! A clause is shipped only when every node in it is understood here, every function and operator
+//! is built in (or belongs to PostGIS when the server option `extensions` lists postgis) and
+//! immutable, and every collation is the default. Everything else is evaluated locally, so a
+//! clause is never shipped in a form whose meaning could differ on the remote side.
+//!
+//! Constants are rendered as quoted literals with an explicit cast, identifiers are always
+//! double-quoted, so no value or name can change the structure of the remote statement.
+//! Values that are only known at execution time (parameters of a prepared statement, the outer
+//! side of a nested loop) become [`Segment::Param`]s, rendered as literals when the scan starts.
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::PgList;
+use serde::{Deserialize, Serialize};
+
+/// First OID of objects that are not built in (PostgreSQL's FirstGenbkiObjectId).
+const FIRST_NON_BUILTIN_OID: u32 = 10000;
+
+/// A piece of remote SQL: text, or the value of the n-th execution-time parameter.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Segment {
+    Text(String),
+    Param(usize),
+}
+
+/// Remote SQL with parameter holes. Rendered when the scan starts or restarts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SqlTemplate {
+    pub segments: Vec<Segment>,
+}
+
+impl SqlTemplate {
+    pub fn text(s: impl Into<String>) -> Self {
+        SqlTemplate { segments: vec![Segment::Text(s.into())] }
+    }
+
+    pub fn push_str(&mut self, s: &str) {
+        if let Some(Segment::Text(last)) = self.segments.last_mut() {
+            last.push_str(s);
+        } else {
+            self.segments.push(Segment::Text(s.to_string()));
+        }
+    }
+
+    pub fn push_param(&mut self, index: usize) {
+        self.segments.push(Segment::Param(index));
+    }
+
+    pub fn append(&mut self, other: &SqlTemplate) {
+        for s in &other.segments {
+            match s {
+                Segment::Text(t) => self.push_str(t),
+                Segment::Param(i) => self.push_param(*i),
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.iter().all(|s| matches!(s, Segment::Text(t) if t.is_empty()))
+    }
+
+    /// The SQL with each parameter replaced by its rendered literal (`$n` when unknown, for EXPLAIN).
+    pub fn render(&self, params: Option<&[String]>) -> String {
+        let mut out = String::new();
+        for s in &self.segments {
+            match s {
+                Segment::Text(t) => out.push_str(t),
+                Segment::Param(i) => match params.and_then(|p| p.get(*i)) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&format!("${}", i + 1)),
+                },
+            }
+        }
+        out
+    }
+}
+
+/// Always double-quotes, doubling embedded quotes: no name can break out of its identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A string literal that means the same whatever `standard_conforming_strings` is remotely.
+pub fn quote_literal(value: &str) -> String {
+    if value.contains('\\') {
+        format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", value.replace('\'', "''"))
+    }
+}
+
+/// What the deparser knows of the foreign table being scanned.
+pub struct RelInfo {
+    /// Range-table index of the foreign table.
+    pub relid: u32,
+    /// Remote column name per local attribute number (index attnum - 1); None for dropped columns.
+    pub remote_names: Vec<Option<String>>,
+    /// OID of the local postgis extension when the server lists postgis, else None.
+    pub postgis_ext: Option<pg_sys::Oid>,
+}
+
+/// Deparse state: the SQL being written and the execution-time parameters found so far.
+pub struct Deparser<'a> {
+    pub rel: &'a RelInfo,
+    /// Expressions evaluated at execution time, in Param order (become the plan's fdw_exprs).
+    pub params: Vec<*mut pg_sys::Expr>,
+    /// Whether Vars of other relations may become parameters (parameterized paths).
+    pub allow_outer_params: bool,
+}
+
+impl<'a> Deparser<'a> {
+    pub fn new(rel: &'a RelInfo) -> Self {
+        Deparser { rel, params: Vec::new(), allow_outer_params: false }
+    }
+
+    /// Deparses a clause, or returns None when any part of it cannot be shipped.
+    /// On None, parameters collected while trying are discarded.
+    ///
+    /// # Safety
+    /// `node` must be a valid planner expression tree.
+    pub unsafe fn clause(&mut self, node: *mut pg_sys::Node) -> Option<SqlTemplate> {
+        let saved = self.params.len();
+        if pg_sys::contain_mutable_functions(node) {
+            return None;
+        }
+        let mut out = SqlTemplate::default();
+        if self.expr(node, &mut out) {
+            Some(out)
+        } else {
+            self.params.truncate(saved);
+            None
+        }
+    }
+
+    unsafe fn expr(&mut self, node: *mut pg_sys::Node, out: &mut SqlTemplate) -> bool {
+        if node.is_null() {
+            return false;
+        }
+        match (*node).type_ {
+            pg_sys::NodeTag::T_Var => self.var(node.cast(), out),
+            pg_sys::NodeTag::T_Const => self.konst(node.cast(), out),
+            pg_sys::NodeTag::T_Param => self.param(node.cast(), out),
+            pg_sys::NodeTag::T_OpExpr => self.op_expr(node.cast(), out),
+            pg_sys::NodeTag::T_DistinctExpr => self.distinct_expr(node.cast(), out),
+            pg_sys::NodeTag::T_ScalarArrayOpExpr => self.scalar_array_op(node.cast(), out),
+            pg_sys::NodeTag::T_BoolExpr => self.bool_expr(node.cast(), out),
+            pg_sys::NodeTag::T_NullTest => self.null_test(node.cast(), out),
+            pg_sys::NodeTag::T_FuncExpr => self.func_expr(node.cast(), out),
+            pg_sys::NodeTag::T_RelabelType => {
+                let r: *mut pg_sys::RelabelType = node.cast();
+                if !self.collation_ok((*r).resultcollid) {
+                    return false;
+                }
+                self.expr((*r).arg.cast(), out)
+            }
+            pg_sys::NodeTag::T_CoerceViaIO => {
+                let c: *mut pg_sys::CoerceViaIO = node.cast();
+                let Some(ty) = self.type_name((*c).resulttype, -1) else { return false };
+                out.push_str("(");
+                if !self.expr((*c).arg.cast(), out) {
+                    return false;
+                }
+                out.push_str(&format!(")::{ty}"));
+                true
+            }
+            pg_sys::NodeTag::T_ArrayExpr => self.array_expr(node.cast(), out),
+            _ => false,
+        }
+    }
+
+    fn collation_ok(&self, coll: pg_sys::Oid) -> bool {
+        coll == pg_sys::InvalidOid
+            || coll == pg_sys::DEFAULT_COLLATION_OID
+            || coll == pg_sys::C_COLLATION_OID
+    }
+
+    unsafe fn var(&mut self, var: *mut pg_sys::Var, out: &mut SqlTemplate) -> bool {
+        if (*var).varno as u32 == self.rel.relid && (*var).varlevelsup == 0 {
+            let attno = (*var).varattno;
+            if attno <= 0 || !self.collation_ok((*var).varcollid) {
+                return false;
+            }
+            match self.rel.remote_names.get(attno as usize - 1) {
+                Some(Some(name)) => {
+                    out.push_str(&quote_ident(name));
+                    true
+                }
+                _ => false,
+            }
+        } else if self.allow_outer_params && (*var).varlevelsup == 0 {
+            // A Var of another relation: its value comes from the outer side at execution time.
+            self.add_param(var.cast(), out)
+        } else {
+            false
+        }
+    }
+
+    unsafe fn add_param(&mut self, expr: *mut pg_sys::Expr, out: &mut SqlTemplate) -> bool {
+        let typid = pg_sys::exprType(expr.cast());
+        if self.type_name(typid, -1).is_none() {
+            return false;
+        }
+        let existing = self.params.iter().position(|&e| pg_sys::equal(e.cast(), expr.cast()));
+        let index = existing.unwrap_or_else(|| {
+            self.params.push(expr);
+            self.params.len() - 1
+        });
+        out.push_param(index);
+        true
+    }
+
+    unsafe fn param(&mut self, p: *mut pg_sys::Param, out: &mut SqlTemplate) -> bool {
+        match (*p).paramkind {
+            pg_sys::ParamKind::PARAM_EXTERN | pg_sys::ParamKind::PARAM_EXEC => {
+                self.add_param(p.cast(), out)
+            }
+            _ => false,
+        }
+    }
+
+    unsafe fn konst(&mut self, c: *mut pg_sys::Const, out: &mut SqlTemplate) -> bool {
+        let Some(ty) = self.type_name((*c).consttype, (*c).consttypmod) else { return false };
+        if (*c).constisnull {
+            out.push_str(&format!("NULL::{ty}"));
+            return true;
+        }
+        let text = const_text((*c).consttype, (*c).constvalue);
+        out.push_str(&literal_for_type((*c).consttype, &text, &ty));
+        true
+    }
+
+    unsafe fn op_expr(&mut self, op: *mut pg_sys::OpExpr, out: &mut SqlTemplate) -> bool {
+        if !self.object_ok(pg_sys::OperatorRelationId, (*op).opno)
+            || !self.collation_ok((*op).inputcollid)
+        {
+            return false;
+        }
+        let name = cstr_owned(pg_sys::get_opname((*op).opno));
+        let Some(name) = name else { return false };
+        if !name.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c)) {
+            return false;
+        }
+        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
+        out.push_str("(");
+        match args.len() {
+            1 => {
+                out.push_str(&format!("{name} "));
+                if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+                    return false;
+                }
+            }
+            2 => {
+                if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+                    return false;
+                }
+                out.push_str(&format!(" {name} "));
+                if !self.expr(args.get_ptr(1).unwrap_or(std::ptr::null_mut()), out) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+        out.push_str(")");
+        true
+    }
+
+    unsafe fn distinct_expr(&mut self, op: *mut pg_sys::DistinctExpr, out: &mut SqlTemplate) -> bool {
+        if !self.object_ok(pg_sys::OperatorRelationId, (*op).opno)
+            || !self.collation_ok((*op).inputcollid)
+        {
+            return false;
+        }
+        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
+        if args.len() != 2 {
+            return false;
+        }
+        out.push_str("(");
+        if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+            return false;
+        }
+        out.push_str(" IS DISTINCT FROM ");
+        if !self.expr(args.get_ptr(1).unwrap_or(std::ptr::null_mut()), out) {
+            return false;
+        }
+        out.push_str(")");
+        true
+    }
+
+    unsafe fn scalar_array_op(
+        &mut self,
+        op: *mut pg_sys::ScalarArrayOpExpr,
+        out: &mut SqlTemplate,
+    ) -> bool {
+        if !self.object_ok(pg_sys::OperatorRelationId, (*op).opno)
+            || !self.collation_ok((*op).inputcollid)
+        {
+            return false;
+        }
+        let Some(name) = cstr_owned(pg_sys::get_opname((*op).opno)) else { return false };
+        if !name.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c)) {
+            return false;
+        }
+        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
+        if args.len() != 2 {
+            return false;
+        }
+        out.push_str("(");
+        if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+            return false;
+        }
+        out.push_str(&format!(" {name} {} (", if (*op).useOr { "ANY" } else { "ALL" }));
+        if !self.expr(args.get_ptr(1).unwrap_or(std::ptr::null_mut()), out) {
+            return false;
+        }
+        out.push_str("))");
+        true
+    }
+
+    unsafe fn bool_expr(&mut self, b: *mut pg_sys::BoolExpr, out: &mut SqlTemplate) -> bool {
+        let args = PgList::<pg_sys::Node>::from_pg((*b).args);
+        let joiner = match (*b).boolop {
+            pg_sys::BoolExprType::AND_EXPR => " AND ",
+            pg_sys::BoolExprType::OR_EXPR => " OR ",
+            pg_sys::BoolExprType::NOT_EXPR => {
+                out.push_str("(NOT ");
+                if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+                    return false;
+                }
+                out.push_str(")");
+                return true;
+            }
+            _ => return false,
+        };
+        out.push_str("(");
+        for (i, arg) in args.iter_ptr().enumerate() {
+            if i > 0 {
+                out.push_str(joiner);
+            }
+            if !self.expr(arg, out) {
+                return false;
+            }
+        }
+        out.push_str(")");
+        true
+    }
+
+    unsafe fn null_test(&mut self, n: *mut pg_sys::NullTest, out: &mut SqlTemplate) -> bool {
+        if (*n).argisrow {
+            return false;
+        }
+        out.push_str("(");
+        if !self.expr((*n).arg.cast(), out) {
+            return false;
+        }
+        out.push_str(match (*n).nulltesttype {
+            pg_sys::NullTestType::IS_NULL => " IS NULL)",
+            _ => " IS NOT NULL)",
+        });
+        true
+    }
+
+    unsafe fn func_expr(&mut self, f: *mut pg_sys::FuncExpr, out: &mut SqlTemplate) -> bool {
+        if !self.object_ok(pg_sys::ProcedureRelationId, (*f).funcid)
+            || !self.collation_ok((*f).inputcollid)
+            || (*f).funcvariadic
+        {
+            return false;
+        }
+        let args = PgList::<pg_sys::Node>::from_pg((*f).args);
+        match (*f).funcformat {
+            pg_sys::CoercionForm::COERCE_IMPLICIT_CAST => {
+                // As postgres_fdw: the remote side applies the same implicit cast.
+                return args.len() >= 1
+                    && self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out);
+            }
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CAST => {
+                let typmod = if args.len() >= 2 {
+                    let m = args.get_ptr(1).unwrap_or(std::ptr::null_mut());
+                    if !m.is_null() && (*m).type_ == pg_sys::NodeTag::T_Const {
+                        let c: *mut pg_sys::Const = m.cast();
+                        (*c).constvalue.value() as i32
+                    } else {
+                        -1
+                    }
+                } else {
+                    -1
+                };
+                let Some(ty) = self.type_name((*f).funcresulttype, typmod) else { return false };
+                out.push_str("(");
+                if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+                    return false;
+                }
+                out.push_str(&format!(")::{ty}"));
+                return true;
+            }
+            _ => {}
+        }
+        let Some(name) = cstr_owned(pg_sys::get_func_name((*f).funcid)) else { return false };
+        out.push_str(&quote_func_name(&name));
+        out.push_str("(");
+        for (i, arg) in args.iter_ptr().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            if !self.expr(arg, out) {
+                return false;
+            }
+        }
+        out.push_str(")");
+        true
+    }
+
+    unsafe fn array_expr(&mut self, a: *mut pg_sys::ArrayExpr, out: &mut SqlTemplate) -> bool {
+        let Some(ty) = self.type_name((*a).array_typeid, -1) else { return false };
+        let elems = PgList::<pg_sys::Node>::from_pg((*a).elements);
+        out.push_str("ARRAY[");
+        for (i, e) in elems.iter_ptr().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            if !self.expr(e, out) {
+                return false;
+            }
+        }
+        out.push_str(&format!("]::{ty}"));
+        true
+    }
+
+    /// Built in, or part of PostGIS when PostGIS is enabled for the server.
+    unsafe fn object_ok(&self, class: pg_sys::Oid, oid: pg_sys::Oid) -> bool {
+        if u32::from(oid) < FIRST_NON_BUILTIN_OID {
+            return true;
+        }
+        match self.rel.postgis_ext {
+            Some(ext) => pg_sys::getExtensionOfObject(class, oid) == ext,
+            None => false,
+        }
+    }
+
+    /// The remote spelling of a type, or None when the remote side may not know it.
+    pub unsafe fn type_name(&self, typid: pg_sys::Oid, typmod: i32) -> Option<String> {
+        if !self.object_ok(pg_sys::TypeRelationId, typid) {
+            return None;
+        }
+        let name = cstr_owned(pg_sys::format_type_with_typemod(typid, typmod))?;
+        if u32::from(typid) < FIRST_NON_BUILTIN_OID {
+            Some(name)
+        } else {
+            // PostGIS types may print schema-qualified locally; CARTO has them on its search_path.
+            Some(strip_schema(&name))
+        }
+    }
+}
+
+fn strip_schema(name: &str) -> String {
+    let head_end = name.find('(').unwrap_or(name.len());
+    match name[..head_end].rfind('.') {
+        Some(dot) => name[dot + 1..].to_string(),
+        None => name.to_string(),
+    }
+}
+
+fn quote_func_name(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        name.to_string()
+    } else {
+        quote_ident(name)
+    }
+}
+
+/// A constant's literal: numbers and booleans bare when their text is plainly a number,
+/// everything else quoted with an explicit cast.
+pub fn literal_for_type(typid: pg_sys::Oid, text: &str, type_name: &str) -> String {
+    let numeric = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::NUMERICOID];
+    if numeric.contains(&typid)
+        && !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
+    {
+        return if typid == pg_sys::INT4OID { text.to_string() } else { format!("{text}::{type_name}") };
+    }
+    if typid == pg_sys::BOOLOID {
+        return if text == "t" { "true".into() } else { "false".into() };
+    }
+    format!("{}::{type_name}", quote_literal(text))
+}
+
+/// The text form of a constant through its type's output function.
+///
+/// # Safety
+/// `value` must be a valid datum of type `typid`.
+pub unsafe fn const_text(typid: pg_sys::Oid, value: pg_sys::Datum) -> String {
+    let mut out_fn = pg_sys::InvalidOid;
+    let mut is_varlena = false;
+    pg_sys::getTypeOutputInfo(typid, &mut out_fn, &mut is_varlena);
+    let p = pg_sys::OidOutputFunctionCall(out_fn, value);
+    cstr_owned(p).unwrap_or_default()
+}
+
+pub unsafe fn cstr_owned(p: *const std::ffi::c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn identifiers_and_literals_cannot_escape() {
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b'"), "E'a\\\\b'''");
+    }
+
+    #[test]
+    fn templates_render_params() {
+        let mut t = SqlTemplate::text("a = ");
+        t.push_param(0);
+        t.push_str(" AND b = ");
+        t.push_param(1);
+        assert_eq!(t.render(None), "a = $1 AND b = $2");
+        assert_eq!(t.render(Some(&["1".into(), "'x'::text".into()])), "a = 1 AND b = 'x'::text");
+    }
+
+    #[test]
+    fn schema_stripped_from_extension_types() {
+        assert_eq!(strip_schema("public.geometry(Point,4326)"), "geometry(Point,4326)");
+        assert_eq!(strip_schema("geography"), "geography");
+    }
+}

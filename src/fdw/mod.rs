@@ -1,0 +1,42 @@
+//! The foreign-data wrapper: its handler (the callback table) and one module per concern,
+//! after postgres_fdw's split.
+
+pub mod connection;
+pub mod deparse;
+pub mod options;
+pub mod plan;
+pub mod scan;
+pub mod table;
+
+use pgrx::prelude::*;
+use pgrx::{pg_sys, AllocatedByRust, PgBox};
+
+/// Every slot of PostgreSQL's FdwRoutine; the ones left None say why.
+#[pg_extern(create_or_replace)]
+fn carto_fdw_handler() -> PgBox<pg_sys::FdwRoutine, AllocatedByRust> {
+    let mut r = unsafe { PgBox::<pg_sys::FdwRoutine, AllocatedByRust>::alloc_node(pg_sys::NodeTag::T_FdwRoutine) };
+
+    // Scans (scan.rs, plan.rs).
+    r.GetForeignRelSize = Some(plan::get_foreign_rel_size);
+    r.GetForeignPaths = Some(plan::get_foreign_paths);
+    r.GetForeignPlan = Some(plan::get_foreign_plan);
+    r.BeginForeignScan = Some(scan::begin_foreign_scan);
+    r.IterateForeignScan = Some(scan::iterate_foreign_scan);
+    r.ReScanForeignScan = Some(scan::rescan_foreign_scan);
+    r.EndForeignScan = Some(scan::end_foreign_scan);
+    r.ExplainForeignScan = Some(scan::explain_foreign_scan);
+
+    // Joins between two foreign tables are not pushed down: CARTO tables join locally
+    // (each side is one remote statement). Aggregates are not pushed down either.
+    r.GetForeignJoinPaths = None;
+    r.GetForeignUpperPaths = None;
+    // No parallel scans: one HTTP stream per scan, and COPY requests are rate-limited.
+    r.IsForeignScanParallelSafe = None;
+    // Row locking (SELECT FOR UPDATE) has no meaning over CARTO's SQL API.
+    r.GetForeignRowMarkType = None;
+    r.RefetchForeignRow = None;
+    r.RecheckForeignScan = None;
+    // Asynchronous execution (Append over several servers) is not supported.
+    r.IsForeignPathAsyncCapable = None;
+    r
+}

@@ -1,0 +1,421 @@
+//! Executing a scan: Begin/Iterate/ReScan/End and EXPLAIN.
+//!
+//! Rows arrive as COPY text lines (`/copyto`) or as JSON objects whose values are PostgreSQL's
+//! text form (`/sql`, every column cast to text); either way each value goes through the local
+//! column type's input function with the column's typmod, exactly as postgres_fdw does.
+
+use std::collections::VecDeque;
+use std::ffi::{c_char, CString};
+
+use carto_client::copy_text::Decoder;
+use carto_client::{Bytes, Client, CopyOutStream, ErrorKind, RequestStats};
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::{PgList, PgLogLevel, PgMemoryContexts, PgTryBuilder};
+
+use crate::fdw::connection::client_for;
+use crate::fdw::plan::{scan_plan_from_private, ScanPlan, Transport};
+use crate::fdw::table::TableDef;
+use crate::pg::error::{FdwError, FdwResult, OrReport};
+use crate::pg::runtime::block_on;
+use crate::pg::typeio::{ColumnInput, ParamOutput};
+
+enum Source {
+    NotStarted,
+    Copy { stream: CopyOutStream, chunk: Bytes, pos: usize },
+    Query { rows: VecDeque<Vec<Option<String>>>, after: Option<String>, exhausted: bool },
+    Done,
+}
+
+pub struct ScanState {
+    plan: ScanPlan,
+    client: Client,
+    /// Input functions of the retrieved columns, parallel to plan.columns.
+    inputs: Vec<ColumnInput>,
+    /// Local names of the retrieved columns, for error messages.
+    names: Vec<String>,
+    params: Vec<ParamOutput>,
+    rendered_params: Vec<String>,
+    source: Source,
+    decoder: Decoder,
+    stats: RequestStats,
+    /// The transport in use; a rescan or a rate-limited copyto switches to Query.
+    transport: Transport,
+    fell_back: bool,
+    scans: u32,
+}
+
+impl ScanState {
+    fn context(&self) -> String {
+        format!("reading foreign table \"{}\"", self.plan.table_label)
+    }
+
+    fn start(&mut self) -> FdwResult<()> {
+        self.scans += 1;
+        match self.transport {
+            Transport::Copy => {
+                let sql = self.plan.copy_sql(Some(&self.rendered_params));
+                match block_on(self.client.copy_to(&sql))? {
+                    Ok(stream) => {
+                        self.source = Source::Copy { stream, chunk: Bytes::new(), pos: 0 };
+                    }
+                    Err(e) if e.kind() == ErrorKind::RateLimited => {
+                        // COPY endpoints allow a few requests a minute: read through /sql instead.
+                        self.stats.requests += 1 + u64::from(e.retries);
+                        self.stats.retries += u64::from(e.retries);
+                        self.transport = Transport::Query;
+                        self.fell_back = true;
+                        self.source = Source::Query { rows: VecDeque::new(), after: None, exhausted: false };
+                    }
+                    Err(e) => return Err(FdwError::remote(e, self.context())),
+                }
+            }
+            Transport::Query => {
+                self.source = Source::Query { rows: VecDeque::new(), after: None, exhausted: false };
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch_page(&mut self) -> FdwResult<()> {
+        let Source::Query { rows, after, exhausted } = &mut self.source else { return Ok(()) };
+        let sql = self.plan.query_sql(Some(&self.rendered_params), after.as_deref());
+        let resp = block_on(self.client.query_readonly(&sql))?
+            .map_err(|e| FdwError::remote(e, format!("reading foreign table \"{}\"", self.plan.table_label)))?;
+        self.stats.add(&resp.stats);
+        let n = self.plan.columns.len();
+        let mut names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        let keyset = self.plan.pages_by_keyset();
+        if keyset {
+            names.push("k".into());
+        }
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let got = if n == 0 && !keyset {
+            resp.rows.iter().map(|_| Vec::new()).collect()
+        } else {
+            resp.text_rows(&name_refs)
+                .map_err(|e| FdwError::remote(e, format!("reading foreign table \"{}\"", self.plan.table_label)))?
+        };
+        let page_len = got.len() as u64;
+        for mut r in got {
+            if keyset {
+                *after = r.pop().flatten();
+            }
+            rows.push_back(r);
+        }
+        *exhausted = !keyset || page_len < self.plan.fetch_size;
+        Ok(())
+    }
+
+    /// Fills `slot` with the next row; false at the end.
+    unsafe fn next(&mut self, slot: *mut pg_sys::TupleTableSlot) -> FdwResult<bool> {
+        loop {
+            match &mut self.source {
+                Source::NotStarted => self.start()?,
+                Source::Done => return Ok(false),
+                Source::Copy { stream, chunk, pos } => {
+                    if *pos < chunk.len() {
+                        let rest = &chunk[*pos..];
+                        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+                        let line = chunk.slice(*pos..*pos + end);
+                        *pos += end + 1;
+                        self.decoder.decode(&line).map_err(|e| FdwError::Conversion {
+                            message: format!("malformed COPY data from CARTO for foreign table \"{}\": {e}", self.plan.table_label),
+                            detail: None,
+                        })?;
+                        self.store_copy_row(slot)?;
+                        return Ok(true);
+                    }
+                    match block_on(stream.next_chunk())? {
+                        Ok(Some(bytes)) => {
+                            *chunk = bytes;
+                            *pos = 0;
+                        }
+                        Ok(None) => {
+                            self.stats.add(&stream.stats());
+                            self.source = Source::Done;
+                        }
+                        Err(e) => {
+                            return Err(FdwError::remote(e, self.context()));
+                        }
+                    }
+                }
+                Source::Query { rows, exhausted, .. } => {
+                    if let Some(row) = rows.pop_front() {
+                        self.store_text_row(slot, row)?;
+                        return Ok(true);
+                    }
+                    if *exhausted {
+                        self.source = Source::Done;
+                    } else {
+                        self.fetch_page()?;
+                    }
+                }
+            }
+        }
+    }
+
+    unsafe fn store_copy_row(&mut self, slot: *mut pg_sys::TupleTableSlot) -> FdwResult<()> {
+        let expected = self.inputs.len().max(1);
+        if self.decoder.len() != expected {
+            return Err(FdwError::Conversion {
+                message: format!(
+                    "CARTO returned {} columns for foreign table \"{}\", expected {}",
+                    self.decoder.len(),
+                    self.plan.table_label,
+                    expected
+                ),
+                detail: None,
+            });
+        }
+        let decoder = &self.decoder;
+        let ptrs: Vec<*const c_char> = (0..self.inputs.len())
+            .map(|i| if decoder.field(i).is_some() { decoder.field_ptr(i) } else { std::ptr::null() })
+            .collect();
+        self.fill_slot(slot, &ptrs);
+        Ok(())
+    }
+
+    unsafe fn store_text_row(
+        &mut self,
+        slot: *mut pg_sys::TupleTableSlot,
+        row: Vec<Option<String>>,
+    ) -> FdwResult<()> {
+        let owned: Vec<Option<CString>> = row
+            .into_iter()
+            .map(|v| v.map(|s| CString::new(s).unwrap_or_default()))
+            .collect();
+        let ptrs: Vec<*const c_char> =
+            owned.iter().map(|v| v.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())).collect();
+        self.fill_slot(slot, &ptrs);
+        Ok(())
+    }
+
+    /// Converts one row's text values into the slot; a value that does not convert raises an
+    /// ERROR naming the column and the foreign table.
+    unsafe fn fill_slot(&mut self, slot: *mut pg_sys::TupleTableSlot, values: &[*const c_char]) {
+        if let Some(clear) = (*(*slot).tts_ops).clear {
+            clear(slot);
+        }
+        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+        let datums = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
+        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
+        nulls.fill(true);
+        let current = std::sync::atomic::AtomicUsize::new(0);
+        let inputs = &mut self.inputs;
+        let names = &self.names;
+        let table = self.plan.table_label.as_str();
+        PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+            for (i, input) in inputs.iter_mut().enumerate() {
+                current.store(i, std::sync::atomic::Ordering::Relaxed);
+                let v = values.get(i).copied().unwrap_or(std::ptr::null());
+                let idx = input.attnum as usize - 1;
+                if v.is_null() {
+                    datums[idx] = input.input_null();
+                    nulls[idx] = true;
+                } else {
+                    datums[idx] = input.input(v);
+                    nulls[idx] = false;
+                }
+            }
+        }))
+        .catch_others(|e| {
+            let i = current.load(std::sync::atomic::Ordering::Relaxed);
+            let name = names.get(i).map(String::as_str).unwrap_or("?");
+            reraise_with_column(e, name, table)
+        })
+        .execute();
+        pg_sys::ExecStoreVirtualTuple(slot);
+    }
+
+    fn stats_total(&self) -> RequestStats {
+        let mut s = self.stats;
+        if let Source::Copy { stream, .. } = &self.source {
+            s.add(&stream.stats());
+        }
+        s
+    }
+}
+
+fn reraise_with_column(e: CaughtError, column: &str, table: &str) -> ! {
+    let report = match &e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    };
+    let context = format!("column \"{column}\" of foreign table \"{table}\"");
+    let detail = match report.detail() {
+        Some(d) => format!("{d}\nWhile converting {context}."),
+        None => format!("While converting {context}."),
+    };
+    ErrorReport::new(report.sql_error_code(), report.message().to_string(), "carto_fdw")
+        .set_detail(detail)
+        .report(PgLogLevel::ERROR);
+    unreachable!()
+}
+
+unsafe fn state_of<'a>(node: *mut pg_sys::ForeignScanState) -> Option<&'a mut ScanState> {
+    ((*node).fdw_state as *mut ScanState).as_mut()
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn begin_foreign_scan(node: *mut pg_sys::ForeignScanState, eflags: i32) {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
+        // Nothing to prepare for a plain EXPLAIN: explain reads the plan itself.
+        return;
+    }
+    begin(node).or_report()
+}
+
+unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
+    let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
+    let plan = scan_plan_from_private((*fsplan).fdw_private)?;
+    let rel = (*node).ss.ss_currentRelation;
+    let relid = (*rel).rd_id;
+    let userid = scan_user(node, fsplan);
+    let table = TableDef::load(relid, userid)?;
+    let client = client_for(&table.access)?;
+
+    let mut inputs = Vec::with_capacity(plan.columns.len());
+    for (attnum, _) in &plan.columns {
+        let col = table
+            .column(*attnum)
+            .ok_or_else(|| FdwError::internal(format!("column {attnum} of \"{}\" vanished", table.local_name)))?;
+        inputs.push(ColumnInput::new(col));
+    }
+
+    let exprs = PgList::<pg_sys::Expr>::from_pg((*fsplan).fdw_exprs);
+    let mut params = Vec::with_capacity(exprs.len());
+    for e in exprs.iter_ptr() {
+        params.push(ParamOutput::new(e, node.cast()));
+    }
+
+    let transport = plan.transport;
+    let plan_names: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|(a, _)| table.column(*a).map(|c| c.local_name.clone()).unwrap_or_default())
+        .collect();
+    let state = ScanState {
+        plan,
+        client,
+        names: plan_names,
+        inputs,
+        params,
+        rendered_params: Vec::new(),
+        source: Source::NotStarted,
+        decoder: Decoder::new(),
+        stats: RequestStats::default(),
+        transport,
+        fell_back: false,
+        scans: 0,
+    };
+    (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
+    Ok(())
+}
+
+/// The user whose mapping applies: the view owner's for a scan inside a view (checkAsUser),
+/// else the current user, as postgres_fdw does.
+unsafe fn scan_user(node: *mut pg_sys::ForeignScanState, fsplan: *mut pg_sys::ForeignScan) -> pg_sys::Oid {
+    let estate = (*node).ss.ps.state;
+    let rti = (*fsplan).scan.scanrelid as usize;
+    let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*estate).es_range_table);
+    match rtable.get_ptr(rti.wrapping_sub(1)) {
+        Some(rte) if (*rte).checkAsUser != pg_sys::InvalidOid => (*rte).checkAsUser,
+        _ => pg_sys::GetUserId(),
+    }
+}
+
+unsafe fn render_params(state: &mut ScanState, node: *mut pg_sys::ForeignScanState) {
+    let econtext = (*node).ss.ps.ps_ExprContext;
+    state.rendered_params = state.params.iter_mut().map(|p| p.render(econtext)).collect();
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn iterate_foreign_scan(
+    node: *mut pg_sys::ForeignScanState,
+) -> *mut pg_sys::TupleTableSlot {
+    let slot = (*node).ss.ss_ScanTupleSlot;
+    let Some(state) = state_of(node) else {
+        return slot;
+    };
+    if matches!(state.source, Source::NotStarted) && state.rendered_params.len() != state.params.len() {
+        render_params(state, node);
+    }
+    match state.next(slot) {
+        Ok(true) => slot,
+        Ok(false) => {
+            if let Some(clear) = (*(*slot).tts_ops).clear {
+                clear(slot);
+            }
+            slot
+        }
+        Err(e) => e.report(),
+    }
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn rescan_foreign_scan(node: *mut pg_sys::ForeignScanState) {
+    let Some(state) = state_of(node) else { return };
+    let prev = std::mem::replace(&mut state.source, Source::NotStarted);
+    if let Source::Copy { stream, .. } = &prev {
+        state.stats.add(&stream.stats());
+    }
+    drop(prev);
+    // A second COPY request a statement would soon hit CARTO's rate limit: rescans read via /sql.
+    if state.scans > 0 {
+        state.transport = Transport::Query;
+    }
+    render_params(state, node);
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn end_foreign_scan(node: *mut pg_sys::ForeignScanState) {
+    if let Some(state) = state_of(node) {
+        // Dropping the stream closes its connection at once: CARTO cancels the query.
+        let prev = std::mem::replace(&mut state.source, Source::Done);
+        if let Source::Copy { stream, .. } = &prev {
+            state.stats.add(&stream.stats());
+        }
+    }
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn explain_foreign_scan(
+    node: *mut pg_sys::ForeignScanState,
+    es: *mut pg_sys::ExplainState,
+) {
+    let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
+    let Ok(plan) = scan_plan_from_private((*fsplan).fdw_private) else { return };
+    let state = state_of(node);
+    let transport = state.as_ref().map(|s| s.transport).unwrap_or(plan.transport);
+    let label = match transport {
+        Transport::Copy => "COPY (/copyto)",
+        Transport::Query => "SQL API (/sql)",
+    };
+    explain_text(es, "CARTO endpoint", label);
+    if (*es).verbose {
+        explain_text(es, "Remote SQL", &plan.explain_sql());
+    }
+    if (*es).analyze {
+        if let Some(s) = state {
+            let st = s.stats_total();
+            explain_int(es, "CARTO requests", st.requests as i64);
+            explain_int(es, "CARTO bytes received", st.bytes_received as i64);
+            explain_int(es, "CARTO retries", st.retries as i64);
+            if s.fell_back {
+                explain_text(es, "CARTO fallback", "copyto was rate-limited; read through /sql");
+            }
+        }
+    }
+}
+
+pub unsafe fn explain_text(es: *mut pg_sys::ExplainState, label: &str, value: &str) {
+    let l = CString::new(label).unwrap_or_default();
+    let v = CString::new(crate::pg::error::mask_secrets(value)).unwrap_or_default();
+    pg_sys::ExplainPropertyText(l.as_ptr(), v.as_ptr(), es);
+}
+
+pub unsafe fn explain_int(es: *mut pg_sys::ExplainState, label: &str, value: i64) {
+    let l = CString::new(label).unwrap_or_default();
+    pg_sys::ExplainPropertyInteger(l.as_ptr(), std::ptr::null(), value, es);
+}

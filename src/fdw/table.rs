@@ -1,0 +1,94 @@
+//! What a foreign table is: its options, its server, its columns and their remote names.
+//! Read from the catalogs once per planning and once per execution.
+
+use pgrx::pg_sys;
+
+use crate::fdw::connection::{server_access, ServerAccess};
+use crate::fdw::deparse::{cstr_owned, quote_ident};
+use crate::fdw::options::{deflist_to_pairs, TableOptions};
+use crate::pg::error::FdwResult;
+
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub attnum: i16,
+    pub local_name: String,
+    pub remote_name: String,
+    pub type_oid: pg_sys::Oid,
+    pub typmod: i32,
+}
+
+pub struct TableDef {
+    pub relid: pg_sys::Oid,
+    pub local_name: String,
+    pub access: ServerAccess,
+    pub options: TableOptions,
+    /// Index attnum - 1; None for dropped columns.
+    pub columns: Vec<Option<Column>>,
+}
+
+impl TableDef {
+    /// # Safety
+    /// Must run in a transaction on the backend thread; `relid` a foreign table.
+    pub unsafe fn load(relid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwResult<TableDef> {
+        let table = pg_sys::GetForeignTable(relid);
+        let access = server_access((*table).serverid, userid)?;
+        let local_name = cstr_owned(pg_sys::get_rel_name(relid)).unwrap_or_default();
+        let options =
+            TableOptions::from_pairs(&deflist_to_pairs((*table).options), &local_name, &access.options);
+
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        let tupdesc = (*rel).rd_att;
+        let natts = (*tupdesc).natts as usize;
+        let attrs = (*tupdesc).attrs.as_slice(natts);
+        let mut columns = Vec::with_capacity(natts);
+        for att in attrs {
+            if att.attisdropped {
+                columns.push(None);
+                continue;
+            }
+            let local = cstr_owned(att.attname.data.as_ptr()).unwrap_or_default();
+            let remote = deflist_to_pairs(pg_sys::GetForeignColumnOptions(relid, att.attnum))
+                .into_iter()
+                .find(|(n, _)| n == "column_name")
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| local.clone());
+            columns.push(Some(Column {
+                attnum: att.attnum,
+                local_name: local,
+                remote_name: remote,
+                type_oid: att.atttypid,
+                typmod: att.atttypmod,
+            }));
+        }
+        pg_sys::RelationClose(rel);
+        Ok(TableDef { relid, local_name, access, options, columns })
+    }
+
+    /// The remote relation as it appears after FROM.
+    pub fn from_clause(&self) -> String {
+        match &self.options.query {
+            Some(q) => format!("({q}) AS q"),
+            None => match &self.options.schema_name {
+                Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&self.options.table_name)),
+                None => quote_ident(&self.options.table_name),
+            },
+        }
+    }
+
+    /// The remote name of the rowid column, when the table has one we can page and address by.
+    pub fn rowid(&self) -> Option<&str> {
+        if self.options.query.is_some() {
+            None
+        } else {
+            Some(self.options.rowid_column.as_str())
+        }
+    }
+
+    pub fn remote_names(&self) -> Vec<Option<String>> {
+        self.columns.iter().map(|c| c.as_ref().map(|c| c.remote_name.clone())).collect()
+    }
+
+    pub fn column(&self, attnum: i16) -> Option<&Column> {
+        self.columns.get((attnum as usize).wrapping_sub(1)).and_then(|c| c.as_ref())
+    }
+}

@@ -1,0 +1,4 @@
+//! Small safe-ish wrappers over PostgreSQL that several modules share.
+pub mod error;
+pub mod runtime;
+pub mod typeio;

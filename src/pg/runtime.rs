@@ -1,0 +1,69 @@
+//! The backend's tokio runtime and the one way the backend waits on it.
+//!
+//! PostgreSQL's API is only ever called on the backend's own thread. Network I/O runs on a small
+//! multi-thread runtime created lazily, once per backend (never in `_PG_init`: the postmaster
+//! forks after it). The backend waits on futures in slices of [`SLICE`], checking for interrupts
+//! in between, so Ctrl-C and statement_timeout stop any transfer promptly.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+
+use crate::pg::error::{FdwError, FdwResult};
+
+/// How long the backend waits on a future before it checks for interrupts again.
+pub const SLICE: Duration = Duration::from_millis(100);
+
+static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+/// Blocks every signal on the runtime's threads, so PostgreSQL's handlers (SIGINT for cancel,
+/// SIGTERM, SIGALRM for timeouts) always run on the backend's own thread.
+fn block_signals_on_this_thread() {
+    // SAFETY: plain libc calls on a local sigset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+pub fn runtime() -> FdwResult<&'static Runtime> {
+    let rt = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(4)
+            .thread_name("carto_fdw-io")
+            .on_thread_start(block_signals_on_this_thread)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    rt.as_ref().map_err(|e| FdwError::internal(format!("could not start the I/O runtime: {e}")))
+}
+
+/// Runs `fut` to completion on the backend's runtime, waking every [`SLICE`] to check for
+/// interrupts. A cancel, statement timeout or terminate raises PostgreSQL's ERROR from here, and
+/// the unwinding drops the future, which closes its HTTP connection (CARTO then cancels the
+/// remote query, or rolls a COPY back).
+pub fn block_on<F: Future>(fut: F) -> FdwResult<F::Output> {
+    let rt = runtime()?;
+    let mut fut = Box::pin(fut);
+    loop {
+        let done = rt.block_on(async {
+            tokio::select! {
+                biased;
+                out = &mut fut => Some(out),
+                _ = tokio::time::sleep(SLICE) => None,
+            }
+        });
+        if let Some(out) = done {
+            return Ok(out);
+        }
+        if pgrx::pg_sys::submodules::elog::interrupt_pending() {
+            // Benign interrupts (a config reload, a barrier) return here and the wait goes on.
+            pgrx::check_for_interrupts!();
+        }
+    }
+}
