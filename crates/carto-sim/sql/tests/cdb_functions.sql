@@ -94,7 +94,7 @@ SELECT * FROM pg_temp.shape('cdbt_org.orgt');
 SELECT cartodb_id, name, the_geom FROM cdbt_org.orgt;
 
 RESET ROLE;
-SELECT cartodb.CDB_SetUserQuotaInBytes(0);               -- single user: quota in public
+SELECT cartodb.CDB_SetUserQuotaInBytes('public', 0);     -- single user: quota in public
 SELECT public._CDB_UserQuotaInBytes();
 SET ROLE cdbt_owner;
 

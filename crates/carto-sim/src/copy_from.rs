@@ -1,0 +1,250 @@
+//! `POST /api/v2/sql/copyfrom`: the request body (optionally gzip) streamed straight into
+//! `COPY ... FROM STDIN`. Nothing is buffered beyond one chunk; any failure (bad data, client gone,
+//! byte limit, slow or idle input) abandons the COPY (CopyFail), so the table is unchanged.
+use crate::errors::ApiError;
+use crate::server::Ctx;
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{SinkExt, Stream, StreamExt};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+/// Why reading the request body stopped early.
+#[derive(Debug)]
+enum InputError {
+    TooLarge,
+    TooSlow,
+    Idle,
+    Cut,
+    Client(String),
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+impl std::error::Error for InputError {}
+
+fn input_err(e: InputError) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+pub fn starts_with_copy(q: &str) -> bool {
+    q.trim_start().get(..4).is_some_and(|s| s.eq_ignore_ascii_case("copy"))
+}
+
+struct Guard {
+    body: axum::body::BodyDataStream,
+    record: std::sync::Arc<crate::request_log::Record>,
+    received: u64,
+    max: u64,
+    min_per_interval: u64,
+    interval: Duration,
+    idle: Duration,
+    window_start: Instant,
+    window_bytes: u64,
+    cut_after: Option<u64>,
+    done: bool,
+}
+
+/// The raw body as a stream, with CARTO's guards applied on the bytes received.
+fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+    futures_util::stream::unfold(g, |mut g| async move {
+        if g.done {
+            return None;
+        }
+        loop {
+            let now = Instant::now();
+            // Slow-input guard: every interval, at least `min_per_interval` bytes must have arrived.
+            let check_at = g.window_start + g.interval;
+            if g.min_per_interval > 0 && now >= check_at {
+                if g.window_bytes < g.min_per_interval {
+                    g.done = true;
+                    return Some((Err(input_err(InputError::TooSlow)), g));
+                }
+                g.window_start = now;
+                g.window_bytes = 0;
+                continue;
+            }
+            let mut wait = g.idle;
+            if g.min_per_interval > 0 {
+                wait = wait.min(check_at.saturating_duration_since(now));
+            }
+            match tokio::time::timeout(wait, g.body.next()).await {
+                Err(_) => {
+                    if g.min_per_interval > 0 && Instant::now() >= g.window_start + g.interval {
+                        continue;
+                    }
+                    g.done = true;
+                    return Some((Err(input_err(InputError::Idle)), g));
+                }
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => {
+                    g.done = true;
+                    return Some((Err(input_err(InputError::Client(e.to_string()))), g));
+                }
+                Ok(Some(Ok(mut b))) => {
+                    if let Some(n) = g.cut_after {
+                        if g.received + b.len() as u64 >= n {
+                            let keep = n.saturating_sub(g.received) as usize;
+                            g.received += keep as u64;
+                            g.record.add_in(keep as u64);
+                            g.done = true;
+                            let _ = b.split_off(keep);
+                            return Some((Err(input_err(InputError::Cut)), g));
+                        }
+                    }
+                    g.received += b.len() as u64;
+                    g.window_bytes += b.len() as u64;
+                    g.record.add_in(b.len() as u64);
+                    if g.received > g.max {
+                        g.done = true;
+                        return Some((Err(input_err(InputError::TooLarge)), g));
+                    }
+                    if b.is_empty() {
+                        continue;
+                    }
+                    return Some((Ok(b), g));
+                }
+            }
+        }
+    })
+}
+
+pub async fn handle(ctx: Ctx, body: Body) -> Response {
+    let q = ctx.query.get("q").map(|s| s.trim().to_string()).unwrap_or_default();
+    if q.is_empty() {
+        return ApiError::bad_request("SQL is missing").into_response();
+    }
+    if !starts_with_copy(&q) {
+        return ApiError::bad_request("SQL must start with COPY").into_response();
+    }
+    let gzip = ctx
+        .headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let limits = ctx.state.limits();
+    let start = Instant::now();
+
+    let conn = match ctx.state.pool.get(&ctx.account.database, &ctx.auth.role).await {
+        Ok(c) => c,
+        Err(e) => return crate::sql_api::connect_error(&e).into_response(),
+    };
+    if let Err(e) = conn.client.batch_execute(&format!("SET statement_timeout = {}", limits.copy_statement_timeout_ms)).await {
+        return ApiError::from_pg(&e).into_response();
+    }
+    let sink = match conn.client.copy_in::<_, Bytes>(q.as_str()).await {
+        Ok(s) => s,
+        Err(e) => {
+            conn.release();
+            return ApiError::from_pg(&e).into_response();
+        }
+    };
+    futures_util::pin_mut!(sink);
+
+    let raw = guarded(Guard {
+        body: body.into_data_stream(),
+        record: ctx.record.clone(),
+        received: 0,
+        max: limits.copyfrom_max_bytes,
+        min_per_interval: limits.copyfrom_min_bytes_per_interval,
+        interval: Duration::from_secs_f64(limits.copyfrom_check_interval_secs.max(0.01)),
+        idle: Duration::from_secs_f64(limits.idle_timeout_secs.max(0.01)),
+        window_start: Instant::now(),
+        window_bytes: 0,
+        cut_after: ctx.faults.cut_upload_after,
+        done: false,
+    });
+    let mut data: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>> = if gzip {
+        let reader = tokio_util::io::StreamReader::new(raw);
+        let dec = async_compression::tokio::bufread::GzipDecoder::new(tokio::io::BufReader::new(reader));
+        Box::pin(tokio_util::io::ReaderStream::with_capacity(dec, 64 * 1024))
+    } else {
+        Box::pin(raw)
+    };
+
+    let mut failure: Option<Response> = None;
+    while let Some(item) = data.next().await {
+        match item {
+            Ok(b) => {
+                if let Err(e) = sink.send(b).await {
+                    failure = Some(ApiError::from_pg(&e).into_response());
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(input_failure(&ctx, e));
+                break;
+            }
+        }
+    }
+    if let Some(resp) = failure {
+        // Dropping the unfinished sink sends CopyFail: PostgreSQL rolls the COPY back. The connection
+        // is closed rather than reused.
+        drop(sink);
+        drop(conn);
+        return resp;
+    }
+    let rows = match sink.as_mut().finish().await {
+        Ok(n) => n,
+        Err(e) => {
+            drop(conn);
+            return ApiError::from_pg(&e).into_response();
+        }
+    };
+    conn.release();
+    if rows == 0 {
+        return ApiError::bad_request("No rows copied").into_response();
+    }
+    let time = crate::json_values::js_number(start.elapsed().as_millis() as f64 / 1000.0);
+    crate::errors::json_response(StatusCode::OK, format!("{{\"time\":{time},\"total_rows\":{rows}}}"))
+}
+
+/// The answer for a body that stopped early, by cause.
+fn input_failure(ctx: &Ctx, e: std::io::Error) -> Response {
+    let kind = e.get_ref().and_then(|x| x.downcast_ref::<InputError>());
+    match kind {
+        Some(InputError::TooLarge) => {
+            let pretty = ctx.state.limits().copyfrom_pretty();
+            ApiError::bad_request(format!("COPY FROM maximum POST size of {pretty} exceeded")).into_response()
+        }
+        Some(InputError::TooSlow) => {
+            ctx.record.abort("input data too slow");
+            ApiError::bad_request("Connection closed by server: input data too slow").into_response()
+        }
+        Some(InputError::Idle) => {
+            // Node's socket timeout destroys the socket without an answer.
+            ctx.record.abort("idle socket timeout");
+            cut_response()
+        }
+        Some(InputError::Cut) => {
+            ctx.record.abort("upload cut by fault injection");
+            cut_response()
+        }
+        Some(InputError::Client(m)) => {
+            ctx.record.abort(&format!("client closed the connection: {m}"));
+            ApiError::bad_request("Connection closed by client").into_response()
+        }
+        None => {
+            // Anything else comes from the gzip decoder.
+            let msg = match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => "unexpected end of file".to_string(),
+                _ if e.to_string().to_ascii_lowercase().contains("header") => "incorrect header check".to_string(),
+                _ => e.to_string(),
+            };
+            ApiError::bad_request(format!("Error while gunzipping: {msg}")).into_response()
+        }
+    }
+}
+
+/// A response whose body fails at once: hyper closes the connection without a complete answer.
+fn cut_response() -> Response {
+    let s = futures_util::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("connection cut")) });
+    let mut r = Response::new(Body::from_stream(s));
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    r
+}

@@ -1,0 +1,138 @@
+//! `GET|POST /api/v2/sql/copyto`: `COPY ... TO STDOUT` streamed as PostgreSQL writes it.
+//! An error before the first bytes is a 4xx JSON answer; after that, CARTO writes the error JSON
+//! (`JSON.stringify(...)`, no newline before or after) at the end of the 200 body and ends it.
+//! A client that goes away gets its backend query cancelled.
+use crate::errors::ApiError;
+use crate::server::Ctx;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::NoTls;
+
+pub async fn handle(ctx: Ctx) -> Response {
+    let q = ctx.params.get("q").map(|s| s.trim().to_string()).unwrap_or_default();
+    if q.is_empty() {
+        return ApiError::bad_request("SQL is missing").into_response();
+    }
+    if !crate::copy_from::starts_with_copy(&q) {
+        return ApiError::bad_request("SQL must start with COPY").into_response();
+    }
+    let filename = ctx.params.get("filename").filter(|s| !s.is_empty()).cloned().unwrap_or_else(|| "carto-sql-copyto.dmp".into());
+    let limits = ctx.state.limits();
+    let accepts_gzip = ctx
+        .headers
+        .get("accept-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("gzip"));
+    let gzip = limits.copyto_gzip && accepts_gzip;
+
+    let conn = match ctx.state.pool.get(&ctx.account.database, &ctx.auth.role).await {
+        Ok(c) => c,
+        Err(e) => return crate::sql_api::connect_error(&e).into_response(),
+    };
+    if let Err(e) = conn.client.batch_execute(&format!("SET statement_timeout = {}", limits.copy_statement_timeout_ms)).await {
+        return ApiError::from_pg(&e).into_response();
+    }
+    let stream = match conn.client.copy_out(q.as_str()).await {
+        Ok(s) => s,
+        Err(e) => {
+            conn.release();
+            return ApiError::from_pg(&e).into_response();
+        }
+    };
+    let mut stream = Box::pin(stream);
+    // Hold back the trailing `holdback` bytes (whole CopyData messages = whole rows for text/csv).
+    let holdback = limits.copyto_holdback_bytes;
+    let mut held: std::collections::VecDeque<Bytes> = std::collections::VecDeque::new();
+    let mut held_len = 0usize;
+    // Until more than `holdback` bytes arrived nothing is sent, so an early error is a 4xx JSON answer.
+    let mut ended = false;
+    while held_len <= holdback {
+        match stream.next().await {
+            None => {
+                ended = true;
+                break;
+            }
+            Some(Ok(b)) => {
+                held_len += b.len();
+                held.push_back(b);
+            }
+            Some(Err(e)) => {
+                drop(stream);
+                drop(conn);
+                return ApiError::from_pg(&e).into_response();
+            }
+        }
+    }
+
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let record = ctx.record.clone();
+    tokio::spawn(async move {
+        let mut failed = false;
+        if !ended {
+            loop {
+                // Send what exceeds the hold-back window.
+                while held_len > holdback {
+                    let Some(b) = held.pop_front() else { break };
+                    held_len -= b.len();
+                    if tx.send(b).await.is_err() {
+                        // The client went away: cancel the backend query, as CARTO does.
+                        let _ = conn.cancel.cancel_query(NoTls).await;
+                        record.abort("client closed the connection");
+                        return;
+                    }
+                }
+                match stream.next().await {
+                    None => break,
+                    Some(Ok(b)) => {
+                        held_len += b.len();
+                        held.push_back(b);
+                    }
+                    Some(Err(e)) => {
+                        // The held rows are lost; the error JSON ends the body (no newline around it).
+                        held.clear();
+                        let text = ApiError::from_pg(&e).json_text();
+                        record.abort(&format!("error after streaming started: {e}"));
+                        let _ = tx.send(Bytes::from(text)).await;
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        for b in held {
+            if tx.send(b).await.is_err() {
+                record.abort("client closed the connection");
+                return;
+            }
+        }
+        drop(stream);
+        // A connection that saw an error mid-COPY is not reused.
+        if !failed {
+            conn.release();
+        }
+    });
+
+    let raw = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<Bytes, std::io::Error>(b), rx)) });
+    let body = if gzip {
+        let reader = tokio_util::io::StreamReader::new(raw);
+        let enc = async_compression::tokio::bufread::GzipEncoder::new(reader);
+        Body::from_stream(tokio_util::io::ReaderStream::new(enc))
+    } else {
+        Body::from_stream(raw)
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::OK;
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/octet-stream"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename={}", crate::sql_api::urlencode(&filename))) {
+        h.insert("content-disposition", v);
+    }
+    if gzip {
+        h.insert("content-encoding", HeaderValue::from_static("gzip"));
+    }
+    r
+}

@@ -1,0 +1,129 @@
+//! Fault injection: canned statuses, HTML 502s, cut responses/uploads and latency for the next N
+//! requests of an endpoint group (set through the admin API).
+use crate::rate_limit::Group;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Endpoint group ("query", "job_create", "job_get", "job_delete", "copy_from", "copy_to");
+    /// absent or "any" = every group.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Only requests of this user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// How many requests it applies to (default 1).
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Answer with this status instead of running the request.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Body text for `status` (default: CARTO-style error JSON).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// JSON body for `status`.
+    #[serde(default)]
+    pub json: Option<serde_json::Value>,
+    /// Answer 502 with an HTML page, as nginx would.
+    #[serde(default)]
+    pub html_502: bool,
+    /// Cut the response (close the connection) after this many body bytes.
+    #[serde(default)]
+    pub cut_response_after: Option<u64>,
+    /// /copyfrom: stop reading and close the connection after this many request-body bytes.
+    #[serde(default)]
+    pub cut_upload_after: Option<u64>,
+    /// Wait this long before handling the request.
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    pub id: u64,
+    pub remaining: u32,
+    pub spec: FaultSpec,
+}
+
+/// What applies to one request.
+#[derive(Debug, Default, Clone)]
+pub struct Applied {
+    pub latency_ms: u64,
+    pub status: Option<(u16, Option<String>, Option<serde_json::Value>)>,
+    pub html_502: bool,
+    pub cut_response_after: Option<u64>,
+    pub cut_upload_after: Option<u64>,
+}
+
+#[derive(Default)]
+pub struct Faults {
+    list: Mutex<Vec<Fault>>,
+    next: AtomicU64,
+}
+
+impl Faults {
+    pub fn add(&self, spec: FaultSpec) -> Result<u64, String> {
+        if let Some(g) = &spec.group {
+            if g != "any" && Group::parse(g).is_none() {
+                return Err(format!("unknown group {g:?}"));
+            }
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut l) = self.list.lock() {
+            l.push(Fault { id, remaining: spec.count, spec });
+        }
+        Ok(id)
+    }
+    pub fn list(&self) -> Vec<Fault> {
+        self.list.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+    pub fn clear(&self) {
+        if let Ok(mut l) = self.list.lock() {
+            l.clear();
+        }
+    }
+
+    /// Consume the faults matching this request.
+    pub fn take(&self, group: Group, user: &str) -> Applied {
+        let mut a = Applied::default();
+        let Ok(mut l) = self.list.lock() else { return a };
+        for f in l.iter_mut() {
+            let g_ok = match f.spec.group.as_deref() {
+                None | Some("any") => true,
+                Some(g) => Group::parse(g) == Some(group),
+            };
+            let u_ok = f.spec.user.as_deref().map_or(true, |u| u == user);
+            if !g_ok || !u_ok || f.remaining == 0 {
+                continue;
+            }
+            f.remaining -= 1;
+            if let Some(ms) = f.spec.latency_ms {
+                a.latency_ms += ms;
+            }
+            if a.status.is_none() && !a.html_502 {
+                if f.spec.html_502 {
+                    a.html_502 = true;
+                } else if let Some(s) = f.spec.status {
+                    a.status = Some((s, f.spec.body.clone(), f.spec.json.clone()));
+                }
+            }
+            if let Some(n) = f.spec.cut_response_after {
+                a.cut_response_after.get_or_insert(n);
+            }
+            if let Some(n) = f.spec.cut_upload_after {
+                a.cut_upload_after.get_or_insert(n);
+            }
+        }
+        l.retain(|f| f.remaining > 0);
+        a
+    }
+}
+
+pub const HTML_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";

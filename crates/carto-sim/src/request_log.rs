@@ -1,0 +1,128 @@
+//! A log of requests that tests can read (and clear) through the admin API.
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub id: u64,
+    pub method: String,
+    pub path: String,
+    pub group: Option<String>,
+    pub user: Option<String>,
+    pub key_kind: Option<String>,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: f64,
+    pub aborted: bool,
+    pub error: Option<String>,
+    pub started_at: String,
+}
+
+/// The live record of one request, finished when its response body ends or is dropped.
+pub struct Record {
+    pub id: u64,
+    pub method: String,
+    pub path: String,
+    pub started: Instant,
+    pub started_at: String,
+    pub group: Mutex<Option<String>>,
+    pub user: Mutex<Option<String>>,
+    pub key_kind: Mutex<Option<String>>,
+    pub status: Mutex<u16>,
+    pub error: Mutex<Option<String>>,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub aborted: AtomicBool,
+    done: AtomicBool,
+}
+
+impl Record {
+    pub fn set<T>(m: &Mutex<T>, v: T) {
+        if let Ok(mut g) = m.lock() {
+            *g = v;
+        }
+    }
+    pub fn add_in(&self, n: u64) {
+        self.bytes_in.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn abort(&self, why: &str) {
+        self.aborted.store(true, Ordering::Relaxed);
+        if let Ok(mut e) = self.error.lock() {
+            if e.is_none() {
+                *e = Some(why.to_string());
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct RequestLog {
+    entries: Mutex<VecDeque<Entry>>,
+    next: AtomicU64,
+}
+
+impl RequestLog {
+    pub fn start(&self, method: &str, path: &str) -> Record {
+        Record {
+            id: self.next.fetch_add(1, Ordering::Relaxed) + 1,
+            method: method.to_string(),
+            path: path.to_string(),
+            started: Instant::now(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            group: Mutex::new(None),
+            user: Mutex::new(None),
+            key_kind: Mutex::new(None),
+            status: Mutex::new(0),
+            error: Mutex::new(None),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            aborted: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    /// Store the record (once).
+    pub fn finish(&self, r: &Record) {
+        if r.done.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let get = |m: &Mutex<Option<String>>| m.lock().ok().and_then(|g| g.clone());
+        let e = Entry {
+            id: r.id,
+            method: r.method.clone(),
+            path: r.path.clone(),
+            group: get(&r.group),
+            user: get(&r.user),
+            key_kind: get(&r.key_kind),
+            status: r.status.lock().map(|s| *s).unwrap_or(0),
+            bytes_in: r.bytes_in.load(Ordering::Relaxed),
+            bytes_out: r.bytes_out.load(Ordering::Relaxed),
+            duration_ms: r.started.elapsed().as_secs_f64() * 1000.0,
+            aborted: r.aborted.load(Ordering::Relaxed),
+            error: get(&r.error),
+            started_at: r.started_at.clone(),
+        };
+        if let Ok(mut v) = self.entries.lock() {
+            if v.len() >= MAX_ENTRIES {
+                v.pop_front();
+            }
+            v.push_back(e);
+        }
+    }
+
+    pub fn entries(&self) -> Vec<Entry> {
+        self.entries.lock().map(|v| v.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut v) = self.entries.lock() {
+            v.clear();
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The HTTP front: user routing (Host name or `/user/{name}/`), endpoint groups, faults, rate limits,
+//! credentials, CARTO's common headers and the request log.
+use crate::accounts::Account;
+use crate::auth::{self, Authorized};
+use crate::batch::Batch;
+use crate::config::{Config, Limits, Plan};
+use crate::errors::{json_response, ApiError};
+use crate::faults::{Applied, Faults, HTML_502};
+use crate::pool::Pool;
+use crate::rate_limit::{plan_limit, plan_statement_timeout_ms, Decision, Group, RateLimiter, RateSpec};
+use crate::request_log::{Record, RequestLog};
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+/// Plan and limits of one user, changeable at run time.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct UserRuntime {
+    pub plan: Plan,
+    /// Overrides the plan's /sql statement timeout (ms, 0 = none).
+    pub statement_timeout_ms: Option<u64>,
+    /// Per-group rate-limit overrides; `null` disables the group's limit.
+    #[serde(default)]
+    pub rate_limits: HashMap<String, Option<RateSpec>>,
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub accounts: HashMap<String, Arc<Account>>,
+    pub limits: RwLock<Limits>,
+    pub users: RwLock<HashMap<String, UserRuntime>>,
+    pub unlimited_timeout_ms: u64,
+    pub pool: Arc<Pool>,
+    pub pg_base: tokio_postgres::Config,
+    pub rate: RateLimiter,
+    pub faults: Faults,
+    pub log: RequestLog,
+    pub batch: Arc<Batch>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Arc<AppState>, String> {
+        let pg_base: tokio_postgres::Config = config.admin_url.parse().map_err(|e| format!("admin_url: {e}"))?;
+        let accounts: HashMap<String, Arc<Account>> =
+            crate::accounts::accounts(&config).into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        let users = accounts
+            .values()
+            .map(|a| (a.name.clone(), UserRuntime { plan: a.plan, statement_timeout_ms: a.statement_timeout_ms, rate_limits: HashMap::new() }))
+            .collect();
+        let pool = Pool::new(pg_base.clone(), config.secret.clone(), config.limits.pool_max_idle);
+        Ok(Arc::new(AppState {
+            limits: RwLock::new(config.limits.clone()),
+            unlimited_timeout_ms: config.plans.unlimited_statement_timeout_ms,
+            config,
+            accounts,
+            users: RwLock::new(users),
+            pool,
+            pg_base,
+            rate: RateLimiter::default(),
+            faults: Faults::default(),
+            log: RequestLog::default(),
+            batch: Batch::new(),
+        }))
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn user_runtime(&self, user: &str) -> Option<UserRuntime> {
+        self.users.read().ok().and_then(|m| m.get(user).cloned())
+    }
+
+    /// /sql statement timeout of a user, ms (0 = none).
+    pub fn statement_timeout_ms(&self, user: &str) -> u64 {
+        match self.user_runtime(user) {
+            Some(r) => r.statement_timeout_ms.unwrap_or_else(|| plan_statement_timeout_ms(r.plan, self.unlimited_timeout_ms)),
+            None => 0,
+        }
+    }
+
+    fn rate_spec(&self, user: &str, g: Group) -> Option<RateSpec> {
+        let r = self.user_runtime(user)?;
+        if let Some(o) = r.rate_limits.get(g.name()) {
+            return *o;
+        }
+        plan_limit(r.plan, g)
+    }
+}
+
+/// Everything a handler needs about an authorized request.
+pub struct Ctx {
+    pub state: Arc<AppState>,
+    pub account: Arc<Account>,
+    pub auth: Authorized,
+    pub method: Method,
+    pub headers: HeaderMap,
+    /// Query-string parameters.
+    pub query: HashMap<String, String>,
+    /// Query string merged with the body's parameters (the body wins).
+    pub params: HashMap<String, String>,
+    /// The body when it was JSON (the Batch API needs its structure).
+    pub json_body: Option<serde_json::Value>,
+    /// Raw body length (for the Batch API's payload limit).
+    pub record: Arc<Record>,
+    pub faults: Applied,
+    /// `/job/{id}` id.
+    pub job_id: Option<String>,
+}
+
+enum Route {
+    Sql,
+    CopyFrom,
+    CopyTo,
+    JobCreate,
+    Job(String),
+}
+
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    if let Some(q) = q {
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            m.insert(k.into_owned(), v.into_owned());
+        }
+    }
+    m
+}
+
+/// User from the Host name (`demo.carto.com`, `demo.localhost:8080`), never from an IP address.
+fn user_from_host(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get("host")?.to_str().ok()?;
+    let host = host.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host }).unwrap_or(host);
+    if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+        return None;
+    }
+    let (first, rest) = host.split_once('.')?;
+    if rest.is_empty() || first.is_empty() {
+        return None;
+    }
+    Some(first.to_string())
+}
+
+fn route_of(rest: &str, method: &Method) -> Option<(Route, Group)> {
+    let rest = rest.trim_end_matches('/');
+    let tail = rest.strip_prefix("/api/v2/sql").or_else(|| rest.strip_prefix("/api/v1/sql"))?;
+    Some(match (tail, method.clone()) {
+        ("", Method::GET | Method::POST | Method::HEAD) => (Route::Sql, Group::Query),
+        ("/copyfrom", Method::POST) => (Route::CopyFrom, Group::CopyFrom),
+        ("/copyto", Method::GET | Method::POST) => (Route::CopyTo, Group::CopyTo),
+        ("/job", Method::POST) => (Route::JobCreate, Group::JobCreate),
+        (t, Method::GET) if t.starts_with("/job/") => (Route::Job(t[5..].to_string()), Group::JobGet),
+        (t, Method::DELETE) if t.starts_with("/job/") => (Route::Job(t[5..].to_string()), Group::JobDelete),
+        _ => return None,
+    })
+}
+
+pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/_sim/") || path == "/_sim" {
+        return crate::admin::handle(state, req).await;
+    }
+    let method = req.method().clone();
+    let record = Arc::new(state.log.start(method.as_str(), &path));
+    let resp = handle_inner(&state, req, &record).await;
+    finish(&state, resp, record)
+}
+
+struct Outcome {
+    resp: Response,
+    account: Option<Arc<Account>>,
+    rate: Option<Decision>,
+    cut: Option<u64>,
+}
+
+async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>) -> Outcome {
+    let out = |resp: Response, account: Option<Arc<Account>>| Outcome { resp, account, rate: None, cut: None };
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let (user, rest) = match path.strip_prefix("/user/") {
+        Some(r) => match r.split_once('/') {
+            Some((u, rest)) => (Some(u.to_string()), format!("/{rest}")),
+            None => (Some(r.to_string()), String::new()),
+        },
+        None => (user_from_host(req.headers()), path.clone()),
+    };
+    let Some((route, group)) = route_of(&rest, &method) else {
+        return out(ApiError::new(StatusCode::NOT_FOUND, format!("Cannot {} {}", method, path)).into_response(), None);
+    };
+    Record::set(&record.group, Some(group.name().to_string()));
+    Record::set(&record.user, user.clone());
+    let user = user.unwrap_or_default();
+    let Some(account) = state.accounts.get(&user).cloned() else {
+        return out(ApiError::unknown_user(&user).into_response(), None);
+    };
+
+    // Faults first: they simulate what happens in front of (or instead of) the API.
+    let faults = state.faults.take(group, &account.name);
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
+    }
+    if faults.html_502 {
+        let mut r = Response::new(Body::from(HTML_502));
+        *r.status_mut() = StatusCode::BAD_GATEWAY;
+        r.headers_mut().insert("content-type", HeaderValue::from_static("text/html"));
+        return Outcome { resp: r, account: None, rate: None, cut: faults.cut_response_after };
+    }
+    if let Some((status, body, json)) = &faults.status {
+        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let text = match (body, json) {
+            (Some(b), _) => b.clone(),
+            (None, Some(j)) => j.to_string(),
+            (None, None) => ApiError::new(status, "Injected fault").json_text(),
+        };
+        let mut r = json_response(status, text);
+        if body.is_some() {
+            r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
+        }
+        return Outcome { resp: r, account: Some(account), rate: None, cut: faults.cut_response_after };
+    }
+
+    // Rate limit (CARTO checks it before the credentials).
+    let mut rate = None;
+    if let Some(spec) = state.rate_spec(&account.name, group) {
+        let d = state.rate.check(&account.name, group, &spec);
+        rate = Some(d);
+        if !d.allowed {
+            return Outcome { resp: ApiError::rate_limited(d.retry_after_secs).into_response(), account: Some(account), rate, cut: None };
+        }
+    }
+    let cut = faults.cut_response_after;
+    let query = parse_query(req.uri().query());
+
+    // The body: COPY data for /copyfrom, parameters otherwise.
+    let (parts, body) = req.into_parts();
+    let mut params = query.clone();
+    let mut json_body = None;
+    let mut copy_body = None;
+    if matches!(route, Route::CopyFrom) {
+        copy_body = Some(body);
+    } else {
+        match read_params(&parts.headers, body, record).await {
+            Ok((p, j)) => {
+                params.extend(p);
+                json_body = j;
+            }
+            Err(e) => return Outcome { resp: e.into_response(), account: Some(account), rate, cut },
+        }
+    }
+    let creds = auth::credentials(&parts.headers, &query, if copy_body.is_some() { None } else { Some(&params) });
+    let master_only = matches!(route, Route::JobCreate | Route::Job(_));
+    let auth = match auth::authorize(&account, &creds, master_only) {
+        Ok(a) => a,
+        Err(e) => return Outcome { resp: e.into_response(), account: Some(account), rate, cut },
+    };
+    Record::set(&record.key_kind, Some(serde_json::to_value(auth.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()));
+    let job_id = if let Route::Job(id) = &route { Some(id.clone()) } else { None };
+    let ctx = Ctx {
+        state: state.clone(),
+        account: account.clone(),
+        auth,
+        method: parts.method.clone(),
+        headers: parts.headers.clone(),
+        query,
+        params,
+        json_body,
+        record: record.clone(),
+        faults,
+        job_id,
+    };
+    let resp = match route {
+        Route::Sql => crate::sql_api::handle(ctx).await,
+        Route::CopyFrom => crate::copy_from::handle(ctx, copy_body.unwrap_or_default()).await,
+        Route::CopyTo => crate::copy_to::handle(ctx).await,
+        Route::JobCreate => crate::batch::create(ctx).await,
+        Route::Job(_) => {
+            if parts.method == Method::DELETE {
+                crate::batch::cancel(ctx).await
+            } else {
+                crate::batch::get(ctx).await
+            }
+        }
+    };
+    Outcome { resp, account: Some(account), rate, cut }
+}
+
+/// Parameters from a urlencoded, multipart or JSON body.
+async fn read_params(
+    headers: &HeaderMap,
+    body: Body,
+    record: &Arc<Record>,
+) -> Result<(HashMap<String, String>, Option<serde_json::Value>), ApiError> {
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let mut out = HashMap::new();
+    if ct.starts_with("multipart/form-data") {
+        let mut req = Request::new(body);
+        if let Some(v) = headers.get("content-type") {
+            req.headers_mut().insert("content-type", v.clone());
+        }
+        let mut mp = axum::extract::Multipart::from_request(req, &()).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        while let Ok(Some(field)) = mp.next_field().await {
+            let name = field.name().unwrap_or_default().to_string();
+            let text = field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            record.add_in(text.len() as u64);
+            out.insert(name, text);
+        }
+        return Ok((out, None));
+    }
+    let bytes = axum::body::to_bytes(body, 256 * 1024 * 1024).await.map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+    record.add_in(bytes.len() as u64);
+    if bytes.is_empty() {
+        return Ok((out, None));
+    }
+    if ct.starts_with("application/json") {
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("Unexpected token in JSON: {e}")))?;
+        if let serde_json::Value::Object(m) = &v {
+            for (k, x) in m {
+                let s = match x {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                out.insert(k.clone(), s);
+            }
+        }
+        return Ok((out, Some(v)));
+    }
+    // urlencoded (also the default for a body without a content type)
+    for (k, v) in form_urlencoded::parse(&bytes) {
+        out.insert(k.into_owned(), v.into_owned());
+    }
+    Ok((out, None))
+}
+
+fn finish(state: &Arc<AppState>, o: Outcome, record: Arc<Record>) -> Response {
+    let Outcome { resp, account, rate, cut } = o;
+    let (mut parts, body) = resp.into_parts();
+    let h = &mut parts.headers;
+    if let Some(a) = &account {
+        if let Ok(v) = HeaderValue::from_str(&a.name) {
+            h.insert("carto-user", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&a.id) {
+            h.insert("carto-user-id", v);
+        }
+    }
+    h.insert("vary", HeaderValue::from_static("Authorization"));
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    if let Some(d) = rate {
+        h.insert("carto-rate-limit-limit", HeaderValue::from(d.limit));
+        h.insert("carto-rate-limit-remaining", HeaderValue::from(d.remaining));
+        h.insert("carto-rate-limit-reset", HeaderValue::from(d.reset_secs));
+    }
+    Record::set(&record.status, parts.status.as_u16());
+    let body = LoggedBody { inner: body, record, state: state.clone(), cut, sent: 0, ended: false };
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// Counts response bytes, applies a "cut after N bytes" fault, and stores the log entry when the body
+/// ends (or is dropped early: the client went away → aborted).
+struct LoggedBody {
+    inner: Body,
+    record: Arc<Record>,
+    state: Arc<AppState>,
+    cut: Option<u64>,
+    sent: u64,
+    ended: bool,
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if let Some(limit) = this.cut {
+            if this.sent >= limit {
+                this.record.abort("response cut by fault injection");
+                return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other("cut by fault injection")))));
+            }
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) => {
+                    if let Some(limit) = this.cut {
+                        let left = limit.saturating_sub(this.sent) as usize;
+                        if data.len() > left {
+                            data = data.slice(..left);
+                        }
+                    }
+                    this.sent += data.len() as u64;
+                    this.record.bytes_out.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            Poll::Ready(None) => {
+                this.ended = true;
+                this.state.log.finish(&this.record);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.record.abort(&format!("response body error: {e}"));
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.cut.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.cut.is_some() {
+            return SizeHint::default();
+        }
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if !self.ended && !self.inner.is_end_stream() {
+            self.record.abort("client closed the connection");
+        }
+        self.state.log.finish(&self.record);
+    }
+}
+
+/// Bind, print the ready line, serve until `shutdown` resolves.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    crate::batch::start_worker(state.clone());
+    let app = axum::Router::new().fallback(handle).with_state(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

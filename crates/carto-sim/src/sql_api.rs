@@ -1,0 +1,427 @@
+//! `GET|POST /api/v2/sql`: run `q` as the request's role and answer in CARTO's json, geojson or csv.
+//!
+//! Each statement of `q` is prepared first (for column types and typmods) and then run with the simple
+//! protocol (for PostgreSQL's text values, which is what node-postgres parses). Several statements run
+//! in one transaction. JSON is streamed: once the first row has been sent (configurable threshold), an
+//! error can no longer change the status and is appended as `"error":[...]` in a 200 body, as CARTO does.
+use crate::errors::ApiError;
+use crate::json_values::{field_json, json_str, write_value, ColInfo};
+use crate::pool::Pooled;
+use crate::server::Ctx;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    Json,
+    GeoJson,
+    Csv,
+}
+
+impl Format {
+    fn ext(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::GeoJson => "geojson",
+            Format::Csv => "csv",
+        }
+    }
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Json | Format::GeoJson => "application/json; charset=utf-8",
+            Format::Csv => "text/csv; charset=utf-8; header=present",
+        }
+    }
+}
+
+/// Column name used by the geojson wrapper for the GeoJSON text of the geometry.
+const GEOJSON_COL: &str = "__carto_sim_geojson";
+
+pub async fn handle(ctx: Ctx) -> Response {
+    let q = ctx.params.get("q").map(|s| s.trim().to_string()).unwrap_or_default();
+    if q.is_empty() {
+        return ApiError::bad_request("You must indicate a sql query").into_response();
+    }
+    let format_param = ctx.params.get("format").map(|s| s.to_ascii_lowercase());
+    let format = match format_param.as_deref().unwrap_or("json") {
+        "json" | "" => Format::Json,
+        "geojson" => Format::GeoJson,
+        "csv" => Format::Csv,
+        other => return ApiError::bad_request(format!("Invalid format: {other}")).into_response(),
+    };
+    let skipfields: Vec<String> = ctx
+        .params
+        .get("skipfields")
+        .map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default();
+    let mut stmts = crate::sql_split::split(&q);
+    if stmts.is_empty() {
+        stmts.push(q.clone());
+    }
+    // rows_per_page/page: CARTO wraps a single query in a LIMIT/OFFSET window (page is 0-based).
+    if let (Some(rpp), 1) = (ctx.params.get("rows_per_page").and_then(|s| s.parse::<u64>().ok()), stmts.len()) {
+        let page = ctx.params.get("page").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        stmts[0] = format!("SELECT * FROM ({}) AS cdbq_1 LIMIT {} OFFSET {}", stmts[0], rpp, page * rpp);
+    }
+    let gn = ctx.params.get("gn").cloned().unwrap_or_else(|| "the_geom".into());
+    if format == Format::GeoJson {
+        let dp = ctx.params.get("dp").and_then(|s| s.parse::<u32>().ok()).unwrap_or(6);
+        if let Some(last) = stmts.last_mut() {
+            *last = format!(
+                "SELECT *, ST_AsGeoJSON({}, {}) AS {} FROM ({}) AS cdbq",
+                crate::accounts::quote_ident(&gn),
+                dp,
+                GEOJSON_COL,
+                last
+            );
+        }
+    }
+
+    let state = ctx.state.clone();
+    let mut conn = match state.pool.get(&ctx.account.database, &ctx.auth.role).await {
+        Ok(c) => c,
+        Err(e) => return connect_error(&e).into_response(),
+    };
+    // CARTO sets the user's statement timeout on every query (so a plain SET of it does not survive).
+    let timeout = state.statement_timeout_ms(&ctx.account.name);
+    if let Err(e) = conn.client.batch_execute(&format!("SET statement_timeout = {timeout}")).await {
+        return ApiError::from_pg(&e).into_response();
+    }
+    conn.drain_notices();
+
+    let threshold = if format == Format::Json { state.limits().sql_stream_threshold_bytes } else { usize::MAX };
+    let (tx, mut rx) = mpsc::channel::<Msg>(4);
+    let job = Run { stmts, format, skipfields, gn, threshold, tx, record: ctx.record.clone() };
+    tokio::spawn(job.run(conn));
+
+    let filename = ctx.params.get("filename").cloned();
+    let first = match rx.recv().await {
+        Some(Msg::Data(b)) => b,
+        Some(Msg::Fail(e)) => return e.into_response(),
+        None => return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query ended unexpectedly").into_response(),
+    };
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Some(Msg::Data(b)) => Some((Ok::<Bytes, std::io::Error>(b), rx)),
+            _ => None,
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(first) }).chain(rest));
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static(format.content_type()));
+    let inline = format_param.is_none() && filename.is_none();
+    let disp = format!(
+        "{}; filename={}.{}; modification-date=\"{}\";",
+        if inline { "inline" } else { "attachment" },
+        urlencode(filename.as_deref().unwrap_or("cartodb-query")),
+        format.ext(),
+        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT")
+    );
+    if let Ok(v) = HeaderValue::from_str(&disp) {
+        h.insert("content-disposition", v);
+    }
+    h.insert("cache-control", HeaderValue::from_static("no-cache,max-age=31536000,must-revalidate,public"));
+    r
+}
+
+pub fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+pub fn connect_error(e: &tokio_postgres::Error) -> ApiError {
+    // A role that cannot connect (e.g. missing CONNECT) is a permission problem; anything else is ours.
+    let mut err = ApiError::from_pg(e);
+    if e.as_db_error().is_none() {
+        err = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect to the database");
+    }
+    err
+}
+
+enum Msg {
+    Data(Bytes),
+    Fail(ApiError),
+}
+
+struct Run {
+    stmts: Vec<String>,
+    format: Format,
+    skipfields: Vec<String>,
+    gn: String,
+    threshold: usize,
+    tx: mpsc::Sender<Msg>,
+    record: std::sync::Arc<crate::request_log::Record>,
+}
+
+/// Output slots of a statement: duplicate names collapse onto the first position, skipped fields vanish.
+struct Layout {
+    cols: Vec<ColInfo>,
+    /// For each column, its slot (None = skipped).
+    slot_of: Vec<Option<usize>>,
+    names: Vec<String>,
+}
+
+impl Layout {
+    fn new(cols: Vec<ColInfo>, skip: &[String], drop_geo: Option<&str>) -> Layout {
+        let mut names: Vec<String> = Vec::new();
+        let mut slot_of = Vec::new();
+        for c in &cols {
+            if skip.contains(&c.name) || Some(c.name.as_str()) == drop_geo || c.name == GEOJSON_COL {
+                slot_of.push(None);
+                continue;
+            }
+            match names.iter().position(|n| n == &c.name) {
+                Some(p) => slot_of.push(Some(p)),
+                None => {
+                    names.push(c.name.clone());
+                    slot_of.push(Some(names.len() - 1));
+                }
+            }
+        }
+        Layout { cols, slot_of, names }
+    }
+
+    fn fields_json(&self) -> String {
+        let mut per_slot: Vec<String> = vec![String::new(); self.names.len()];
+        for (i, c) in self.cols.iter().enumerate() {
+            if let Some(s) = self.slot_of[i] {
+                per_slot[s] = field_json(c);
+            }
+        }
+        let mut out = String::from("{");
+        for (i, n) in self.names.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&json_str(n));
+            out.push(':');
+            out.push_str(&per_slot[i]);
+        }
+        out.push('}');
+        out
+    }
+
+    fn row_object(&self, row: &tokio_postgres::SimpleQueryRow, out: &mut String) {
+        let mut vals: Vec<String> = vec![String::new(); self.names.len()];
+        for (i, c) in self.cols.iter().enumerate() {
+            if let Some(s) = self.slot_of[i] {
+                let mut v = String::new();
+                write_value(&mut v, c, row.get(i));
+                vals[s] = v;
+            }
+        }
+        out.push('{');
+        for (i, n) in self.names.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&json_str(n));
+            out.push(':');
+            out.push_str(&vals[i]);
+        }
+        out.push('}');
+    }
+
+    fn csv_header(&self, out: &mut String) {
+        let cells: Vec<String> = self.names.iter().map(|n| csv_cell(n)).collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+
+    fn csv_row(&self, row: &tokio_postgres::SimpleQueryRow, out: &mut String) {
+        let mut vals: Vec<String> = vec![String::new(); self.names.len()];
+        for (i, c) in self.cols.iter().enumerate() {
+            if let Some(s) = self.slot_of[i] {
+                let v = row.get(i).unwrap_or("");
+                // char(n) padding is dropped, NULL and '' look the same (as in CARTO's ogr2ogr output).
+                let v = if c.oid == 1042 { v.trim_end_matches(' ') } else { v };
+                vals[s] = csv_cell(v);
+            }
+        }
+        out.push_str(&vals.join(","));
+        out.push('\n');
+    }
+}
+
+fn csv_cell(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) || v.starts_with(' ') || v.ends_with(' ') {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+impl Run {
+    async fn send(&self, m: Msg) -> bool {
+        self.tx.send(m).await.is_ok()
+    }
+
+    async fn run(self, mut conn: Pooled) {
+        let start = Instant::now();
+        let multi = self.stmts.len() > 1;
+        let mut out = String::new();
+        match self.format {
+            Format::Json => out.push_str("{\"rows\":["),
+            Format::GeoJson => out.push_str("{\"type\": \"FeatureCollection\", \"features\": ["),
+            Format::Csv => {}
+        }
+        let mut started = false;
+        let mut total: u64 = 0;
+        let mut last_count: Option<u64> = None;
+        let mut layout = Layout::new(Vec::new(), &[], None);
+        let mut csv_header_done = false;
+        let mut error: Option<ApiError> = None;
+        let mut client_gone = false;
+
+        if multi {
+            if let Err(e) = conn.client.batch_execute("BEGIN").await {
+                let _ = self.send(Msg::Fail(ApiError::from_pg(&e))).await;
+                return;
+            }
+        }
+        'stmts: for stmt in &self.stmts {
+            let cols = match conn.client.prepare(stmt).await {
+                Ok(p) => p.columns().iter().map(|c| ColInfo::from_column(c.name(), c.type_(), c.type_modifier())).collect::<Vec<_>>(),
+                Err(e) => {
+                    error = Some(ApiError::from_pg(&e));
+                    break;
+                }
+            };
+            let drop_geo = if self.format == Format::GeoJson { Some(self.gn.as_str()) } else { None };
+            layout = Layout::new(cols, &self.skipfields, drop_geo);
+            last_count = None;
+            let stream = match conn.client.simple_query_raw(stmt).await {
+                Ok(s) => s,
+                Err(e) => {
+                    error = Some(ApiError::from_pg(&e));
+                    break;
+                }
+            };
+            futures_util::pin_mut!(stream);
+            while let Some(m) = stream.next().await {
+                match m {
+                    Ok(SimpleQueryMessage::Row(row)) => {
+                        if layout.cols.len() != row.len() {
+                            // Should not happen; fall back to the row's own names, as text.
+                            let cols = row
+                                .columns()
+                                .iter()
+                                .map(|c| ColInfo { name: c.name().to_string(), oid: 25, elem: None, cname: Some("text".into()), typmod: -1 })
+                                .collect();
+                            layout = Layout::new(cols, &self.skipfields, drop_geo);
+                        }
+                        match self.format {
+                            Format::Json => {
+                                if total > 0 {
+                                    out.push(',');
+                                }
+                                layout.row_object(&row, &mut out);
+                            }
+                            Format::GeoJson => {
+                                if total > 0 {
+                                    out.push(',');
+                                }
+                                let geo_idx = layout.cols.iter().position(|c| c.name == GEOJSON_COL);
+                                let geom = geo_idx.and_then(|i| row.get(i)).unwrap_or("null");
+                                out.push_str("{\"type\":\"Feature\",\"geometry\":");
+                                out.push_str(geom);
+                                out.push_str(",\"properties\":");
+                                layout.row_object(&row, &mut out);
+                                out.push('}');
+                            }
+                            Format::Csv => {
+                                if !csv_header_done {
+                                    layout.csv_header(&mut out);
+                                    csv_header_done = true;
+                                }
+                                layout.csv_row(&row, &mut out);
+                            }
+                        }
+                        total += 1;
+                        let flush = if started { out.len() >= 64 * 1024 } else { out.len() >= self.threshold };
+                        if flush {
+                            started = true;
+                            let chunk = Bytes::from(std::mem::take(&mut out));
+                            if !self.send(Msg::Data(chunk)).await {
+                                client_gone = true;
+                                break 'stmts;
+                            }
+                        }
+                    }
+                    Ok(SimpleQueryMessage::CommandComplete(n)) => last_count = Some(n),
+                    Ok(_) => {}
+                    Err(e) => {
+                        error = Some(ApiError::from_pg(&e));
+                        break 'stmts;
+                    }
+                }
+            }
+        }
+
+        if client_gone {
+            // CARTO cancels the query of a client that went away; the connection is not reused.
+            let _ = conn.cancel.cancel_query(NoTls).await;
+            self.record.abort("client closed the connection");
+            return;
+        }
+        if multi {
+            let end = if error.is_some() { "ROLLBACK" } else { "COMMIT" };
+            if let Err(e) = conn.client.batch_execute(end).await {
+                if error.is_none() {
+                    error = Some(ApiError::from_pg(&e));
+                }
+            }
+        }
+        let notices = conn.drain_notices();
+        // The connection is clean (statement ended, transaction closed): back to the pool.
+        conn.release();
+
+        if let Some(e) = &error {
+            if !started {
+                let _ = self.send(Msg::Fail(e.clone())).await;
+                return;
+            }
+        }
+        if self.format == Format::Csv && !csv_header_done {
+            layout.csv_header(&mut out);
+        }
+        match self.format {
+            Format::Json => {
+                let ms = start.elapsed().as_millis() as f64 / 1000.0;
+                let total_rows = if error.is_some() { total } else { last_count.filter(|n| *n > 0).unwrap_or(total) };
+                out.push_str(&format!(
+                    "],\"time\":{},\"fields\":{},\"total_rows\":{}",
+                    crate::json_values::js_number(ms),
+                    layout.fields_json(),
+                    total_rows
+                ));
+                if let Some(e) = &error {
+                    out.push_str(",\"error\":");
+                    out.push_str(&serde_json::Value::Array(vec![serde_json::Value::String(e.message())]).to_string());
+                }
+                // Notices grouped by severity: "notices", "warnings", ...
+                let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+                for n in notices {
+                    let key = format!("{}s", n.severity().to_ascii_lowercase());
+                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, v)) => v.push(n.message().to_string()),
+                        None => groups.push((key, vec![n.message().to_string()])),
+                    }
+                }
+                for (k, v) in groups {
+                    out.push_str(&format!(",{}:{}", json_str(&k), serde_json::to_string(&v).unwrap_or_else(|_| "[]".into())));
+                }
+                out.push('}');
+            }
+            Format::GeoJson => out.push_str("]}"),
+            Format::Csv => {}
+        }
+        let _ = self.send(Msg::Data(Bytes::from(out))).await;
+    }
+}
