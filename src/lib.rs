@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 
 pub mod fdw;
 pub mod pg;
+pub mod sync;
 
 ::pgrx::pg_module_magic!();
 
