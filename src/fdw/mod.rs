@@ -1,6 +1,7 @@
 //! The foreign-data wrapper: its handler (the callback table) and one module per concern,
 //! after postgres_fdw's split.
 
+pub mod analyze;
 pub mod connection;
 pub mod deparse;
 pub mod options;
@@ -25,6 +26,7 @@ fn carto_fdw_handler() -> PgBox<pg_sys::FdwRoutine, AllocatedByRust> {
     r.ReScanForeignScan = Some(scan::rescan_foreign_scan);
     r.EndForeignScan = Some(scan::end_foreign_scan);
     r.ExplainForeignScan = Some(scan::explain_foreign_scan);
+    r.AnalyzeForeignTable = Some(analyze::analyze_foreign_table);
 
     // Joins between two foreign tables are not pushed down: CARTO tables join locally
     // (each side is one remote statement). Aggregates are not pushed down either.

@@ -71,6 +71,17 @@ class Sim:
             raise AssertionError(f"psql failed: {p.stderr}")
         return p.stdout
 
+    def pg_conninfo(self, dbname):
+        return f"host=127.0.0.1 port={self.pg_port} user=postgres dbname={dbname}"
+
+    def psql_db(self, dbname, sql):
+        """Run SQL as superuser in any database of the cluster."""
+        p = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", self.pg_conninfo(dbname),
+                            "-c", sql], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise AssertionError(f"psql failed: {p.stderr}")
+        return p.stdout
+
     def copy_out(self, sql, user="demo", org=None):
         """Bytes of `COPY (...) TO STDOUT ...` as PostgreSQL itself writes them."""
         p = subprocess.run(
@@ -92,13 +103,13 @@ class Sim:
 
     def requests_log(self):
         """The sim's request log: a list of entries {method, path, group, user, status, bytes_in, ...}."""
-        out = self.admin("GET", "/_sim/requests")
+        out = self.admin("GET", "/_sim/log")
         if isinstance(out, dict):
             out = out.get("requests", out.get("entries", []))
         return out
 
     def clear_log(self):
-        self.admin("DELETE", "/_sim/requests")
+        self.admin("DELETE", "/_sim/log")
 
     def log_tail(self, n=60):
         try:

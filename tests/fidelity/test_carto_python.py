@@ -4,6 +4,7 @@ Every test checks what really happened on the database side (psql as superuser),
 client returned.
 """
 import io
+import json
 import re
 import time
 import warnings
@@ -69,7 +70,7 @@ def test_sql_send_rows_and_fields(sim):
     r = sql.send("SELECT 1::int AS i, 2.5::float8 AS f, 'x'::text AS t, true AS b, "
                  "CDB_LatLng(1, 2) AS g, '2026-11-21'::date AS d, NULL::text AS z")
     hexgeom = sim.psql("SELECT CDB_LatLng(1, 2)").strip()
-    assert hexgeom == "0101000020E6100000000000000000004000000000000000F03F"
+    assert hexgeom == "0101000020E61000000000000000000040000000000000F03F"
     assert r["total_rows"] == 1
     assert r["rows"] == [{"i": 1, "f": 2.5, "t": "x", "b": True, "g": hexgeom, "d": "2026-11-21T00:00:00Z", "z": None}]
     f = r["fields"]
@@ -153,8 +154,9 @@ def test_cdb_functions_through_the_api(sim, unique):
     assert sql.send(f"SELECT CDB_CartodbfyTable('{unique}')")["rows"] == [{"cdb_cartodbfytable": unique}]
     assert sim.psql(f"SELECT '{unique}'::regclass::oid").strip() == oid
     sql.send(f"INSERT INTO {unique} (the_geom, name) VALUES (CDB_LatLng(40, -3), 'madrid')")
-    assert sim.psql(f"SELECT cartodb_id, ST_AsText(ST_SnapToGrid(the_geom_webmercator, 0.01)) FROM {unique}") \
-        == "1\tPOINT(-333958.47 4865942.28)\n"
+    assert sim.psql(f"SELECT cartodb_id, round(ST_X(the_geom_webmercator)::numeric, 2), "
+                    f"round(ST_Y(the_geom_webmercator)::numeric, 2), ST_SRID(the_geom_webmercator) FROM {unique}") \
+        == "1\t-333958.47\t4865942.28\t3857\n"
     names = [r["cdb_usertables"] for r in sql.send("SELECT CDB_UserTables()")["rows"]]
     assert unique in names
     # ... one without them is rewritten (new OID, cartodb_id bigint numbered 1..n).
@@ -278,6 +280,21 @@ def test_copyto_file_object_text_and_binary(sim, unique):
     assert sim.psql(f"SELECT count(*) FROM {unique}").strip() == str(n)
 
 
+def test_copyto_error_after_the_stream_started_is_appended(sim):
+    # CARTO has sent 200 and data already: the error JSON is appended to the body, the data before it is a
+    # prefix of the result (cut at a row boundary). carto-python hands the whole body over as is.
+    q = "COPY (SELECT CASE WHEN g < 100000 THEN g ELSE 1 / (g - g) END FROM generate_series(1, 200000) g) TO STDOUT"
+    resp = CopySQLClient(auth(sim)).copyto(q)
+    assert resp.status_code == 200
+    body = resp.content
+    head, sep, tail = body.rpartition(b'{"error":')
+    assert sep, body[-300:]
+    assert json.loads(sep + tail)["error"] == ["division by zero"]
+    full = "".join(f"{g}\n" for g in range(1, 100000)).encode()
+    assert full.startswith(head) and (head == b"" or head.endswith(b"\n"))
+    assert len(head) > 0
+
+
 def test_copyto_error(sim):
     with pytest.raises(CartoException) as ei:
         CopySQLClient(auth(sim)).copyto("COPY no_such_table TO STDOUT")
@@ -349,6 +366,27 @@ def test_batch_cancel_running_and_done(sim):
     done = batch.create_and_wait_for_completion("SELECT 1")
     # carto-python turns CARTO's "Cannot set status from done to cancelled" into 'done'
     assert batch.cancel(done["job_id"]) == "done"
+
+
+def test_batch_fallback_queries_and_templates(sim, unique):
+    batch = BatchSQLClient(auth(sim))
+    job = batch.create({"query": [{"query": "SELECT * FROM no_such_table",
+                                   "onerror": f"CREATE TABLE {unique} AS SELECT '<%= error_message %>'::text AS m, "
+                                              f"'<%= job_id %>'::text AS j"}]})
+    done = wait_status(batch, job["job_id"], ("done", "failed"))
+    assert done["status"] == "failed"
+    q = done["query"]["query"][0]
+    assert q["status"] == "failed" and q["failed_reason"] == 'relation "no_such_table" does not exist'
+    assert sim.psql(f"SELECT m, j FROM {unique}") == f'relation "no_such_table" does not exist\t{job["job_id"]}\n'
+
+
+def test_batch_payload_limit(sim):
+    with pytest.raises(CartoException) as ei:
+        BatchSQLClient(auth(sim)).create("SELECT '" + "x" * 17000 + "'")
+    e = inner(ei)
+    assert getattr(e, "status_code", None) == 400
+    assert e.args[0][0].startswith("Your payload is too large: ")
+    assert "Max size allowed is 16384 bytes (16kb)." in e.args[0][0]
 
 
 def test_batch_unknown_job_and_non_master_key(sim):

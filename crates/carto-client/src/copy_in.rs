@@ -254,6 +254,8 @@ impl Pump {
         let mut body_closed = false;
         let mut last_activity = Instant::now();
         let mut answer_deadline: Option<Instant> = None;
+        // Last time the body accepted a chunk: a body that accepts nothing for request_timeout is a stall.
+        let mut last_progress = Instant::now();
 
         let (mut body_tx, body_rx) = mpsc::channel::<BodyMsg>(cfg.channel_capacity);
         let mut resp_task = self.start_request(body_stream(body_rx));
@@ -263,6 +265,7 @@ impl Pump {
             let want_input = out_q.is_empty() && rows_expected.is_none();
             let keepalive_at = last_activity + cfg.keepalive_interval;
             let far = Instant::now() + Duration::from_secs(86400 * 365);
+            let stall_at = last_progress + cfg.request_timeout;
             let answer = tokio::select! {
                 biased;
                 r = &mut resp_task.0 => Some(r),
@@ -294,6 +297,7 @@ impl Pump {
                                 answer_deadline = Some(Instant::now() + cfg.request_timeout);
                             }
                             last_activity = Instant::now();
+                            last_progress = last_activity;
                         }
                     }
                     None
@@ -301,6 +305,8 @@ impl Pump {
                 msg = rx.recv(), if want_input => {
                     match msg {
                         Some(In::Data(b)) => {
+                            // Nothing was waiting to be sent: the stall clock starts now.
+                            last_progress = Instant::now();
                             enc.write_all(&b).map_err(gz_err)?;
                             let out = std::mem::take(enc.get_mut());
                             if !out.is_empty() {
@@ -329,6 +335,10 @@ impl Pump {
                     out_q.push_back(Bytes::from(out));
                     last_activity = Instant::now();
                     None
+                }
+                _ = tokio::time::sleep_until(stall_at), if want_send => {
+                    return Err(Error::new(ErrorKind::Timeout, Endpoint::CopyFrom,
+                        format!("upload stalled: CARTO read nothing for request_timeout ({} s)", cfg.request_timeout.as_secs_f64())));
                 }
                 _ = tokio::time::sleep_until(answer_deadline.unwrap_or(far)), if answer_deadline.is_some() => {
                     return Err(Error::new(ErrorKind::Timeout, Endpoint::CopyFrom,
@@ -384,6 +394,7 @@ impl Pump {
                     body_tx = tx;
                     resp_task = self.start_request(body_stream(brx));
                     last_activity = Instant::now();
+                    last_progress = last_activity;
                             }
         }
     }
