@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::ffi::CString;
 
 use carto_client::Client;
-use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 
 use crate::fdw::connection::{client_for, server_access, ServerAccess};
