@@ -14,7 +14,7 @@ from carto.auth import APIKeyAuthClient
 from carto.exceptions import CartoException, CartoRateLimitException
 from carto.sql import BatchSQLClient, CopySQLClient, SQLClient
 
-from conftest import ALICE_KEY, DEMO_KEY, DEMO_READER_KEY, FREE_KEY
+from conftest import ALICE_KEY, DEMO_KEY, DEMO_READER_KEY, DEMO_WRITER_KEY, FREE_KEY
 
 warnings.filterwarnings("ignore", message=".*unencrypted API key.*")
 
@@ -307,6 +307,23 @@ def test_copyto_closed_early_stops_the_query(sim):
     while time.time() < deadline and sim.psql(probe).strip() != "0":
         time.sleep(0.2)
     assert sim.psql(probe).strip() == "0", "the COPY still runs after the client went away"
+
+
+def test_regular_key_writes_into_a_cartodbfied_table(sim):
+    # The CARTO triggers (webmercator, metadata, quota) run as the key's role: they must work for it.
+    writer = auth(sim, key=DEMO_WRITER_KEY)
+    r = CopySQLClient(writer).copyfrom("COPY writer_table (name, n, the_geom) FROM stdin",
+                                       (copy_line(i).encode() for i in range(1, 201)))
+    assert r["total_rows"] == 200
+    SQLClient(writer).send("UPDATE writer_table SET the_geom = CDB_LatLng(0, 0) WHERE n = 1")
+    assert dump(sim, "writer_table").count(b"\n") == 200
+    assert sim.psql("SELECT count(the_geom_webmercator), "
+                    "sum((ST_AsText(the_geom_webmercator) = 'POINT(0 0)')::int) FROM writer_table") == "200\t1\n"
+    assert sim.psql("SELECT count(*) FROM cartodb.cdb_tablemetadata WHERE tabname = 'writer_table'::regclass") \
+        .strip() == "1"
+    with pytest.raises(CartoException) as ei:
+        SQLClient(writer).send("DELETE FROM writer_table")
+    assert type(inner(ei)).__name__ == "ForbiddenErrorException"
 
 
 def test_copyto_get(sim, unique):

@@ -241,3 +241,19 @@ def test_ogrinfo_sql_result_layer_pages_with_offset(sim):
     assert labels == [f"row {g}" for g in range(11, 261)]
     points = re.findall(r"POINT \(([-\d.]+) ([-\d.]+)\)", p.stdout)
     assert [(float(x), float(y)) for x, y in points] == [(g * 0.5 - 150, g * 0.25 - 60) for g in range(11, 261)]
+
+
+def test_ogr2ogr_splits_big_uploads_into_several_copies(sim, tmp_path):
+    n = 20000
+    src = tmp_path / "many.geojson"
+    src.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": f"feature number {i} " + "x" * 40, "v": i},
+         "geometry": {"type": "Point", "coordinates": point(i)}} for i in range(1, n + 1)]}))
+    sim.clear_log()
+    p = run(["ogr2ogr", "-f", "Carto", "Carto:demo", str(src), "-nln", "gdal_chunks",
+             "--config", "CARTO_MAX_CHUNK_SIZE", "1"] + gdal_config(sim))
+    assert p.returncode == 0, p.stderr[-3000:]
+    copies = [e for e in sim.requests_log() if e.get("path", "").endswith("/copyfrom")]
+    assert len(copies) >= 2 and all(e["status"] == 200 for e in copies), copies
+    assert sim.psql("SELECT count(*), count(DISTINCT v), min(v), max(v), count(the_geom_webmercator) FROM gdal_chunks") \
+        == f"{n}\t{n}\t1\t{n}\t{n}\n"
