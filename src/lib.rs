@@ -6,6 +6,7 @@
 use pgrx::prelude::*;
 
 pub mod fdw;
+pub mod functions;
 pub mod pg;
 pub mod sync;
 

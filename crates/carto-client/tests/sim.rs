@@ -425,6 +425,16 @@ async fn copy_from_basics() {
         assert_eq!(v[0][0], None);
         assert_eq!(v[1][0].as_deref(), Some("row 7\twith\ttabs\\ and \n newlines é"));
     }
+    // The key travelled as Basic auth only: the sim saw the master key, and no URL holds it.
+    let log = sim.admin().log();
+    assert!(log.iter().any(|e| e.path.ends_with("/copyfrom") && e.key_kind.as_deref() == Some("master")), "{log:?}");
+    for e in &log {
+        assert!(!e.path.contains(testkit::DEMO_MASTER_KEY), "{e:?}");
+    }
+    // Only whole lines are accepted.
+    let mut up = demo(&sim).copy_from("COPY t1 (id, t) FROM STDIN");
+    assert_eq!(err(up.send(Bytes::from_static(b"1	x"), 1).await).kind, ErrorKind::Config);
+    drop(up);
     // Nothing sent: no request at all.
     let c = demo(&sim);
     sim.admin().clear_log();
@@ -676,4 +686,61 @@ async fn batch_jobs() {
     let e = err(c.batch_create(&BatchJobRequest::Single(format!("select '{}'", "x".repeat(17000)))).await);
     assert_eq!(e.kind, ErrorKind::PayloadTooLarge);
     assert!(sim.admin().log().iter().all(|e| e.method != "POST"), "a request was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_early_answers_keep_carto_message() {
+    let sim = TestSim::start_default();
+    create_t(&sim, "te");
+    // A bad row at the start of a big upload: CARTO answers 400 while the body is still flowing.
+    let c = with(&sim, |c| c.compression_level = 0);
+    let mut up = c.copy_from("COPY te (id, t) FROM STDIN");
+    let mut failed = None;
+    if let Err(e) = up.send(Bytes::from_static(b"x\ty\n"), 1).await {
+        failed = Some(checked(e));
+    }
+    if failed.is_none() {
+        for i in 0..500u64 {
+            if let Err(e) = up.send(make_rows(i * 100, (i + 1) * 100), 100).await {
+                failed = Some(checked(e));
+                break;
+            }
+        }
+    }
+    let e = match failed {
+        Some(e) => e,
+        None => err(up.finish().await),
+    };
+    assert_eq!(e.kind, ErrorKind::BadRequest, "{e}");
+    assert!(e.message.contains("invalid input syntax"), "{e}");
+    // A wrong key: 401 before anything is read.
+    let bad = Client::new(cfg(&sim, "demo", Some("wrong-key-0123456789"))).unwrap();
+    let mut up = bad.copy_from("COPY te (id, t) FROM STDIN");
+    let r = up.send(make_rows(0, 10), 10).await;
+    let e = match r {
+        Err(e) => checked(e),
+        Ok(()) => err(up.finish().await),
+    };
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    // The server cuts the upload: an error, and nothing is kept.
+    sim.admin().fault(FaultSpec { group: Some("copy_from".into()), cut_upload_after: Some(20_000), ..fault_spec() });
+    let c = demo(&sim);
+    let mut up = c.copy_from("COPY te (id, t) FROM STDIN");
+    let mut failed = None;
+    for i in 0..200u64 {
+        if let Err(e) = up.send(make_rows(i * 100, (i + 1) * 100), 100).await {
+            failed = Some(checked(e));
+            break;
+        }
+    }
+    let e = match failed {
+        Some(e) => e,
+        None => err(up.finish().await),
+    };
+    assert!(matches!(e.kind, ErrorKind::Transport | ErrorKind::BadRequest), "{e}");
+    assert_eq!(count(&sim, "te"), 0);
+    // The client still works afterwards.
+    let mut up = c.copy_from("COPY te (id, t) FROM STDIN");
+    ok(up.send(make_rows(0, 10), 10).await);
+    assert_eq!(ok(up.finish().await).total_rows, 10);
 }

@@ -140,7 +140,8 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     let sink = match conn.client.copy_in::<_, Bytes>(q.as_str()).await {
         Ok(s) => s,
         Err(e) => {
-            conn.release();
+            // A failed COPY start can leave protocol messages behind: never reuse that connection.
+            drop(conn);
             return ApiError::from_pg(&e).into_response();
         }
     };
