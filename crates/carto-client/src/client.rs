@@ -133,30 +133,6 @@ impl Client {
         }
     }
 
-    /// Send a request with retries and return the first 2xx response (its body unread).
-    /// `make` builds the request anew for every try. Each try's wait for the response head is bounded by
-    /// `request_timeout`.
-    pub(crate) async fn send_head<F>(
-        &self,
-        endpoint: Endpoint,
-        policy: Retry,
-        stats: &mut RequestStats,
-        make: F,
-    ) -> Result<reqwest::Response>
-    where
-        F: Fn() -> reqwest::RequestBuilder,
-    {
-        self.retry_loop(policy, stats, || {
-            let rb = make();
-            async move {
-                let mut st = RequestStats::default();
-                let r = self.head_once(endpoint, rb, &mut st).await;
-                (r, st)
-            }
-        })
-        .await
-    }
-
     /// Send a request with retries and read its whole (bounded) body. For reads, a body cut mid-way is retried too.
     pub(crate) async fn send_buffered<F>(
         &self,
@@ -216,7 +192,7 @@ impl Client {
     }
 
     /// One try: send, wait for the head (bounded by request_timeout), and turn a non-2xx answer into an Error.
-    async fn head_once(
+    pub(crate) async fn head_once(
         &self,
         endpoint: Endpoint,
         rb: reqwest::RequestBuilder,
