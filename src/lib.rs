@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 pub mod fdw;
 pub mod functions;
 pub mod pg;
+pub mod sync;
 
 ::pgrx::pg_module_magic!();
 

@@ -26,6 +26,7 @@ SIM_BIN = os.environ.get("CARTO_SIM_BIN", os.path.join(TARGET, "debug", "carto-s
 PREFIX = "fid"
 DEMO_KEY = "demo-master-key-0123456789"
 DEMO_READER_KEY = "demo-reader-key-0123456789"
+DEMO_WRITER_KEY = "demo-writer-key-0123456789"
 FREE_KEY = "free-master-key-0123456789"
 ALICE_KEY = "alice-master-key-0123456789"
 
@@ -134,12 +135,20 @@ master_key = "{demo_key}"
 setup_sql = '''
 CREATE TABLE reader_table (cartodb_id serial PRIMARY KEY, name text);
 INSERT INTO reader_table (name) VALUES ('visible');
+CREATE TABLE writer_table (cartodb_id serial PRIMARY KEY, the_geom geometry(Point,4326),
+                           the_geom_webmercator geometry(Point,3857), name text, n integer);
+SELECT CDB_CartodbfyTable('writer_table');
 '''
 
 [[users.keys]]
 name = "reader"
 token = "{reader_key}"
 grants = [{{ table = "reader_table", privileges = ["select"] }}]
+
+[[users.keys]]
+name = "writer"
+token = "{writer_key}"
+grants = [{{ table = "writer_table", privileges = ["select", "insert", "update"] }}]
 
 [[users]]
 name = "freebie"
@@ -172,7 +181,7 @@ def sim():
         cfg_path = os.path.join(workdir, "sim.toml")
         with open(cfg_path, "w") as f:
             f.write(CONFIG.format(port=port, pg_port=pg_port, prefix=PREFIX, demo_key=DEMO_KEY,
-                                  reader_key=DEMO_READER_KEY, free_key=FREE_KEY, alice_key=ALICE_KEY))
+                                  reader_key=DEMO_READER_KEY, writer_key=DEMO_WRITER_KEY, free_key=FREE_KEY, alice_key=ALICE_KEY))
         with open(log_path, "ab") as log:
             p = subprocess.run([SIM_BIN, "setup", "--config", cfg_path], stdout=log, stderr=subprocess.STDOUT,
                                timeout=600)

@@ -203,3 +203,57 @@ def test_gdal_organisation_member_uses_its_schema(sim, tmp_path):
                     "FROM alice.org_points", org="acme") == "10\t10\to1,o10,o2,o3,o4,o5,o6,o7,o8,o9\n"
     p = run(["ogrinfo", "-ro", "-al", "-q", "Carto:alice tables=org_points"] + cfg)
     assert p.returncode == 0 and len(parse_ogrinfo(p.stdout, "org_points")) == 10, p.stdout[-2000:] + p.stderr[-2000:]
+
+
+def test_ogr2ogr_append_without_copy_mode(sim, tmp_path):
+    """GDAL's other write paths: batched "BEGIN;INSERT ...;COMMIT;" and single INSERT ... RETURNING cartodb_id."""
+    src = tmp_path / "few.geojson"
+    src.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": f"f{i}", "v": i}, "geometry": {"type": "Point", "coordinates": [i, -i]}}
+        for i in range(1, 31)]}))
+    p = run(["ogr2ogr", "-f", "Carto", "Carto:demo", str(src), "-nln", "gdal_append"] + gdal_config(sim))
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = run(["ogr2ogr", "--debug", "on", "-update", "-append", "-f", "Carto", "Carto:demo", str(src),
+             "-nln", "gdal_append", "-doo", "COPY_MODE=NO"] + gdal_config(sim))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "BEGIN;INSERT INTO" in p.stderr and "RunCopyFrom" not in p.stderr
+    p = run(["ogr2ogr", "--debug", "on", "-update", "-append", "-f", "Carto", "Carto:demo", str(src),
+             "-nln", "gdal_append", "-doo", "COPY_MODE=NO", "-doo", "BATCH_INSERT=NO"] + gdal_config(sim))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'RETURNING "cartodb_id"' in p.stderr
+    assert sim.psql("SELECT count(*), count(DISTINCT cartodb_id), count(the_geom_webmercator), sum(v) FROM gdal_append") \
+        == f"90\t90\t90\t{3 * sum(range(1, 31))}\n"
+    assert sim.psql("SELECT count(*) FROM gdal_append WHERE ST_X(the_geom) = v AND ST_Y(the_geom) = -v").strip() == "90"
+
+
+def test_ogrinfo_sql_result_layer_pages_with_offset(sim):
+    make_paged_table(sim, "gdal_sqlpaged", 260)
+    p = run(["ogrinfo", "--debug", "on", "-ro", "-al", "-sql",
+             "SELECT cartodb_id, label, k, the_geom FROM gdal_sqlpaged WHERE k > 100 ORDER BY cartodb_id",
+             "Carto:demo"] + gdal_config(sim, page_size=50))
+    assert p.returncode == 0, p.stderr[-3000:]
+    offsets = re.findall(r"WHERE k > 100 ORDER BY cartodb_id LIMIT 50 OFFSET (\d+)", p.stderr)
+    # (GDAL reads the first page once more to learn the layer's fields)
+    assert {0, 50, 100, 150, 200} <= {int(o) for o in offsets} <= {0, 50, 100, 150, 200, 250}, offsets
+    feats = [line for line in p.stdout.splitlines() if line.startswith("OGRFeature(")]
+    assert len(feats) == 250   # k = g*g > 100 for g = 11..260
+    labels = re.findall(r"^\s+label \(String\) = (.*)$", p.stdout, re.M)
+    assert labels == [f"row {g}" for g in range(11, 261)]
+    points = re.findall(r"POINT \(([-\d.]+) ([-\d.]+)\)", p.stdout)
+    assert [(float(x), float(y)) for x, y in points] == [(g * 0.5 - 150, g * 0.25 - 60) for g in range(11, 261)]
+
+
+def test_ogr2ogr_splits_big_uploads_into_several_copies(sim, tmp_path):
+    n = 20000
+    src = tmp_path / "many.geojson"
+    src.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": f"feature number {i} " + "x" * 40, "v": i},
+         "geometry": {"type": "Point", "coordinates": point(i)}} for i in range(1, n + 1)]}))
+    sim.clear_log()
+    p = run(["ogr2ogr", "-f", "Carto", "Carto:demo", str(src), "-nln", "gdal_chunks",
+             "--config", "CARTO_MAX_CHUNK_SIZE", "1"] + gdal_config(sim))
+    assert p.returncode == 0, p.stderr[-3000:]
+    copies = [e for e in sim.requests_log() if e.get("path", "").endswith("/copyfrom")]
+    assert len(copies) >= 2 and all(e["status"] == 200 for e in copies), copies
+    assert sim.psql("SELECT count(*), count(DISTINCT v), min(v), max(v), count(the_geom_webmercator) FROM gdal_chunks") \
+        == f"{n}\t{n}\t1\t{n}\t{n}\n"

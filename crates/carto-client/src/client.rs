@@ -306,3 +306,59 @@ pub(crate) async fn read_body(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(max_retries: u32) -> Client {
+        let mut cfg = ClientConfig::for_base_url("http://127.0.0.1:1/user/demo").unwrap().with_api_key("SECRETKEY");
+        cfg.max_retries = max_retries;
+        cfg.max_retry_wait = Duration::from_secs(10);
+        Client::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn debug_and_redaction() {
+        let c = client(3);
+        assert!(!format!("{c:?}").contains("SECRETKEY"));
+        assert!(!format!("{:?}", c.config()).contains("SECRETKEY"));
+        let token = base64::engine::general_purpose::STANDARD.encode("demo:SECRETKEY");
+        let e = Error::new(ErrorKind::BadRequest, Endpoint::Sql, format!("echo SECRETKEY and Basic {token}"));
+        let e = c.redact(e);
+        assert_eq!(e.message, "echo *** and Basic ***");
+    }
+
+    #[test]
+    fn backoff_rules() {
+        let c = client(2);
+        let mut rl = Error::new(ErrorKind::RateLimited, Endpoint::Sql, "x");
+        rl.retry_after = Some(Duration::from_secs(3));
+        assert_eq!(c.backoff(&rl, 0, Retry::Read), Some(Duration::from_secs(3)));
+        assert_eq!(c.backoff(&rl, 0, Retry::RateLimitOnly), Some(Duration::from_secs(3)));
+        assert_eq!(c.backoff(&rl, 2, Retry::Read), None, "max_retries");
+        rl.retry_after = Some(Duration::from_secs(11));
+        assert_eq!(c.backoff(&rl, 0, Retry::Read), None, "Retry-After above max_retry_wait");
+        let t = Error::new(ErrorKind::Transport, Endpoint::Sql, "x");
+        assert_eq!(c.backoff(&t, 0, Retry::Read), Some(Duration::from_millis(500)));
+        assert_eq!(c.backoff(&t, 1, Retry::Read), Some(Duration::from_millis(1000)));
+        assert_eq!(c.backoff(&t, 0, Retry::RateLimitOnly), None, "writes are not retried on transport errors");
+        for k in [ErrorKind::RemoteTimeout, ErrorKind::BadRequest, ErrorKind::Timeout, ErrorKind::Protocol] {
+            assert_eq!(c.backoff(&Error::new(k, Endpoint::Sql, "x"), 0, Retry::Read), None, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn retry_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        h.insert("carto-rate-limit-limit", HeaderValue::from_static("2"));
+        h.insert("carto-rate-limit-remaining", HeaderValue::from_static("0"));
+        h.insert("carto-rate-limit-reset", HeaderValue::from_static("7"));
+        let (ra, rl) = retry_info(&h);
+        assert_eq!(ra, Some(Duration::from_secs(7)));
+        assert_eq!(rl, Some(RateLimit { limit: Some(2), remaining: Some(0), reset: Some(7) }));
+        let (ra, rl) = retry_info(&HeaderMap::new());
+        assert_eq!((ra, rl), (None, None));
+    }
+}

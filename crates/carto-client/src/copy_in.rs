@@ -113,6 +113,13 @@ impl CopyIn {
         if data.is_empty() {
             return Ok(());
         }
+        if data.last() != Some(&b'\n') {
+            return Err(Error::new(
+                ErrorKind::Config,
+                Endpoint::CopyFrom,
+                "CopyIn::send takes whole COPY text lines (the data must end with a newline)",
+            ));
+        }
         if self.run.is_none() {
             let handle = tokio::runtime::Handle::try_current()
                 .map_err(|_| Error::config("CopyIn::send must run inside a tokio runtime"))?;
@@ -308,14 +315,14 @@ impl Pump {
                             // Nothing was waiting to be sent: the stall clock starts now.
                             last_progress = Instant::now();
                             enc.write_all(&b).map_err(gz_err)?;
-                            let out = std::mem::take(enc.get_mut());
+                            let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
                             if !out.is_empty() {
                                 out_q.push_back(Bytes::from(out));
                             }
                         }
                         Some(In::Finish(rows)) => {
                             enc.try_finish().map_err(gz_err)?;
-                            let out = std::mem::take(enc.get_mut());
+                            let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
                             if !out.is_empty() {
                                 out_q.push_back(Bytes::from(out));
                             }
@@ -330,7 +337,7 @@ impl Pump {
                 }
                 _ = tokio::time::sleep_until(keepalive_at), if want_input && !body_closed => {
                     enc.flush().map_err(gz_err)?;
-                    let mut out = std::mem::take(enc.get_mut());
+                    let mut out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
                     out.extend_from_slice(&EMPTY_STORED_BLOCK);
                     out_q.push_back(Bytes::from(out));
                     last_activity = Instant::now();
@@ -436,16 +443,16 @@ mod tests {
             let mut enc = GzEncoder::new(Vec::new(), Compression::new(level));
             let mut wire = Vec::new();
             enc.write_all(b"1\ta\n").unwrap();
-            wire.extend(std::mem::take(enc.get_mut()));
+            wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
             for _ in 0..3 {
                 enc.flush().unwrap();
-                wire.extend(std::mem::take(enc.get_mut()));
+                wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
                 wire.extend_from_slice(&EMPTY_STORED_BLOCK);
             }
             enc.write_all(b"2\tb\n").unwrap();
-            wire.extend(std::mem::take(enc.get_mut()));
+            wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
             enc.try_finish().unwrap();
-            wire.extend(std::mem::take(enc.get_mut()));
+            wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
             let mut s = String::new();
             flate2::read::GzDecoder::new(&wire[..]).read_to_string(&mut s).unwrap();
             assert_eq!(s, "1\ta\n2\tb\n", "level {level}");

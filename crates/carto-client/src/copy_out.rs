@@ -101,7 +101,8 @@ impl Client {
         let client = self.clone();
         let st = shared.clone();
         let task = handle.spawn(async move {
-            if let Err(e) = pump(resp, &tx, &st, client.inner.cfg.request_timeout).await {
+            let cfg = &client.inner.cfg;
+            if let Err(e) = pump(resp, &tx, &st, cfg.request_timeout, cfg.max_response_bytes).await {
                 let _ = tx.send(Msg::Err(client.redact(e))).await;
             }
         });
@@ -127,6 +128,7 @@ async fn pump(
     tx: &mpsc::Sender<Msg>,
     stats: &AtomicStats,
     idle: std::time::Duration,
+    max_line: u64,
 ) -> Result<()> {
     let mut body = resp.bytes_stream();
     let mut pending = BytesMut::with_capacity(CHUNK_TARGET * 2);
@@ -151,6 +153,13 @@ async fn pump(
                     stats.add_received(chunk.len() as u64);
                     pending.extend_from_slice(&chunk);
                     deadline = Instant::now() + idle;
+                    if pending.len() as u64 > max_line.max(CHUNK_TARGET as u64 * 4) {
+                        return Err(Error::new(
+                            ErrorKind::Protocol,
+                            Endpoint::CopyTo,
+                            format!("a COPY line longer than max_response_bytes ({max_line} bytes)"),
+                        ));
+                    }
                 }
                 Some(Err(e)) => {
                     let mut err = Error::transport(Endpoint::CopyTo, &e);

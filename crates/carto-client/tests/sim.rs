@@ -425,6 +425,16 @@ async fn copy_from_basics() {
         assert_eq!(v[0][0], None);
         assert_eq!(v[1][0].as_deref(), Some("row 7\twith\ttabs\\ and \n newlines é"));
     }
+    // The key travelled as Basic auth only: the sim saw the master key, and no URL holds it.
+    let log = sim.admin().log();
+    assert!(log.iter().any(|e| e.path.ends_with("/copyfrom") && e.key_kind.as_deref() == Some("master")), "{log:?}");
+    for e in &log {
+        assert!(!e.path.contains(testkit::DEMO_MASTER_KEY), "{e:?}");
+    }
+    // Only whole lines are accepted.
+    let mut up = demo(&sim).copy_from("COPY t1 (id, t) FROM STDIN");
+    assert_eq!(err(up.send(Bytes::from_static(b"1	x"), 1).await).kind, ErrorKind::Config);
+    drop(up);
     // Nothing sent: no request at all.
     let c = demo(&sim);
     sim.admin().clear_log();

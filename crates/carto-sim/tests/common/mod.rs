@@ -1,6 +1,7 @@
+#![allow(unused_imports)]
 //! Shared helpers of the integration tests (reqwest straight against a TestSim).
 #![allow(dead_code)]
-pub use carto_sim::testkit::{TestSim, DEMO_MASTER_KEY, DEMO_REGULAR_KEY};
+pub use carto_sim::testkit::{self, TestSim, DEMO_MASTER_KEY, DEMO_REGULAR_KEY};
 use serde_json::Value;
 
 pub fn client() -> reqwest::Client {
