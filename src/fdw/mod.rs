@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod connection;
 pub mod deparse;
+pub mod import;
 pub mod options;
 pub mod plan;
 pub mod scan;
@@ -26,6 +27,7 @@ fn carto_fdw_handler() -> PgBox<pg_sys::FdwRoutine, AllocatedByRust> {
     r.ReScanForeignScan = Some(scan::rescan_foreign_scan);
     r.EndForeignScan = Some(scan::end_foreign_scan);
     r.ExplainForeignScan = Some(scan::explain_foreign_scan);
+    r.ImportForeignSchema = Some(import::import_foreign_schema); // import.rs
     r.AnalyzeForeignTable = Some(analyze::analyze_foreign_table);
 
     // Joins between two foreign tables are not pushed down: CARTO tables join locally
