@@ -491,6 +491,19 @@ def test_batch_cancel_running_and_done(sim):
     assert batch.cancel(done["job_id"]) == "done"
 
 
+def test_batch_jobs_of_a_user_run_one_at_a_time_and_skip_after_a_failure(sim):
+    batch = BatchSQLClient(auth(sim))
+    slow = batch.create("SELECT pg_sleep(2)")
+    multi = batch.create(["SELECT 1", "SELECT * FROM no_such_table", "SELECT 2"])
+    assert wait_status(batch, slow["job_id"], ("running",), timeout=15)["status"] == "running"
+    assert batch.read(multi["job_id"])["status"] == "pending"     # queued behind the running job
+    done = wait_status(batch, multi["job_id"], ("done", "failed"), timeout=30)
+    assert batch.read(slow["job_id"])["status"] == "done"
+    assert done["status"] == "failed"
+    assert [q["status"] for q in done["query"]] == ["done", "failed", "skipped"]
+    assert done["failed_reason"] == 'relation "no_such_table" does not exist'
+
+
 def test_batch_fallback_queries_and_templates(sim, unique):
     batch = BatchSQLClient(auth(sim))
     job = batch.create({"query": [{"query": "SELECT * FROM no_such_table",
