@@ -425,6 +425,10 @@ def test_copyto_error(sim):
     with pytest.raises(CartoException) as ei:
         CopySQLClient(auth(sim)).copyto("SELECT 1")
     assert str(ei.value) == "400 Client Error: SQL must start with COPY"
+    # an error before any data was flushed still comes as a 4xx JSON
+    with pytest.raises(CartoException) as ei:
+        CopySQLClient(auth(sim)).copyto("COPY (SELECT 1 / 0) TO STDOUT")
+    assert str(ei.value) == "400 Client Error: division by zero"
 
 
 # --------------------------------------------------------------------------------------------- BatchSQLClient
