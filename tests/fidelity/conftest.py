@@ -112,6 +112,15 @@ class Sim:
     def clear_log(self):
         self.admin("DELETE", "/_sim/log")
 
+    def set_limits(self, **limits):
+        return self.admin("POST", "/_sim/limits", limits)
+
+    def add_fault(self, **spec):
+        return self.admin("POST", "/_sim/faults", spec)
+
+    def clear_faults(self):
+        self.admin("DELETE", "/_sim/faults")
+
     def log_tail(self, n=60):
         try:
             with open(self.log_path, errors="replace") as f:

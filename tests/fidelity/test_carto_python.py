@@ -326,6 +326,50 @@ def test_regular_key_writes_into_a_cartodbfied_table(sim):
     assert type(inner(ei)).__name__ == "ForbiddenErrorException"
 
 
+def test_copyfrom_over_the_size_limit_is_refused_and_rolled_back(sim, unique):
+    sql = SQLClient(auth(sim))
+    cartodbfied_table(sql, unique)
+    default = sim.admin("GET", "/_sim/limits")["copyfrom_max_bytes"]
+    sim.set_limits(copyfrom_max_bytes=100 * 1024)
+    try:
+        for compress in (True, False):
+            with pytest.raises(CartoException) as ei:
+                CopySQLClient(auth(sim)).copyfrom(f"COPY {unique} (name, n, the_geom) FROM stdin",
+                                                  (copy_line(i).encode() for i in range(1, 100001)), compress=compress)
+            e = inner(ei)
+            assert getattr(e, "status_code", None) == 400
+            assert e.args[0] == ["COPY FROM maximum POST size of 100 KB exceeded"]
+            assert sim.psql(f"SELECT count(*) FROM {unique}").strip() == "0"
+    finally:
+        sim.set_limits(copyfrom_max_bytes=default)
+
+
+def test_copyto_gzipped_by_the_proxy_is_transparent(sim, unique):
+    # On CARTO's cloud nginx gzips /copyto when the client accepts it (requests does): same bytes after decoding.
+    loaded_table(sim, unique, 2000)
+    q = f"COPY (SELECT * FROM {unique} ORDER BY cartodb_id) TO STDOUT"
+    sim.set_limits(copyto_gzip=True)
+    try:
+        resp = CopySQLClient(auth(sim)).copyto(q)
+        assert resp.headers.get("Content-Encoding") == "gzip"
+        assert resp.content == sim.copy_out(q)
+    finally:
+        sim.set_limits(copyto_gzip=False)
+
+
+def test_html_502_from_a_proxy(sim):
+    sim.add_fault(group="query", user="demo", html_502=True, count=1)
+    try:
+        with pytest.raises(CartoException) as ei:
+            SQLClient(auth(sim)).send("SELECT 1")
+        e = inner(ei)
+        assert getattr(e, "status_code", None) == 502
+        assert "<html" in str(e.args[0]).lower()
+        assert SQLClient(auth(sim)).send("SELECT 1 AS ok")["rows"] == [{"ok": 1}]   # only the next request
+    finally:
+        sim.clear_faults()
+
+
 def test_copyto_get(sim, unique):
     loaded_table(sim, unique)
     q = f"COPY (SELECT * FROM {unique} ORDER BY cartodb_id) TO STDOUT"
@@ -445,6 +489,19 @@ def test_batch_cancel_running_and_done(sim):
     done = batch.create_and_wait_for_completion("SELECT 1")
     # carto-python turns CARTO's "Cannot set status from done to cancelled" into 'done'
     assert batch.cancel(done["job_id"]) == "done"
+
+
+def test_batch_jobs_of_a_user_run_one_at_a_time_and_skip_after_a_failure(sim):
+    batch = BatchSQLClient(auth(sim))
+    slow = batch.create("SELECT pg_sleep(2)")
+    multi = batch.create(["SELECT 1", "SELECT * FROM no_such_table", "SELECT 2"])
+    assert wait_status(batch, slow["job_id"], ("running",), timeout=15)["status"] == "running"
+    assert batch.read(multi["job_id"])["status"] == "pending"     # queued behind the running job
+    done = wait_status(batch, multi["job_id"], ("done", "failed"), timeout=30)
+    assert batch.read(slow["job_id"])["status"] == "done"
+    assert done["status"] == "failed"
+    assert [q["status"] for q in done["query"]] == ["done", "failed", "skipped"]
+    assert done["failed_reason"] == 'relation "no_such_table" does not exist'
 
 
 def test_batch_fallback_queries_and_templates(sim, unique):

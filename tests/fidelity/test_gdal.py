@@ -257,3 +257,14 @@ def test_ogr2ogr_splits_big_uploads_into_several_copies(sim, tmp_path):
     assert len(copies) >= 2 and all(e["status"] == 200 for e in copies), copies
     assert sim.psql("SELECT count(*), count(DISTINCT v), min(v), max(v), count(the_geom_webmercator) FROM gdal_chunks") \
         == f"{n}\t{n}\t1\t{n}\t{n}\n"
+
+
+def test_gdal_reports_an_html_502(sim):
+    make_paged_table(sim, "gdal_502", 5)
+    sim.add_fault(group="query", user="demo", html_502=True, count=50)
+    try:
+        p = run(["ogrinfo", "-ro", "-al", "Carto:demo tables=gdal_502"] + gdal_config(sim))
+    finally:
+        sim.clear_faults()
+    assert "HTML error page returned by server" in p.stderr, p.stderr[-2000:]
+    assert "OGRFeature(gdal_502)" not in p.stdout

@@ -22,6 +22,9 @@ pub(crate) enum Retry {
     Read,
     /// Writes: only a 429 with `Retry-After` (a rate-limit refusal: CARTO did nothing).
     RateLimitOnly,
+    /// Reads whose caller has a better plan than waiting for a rate limit: transport failures and
+    /// 502/503/504 only; a 429 is returned at once.
+    ReadNoRateLimit,
 }
 
 pub(crate) struct Inner {
@@ -119,6 +122,7 @@ impl Client {
         let ok = match policy {
             Retry::Read => e.is_retryable_read(),
             Retry::RateLimitOnly => e.is_retryable_write(),
+            Retry::ReadNoRateLimit => e.kind == ErrorKind::Transport,
         };
         if !ok {
             return None;
@@ -131,30 +135,6 @@ impl Client {
                 Some(base.min(cfg.max_retry_wait))
             }
         }
-    }
-
-    /// Send a request with retries and return the first 2xx response (its body unread).
-    /// `make` builds the request anew for every try. Each try's wait for the response head is bounded by
-    /// `request_timeout`.
-    pub(crate) async fn send_head<F>(
-        &self,
-        endpoint: Endpoint,
-        policy: Retry,
-        stats: &mut RequestStats,
-        make: F,
-    ) -> Result<reqwest::Response>
-    where
-        F: Fn() -> reqwest::RequestBuilder,
-    {
-        self.retry_loop(policy, stats, || {
-            let rb = make();
-            async move {
-                let mut st = RequestStats::default();
-                let r = self.head_once(endpoint, rb, &mut st).await;
-                (r, st)
-            }
-        })
-        .await
     }
 
     /// Send a request with retries and read its whole (bounded) body. For reads, a body cut mid-way is retried too.
@@ -216,7 +196,7 @@ impl Client {
     }
 
     /// One try: send, wait for the head (bounded by request_timeout), and turn a non-2xx answer into an Error.
-    async fn head_once(
+    pub(crate) async fn head_once(
         &self,
         endpoint: Endpoint,
         rb: reqwest::RequestBuilder,
@@ -343,6 +323,9 @@ mod tests {
         assert_eq!(c.backoff(&t, 0, Retry::Read), Some(Duration::from_millis(500)));
         assert_eq!(c.backoff(&t, 1, Retry::Read), Some(Duration::from_millis(1000)));
         assert_eq!(c.backoff(&t, 0, Retry::RateLimitOnly), None, "writes are not retried on transport errors");
+        assert_eq!(c.backoff(&t, 0, Retry::ReadNoRateLimit), Some(Duration::from_millis(500)));
+        rl.retry_after = Some(Duration::from_secs(1));
+        assert_eq!(c.backoff(&rl, 0, Retry::ReadNoRateLimit), None);
         for k in [ErrorKind::RemoteTimeout, ErrorKind::BadRequest, ErrorKind::Timeout, ErrorKind::Protocol] {
             assert_eq!(c.backoff(&Error::new(k, Endpoint::Sql, "x"), 0, Retry::Read), None, "{k:?}");
         }
