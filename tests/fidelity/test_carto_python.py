@@ -157,6 +157,21 @@ def test_sql_unknown_key_unknown_user_and_permissions(sim):
     assert sim.psql("SELECT count(*) FROM reader_table").strip() == "1"
 
 
+def test_cloud_style_host_routing_and_v1(sim, monkeypatch):
+    # https://{user}.carto.com/ form: the user comes from the Host name. *.localhost stands for it here
+    # (curl resolves it itself; Python is told to).
+    import socket
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo",
+                        lambda host, *a, **k: real("127.0.0.1" if host.endswith(".localhost") else host, *a, **k))
+    cloud = APIKeyAuthClient(base_url=f"http://demo.localhost:{sim.port}/", api_key=DEMO_KEY)
+    assert cloud.username == "demo"
+    r = SQLClient(cloud).send("SELECT name FROM reader_table")
+    assert r["rows"] == [{"name": "visible"}]
+    assert CopySQLClient(cloud).copyto("COPY (SELECT name FROM reader_table) TO STDOUT").content == b"visible\n"
+    assert SQLClient(auth(sim), api_version="v1").send("SELECT 41 + 1 AS n")["rows"] == [{"n": 42}]
+
+
 def test_cdb_functions_through_the_api(sim, unique):
     sql = SQLClient(auth(sim))
     assert sql.send("SELECT current_schema()")["rows"] == [{"current_schema": "public"}]
@@ -527,6 +542,21 @@ def test_batch_payload_limit(sim):
     assert getattr(e, "status_code", None) == 400
     assert e.args[0][0].startswith("Your payload is too large: ")
     assert "Max size allowed is 16384 bytes (16kb)." in e.args[0][0]
+
+
+def test_batch_finished_jobs_are_forgotten_after_their_ttl(sim):
+    batch = BatchSQLClient(auth(sim))
+    default = sim.admin("GET", "/_sim/limits")["batch_ttl_secs"]
+    sim.set_limits(batch_ttl_secs=2.0)
+    try:
+        job = batch.create("SELECT 1")
+        assert wait_status(batch, job["job_id"], ("done",), timeout=10)["status"] == "done"
+        time.sleep(3)
+        with pytest.raises(CartoException) as ei:
+            batch.read(job["job_id"])
+        assert type(inner(ei)).__name__ == "NotFoundException"
+    finally:
+        sim.set_limits(batch_ttl_secs=default)
 
 
 def test_batch_unknown_job_and_non_master_key(sim):
