@@ -202,6 +202,31 @@ def test_cdb_functions_through_the_api(sim, unique):
         [{"w": "POINT(0 0)"}]
 
 
+def test_user_tables_public_and_private_for_each_kind_of_key(sim, unique):
+    sql = SQLClient(auth(sim))
+    cartodbfied_table(sql, unique)
+    private = unique + "_private"
+    cartodbfied_table(sql, private)
+    sql.send(f"GRANT SELECT ON {unique} TO publicuser")       # what making a table public does on CARTO
+    sql.send(f"INSERT INTO {unique} (name) VALUES ('for everyone')")
+
+    def tables(client, perm):
+        return {r["t"] for r in client.send(f"SELECT CDB_UserTables('{perm}') AS t")["rows"]}
+
+    assert unique in tables(sql, "public") and private not in tables(sql, "public")
+    assert private in tables(sql, "private") and unique not in tables(sql, "private")
+    assert {unique, private, "reader_table"} <= tables(sql, "all")
+    anonymous = SQLClient(APIKeyAuthClient(base_url=sim.base_url("demo"), api_key=None))
+    assert unique in tables(anonymous, "all") and private not in tables(anonymous, "all")
+    assert anonymous.send(f"SELECT name, ST_AsText(CDB_LatLng(1, 2)) AS p FROM {unique}")["rows"] == \
+        [{"name": "for everyone", "p": "POINT(2 1)"}]
+    with pytest.raises(CartoException) as ei:
+        anonymous.send(f"SELECT * FROM {private}")
+    assert type(inner(ei)).__name__ == "ForbiddenErrorException"
+    reader = SQLClient(auth(sim, key=DEMO_READER_KEY))
+    assert "reader_table" in tables(reader, "private") and private not in tables(reader, "all")
+
+
 def test_org_member_must_name_its_schema_to_cartodbfy(sim):
     sql = SQLClient(auth(sim, user="alice", key=ALICE_KEY))
     assert sql.send("SELECT current_schema()")["rows"] == [{"current_schema": "alice"}]
