@@ -67,6 +67,7 @@ pub fn client_config(access: &ServerAccess) -> FdwResult<ClientConfig> {
     cfg.max_retries = o.max_retries;
     cfg.max_retry_wait = Duration::from_secs(o.max_retry_wait);
     cfg.compression_level = o.compression_level;
+    cfg.copyfrom_max_bytes = o.copyfrom_max_bytes;
     cfg.ca_file = o.ca_file.as_ref().map(Into::into);
     cfg.insecure = o.insecure;
     Ok(cfg)
@@ -78,7 +79,7 @@ pub fn client_for(access: &ServerAccess) -> FdwResult<Client> {
     // Everything that shapes the client; the key is part of it but this string never leaves
     // the backend's memory.
     let fingerprint = format!(
-        "{}|{}|{}|{:?}|{:?}|{}|{:?}|{}|{:?}|{}",
+        "{}|{}|{}|{:?}|{:?}|{}|{:?}|{}|{:?}|{}|{}",
         cfg.base_url,
         access.api_key.as_deref().unwrap_or(""),
         access.server_name,
@@ -88,7 +89,8 @@ pub fn client_for(access: &ServerAccess) -> FdwResult<Client> {
         cfg.max_retry_wait,
         cfg.compression_level,
         cfg.ca_file,
-        cfg.insecure
+        cfg.insecure,
+        cfg.copyfrom_max_bytes
     );
     CLIENTS.with(|cache| {
         let mut cache = cache.borrow_mut();
