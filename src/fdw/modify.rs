@@ -33,7 +33,7 @@ const WEBMERCATOR: &str = "the_geom_webmercator";
 const ROWID_JUNK: &CStr0 = c"carto_rowid";
 type CStr0 = std::ffi::CStr;
 /// COPY text is handed to the upload in chunks of about this size (memory stays flat).
-const COPY_CHUNK: usize = 128 * 1024;
+pub const COPY_CHUNK: usize = 32 * 1024;
 /// Row-wise UPDATE/DELETE: rows per `/sql` request, and the largest request.
 const ROWWISE_BATCH_ROWS: usize = 1000;
 const ROWWISE_BATCH_BYTES: usize = 1024 * 1024;
@@ -914,7 +914,8 @@ unsafe fn plan_direct(
         let tles = PgList::<pg_sys::TargetEntry>::from_pg(tlist);
         let attnos = PgList::<i32>::from_pg(attrs);
         sql.push_str(&format!("UPDATE {} SET ", rs.table.from_clause()));
-        for (i, tle) in tles.iter_ptr().enumerate() {
+        // The first N entries are the new values of the N updated columns; junk entries follow.
+        for (i, tle) in tles.iter_ptr().enumerate().take(attnos.len()) {
             let Some(attno) = attnos.get_int(i) else { return Ok(false) };
             let Some(col) = rs.table.column(attno as i16) else { return Ok(false) };
             let Some(expr) = d.clause((*tle).expr.cast()) else { return Ok(false) };
