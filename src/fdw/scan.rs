@@ -38,6 +38,8 @@ pub struct ScanState {
     rendered_params: Vec<String>,
     source: Source,
     decoder: Decoder,
+    /// Reused per row: the decoded fields' C strings.
+    ptr_buf: Vec<*const c_char>,
     stats: RequestStats,
     /// The transport in use; a rescan or a rate-limited copyto switches to Query.
     transport: Transport,
@@ -168,11 +170,15 @@ impl ScanState {
                 detail: None,
             });
         }
+        // Pointers straight into the decoder's buffer (each field NUL-terminated): no copy per value.
+        let mut ptrs = std::mem::take(&mut self.ptr_buf);
+        ptrs.clear();
         let decoder = &self.decoder;
-        let ptrs: Vec<*const c_char> = (0..self.inputs.len())
-            .map(|i| if decoder.field(i).is_some() { decoder.field_ptr(i) } else { std::ptr::null() })
-            .collect();
+        ptrs.extend((0..self.inputs.len()).map(|i| {
+            if decoder.field(i).is_some() { decoder.field_ptr(i) } else { std::ptr::null() }
+        }));
         self.fill_slot(slot, &ptrs);
+        self.ptr_buf = ptrs;
         Ok(())
     }
 
@@ -305,6 +311,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
         rendered_params: Vec::new(),
         source: Source::NotStarted,
         decoder: Decoder::new(),
+        ptr_buf: Vec::new(),
         stats: RequestStats::default(),
         transport,
         fell_back: false,

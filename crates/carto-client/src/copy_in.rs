@@ -113,6 +113,13 @@ impl CopyIn {
         if data.is_empty() {
             return Ok(());
         }
+        if data.last() != Some(&b'\n') {
+            return Err(Error::new(
+                ErrorKind::Config,
+                Endpoint::CopyFrom,
+                "CopyIn::send takes whole COPY text lines (the data must end with a newline)",
+            ));
+        }
         if self.run.is_none() {
             let handle = tokio::runtime::Handle::try_current()
                 .map_err(|_| Error::config("CopyIn::send must run inside a tokio runtime"))?;
@@ -254,6 +261,8 @@ impl Pump {
         let mut body_closed = false;
         let mut last_activity = Instant::now();
         let mut answer_deadline: Option<Instant> = None;
+        // Last time the body accepted a chunk: a body that accepts nothing for request_timeout is a stall.
+        let mut last_progress = Instant::now();
 
         let (mut body_tx, body_rx) = mpsc::channel::<BodyMsg>(cfg.channel_capacity);
         let mut resp_task = self.start_request(body_stream(body_rx));
@@ -263,6 +272,7 @@ impl Pump {
             let want_input = out_q.is_empty() && rows_expected.is_none();
             let keepalive_at = last_activity + cfg.keepalive_interval;
             let far = Instant::now() + Duration::from_secs(86400 * 365);
+            let stall_at = last_progress + cfg.request_timeout;
             let answer = tokio::select! {
                 biased;
                 r = &mut resp_task.0 => Some(r),
@@ -294,6 +304,7 @@ impl Pump {
                                 answer_deadline = Some(Instant::now() + cfg.request_timeout);
                             }
                             last_activity = Instant::now();
+                            last_progress = last_activity;
                         }
                     }
                     None
@@ -301,15 +312,17 @@ impl Pump {
                 msg = rx.recv(), if want_input => {
                     match msg {
                         Some(In::Data(b)) => {
+                            // Nothing was waiting to be sent: the stall clock starts now.
+                            last_progress = Instant::now();
                             enc.write_all(&b).map_err(gz_err)?;
-                            let out = std::mem::take(enc.get_mut());
+                            let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
                             if !out.is_empty() {
                                 out_q.push_back(Bytes::from(out));
                             }
                         }
                         Some(In::Finish(rows)) => {
                             enc.try_finish().map_err(gz_err)?;
-                            let out = std::mem::take(enc.get_mut());
+                            let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
                             if !out.is_empty() {
                                 out_q.push_back(Bytes::from(out));
                             }
@@ -324,11 +337,15 @@ impl Pump {
                 }
                 _ = tokio::time::sleep_until(keepalive_at), if want_input && !body_closed => {
                     enc.flush().map_err(gz_err)?;
-                    let mut out = std::mem::take(enc.get_mut());
+                    let mut out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
                     out.extend_from_slice(&EMPTY_STORED_BLOCK);
                     out_q.push_back(Bytes::from(out));
                     last_activity = Instant::now();
                     None
+                }
+                _ = tokio::time::sleep_until(stall_at), if want_send => {
+                    return Err(Error::new(ErrorKind::Timeout, Endpoint::CopyFrom,
+                        format!("upload stalled: CARTO read nothing for request_timeout ({} s)", cfg.request_timeout.as_secs_f64())));
                 }
                 _ = tokio::time::sleep_until(answer_deadline.unwrap_or(far)), if answer_deadline.is_some() => {
                     return Err(Error::new(ErrorKind::Timeout, Endpoint::CopyFrom,
@@ -384,6 +401,7 @@ impl Pump {
                     body_tx = tx;
                     resp_task = self.start_request(body_stream(brx));
                     last_activity = Instant::now();
+                    last_progress = last_activity;
                             }
         }
     }
@@ -425,16 +443,16 @@ mod tests {
             let mut enc = GzEncoder::new(Vec::new(), Compression::new(level));
             let mut wire = Vec::new();
             enc.write_all(b"1\ta\n").unwrap();
-            wire.extend(std::mem::take(enc.get_mut()));
+            wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
             for _ in 0..3 {
                 enc.flush().unwrap();
-                wire.extend(std::mem::take(enc.get_mut()));
+                wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
                 wire.extend_from_slice(&EMPTY_STORED_BLOCK);
             }
             enc.write_all(b"2\tb\n").unwrap();
-            wire.extend(std::mem::take(enc.get_mut()));
+            wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
             enc.try_finish().unwrap();
-            wire.extend(std::mem::take(enc.get_mut()));
+            wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
             let mut s = String::new();
             flate2::read::GzDecoder::new(&wire[..]).read_to_string(&mut s).unwrap();
             assert_eq!(s, "1\ta\n2\tb\n", "level {level}");

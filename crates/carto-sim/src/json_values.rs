@@ -105,7 +105,7 @@ pub fn js_number(f: f64) -> String {
         return "0".into();
     }
     let a = f.abs();
-    if (1e-7..1e21).contains(&a) {
+    if (1e-6..1e21).contains(&a) {
         // Rust's Display is the shortest round-trip form without exponent, like JS in this range.
         format!("{f}")
     } else {
@@ -444,6 +444,7 @@ mod tests {
         assert_eq!(js_number(1.2345678901234568e29), "1.2345678901234568e+29");
         assert_eq!(js_number(1e21), "1e+21");
         assert_eq!(js_number(1e-7), "1e-7");
+        assert_eq!(js_number(0.000001), "0.000001");
         assert_eq!(js_number(f64::NAN), "\"NaN\"");
         assert_eq!(js_number(f64::NEG_INFINITY), "\"-Infinity\"");
         assert_eq!(val(1700, "123456789012345678901234567890"), "1.2345678901234568e+29");

@@ -241,6 +241,31 @@ impl TestSim {
         })
     }
 
+    /// `psql` for async tests: does not block the caller's runtime.
+    pub async fn psql_async(&self, user: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        let a = self.account(user).clone();
+        let base = self.state.pg_base.clone();
+        let pw = crate::accounts::role_password(&self.config.secret, &a.owner_role);
+        let sql = sql.to_string();
+        let h = self.handle.spawn(async move {
+            let c = crate::pool::connect(&base, &a.database, &a.owner_role, &pw).await.map_err(|e| e.to_string())?;
+            run_simple(&c.client, &sql).await
+        });
+        h.await.map_err(|e| e.to_string())?
+    }
+
+    /// `psql_admin` for async tests.
+    pub async fn psql_admin_async(&self, user: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        let db = self.account(user).database.clone();
+        let base = self.state.pg_base.clone();
+        let sql = sql.to_string();
+        let h = self.handle.spawn(async move {
+            let c = crate::pool::admin_connect(&base, Some(&db)).await.map_err(|e| e.to_string())?;
+            run_simple(&c, &sql).await
+        });
+        h.await.map_err(|e| e.to_string())?
+    }
+
     /// The first column of the first row of `psql(user, sql)`, for quick assertions.
     pub fn psql_value(&self, user: &str, sql: &str) -> Option<String> {
         self.psql(user, sql).ok().and_then(|r| r.into_iter().next()).and_then(|r| r.into_iter().next()).flatten()

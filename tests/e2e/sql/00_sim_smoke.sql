@@ -5,6 +5,8 @@ CREATE EXTENSION carto_fdw;
 SELECT e.extname, n.nspname AS schema, e.extrelocatable
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE e.extname = 'carto_fdw';
+-- The wrapper comes with the extension; no server exists yet.
+\dew
 \des
 -- The runner passes the sim's address and keys as psql variables (they vary from run to run: check only their shape).
 SELECT :'sim_url' ~ '^http://127\.0\.0\.1:[0-9]+$' AS sim_url_ok,
