@@ -181,7 +181,7 @@ pub fn parse_catalog(rows: &[serde_json::Map<String, Value>]) -> FdwResult<Catal
 }
 
 /// Drops a schema qualification before the type's name (`public.geometry(Point,4326)`).
-fn strip_schema(name: &str) -> String {
+pub(crate) fn strip_schema(name: &str) -> String {
     let head_end = name.find('(').or_else(|| name.find('[')).unwrap_or(name.len());
     match name[..head_end].rfind('.') {
         Some(dot) if !name[..head_end].contains('"') => name[dot + 1..].to_string(),

@@ -12,7 +12,7 @@
 
 // pub mod batch;
 pub mod query;
-// pub mod tables;
+pub mod tables;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -107,6 +107,17 @@ pub fn bad_argument(message: impl Into<String>, hint: Option<&str>) -> FdwError 
 pub fn relay_messages(r: &carto_client::QueryResponse) {
     for n in &r.notices {
         pgrx::notice!("CARTO: {}", crate::pg::error::mask_secrets(n));
+    }
+    for w in &r.warnings {
+        pgrx::warning!("CARTO: {}", crate::pg::error::mask_secrets(w));
+    }
+}
+
+/// Like [`relay_messages`], for statements of our own whose notices are noise to the user
+/// (CDB_CartodbfyTable's "trigger ... does not exist, skipping"): notices go to DEBUG1.
+pub fn relay_warnings(r: &carto_client::QueryResponse) {
+    for n in &r.notices {
+        pgrx::debug1!("CARTO: {}", crate::pg::error::mask_secrets(n));
     }
     for w in &r.warnings {
         pgrx::warning!("CARTO: {}", crate::pg::error::mask_secrets(w));

@@ -22,6 +22,9 @@ pub(crate) enum Retry {
     Read,
     /// Writes: only a 429 with `Retry-After` (a rate-limit refusal: CARTO did nothing).
     RateLimitOnly,
+    /// Reads whose caller has a better plan than waiting for a rate limit: transport failures and
+    /// 502/503/504 only; a 429 is returned at once.
+    ReadNoRateLimit,
 }
 
 pub(crate) struct Inner {
@@ -119,6 +122,7 @@ impl Client {
         let ok = match policy {
             Retry::Read => e.is_retryable_read(),
             Retry::RateLimitOnly => e.is_retryable_write(),
+            Retry::ReadNoRateLimit => e.kind == ErrorKind::Transport,
         };
         if !ok {
             return None;
@@ -319,6 +323,9 @@ mod tests {
         assert_eq!(c.backoff(&t, 0, Retry::Read), Some(Duration::from_millis(500)));
         assert_eq!(c.backoff(&t, 1, Retry::Read), Some(Duration::from_millis(1000)));
         assert_eq!(c.backoff(&t, 0, Retry::RateLimitOnly), None, "writes are not retried on transport errors");
+        assert_eq!(c.backoff(&t, 0, Retry::ReadNoRateLimit), Some(Duration::from_millis(500)));
+        rl.retry_after = Some(Duration::from_secs(1));
+        assert_eq!(c.backoff(&rl, 0, Retry::ReadNoRateLimit), None);
         for k in [ErrorKind::RemoteTimeout, ErrorKind::BadRequest, ErrorKind::Timeout, ErrorKind::Protocol] {
             assert_eq!(c.backoff(&Error::new(k, Endpoint::Sql, "x"), 0, Retry::Read), None, "{k:?}");
         }

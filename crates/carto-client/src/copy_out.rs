@@ -82,6 +82,13 @@ impl Client {
     /// point, so never after a chunk was handed out. The stream's network side runs on a task spawned on the
     /// current tokio runtime.
     pub async fn copy_to(&self, copy_sql: &str) -> Result<CopyOutStream> {
+        self.copy_to_with(copy_sql, true).await
+    }
+
+    /// [`Client::copy_to`]; with `wait_on_rate_limit` false a 429 is returned at once (ErrorKind::RateLimited,
+    /// with `retry_after`) instead of being waited for, for callers that fall back to paged `/sql` reads.
+    pub async fn copy_to_with(&self, copy_sql: &str, wait_on_rate_limit: bool) -> Result<CopyOutStream> {
+        let policy = if wait_on_rate_limit { Retry::Read } else { Retry::ReadNoRateLimit };
         let url = self.inner.cfg.endpoint_url(&["copyto"]);
         let mut stats = RequestStats::default();
         let form = [("q", copy_sql)];
@@ -89,7 +96,7 @@ impl Client {
         // One try = the head and the first chunk of the body: a failure before any byte was handed out is
         // retried like any read.
         let (body, first) = self
-            .retry_loop(Retry::Read, &mut stats, || {
+            .retry_loop(policy, &mut stats, || {
                 let rb = self.request(reqwest::Method::POST, url.clone()).form(&form);
                 async move {
                     let mut st = RequestStats::default();

@@ -355,6 +355,18 @@ async fn copy_to_error_appended_and_cuts() {
     let s = ok(c.copy_to("COPY cities (name) TO STDOUT").await);
     assert_eq!(s.stats().retries, 1);
     assert_eq!(ok(read_all(s).await).iter().filter(|&&b| b == b'\n').count(), 3);
+    // A 429 on copyto: waited for by copy_to, returned at once by copy_to_with(.., false).
+    sim.admin().set_rate_limit("demo", Group::CopyTo, Some(RateSpec { count: 1, period_secs: 1.0, burst: Some(1) }));
+    ok(read_all(ok(c.copy_to("COPY cities (name) TO STDOUT").await)).await);
+    let t = Instant::now();
+    let e = err(c.copy_to_with("COPY cities (name) TO STDOUT", false).await);
+    assert_eq!(e.kind, ErrorKind::RateLimited, "{e}");
+    assert!(e.retry_after.is_some());
+    assert!(t.elapsed() < Duration::from_millis(500));
+    let s = ok(c.copy_to("COPY cities (name) TO STDOUT").await);
+    assert!(s.stats().retries >= 1, "{:?}", s.stats());
+    ok(read_all(s).await);
+    sim.admin().set_rate_limit("demo", Group::CopyTo, None);
     // 502 and a 429 with Retry-After before the stream are retried.
     sim.admin().fault(FaultSpec { group: Some("copy_to".into()), html_502: true, ..fault_spec() });
     let s = ok(c.copy_to("COPY cities (name) TO STDOUT").await);

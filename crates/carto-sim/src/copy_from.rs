@@ -137,6 +137,12 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     if let Err(e) = conn.client.batch_execute(&format!("SET statement_timeout = {}", limits.copy_statement_timeout_ms)).await {
         return ApiError::from_pg(&e).into_response();
     }
+    // DB quota, as CARTO checks it before and during the load (quota 0 = unlimited).
+    let remaining_quota = remaining_quota(&conn.client, &ctx.account.schema).await;
+    if remaining_quota.is_some_and(|r| r <= 0) {
+        conn.release();
+        return ApiError::bad_request("DB Quota exceeded").into_response();
+    }
     let sink = match conn.client.copy_in::<_, Bytes>(q.as_str()).await {
         Ok(s) => s,
         Err(e) => {
@@ -145,7 +151,8 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
             return ApiError::from_pg(&e).into_response();
         }
     };
-    futures_util::pin_mut!(sink);
+    // Boxed so that dropping it really drops the sink (which then sends CopyFail).
+    let mut sink = Box::pin(sink);
 
     let raw = guarded(Guard {
         body: body.into_data_stream(),
@@ -169,9 +176,15 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     };
 
     let mut failure: Option<Response> = None;
+    let mut decompressed: i64 = 0;
     while let Some(item) = data.next().await {
         match item {
             Ok(b) => {
+                decompressed += b.len() as i64;
+                if remaining_quota.is_some_and(|r| decompressed > r) {
+                    failure = Some(ApiError::bad_request("DB Quota exceeded").into_response());
+                    break;
+                }
                 if let Err(e) = sink.send(b).await {
                     failure = Some(ApiError::from_pg(&e).into_response());
                     break;
@@ -203,6 +216,26 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     }
     let time = crate::json_values::js_number(start.elapsed().as_millis() as f64 / 1000.0);
     crate::errors::json_response(StatusCode::OK, format!("{{\"time\":{time},\"total_rows\":{rows}}}"))
+}
+
+/// Bytes left in the user's DB quota; None when unlimited or unknown (no CDB quota functions).
+async fn remaining_quota(client: &tokio_postgres::Client, schema: &str) -> Option<i64> {
+    let sql = format!(
+        "SELECT {}._CDB_UserQuotaInBytes(), cartodb.CDB_UserDataSize({})",
+        crate::accounts::quote_ident(schema),
+        crate::accounts::quote_literal(schema)
+    );
+    let msgs = client.simple_query(&sql).await.ok()?;
+    let row = msgs.into_iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    })?;
+    let quota: i64 = row.get(0)?.parse().ok()?;
+    let used: i64 = row.get(1)?.parse().ok()?;
+    if quota <= 0 {
+        return None;
+    }
+    Some(quota - used)
 }
 
 /// The answer for a body that stopped early, by cause.

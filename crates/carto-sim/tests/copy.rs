@@ -190,6 +190,18 @@ async fn copyfrom_limits_and_client_abort_roll_back() {
     // and the table is not locked: a write goes through at once
     sim.psql("demo", "SET lock_timeout = '2s'; INSERT INTO t VALUES (99, 'after')").unwrap();
 
+    // DB quota: checked before (nothing left) and during the load (decompressed bytes)
+    let used: i64 = sim.psql_admin("demo", "select cartodb.CDB_UserDataSize('public')").unwrap()[0][0].clone().unwrap().parse().unwrap();
+    sim.psql_admin("demo", &format!("select cartodb.CDB_SetUserQuotaInBytes('public', {})", used + 100)).unwrap();
+    let big: Vec<u8> = (1000..1100).flat_map(|i| format!("{i}\tsome text\n").into_bytes()).collect();
+    let (s, b) = post(&from_url(&sim, COPY_T), reqwest::Body::from(big), false).await;
+    assert_eq!((s, b.as_str()), (400, r#"{"error":["DB Quota exceeded"]}"#));
+    sim.psql_admin("demo", &format!("select cartodb.CDB_SetUserQuotaInBytes('public', {})", used / 2)).unwrap();
+    let (s, b) = post(&from_url(&sim, COPY_T), reqwest::Body::from("7\tx\n"), false).await;
+    assert_eq!((s, b.as_str()), (400, r#"{"error":["DB Quota exceeded"]}"#));
+    sim.psql_admin("demo", "select cartodb.CDB_SetUserQuotaInBytes('public', 0)").unwrap();
+    assert_eq!(count(&sim), 2);
+
     // Upload cut by fault injection after 6 bytes
     sim.admin().fault(carto_sim::faults::FaultSpec { group: Some("copy_from".into()), cut_upload_after: Some(6), ..carto_sim::testkit::fault_spec() });
     let (s, _) = post(&from_url(&sim, COPY_T), reqwest::Body::from("5\ta\n6\tb\n"), false).await;
