@@ -5,10 +5,12 @@ pub mod analyze;
 pub mod connection;
 pub mod deparse;
 pub mod import;
+pub mod modify;
 pub mod options;
 pub mod plan;
 pub mod scan;
 pub mod table;
+pub mod xact;
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, AllocatedByRust, PgBox};
@@ -42,5 +44,8 @@ fn carto_fdw_handler() -> PgBox<pg_sys::FdwRoutine, AllocatedByRust> {
     r.RecheckForeignScan = None;
     // Asynchronous execution (Append over several servers) is not supported.
     r.IsForeignPathAsyncCapable = None;
+
+    // Writes (modify.rs; transactions in xact.rs).
+    modify::assign_slots(&mut r);
     r
 }

@@ -277,6 +277,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     let plan = scan_plan_from_private((*fsplan).fdw_private)?;
     let rel = (*node).ss.ss_currentRelation;
     let relid = (*rel).rd_id;
+    crate::fdw::xact::finish_pending_for(relid)?; // rows this transaction inserted are read back
     let userid = scan_user(node, fsplan);
     let table = TableDef::load(relid, userid)?;
     let client = client_for(&table.access)?;

@@ -157,6 +157,21 @@ def test_sql_unknown_key_unknown_user_and_permissions(sim):
     assert sim.psql("SELECT count(*) FROM reader_table").strip() == "1"
 
 
+def test_cloud_style_host_routing_and_v1(sim, monkeypatch):
+    # https://{user}.carto.com/ form: the user comes from the Host name. *.localhost stands for it here
+    # (curl resolves it itself; Python is told to).
+    import socket
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo",
+                        lambda host, *a, **k: real("127.0.0.1" if host.endswith(".localhost") else host, *a, **k))
+    cloud = APIKeyAuthClient(base_url=f"http://demo.localhost:{sim.port}/", api_key=DEMO_KEY)
+    assert cloud.username == "demo"
+    r = SQLClient(cloud).send("SELECT name FROM reader_table")
+    assert r["rows"] == [{"name": "visible"}]
+    assert CopySQLClient(cloud).copyto("COPY (SELECT name FROM reader_table) TO STDOUT").content == b"visible\n"
+    assert SQLClient(auth(sim), api_version="v1").send("SELECT 41 + 1 AS n")["rows"] == [{"n": 42}]
+
+
 def test_cdb_functions_through_the_api(sim, unique):
     sql = SQLClient(auth(sim))
     assert sql.send("SELECT current_schema()")["rows"] == [{"current_schema": "public"}]
@@ -185,6 +200,31 @@ def test_cdb_functions_through_the_api(sim, unique):
         [{"cartodb_id": 1, "name": "a"}, {"cartodb_id": 2, "name": "b"}]
     assert sql.send("SELECT ST_AsText(CDB_TransformToWebmercator(CDB_LatLng(0, 0))) AS w")["rows"] == \
         [{"w": "POINT(0 0)"}]
+
+
+def test_user_tables_public_and_private_for_each_kind_of_key(sim, unique):
+    sql = SQLClient(auth(sim))
+    cartodbfied_table(sql, unique)
+    private = unique + "_private"
+    cartodbfied_table(sql, private)
+    sql.send(f"GRANT SELECT ON {unique} TO publicuser")       # what making a table public does on CARTO
+    sql.send(f"INSERT INTO {unique} (name) VALUES ('for everyone')")
+
+    def tables(client, perm):
+        return {r["t"] for r in client.send(f"SELECT CDB_UserTables('{perm}') AS t")["rows"]}
+
+    assert unique in tables(sql, "public") and private not in tables(sql, "public")
+    assert private in tables(sql, "private") and unique not in tables(sql, "private")
+    assert {unique, private, "reader_table"} <= tables(sql, "all")
+    anonymous = SQLClient(APIKeyAuthClient(base_url=sim.base_url("demo"), api_key=None))
+    assert unique in tables(anonymous, "all") and private not in tables(anonymous, "all")
+    assert anonymous.send(f"SELECT name, ST_AsText(CDB_LatLng(1, 2)) AS p FROM {unique}")["rows"] == \
+        [{"name": "for everyone", "p": "POINT(2 1)"}]
+    with pytest.raises(CartoException) as ei:
+        anonymous.send(f"SELECT * FROM {private}")
+    assert type(inner(ei)).__name__ == "ForbiddenErrorException"
+    reader = SQLClient(auth(sim, key=DEMO_READER_KEY))
+    assert "reader_table" in tables(reader, "private") and private not in tables(reader, "all")
 
 
 def test_org_member_must_name_its_schema_to_cartodbfy(sim):
@@ -425,6 +465,10 @@ def test_copyto_error(sim):
     with pytest.raises(CartoException) as ei:
         CopySQLClient(auth(sim)).copyto("SELECT 1")
     assert str(ei.value) == "400 Client Error: SQL must start with COPY"
+    # an error before any data was flushed still comes as a 4xx JSON
+    with pytest.raises(CartoException) as ei:
+        CopySQLClient(auth(sim)).copyto("COPY (SELECT 1 / 0) TO STDOUT")
+    assert str(ei.value) == "400 Client Error: division by zero"
 
 
 # --------------------------------------------------------------------------------------------- BatchSQLClient
@@ -523,6 +567,21 @@ def test_batch_payload_limit(sim):
     assert getattr(e, "status_code", None) == 400
     assert e.args[0][0].startswith("Your payload is too large: ")
     assert "Max size allowed is 16384 bytes (16kb)." in e.args[0][0]
+
+
+def test_batch_finished_jobs_are_forgotten_after_their_ttl(sim):
+    batch = BatchSQLClient(auth(sim))
+    default = sim.admin("GET", "/_sim/limits")["batch_ttl_secs"]
+    sim.set_limits(batch_ttl_secs=2.0)
+    try:
+        job = batch.create("SELECT 1")
+        assert wait_status(batch, job["job_id"], ("done",), timeout=10)["status"] == "done"
+        time.sleep(3)
+        with pytest.raises(CartoException) as ei:
+            batch.read(job["job_id"])
+        assert type(inner(ei)).__name__ == "NotFoundException"
+    finally:
+        sim.set_limits(batch_ttl_secs=default)
 
 
 def test_batch_unknown_job_and_non_master_key(sim):

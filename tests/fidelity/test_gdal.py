@@ -268,3 +268,11 @@ def test_gdal_reports_an_html_502(sim):
         sim.clear_faults()
     assert "HTML error page returned by server" in p.stderr, p.stderr[-2000:]
     assert "OGRFeature(gdal_502)" not in p.stdout
+
+
+def test_gdal_sees_an_error_inside_a_200_body(sim):
+    p = run(["ogrinfo", "-ro", "-al", "-sql",
+             "SELECT CASE WHEN g < 3 THEN g ELSE 1 / (g - g) END AS v FROM generate_series(1, 5) g",
+             "Carto:demo"] + gdal_config(sim))
+    assert "Error returned by server : division by zero" in p.stderr, p.stderr[-2000:]
+    assert "OGRFeature(" not in p.stdout

@@ -117,11 +117,11 @@ impl Limits {
         const G: u64 = 1024 * 1024 * 1024;
         const M: u64 = 1024 * 1024;
         const K: u64 = 1024;
-        if b % G == 0 {
+        if b.is_multiple_of(G) {
             format!("{} GB", b / G)
-        } else if b % M == 0 {
+        } else if b.is_multiple_of(M) {
             format!("{} MB", b / M)
-        } else if b % K == 0 {
+        } else if b.is_multiple_of(K) {
             format!("{} KB", b / K)
         } else {
             format!("{} bytes", b)
@@ -130,17 +130,11 @@ impl Limits {
 }
 
 /// Statement timeout of the `unlimited` plan (others are fixed by CARTO: 5/15/25 s).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanOverrides {
     /// /sql statement timeout of the unlimited plan in ms; 0 = none.
     pub unlimited_statement_timeout_ms: u64,
-}
-
-impl Default for PlanOverrides {
-    fn default() -> Self {
-        PlanOverrides { unlimited_statement_timeout_ms: 0 }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

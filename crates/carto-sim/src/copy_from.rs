@@ -151,7 +151,8 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
             return ApiError::from_pg(&e).into_response();
         }
     };
-    futures_util::pin_mut!(sink);
+    // Boxed so that dropping it really drops the sink (which then sends CopyFail).
+    let mut sink = Box::pin(sink);
 
     let raw = guarded(Guard {
         body: body.into_data_stream(),
