@@ -646,4 +646,4 @@ def test_statement_timeout_is_a_429_without_retry_after(sim):
     assert "Retry-After" not in e.headers
     assert e.args[0] == ["You are over platform's limits: SQL query timeout error. Refactor your query before "
                          "running again or contact CARTO support for more details."]
-    assert time.time() - t < 7.5
+    assert time.time() - t < 7.9   # cut by the 5 s timeout, not by pg_sleep(8) ending
