@@ -18,6 +18,7 @@ enum InputError {
     TooSlow,
     Idle,
     Cut,
+    RequestTimeout,
     Client(String),
 }
 
@@ -47,6 +48,8 @@ struct Guard {
     window_start: Instant,
     window_bytes: u64,
     cut_after: Option<u64>,
+    /// Node's request timeout (None = off).
+    deadline: Option<Instant>,
     done: bool,
 }
 
@@ -58,6 +61,10 @@ fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
         }
         loop {
             let now = Instant::now();
+            if g.deadline.is_some_and(|d| now >= d) {
+                g.done = true;
+                return Some((Err(input_err(InputError::RequestTimeout)), g));
+            }
             // Slow-input guard: every interval, at least `min_per_interval` bytes must have arrived.
             let check_at = g.window_start + g.interval;
             if g.min_per_interval > 0 && now >= check_at {
@@ -73,9 +80,13 @@ fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
             if g.min_per_interval > 0 {
                 wait = wait.min(check_at.saturating_duration_since(now));
             }
+            if let Some(d) = g.deadline {
+                wait = wait.min(d.saturating_duration_since(now));
+            }
             match tokio::time::timeout(wait, g.body.next()).await {
                 Err(_) => {
-                    if g.min_per_interval > 0 && Instant::now() >= g.window_start + g.interval {
+                    let now = Instant::now();
+                    if (g.min_per_interval > 0 && now >= g.window_start + g.interval) || g.deadline.is_some_and(|d| now >= d) {
                         continue;
                     }
                     g.done = true;
@@ -165,6 +176,7 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
         window_start: Instant::now(),
         window_bytes: 0,
         cut_after: ctx.faults.cut_upload_after,
+        deadline: (limits.copyfrom_request_timeout_secs > 0.0).then(|| start + Duration::from_secs_f64(limits.copyfrom_request_timeout_secs)),
         done: false,
     });
     let mut data: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>> = if gzip {
@@ -176,6 +188,7 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     };
 
     let mut failure: Option<Response> = None;
+    let mut gunzip_failed = false;
     let mut decompressed: i64 = 0;
     while let Some(item) = data.next().await {
         match item {
@@ -191,9 +204,25 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
                 }
             }
             Err(e) => {
+                gunzip_failed = e.get_ref().and_then(|x| x.downcast_ref::<InputError>()).is_none();
                 failure = Some(input_failure(&ctx, e));
                 break;
             }
+        }
+    }
+    if let (Some(_), Some(peer)) = (&failure, ctx.peer) {
+        if gunzip_failed && limits.copyfrom_bad_gzip_bug {
+            // CARTO's bug: the connection is left hanging and the COPY stays open, holding its lock.
+            if let Ok(mut p) = ctx.state.poisoned.lock() {
+                p.insert(peer);
+            }
+            let hold = std::time::Duration::from_millis(limits.copy_statement_timeout_ms);
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                drop(sink);
+                drop(conn);
+            });
+            return failure.unwrap_or_else(cut_response);
         }
     }
     if let Some(resp) = failure {
@@ -255,6 +284,11 @@ fn input_failure(ctx: &Ctx, e: std::io::Error) -> Response {
             ctx.record.abort("idle socket timeout");
             cut_response()
         }
+        Some(InputError::RequestTimeout) => {
+            // Node destroys the socket: no answer, the COPY is rolled back.
+            ctx.record.abort("request timeout");
+            cut_response()
+        }
         Some(InputError::Cut) => {
             ctx.record.abort("upload cut by fault injection");
             cut_response()
@@ -276,7 +310,7 @@ fn input_failure(ctx: &Ctx, e: std::io::Error) -> Response {
 }
 
 /// A response whose body fails at once: hyper closes the connection without a complete answer.
-fn cut_response() -> Response {
+pub fn cut_response() -> Response {
     let s = futures_util::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("connection cut")) });
     let mut r = Response::new(Body::from_stream(s));
     *r.status_mut() = StatusCode::BAD_REQUEST;
