@@ -80,6 +80,10 @@ pub struct Limits {
     pub sql_stream_threshold_bytes: usize,
     /// Maximum pooled idle connections per (database, role).
     pub pool_max_idle: usize,
+    /// Reproduce CARTO's bad-gzip bug (carto-sql-api.md section 4): after a /copyfrom rejected with
+    /// "Error while gunzipping", later requests on the same keep-alive connection get no answer (until
+    /// `idle_timeout_secs`), and the COPY stays open on the database for `copy_statement_timeout_ms`.
+    pub copyfrom_bad_gzip_bug: bool,
     /// /copyto keeps this many trailing bytes (whole rows) unsent until more data or the end arrives.
     /// An error inside the first window is then a 4xx JSON answer, and a later error drops the held rows
     /// before the appended error JSON: both as seen on CARTO (PostgreSQL/Node buffering).
@@ -102,6 +106,7 @@ impl Default for Limits {
             copyto_gzip: false,
             sql_stream_threshold_bytes: 0,
             pool_max_idle: 4,
+            copyfrom_bad_gzip_bug: false,
             copyto_holdback_bytes: 8192,
         }
     }
