@@ -146,6 +146,13 @@ pub struct PlanOverrides {
     pub unlimited_statement_timeout_ms: u64,
 }
 
+/// Seconds from the config/admin API as a Duration, clamped to [min, 10 years] (never panics on
+/// odd values such as NaN, negative or huge numbers).
+pub fn secs(f: f64, min: f64) -> std::time::Duration {
+    let f = if f.is_nan() { min } else { f.clamp(min, 3.2e8) };
+    std::time::Duration::from_secs_f64(f)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Plan {

@@ -171,12 +171,12 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
         received: 0,
         max: limits.copyfrom_max_bytes,
         min_per_interval: limits.copyfrom_min_bytes_per_interval,
-        interval: Duration::from_secs_f64(limits.copyfrom_check_interval_secs.max(0.01)),
-        idle: Duration::from_secs_f64(limits.idle_timeout_secs.max(0.01)),
+        interval: crate::config::secs(limits.copyfrom_check_interval_secs, 0.01),
+        idle: crate::config::secs(limits.idle_timeout_secs, 0.01),
         window_start: Instant::now(),
         window_bytes: 0,
         cut_after: ctx.faults.cut_upload_after,
-        deadline: (limits.copyfrom_request_timeout_secs > 0.0).then(|| start + Duration::from_secs_f64(limits.copyfrom_request_timeout_secs)),
+        deadline: (limits.copyfrom_request_timeout_secs > 0.0).then(|| start + crate::config::secs(limits.copyfrom_request_timeout_secs, 0.0)),
         done: false,
     });
     let mut data: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>> = if gzip {
