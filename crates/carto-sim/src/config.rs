@@ -16,6 +16,9 @@ pub struct Config {
     /// Secret from which the roles' passwords are derived.
     #[serde(default = "default_secret")]
     pub secret: String,
+    /// One line per request on stderr (method, path without query string, status, bytes, time; never keys).
+    #[serde(default = "yes")]
+    pub log_requests: bool,
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
@@ -30,6 +33,9 @@ pub struct Config {
 
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
+}
+fn yes() -> bool {
+    true
 }
 fn default_prefix() -> String {
     "cartosim".into()
