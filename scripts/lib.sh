@@ -56,3 +56,19 @@ carto_sim_bin() {
   (cd "$ROOT" && cargo build -q -p carto-sim --bin carto-sim) >>"$log" 2>&1 || return 1
   printf '%s\n' "$CARGO_TARGET_DIR/debug/carto-sim"
 }
+
+# take_lock DIR: one run at a time per state directory (several people share a working tree). A mkdir lock that
+# records the owner's pid, so daemons started during the run don't inherit it; a dead owner's lock is taken over.
+# Released by release_lock DIR (call it from an EXIT trap).
+take_lock() {
+  local l=$1 owner waited=
+  mkdir -p "$(dirname "$l")"
+  while ! mkdir "$l" 2>/dev/null; do
+    owner=$(cat "$l/pid" 2>/dev/null || true)
+    if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then rm -rf "$l"; continue; fi
+    [ -n "$waited" ] || { say "waiting for another run (pid ${owner:-?}) holding $l ..."; waited=1; }
+    sleep 1
+  done
+  echo $$ >"$l/pid"
+}
+release_lock() { [ "$(cat "$1/pid" 2>/dev/null)" = "$$" ] && rm -rf "$1"; return 0; }

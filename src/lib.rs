@@ -6,7 +6,9 @@
 use pgrx::prelude::*;
 
 pub mod fdw;
+pub mod functions;
 pub mod pg;
+pub mod sync;
 
 ::pgrx::pg_module_magic!();
 

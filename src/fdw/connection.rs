@@ -67,6 +67,12 @@ pub fn client_config(access: &ServerAccess) -> FdwResult<ClientConfig> {
     cfg.max_retries = o.max_retries;
     cfg.max_retry_wait = Duration::from_secs(o.max_retry_wait);
     cfg.compression_level = o.compression_level;
+    // The option is CARTO's limit; roll over below it by what can still be in flight when the client
+    // notices (its channels of COPY chunks, the compressor's buffer), at most half of the limit.
+    if o.copyfrom_max_bytes != carto_client::DEFAULT_COPYFROM_MAX_BYTES {
+        let in_flight = (cfg.channel_capacity as u64 + 2) * crate::fdw::modify::COPY_CHUNK as u64 + 128 * 1024;
+        cfg.copyfrom_max_bytes = o.copyfrom_max_bytes.saturating_sub(in_flight).max(o.copyfrom_max_bytes / 2);
+    }
     cfg.ca_file = o.ca_file.as_ref().map(Into::into);
     cfg.insecure = o.insecure;
     Ok(cfg)
@@ -78,7 +84,7 @@ pub fn client_for(access: &ServerAccess) -> FdwResult<Client> {
     // Everything that shapes the client; the key is part of it but this string never leaves
     // the backend's memory.
     let fingerprint = format!(
-        "{}|{}|{}|{:?}|{:?}|{}|{:?}|{}|{:?}|{}",
+        "{}|{}|{}|{:?}|{:?}|{}|{:?}|{}|{:?}|{}|{}",
         cfg.base_url,
         access.api_key.as_deref().unwrap_or(""),
         access.server_name,
@@ -88,7 +94,8 @@ pub fn client_for(access: &ServerAccess) -> FdwResult<Client> {
         cfg.max_retry_wait,
         cfg.compression_level,
         cfg.ca_file,
-        cfg.insecure
+        cfg.insecure,
+        cfg.copyfrom_max_bytes
     );
     CLIENTS.with(|cache| {
         let mut cache = cache.borrow_mut();

@@ -1,12 +1,16 @@
 //! The foreign-data wrapper: its handler (the callback table) and one module per concern,
 //! after postgres_fdw's split.
 
+pub mod analyze;
 pub mod connection;
 pub mod deparse;
+pub mod import;
+pub mod modify;
 pub mod options;
 pub mod plan;
 pub mod scan;
 pub mod table;
+pub mod xact;
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, AllocatedByRust, PgBox};
@@ -25,6 +29,8 @@ fn carto_fdw_handler() -> PgBox<pg_sys::FdwRoutine, AllocatedByRust> {
     r.ReScanForeignScan = Some(scan::rescan_foreign_scan);
     r.EndForeignScan = Some(scan::end_foreign_scan);
     r.ExplainForeignScan = Some(scan::explain_foreign_scan);
+    r.ImportForeignSchema = Some(import::import_foreign_schema); // import.rs
+    r.AnalyzeForeignTable = Some(analyze::analyze_foreign_table);
 
     // Joins between two foreign tables are not pushed down: CARTO tables join locally
     // (each side is one remote statement). Aggregates are not pushed down either.
@@ -38,5 +44,8 @@ fn carto_fdw_handler() -> PgBox<pg_sys::FdwRoutine, AllocatedByRust> {
     r.RecheckForeignScan = None;
     // Asynchronous execution (Append over several servers) is not supported.
     r.IsForeignPathAsyncCapable = None;
+
+    // Writes (modify.rs; transactions in xact.rs).
+    modify::assign_slots(&mut r);
     r
 }

@@ -206,27 +206,36 @@ unsafe fn rel_size(
     }
 
     let state = RelState { table, info, remote_conds, local_conds };
-    let all: Vec<*mut pg_sys::RestrictInfo> = (*baserel_list(&state)).to_vec();
+    let all = state.all_conds();
     let selectivity = clause_selectivity(root, baserel, &all);
 
-    let tuples = if state.table.options.use_remote_estimate {
-        remote_estimate(&state, None)?
-    } else if (*baserel).tuples > 0.0 {
-        // ANALYZE on the foreign table sampled it.
-        (*baserel).tuples
+    if state.table.options.use_remote_estimate {
+        // CARTO's planner estimated the filtered result of the shipped clauses; only the local
+        // clauses' selectivity is applied on top.
+        let remote_rows = remote_estimate(&state)?;
+        let local: Vec<*mut pg_sys::RestrictInfo> = state.local_conds.clone();
+        let local_sel = clause_selectivity(root, baserel, &local);
+        (*baserel).tuples = (*baserel).tuples.max(remote_rows);
+        (*baserel).rows = pg_sys::clamp_row_est(remote_rows * local_sel);
     } else {
-        remote_row_count(&state).unwrap_or(DEFAULT_ROWS)
-    };
-    (*baserel).tuples = tuples;
-    (*baserel).rows = pg_sys::clamp_row_est(tuples * selectivity);
+        let tuples = if (*baserel).tuples > 0.0 {
+            // ANALYZE on the foreign table sampled it.
+            (*baserel).tuples
+        } else {
+            remote_row_count(&state).unwrap_or(DEFAULT_ROWS)
+        };
+        (*baserel).tuples = tuples;
+        (*baserel).rows = pg_sys::clamp_row_est(tuples * selectivity);
+    }
     (*baserel).fdw_private = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
     Ok(())
 }
 
-fn baserel_list(state: &RelState) -> Box<Vec<*mut pg_sys::RestrictInfo>> {
-    let mut v: Vec<*mut pg_sys::RestrictInfo> = state.remote_conds.iter().map(|(r, _)| *r).collect();
-    v.extend(state.local_conds.iter().copied());
-    Box::new(v)
+impl RelState {
+    /// Every restriction clause of the relation, shipped or not.
+    fn all_conds(&self) -> Vec<*mut pg_sys::RestrictInfo> {
+        self.remote_conds.iter().map(|(r, _)| *r).chain(self.local_conds.iter().copied()).collect()
+    }
 }
 
 unsafe fn clause_selectivity(
@@ -269,7 +278,7 @@ fn remote_row_count(state: &RelState) -> Option<f64> {
         "SELECT greatest(c.reltuples, 0)::float8 AS n, c.relpages::float8 AS p FROM pg_class c WHERE c.oid = to_regclass({})",
         crate::fdw::deparse::quote_literal(&state.table.from_clause())
     );
-    let resp = block_on(client.query(&sql)).ok()?.ok()?;
+    let resp = block_on(client.query_readonly(&sql)).ok()?.ok()?;
     let row = resp.rows.first()?;
     let n = row.get("n").and_then(|v| v.as_f64()).unwrap_or(0.0);
     let pages = row.get("p").and_then(|v| v.as_f64()).unwrap_or(0.0);
@@ -280,7 +289,7 @@ fn remote_row_count(state: &RelState) -> Option<f64> {
 }
 
 /// Rows CARTO's planner expects for the scan (use_remote_estimate), via EXPLAIN through /sql.
-unsafe fn remote_estimate(state: &RelState, _extra: Option<&str>) -> FdwResult<f64> {
+unsafe fn remote_estimate(state: &RelState) -> FdwResult<f64> {
     let client = client_for(&state.table.access)?;
     let mut where_ = SqlTemplate::default();
     for (i, (_, sql)) in state.remote_conds.iter().enumerate() {
@@ -294,7 +303,7 @@ unsafe fn remote_estimate(state: &RelState, _extra: Option<&str>) -> FdwResult<f
         state.table.from_clause(),
         if where_.is_empty() { String::new() } else { format!(" WHERE {}", where_.render(None)) }
     );
-    let resp = block_on(client.query(&sql))?
+    let resp = block_on(client.query_readonly(&sql))?
         .map_err(|e| FdwError::remote(e, format!("estimating foreign table \"{}\"", state.table.local_name)))?;
     let plan_rows = resp
         .rows
@@ -305,7 +314,6 @@ unsafe fn remote_estimate(state: &RelState, _extra: Option<&str>) -> FdwResult<f
             other => Some(other),
         })
         .and_then(|v| v.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64());
-    // The estimate is of the filtered result; undo our own selectivity so rows = tuples * sel.
     Ok(plan_rows.unwrap_or(DEFAULT_ROWS).max(1.0))
 }
 

@@ -38,6 +38,8 @@ pub struct ScanState {
     rendered_params: Vec<String>,
     source: Source,
     decoder: Decoder,
+    /// Reused per row: the decoded fields' C strings.
+    ptr_buf: Vec<*const c_char>,
     stats: RequestStats,
     /// The transport in use; a rescan or a rate-limited copyto switches to Query.
     transport: Transport,
@@ -55,7 +57,8 @@ impl ScanState {
         match self.transport {
             Transport::Copy => {
                 let sql = self.plan.copy_sql(Some(&self.rendered_params));
-                match block_on(self.client.copy_to(&sql))? {
+                // Not waiting out a rate limit: /sql reads the same rows now.
+                match block_on(self.client.copy_to_with(&sql, false))? {
                     Ok(stream) => {
                         self.source = Source::Copy { stream, chunk: Bytes::new(), pos: 0 };
                     }
@@ -168,11 +171,15 @@ impl ScanState {
                 detail: None,
             });
         }
+        // Pointers straight into the decoder's buffer (each field NUL-terminated): no copy per value.
+        let mut ptrs = std::mem::take(&mut self.ptr_buf);
+        ptrs.clear();
         let decoder = &self.decoder;
-        let ptrs: Vec<*const c_char> = (0..self.inputs.len())
-            .map(|i| if decoder.field(i).is_some() { decoder.field_ptr(i) } else { std::ptr::null() })
-            .collect();
+        ptrs.extend((0..self.inputs.len()).map(|i| {
+            if decoder.field(i).is_some() { decoder.field_ptr(i) } else { std::ptr::null() }
+        }));
         self.fill_slot(slot, &ptrs);
+        self.ptr_buf = ptrs;
         Ok(())
     }
 
@@ -271,6 +278,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     let plan = scan_plan_from_private((*fsplan).fdw_private)?;
     let rel = (*node).ss.ss_currentRelation;
     let relid = (*rel).rd_id;
+    crate::fdw::xact::finish_pending_for(relid)?; // rows this transaction inserted are read back
     let userid = scan_user(node, fsplan);
     let table = TableDef::load(relid, userid)?;
     let client = client_for(&table.access)?;
@@ -304,6 +312,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
         rendered_params: Vec::new(),
         source: Source::NotStarted,
         decoder: Decoder::new(),
+        ptr_buf: Vec::new(),
         stats: RequestStats::default(),
         transport,
         fell_back: false,

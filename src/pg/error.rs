@@ -24,6 +24,8 @@ pub enum FdwError {
     Remote { error: ClientError, context: String },
     /// Anything else that is our own logic's failure.
     Internal { message: String },
+    /// An error with its own SQLSTATE, detail and hint (the carto.* functions).
+    Custom { code: PgSqlErrorCode, message: String, detail: Option<String>, hint: Option<String> },
 }
 
 pub type FdwResult<T> = Result<T, FdwError>;
@@ -58,6 +60,7 @@ impl FdwError {
             FdwError::Internal { message } => {
                 (PgSqlErrorCode::ERRCODE_FDW_ERROR, message.clone(), None, None)
             }
+            FdwError::Custom { code, message, detail, hint } => (*code, message.clone(), detail.clone(), hint.clone()),
             FdwError::Remote { error, context } => remote_parts(error, context),
         }
     }

@@ -26,6 +26,7 @@ SIM_BIN = os.environ.get("CARTO_SIM_BIN", os.path.join(TARGET, "debug", "carto-s
 PREFIX = "fid"
 DEMO_KEY = "demo-master-key-0123456789"
 DEMO_READER_KEY = "demo-reader-key-0123456789"
+DEMO_WRITER_KEY = "demo-writer-key-0123456789"
 FREE_KEY = "free-master-key-0123456789"
 ALICE_KEY = "alice-master-key-0123456789"
 
@@ -71,6 +72,17 @@ class Sim:
             raise AssertionError(f"psql failed: {p.stderr}")
         return p.stdout
 
+    def pg_conninfo(self, dbname):
+        return f"host=127.0.0.1 port={self.pg_port} user=postgres dbname={dbname}"
+
+    def psql_db(self, dbname, sql):
+        """Run SQL as superuser in any database of the cluster."""
+        p = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", self.pg_conninfo(dbname),
+                            "-c", sql], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise AssertionError(f"psql failed: {p.stderr}")
+        return p.stdout
+
     def copy_out(self, sql, user="demo", org=None):
         """Bytes of `COPY (...) TO STDOUT ...` as PostgreSQL itself writes them."""
         p = subprocess.run(
@@ -92,13 +104,22 @@ class Sim:
 
     def requests_log(self):
         """The sim's request log: a list of entries {method, path, group, user, status, bytes_in, ...}."""
-        out = self.admin("GET", "/_sim/requests")
+        out = self.admin("GET", "/_sim/log")
         if isinstance(out, dict):
             out = out.get("requests", out.get("entries", []))
         return out
 
     def clear_log(self):
-        self.admin("DELETE", "/_sim/requests")
+        self.admin("DELETE", "/_sim/log")
+
+    def set_limits(self, **limits):
+        return self.admin("POST", "/_sim/limits", limits)
+
+    def add_fault(self, **spec):
+        return self.admin("POST", "/_sim/faults", spec)
+
+    def clear_faults(self):
+        self.admin("DELETE", "/_sim/faults")
 
     def log_tail(self, n=60):
         try:
@@ -123,12 +144,20 @@ master_key = "{demo_key}"
 setup_sql = '''
 CREATE TABLE reader_table (cartodb_id serial PRIMARY KEY, name text);
 INSERT INTO reader_table (name) VALUES ('visible');
+CREATE TABLE writer_table (cartodb_id serial PRIMARY KEY, the_geom geometry(Point,4326),
+                           the_geom_webmercator geometry(Point,3857), name text, n integer);
+SELECT CDB_CartodbfyTable('writer_table');
 '''
 
 [[users.keys]]
 name = "reader"
 token = "{reader_key}"
 grants = [{{ table = "reader_table", privileges = ["select"] }}]
+
+[[users.keys]]
+name = "writer"
+token = "{writer_key}"
+grants = [{{ table = "writer_table", privileges = ["select", "insert", "update"] }}]
 
 [[users]]
 name = "freebie"
@@ -161,7 +190,7 @@ def sim():
         cfg_path = os.path.join(workdir, "sim.toml")
         with open(cfg_path, "w") as f:
             f.write(CONFIG.format(port=port, pg_port=pg_port, prefix=PREFIX, demo_key=DEMO_KEY,
-                                  reader_key=DEMO_READER_KEY, free_key=FREE_KEY, alice_key=ALICE_KEY))
+                                  reader_key=DEMO_READER_KEY, writer_key=DEMO_WRITER_KEY, free_key=FREE_KEY, alice_key=ALICE_KEY))
         with open(log_path, "ab") as log:
             p = subprocess.run([SIM_BIN, "setup", "--config", cfg_path], stdout=log, stderr=subprocess.STDOUT,
                                timeout=600)

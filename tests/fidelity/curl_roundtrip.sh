@@ -77,5 +77,11 @@ head -n1 <<<"$bad" | grep -q '"error":\["Error while gunzipping' || fail "bad gz
 n=$(sql "SELECT count(*) AS n FROM $t" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0]["n"])')
 [ "$n" = 20000 ] || fail "rows after the bad upload: $n"
 
+# --- HTTP Basic auth: the right user works, another user's name with this key is refused (403), a wrong key 401
+code() { curl -sS -o /dev/null -w '%{http_code}' "$@"; }
+[ "$(code -u "$USER_NAME:$API_KEY" "$SQL_URL?q=SELECT%201")" = 200 ] || fail "basic auth"
+[ "$(code -u "someoneelse:$API_KEY" "$SQL_URL?q=SELECT%201")" = 403 ] || fail "basic auth, other user"
+[ "$(code -u "$USER_NAME:wrong-key" "$SQL_URL?q=SELECT%201")" = 401 ] || fail "basic auth, wrong key"
+
 sql "DROP TABLE $t" >/dev/null
 echo "curl round trip: OK"

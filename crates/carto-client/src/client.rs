@@ -22,6 +22,9 @@ pub(crate) enum Retry {
     Read,
     /// Writes: only a 429 with `Retry-After` (a rate-limit refusal: CARTO did nothing).
     RateLimitOnly,
+    /// Reads whose caller has a better plan than waiting for a rate limit: transport failures and
+    /// 502/503/504 only; a 429 is returned at once.
+    ReadNoRateLimit,
 }
 
 pub(crate) struct Inner {
@@ -119,6 +122,7 @@ impl Client {
         let ok = match policy {
             Retry::Read => e.is_retryable_read(),
             Retry::RateLimitOnly => e.is_retryable_write(),
+            Retry::ReadNoRateLimit => e.kind == ErrorKind::Transport,
         };
         if !ok {
             return None;
@@ -131,30 +135,6 @@ impl Client {
                 Some(base.min(cfg.max_retry_wait))
             }
         }
-    }
-
-    /// Send a request with retries and return the first 2xx response (its body unread).
-    /// `make` builds the request anew for every try. Each try's wait for the response head is bounded by
-    /// `request_timeout`.
-    pub(crate) async fn send_head<F>(
-        &self,
-        endpoint: Endpoint,
-        policy: Retry,
-        stats: &mut RequestStats,
-        make: F,
-    ) -> Result<reqwest::Response>
-    where
-        F: Fn() -> reqwest::RequestBuilder,
-    {
-        self.retry_loop(policy, stats, || {
-            let rb = make();
-            async move {
-                let mut st = RequestStats::default();
-                let r = self.head_once(endpoint, rb, &mut st).await;
-                (r, st)
-            }
-        })
-        .await
     }
 
     /// Send a request with retries and read its whole (bounded) body. For reads, a body cut mid-way is retried too.
@@ -216,7 +196,7 @@ impl Client {
     }
 
     /// One try: send, wait for the head (bounded by request_timeout), and turn a non-2xx answer into an Error.
-    async fn head_once(
+    pub(crate) async fn head_once(
         &self,
         endpoint: Endpoint,
         rb: reqwest::RequestBuilder,
@@ -304,5 +284,64 @@ pub(crate) async fn read_body(
                 buf.extend_from_slice(&chunk);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(max_retries: u32) -> Client {
+        let mut cfg = ClientConfig::for_base_url("http://127.0.0.1:1/user/demo").unwrap().with_api_key("SECRETKEY");
+        cfg.max_retries = max_retries;
+        cfg.max_retry_wait = Duration::from_secs(10);
+        Client::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn debug_and_redaction() {
+        let c = client(3);
+        assert!(!format!("{c:?}").contains("SECRETKEY"));
+        assert!(!format!("{:?}", c.config()).contains("SECRETKEY"));
+        let token = base64::engine::general_purpose::STANDARD.encode("demo:SECRETKEY");
+        let e = Error::new(ErrorKind::BadRequest, Endpoint::Sql, format!("echo SECRETKEY and Basic {token}"));
+        let e = c.redact(e);
+        assert_eq!(e.message, "echo *** and Basic ***");
+    }
+
+    #[test]
+    fn backoff_rules() {
+        let c = client(2);
+        let mut rl = Error::new(ErrorKind::RateLimited, Endpoint::Sql, "x");
+        rl.retry_after = Some(Duration::from_secs(3));
+        assert_eq!(c.backoff(&rl, 0, Retry::Read), Some(Duration::from_secs(3)));
+        assert_eq!(c.backoff(&rl, 0, Retry::RateLimitOnly), Some(Duration::from_secs(3)));
+        assert_eq!(c.backoff(&rl, 2, Retry::Read), None, "max_retries");
+        rl.retry_after = Some(Duration::from_secs(11));
+        assert_eq!(c.backoff(&rl, 0, Retry::Read), None, "Retry-After above max_retry_wait");
+        let t = Error::new(ErrorKind::Transport, Endpoint::Sql, "x");
+        assert_eq!(c.backoff(&t, 0, Retry::Read), Some(Duration::from_millis(500)));
+        assert_eq!(c.backoff(&t, 1, Retry::Read), Some(Duration::from_millis(1000)));
+        assert_eq!(c.backoff(&t, 0, Retry::RateLimitOnly), None, "writes are not retried on transport errors");
+        assert_eq!(c.backoff(&t, 0, Retry::ReadNoRateLimit), Some(Duration::from_millis(500)));
+        rl.retry_after = Some(Duration::from_secs(1));
+        assert_eq!(c.backoff(&rl, 0, Retry::ReadNoRateLimit), None);
+        for k in [ErrorKind::RemoteTimeout, ErrorKind::BadRequest, ErrorKind::Timeout, ErrorKind::Protocol] {
+            assert_eq!(c.backoff(&Error::new(k, Endpoint::Sql, "x"), 0, Retry::Read), None, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn retry_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        h.insert("carto-rate-limit-limit", HeaderValue::from_static("2"));
+        h.insert("carto-rate-limit-remaining", HeaderValue::from_static("0"));
+        h.insert("carto-rate-limit-reset", HeaderValue::from_static("7"));
+        let (ra, rl) = retry_info(&h);
+        assert_eq!(ra, Some(Duration::from_secs(7)));
+        assert_eq!(rl, Some(RateLimit { limit: Some(2), remaining: Some(0), reset: Some(7) }));
+        let (ra, rl) = retry_info(&HeaderMap::new());
+        assert_eq!((ra, rl), (None, None));
     }
 }

@@ -76,17 +76,56 @@ impl CopyOutStream {
 }
 
 impl Client {
-    /// Start `COPY ... TO STDOUT` through `/copyto` (POST, form body). Returns once CARTO answered 200; errors
-    /// before the stream (4xx) are returned here. Retried (429 with `Retry-After`, transport, 502/503/504) only
-    /// until the response head arrived, so never after a chunk was handed out. The stream's network side runs on
-    /// a task spawned on the current tokio runtime.
+    /// Start `COPY ... TO STDOUT` through `/copyto` (POST, form body). Returns once CARTO answered 200 and the
+    /// first bytes (or the end) of the body arrived; errors before the stream (4xx) are returned here. Retried
+    /// (429 with `Retry-After`, transport, 502/503/504, a body cut before its first byte) only up to that
+    /// point, so never after a chunk was handed out. The stream's network side runs on a task spawned on the
+    /// current tokio runtime.
     pub async fn copy_to(&self, copy_sql: &str) -> Result<CopyOutStream> {
+        self.copy_to_with(copy_sql, true).await
+    }
+
+    /// [`Client::copy_to`]; with `wait_on_rate_limit` false a 429 is returned at once (ErrorKind::RateLimited,
+    /// with `retry_after`) instead of being waited for, for callers that fall back to paged `/sql` reads.
+    pub async fn copy_to_with(&self, copy_sql: &str, wait_on_rate_limit: bool) -> Result<CopyOutStream> {
+        let policy = if wait_on_rate_limit { Retry::Read } else { Retry::ReadNoRateLimit };
         let url = self.inner.cfg.endpoint_url(&["copyto"]);
         let mut stats = RequestStats::default();
         let form = [("q", copy_sql)];
-        let resp = self
-            .send_head(Endpoint::CopyTo, Retry::Read, &mut stats, || {
-                self.request(reqwest::Method::POST, url.clone()).form(&form)
+        let timeout = self.inner.cfg.request_timeout;
+        // One try = the head and the first chunk of the body: a failure before any byte was handed out is
+        // retried like any read.
+        let (body, first) = self
+            .retry_loop(policy, &mut stats, || {
+                let rb = self.request(reqwest::Method::POST, url.clone()).form(&form);
+                async move {
+                    let mut st = RequestStats::default();
+                    let r = match self.head_once(Endpoint::CopyTo, rb, &mut st).await {
+                        Err(e) => Err(e),
+                        Ok(resp) => {
+                            let mut body: BodyStream = Box::pin(resp.bytes_stream());
+                            match tokio::time::timeout(timeout, body.next()).await {
+                                Err(_) => Err(Error::new(
+                                    ErrorKind::Timeout,
+                                    Endpoint::CopyTo,
+                                    format!("no data within request_timeout ({} s)", timeout.as_secs_f64()),
+                                )
+                                .with_status(200)),
+                                Ok(Some(Err(e))) => {
+                                    let mut err = Error::transport(Endpoint::CopyTo, &e);
+                                    err.message = format!("COPY TO stream cut before its first byte: {}", err.message);
+                                    Err(err)
+                                }
+                                Ok(Some(Ok(b))) => {
+                                    st.bytes_received += b.len() as u64;
+                                    Ok((body, Some(b)))
+                                }
+                                Ok(None) => Ok((body, None)),
+                            }
+                        }
+                    };
+                    (r, st)
+                }
             })
             .await?;
         stats.bytes_sent += copy_sql.len() as u64;
@@ -101,7 +140,8 @@ impl Client {
         let client = self.clone();
         let st = shared.clone();
         let task = handle.spawn(async move {
-            if let Err(e) = pump(resp, &tx, &st, client.inner.cfg.request_timeout).await {
+            let cfg = &client.inner.cfg;
+            if let Err(e) = pump(body, first, &tx, &st, cfg.request_timeout, cfg.max_response_bytes).await {
                 let _ = tx.send(Msg::Err(client.redact(e))).await;
             }
         });
@@ -122,14 +162,21 @@ fn ready_cut(pending: &[u8]) -> usize {
     }
 }
 
+type BodyStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
 async fn pump(
-    resp: reqwest::Response,
+    mut body: BodyStream,
+    first: Option<Bytes>,
     tx: &mpsc::Sender<Msg>,
     stats: &AtomicStats,
     idle: std::time::Duration,
+    max_line: u64,
 ) -> Result<()> {
-    let mut body = resp.bytes_stream();
     let mut pending = BytesMut::with_capacity(CHUNK_TARGET * 2);
+    match first {
+        Some(b) => pending.extend_from_slice(&b),
+        None => return finish(pending, tx).await,
+    }
     let mut deadline = Instant::now() + idle;
     loop {
         let cut = ready_cut(&pending);
@@ -151,6 +198,13 @@ async fn pump(
                     stats.add_received(chunk.len() as u64);
                     pending.extend_from_slice(&chunk);
                     deadline = Instant::now() + idle;
+                    if pending.len() as u64 > max_line.max(CHUNK_TARGET as u64 * 4) {
+                        return Err(Error::new(
+                            ErrorKind::Protocol,
+                            Endpoint::CopyTo,
+                            format!("a COPY line longer than max_response_bytes ({max_line} bytes)"),
+                        ));
+                    }
                 }
                 Some(Err(e)) => {
                     let mut err = Error::transport(Endpoint::CopyTo, &e);

@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio_postgres::{CancelToken, NoTls};
+use tokio::sync::Notify;
+use tokio_postgres::{Client, CancelToken, NoTls};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -154,7 +155,8 @@ pub struct Batch {
     forgotten: Mutex<HashSet<String>>,
     queues: Mutex<HashMap<String, VecDeque<String>>>,
     running_users: Mutex<HashSet<String>>,
-    cancels: Mutex<HashMap<String, CancelToken>>,
+    /// Signalled when a job is cancelled (a stored permit, so a cancel is never missed).
+    cancels: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl Batch {
@@ -191,7 +193,10 @@ fn invalid_sql() -> Response {
     ApiError::bad_request("You must indicate a valid SQL").into_response()
 }
 
-fn parse_query(v: &Value) -> Option<(Shape, Vec<QueryItem>, Option<String>, Option<String>)> {
+/// (shape, queries, job onsuccess, job onerror)
+type Parsed = (Shape, Vec<QueryItem>, Option<String>, Option<String>);
+
+fn parse_query(v: &Value) -> Option<Parsed> {
     let s = |x: Option<&Value>| x.and_then(|v| v.as_str()).map(str::to_string);
     match v {
         Value::String(q) if !q.trim().is_empty() => Some((Shape::Simple, vec![QueryItem::new(q.clone())], None, None)),
@@ -279,6 +284,9 @@ pub async fn create(ctx: Ctx) -> Response {
     if let Ok(mut j) = batch.jobs.lock() {
         j.insert(id.clone(), job);
     }
+    if let Ok(mut c) = batch.cancels.lock() {
+        c.insert(id.clone(), Arc::new(Notify::new()));
+    }
     if let Ok(mut q) = batch.queues.lock() {
         q.entry(user.clone()).or_default().push_back(id);
     }
@@ -329,12 +337,9 @@ pub async fn cancel(ctx: Ctx) -> Response {
     match r {
         None | Some(Err(None)) => not_found(&id),
         Some(Err(Some(msg))) => ApiError::bad_request(msg).into_response(),
-        Some(Ok((was_running, v))) => {
-            if was_running {
-                let token = batch.cancels.lock().ok().and_then(|c| c.get(&id).cloned());
-                if let Some(t) = token {
-                    let _ = t.cancel_query(NoTls).await;
-                }
+        Some(Ok((_was_running, v))) => {
+            if let Some(n) = batch.cancels.lock().ok().and_then(|c| c.get(&id).cloned()) {
+                n.notify_one();
             }
             json_response(StatusCode::OK, v.to_string())
         }
@@ -368,6 +373,19 @@ fn kick(state: Arc<AppState>, user: String) {
     });
 }
 
+/// Run `sql`, cancelling the backend query when the job is cancelled meanwhile.
+async fn cancellable(client: &Client, token: &CancelToken, notify: &Notify, sql: &str) -> Result<(), tokio_postgres::Error> {
+    let run = client.batch_execute(sql);
+    futures_util::pin_mut!(run);
+    tokio::select! {
+        r = &mut run => r,
+        _ = notify.notified() => {
+            let _ = token.cancel_query(NoTls).await;
+            run.await
+        }
+    }
+}
+
 /// Kept for symmetry with `serve`: the worker starts on demand, nothing runs at startup.
 pub fn start_worker(_state: Arc<AppState>) {}
 
@@ -396,9 +414,7 @@ async fn run_job(state: &Arc<AppState>, id: &str) {
             return;
         }
     };
-    if let Ok(mut c) = batch.cancels.lock() {
-        c.insert(id.to_string(), conn.cancel.clone());
-    }
+    let notify = batch.cancels.lock().ok().and_then(|c| c.get(id).cloned()).unwrap_or_default();
     let cancelled = |b: &Batch| b.with_job(id, |j| j.status == Status::Cancelled).unwrap_or(true);
     let mut failed: Option<String> = None;
     for i in 0..job.queries.len() {
@@ -417,7 +433,7 @@ async fn run_job(state: &Arc<AppState>, id: &str) {
         });
         let timeout = q.timeout_ms.unwrap_or(limits.batch_statement_timeout_ms);
         let res = match conn.client.batch_execute(&format!("SET statement_timeout = {timeout}")).await {
-            Ok(()) => conn.client.batch_execute(&q.query).await,
+            Ok(()) => cancellable(&conn.client, &conn.cancel, &notify, &q.query).await,
             Err(e) => Err(e),
         };
         let err = res.err().map(|e| e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()));

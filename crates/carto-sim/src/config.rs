@@ -16,6 +16,9 @@ pub struct Config {
     /// Secret from which the roles' passwords are derived.
     #[serde(default = "default_secret")]
     pub secret: String,
+    /// One line per request on stderr (method, path without query string, status, bytes, time; never keys).
+    #[serde(default = "yes")]
+    pub log_requests: bool,
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
@@ -30,6 +33,9 @@ pub struct Config {
 
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
+}
+fn yes() -> bool {
+    true
 }
 fn default_prefix() -> String {
     "cartosim".into()
@@ -80,6 +86,13 @@ pub struct Limits {
     pub sql_stream_threshold_bytes: usize,
     /// Maximum pooled idle connections per (database, role).
     pub pool_max_idle: usize,
+    /// Reproduce CARTO's bad-gzip bug (carto-sql-api.md section 4): after a /copyfrom rejected with
+    /// "Error while gunzipping", later requests on the same keep-alive connection get no answer (until
+    /// `idle_timeout_secs`), and the COPY stays open on the database for `copy_statement_timeout_ms`.
+    pub copyfrom_bad_gzip_bug: bool,
+    /// Node's request timeout: an upload still running after this many seconds is cut (0 = off; Node's
+    /// default was 300 s, CARTO's cloud documents 5 h).
+    pub copyfrom_request_timeout_secs: f64,
     /// /copyto keeps this many trailing bytes (whole rows) unsent until more data or the end arrives.
     /// An error inside the first window is then a 4xx JSON answer, and a later error drops the held rows
     /// before the appended error JSON: both as seen on CARTO (PostgreSQL/Node buffering).
@@ -102,6 +115,8 @@ impl Default for Limits {
             copyto_gzip: false,
             sql_stream_threshold_bytes: 0,
             pool_max_idle: 4,
+            copyfrom_bad_gzip_bug: false,
+            copyfrom_request_timeout_secs: 0.0,
             copyto_holdback_bytes: 8192,
         }
     }
@@ -117,11 +132,11 @@ impl Limits {
         const G: u64 = 1024 * 1024 * 1024;
         const M: u64 = 1024 * 1024;
         const K: u64 = 1024;
-        if b % G == 0 {
+        if b.is_multiple_of(G) {
             format!("{} GB", b / G)
-        } else if b % M == 0 {
+        } else if b.is_multiple_of(M) {
             format!("{} MB", b / M)
-        } else if b % K == 0 {
+        } else if b.is_multiple_of(K) {
             format!("{} KB", b / K)
         } else {
             format!("{} bytes", b)
@@ -130,17 +145,18 @@ impl Limits {
 }
 
 /// Statement timeout of the `unlimited` plan (others are fixed by CARTO: 5/15/25 s).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanOverrides {
     /// /sql statement timeout of the unlimited plan in ms; 0 = none.
     pub unlimited_statement_timeout_ms: u64,
 }
 
-impl Default for PlanOverrides {
-    fn default() -> Self {
-        PlanOverrides { unlimited_statement_timeout_ms: 0 }
-    }
+/// Seconds from the config/admin API as a Duration, clamped to [min, 10 years] (never panics on
+/// odd values such as NaN, negative or huge numbers).
+pub fn secs(f: f64, min: f64) -> std::time::Duration {
+    let f = if f.is_nan() { min } else { f.clamp(min, 3.2e8) };
+    std::time::Duration::from_secs_f64(f)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -18,6 +18,7 @@ enum InputError {
     TooSlow,
     Idle,
     Cut,
+    RequestTimeout,
     Client(String),
 }
 
@@ -47,6 +48,8 @@ struct Guard {
     window_start: Instant,
     window_bytes: u64,
     cut_after: Option<u64>,
+    /// Node's request timeout (None = off).
+    deadline: Option<Instant>,
     done: bool,
 }
 
@@ -58,6 +61,10 @@ fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
         }
         loop {
             let now = Instant::now();
+            if g.deadline.is_some_and(|d| now >= d) {
+                g.done = true;
+                return Some((Err(input_err(InputError::RequestTimeout)), g));
+            }
             // Slow-input guard: every interval, at least `min_per_interval` bytes must have arrived.
             let check_at = g.window_start + g.interval;
             if g.min_per_interval > 0 && now >= check_at {
@@ -73,9 +80,13 @@ fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
             if g.min_per_interval > 0 {
                 wait = wait.min(check_at.saturating_duration_since(now));
             }
+            if let Some(d) = g.deadline {
+                wait = wait.min(d.saturating_duration_since(now));
+            }
             match tokio::time::timeout(wait, g.body.next()).await {
                 Err(_) => {
-                    if g.min_per_interval > 0 && Instant::now() >= g.window_start + g.interval {
+                    let now = Instant::now();
+                    if (g.min_per_interval > 0 && now >= g.window_start + g.interval) || g.deadline.is_some_and(|d| now >= d) {
                         continue;
                     }
                     g.done = true;
@@ -137,14 +148,22 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     if let Err(e) = conn.client.batch_execute(&format!("SET statement_timeout = {}", limits.copy_statement_timeout_ms)).await {
         return ApiError::from_pg(&e).into_response();
     }
+    // DB quota, as CARTO checks it before and during the load (quota 0 = unlimited).
+    let remaining_quota = remaining_quota(&conn.client, &ctx.account.schema).await;
+    if remaining_quota.is_some_and(|r| r <= 0) {
+        conn.release();
+        return ApiError::bad_request("DB Quota exceeded").into_response();
+    }
     let sink = match conn.client.copy_in::<_, Bytes>(q.as_str()).await {
         Ok(s) => s,
         Err(e) => {
-            conn.release();
+            // A failed COPY start can leave protocol messages behind: never reuse that connection.
+            drop(conn);
             return ApiError::from_pg(&e).into_response();
         }
     };
-    futures_util::pin_mut!(sink);
+    // Boxed so that dropping it really drops the sink (which then sends CopyFail).
+    let mut sink = Box::pin(sink);
 
     let raw = guarded(Guard {
         body: body.into_data_stream(),
@@ -152,11 +171,12 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
         received: 0,
         max: limits.copyfrom_max_bytes,
         min_per_interval: limits.copyfrom_min_bytes_per_interval,
-        interval: Duration::from_secs_f64(limits.copyfrom_check_interval_secs.max(0.01)),
-        idle: Duration::from_secs_f64(limits.idle_timeout_secs.max(0.01)),
+        interval: crate::config::secs(limits.copyfrom_check_interval_secs, 0.01),
+        idle: crate::config::secs(limits.idle_timeout_secs, 0.01),
         window_start: Instant::now(),
         window_bytes: 0,
         cut_after: ctx.faults.cut_upload_after,
+        deadline: (limits.copyfrom_request_timeout_secs > 0.0).then(|| start + crate::config::secs(limits.copyfrom_request_timeout_secs, 0.0)),
         done: false,
     });
     let mut data: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>> = if gzip {
@@ -168,18 +188,41 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     };
 
     let mut failure: Option<Response> = None;
+    let mut gunzip_failed = false;
+    let mut decompressed: i64 = 0;
     while let Some(item) = data.next().await {
         match item {
             Ok(b) => {
+                decompressed += b.len() as i64;
+                if remaining_quota.is_some_and(|r| decompressed > r) {
+                    failure = Some(ApiError::bad_request("DB Quota exceeded").into_response());
+                    break;
+                }
                 if let Err(e) = sink.send(b).await {
                     failure = Some(ApiError::from_pg(&e).into_response());
                     break;
                 }
             }
             Err(e) => {
+                gunzip_failed = e.get_ref().and_then(|x| x.downcast_ref::<InputError>()).is_none();
                 failure = Some(input_failure(&ctx, e));
                 break;
             }
+        }
+    }
+    if let (Some(_), Some(peer)) = (&failure, ctx.peer) {
+        if gunzip_failed && limits.copyfrom_bad_gzip_bug {
+            // CARTO's bug: the connection is left hanging and the COPY stays open, holding its lock.
+            if let Ok(mut p) = ctx.state.poisoned.lock() {
+                p.insert(peer);
+            }
+            let hold = std::time::Duration::from_millis(limits.copy_statement_timeout_ms);
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                drop(sink);
+                drop(conn);
+            });
+            return failure.unwrap_or_else(cut_response);
         }
     }
     if let Some(resp) = failure {
@@ -204,6 +247,26 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     crate::errors::json_response(StatusCode::OK, format!("{{\"time\":{time},\"total_rows\":{rows}}}"))
 }
 
+/// Bytes left in the user's DB quota; None when unlimited or unknown (no CDB quota functions).
+async fn remaining_quota(client: &tokio_postgres::Client, schema: &str) -> Option<i64> {
+    let sql = format!(
+        "SELECT {}._CDB_UserQuotaInBytes(), cartodb.CDB_UserDataSize({})",
+        crate::accounts::quote_ident(schema),
+        crate::accounts::quote_literal(schema)
+    );
+    let msgs = client.simple_query(&sql).await.ok()?;
+    let row = msgs.into_iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    })?;
+    let quota: i64 = row.get(0)?.parse().ok()?;
+    let used: i64 = row.get(1)?.parse().ok()?;
+    if quota <= 0 {
+        return None;
+    }
+    Some(quota - used)
+}
+
 /// The answer for a body that stopped early, by cause.
 fn input_failure(ctx: &Ctx, e: std::io::Error) -> Response {
     let kind = e.get_ref().and_then(|x| x.downcast_ref::<InputError>());
@@ -219,6 +282,11 @@ fn input_failure(ctx: &Ctx, e: std::io::Error) -> Response {
         Some(InputError::Idle) => {
             // Node's socket timeout destroys the socket without an answer.
             ctx.record.abort("idle socket timeout");
+            cut_response()
+        }
+        Some(InputError::RequestTimeout) => {
+            // Node destroys the socket: no answer, the COPY is rolled back.
+            ctx.record.abort("request timeout");
             cut_response()
         }
         Some(InputError::Cut) => {
@@ -242,7 +310,7 @@ fn input_failure(ctx: &Ctx, e: std::io::Error) -> Response {
 }
 
 /// A response whose body fails at once: hyper closes the connection without a complete answer.
-fn cut_response() -> Response {
+pub fn cut_response() -> Response {
     let s = futures_util::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("connection cut")) });
     let mut r = Response::new(Body::from_stream(s));
     *r.status_mut() = StatusCode::BAD_REQUEST;

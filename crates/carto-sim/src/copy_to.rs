@@ -39,7 +39,8 @@ pub async fn handle(ctx: Ctx) -> Response {
     let stream = match conn.client.copy_out(q.as_str()).await {
         Ok(s) => s,
         Err(e) => {
-            conn.release();
+            // A failed COPY start can leave protocol messages behind: never reuse that connection.
+            drop(conn);
             return ApiError::from_pg(&e).into_response();
         }
     };
@@ -85,7 +86,16 @@ pub async fn handle(ctx: Ctx) -> Response {
                         return;
                     }
                 }
-                match stream.next().await {
+                // Wait for PostgreSQL, but notice a client that went away meanwhile.
+                let next = tokio::select! {
+                    n = stream.next() => n,
+                    _ = tx.closed() => {
+                        let _ = conn.cancel.cancel_query(NoTls).await;
+                        record.abort("client closed the connection");
+                        return;
+                    }
+                };
+                match next {
                     None => break,
                     Some(Ok(b)) => {
                         held_len += b.len();

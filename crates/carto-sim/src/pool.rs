@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::error::DbError;
 use tokio_postgres::{AsyncMessage, CancelToken, Client, NoTls};
 
@@ -33,8 +33,13 @@ pub struct Pool {
     base: tokio_postgres::Config,
     secret: String,
     idle: Mutex<HashMap<Key, Vec<PgConn>>>,
+    /// At most this many connections in use per (database, role); more requests wait, like
+    /// node-postgres' pool (CARTO's default size is 16).
+    slots: Mutex<HashMap<Key, Arc<Semaphore>>>,
     pub max_idle: AtomicUsize,
 }
+
+pub const MAX_CONNECTIONS_PER_KEY: usize = 16;
 
 /// A connection lent by the pool. It goes back only when `release()` is called after a clean end:
 /// a connection dropped mid-query (client gone, COPY failed) is closed, never reused.
@@ -42,6 +47,7 @@ pub struct Pooled {
     conn: Option<PgConn>,
     key: Key,
     pool: Arc<Pool>,
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl std::ops::Deref for Pooled {
@@ -77,24 +83,30 @@ impl Pooled {
 
 impl Pool {
     pub fn new(base: tokio_postgres::Config, secret: String, max_idle: usize) -> Arc<Pool> {
-        Arc::new(Pool { base, secret, idle: Mutex::new(HashMap::new()), max_idle: AtomicUsize::new(max_idle) })
+        Arc::new(Pool { base, secret, idle: Mutex::new(HashMap::new()), slots: Mutex::new(HashMap::new()), max_idle: AtomicUsize::new(max_idle) })
     }
 
     pub async fn get(self: &Arc<Self>, database: &str, role: &str) -> Result<Pooled, tokio_postgres::Error> {
         let key = (database.to_string(), role.to_string());
+        let sem = match self.slots.lock() {
+            Ok(mut m) => m.entry(key.clone()).or_insert_with(|| Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_KEY))).clone(),
+            Err(_) => Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_KEY)),
+        };
+        // The semaphore is never closed, so this only fails in theory (then: no limit).
+        let slot = sem.acquire_owned().await.ok();
         loop {
             let c = self.idle.lock().ok().and_then(|mut m| m.get_mut(&key).and_then(|v| v.pop()));
             match c {
                 Some(mut c) if !c.client.is_closed() => {
                     c.drain_notices();
-                    return Ok(Pooled { conn: Some(c), key, pool: self.clone() });
+                    return Ok(Pooled { conn: Some(c), key, pool: self.clone(), _slot: slot });
                 }
                 Some(_) => continue,
                 None => break,
             }
         }
         let c = connect(&self.base, database, role, &role_password(&self.secret, role)).await?;
-        Ok(Pooled { conn: Some(c), key, pool: self.clone() })
+        Ok(Pooled { conn: Some(c), key, pool: self.clone(), _slot: slot })
     }
 
     /// Close every idle connection (e.g. before dropping databases).

@@ -56,6 +56,7 @@ pub fn default_config() -> Config {
         admin_url: String::new(),
         prefix: "cartosim".into(),
         secret: "carto-sim-test-secret".into(),
+        log_requests: false,
         admin: crate::config::AdminConfig { enabled: true, token: None },
         limits: Limits::default(),
         plans: Default::default(),
@@ -100,6 +101,8 @@ impl TestSim {
         config.prefix = unique_prefix();
         config.listen = "127.0.0.1:0".into();
         config.admin.enabled = true;
+        // Test output stays readable unless asked for (CARTO_SIM_LOG=1).
+        config.log_requests = std::env::var("CARTO_SIM_LOG").is_ok_and(|v| v == "1");
         if let Err(e) = config.validate() {
             panic!("TestSim: {e}");
         }
@@ -239,6 +242,31 @@ impl TestSim {
             let c = crate::pool::admin_connect(&base, Some(&db)).await.map_err(|e| e.to_string())?;
             run_simple(&c, &sql).await
         })
+    }
+
+    /// `psql` for async tests: does not block the caller's runtime.
+    pub async fn psql_async(&self, user: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        let a = self.account(user).clone();
+        let base = self.state.pg_base.clone();
+        let pw = crate::accounts::role_password(&self.config.secret, &a.owner_role);
+        let sql = sql.to_string();
+        let h = self.handle.spawn(async move {
+            let c = crate::pool::connect(&base, &a.database, &a.owner_role, &pw).await.map_err(|e| e.to_string())?;
+            run_simple(&c.client, &sql).await
+        });
+        h.await.map_err(|e| e.to_string())?
+    }
+
+    /// `psql_admin` for async tests.
+    pub async fn psql_admin_async(&self, user: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        let db = self.account(user).database.clone();
+        let base = self.state.pg_base.clone();
+        let sql = sql.to_string();
+        let h = self.handle.spawn(async move {
+            let c = crate::pool::admin_connect(&base, Some(&db)).await.map_err(|e| e.to_string())?;
+            run_simple(&c, &sql).await
+        });
+        h.await.map_err(|e| e.to_string())?
     }
 
     /// The first column of the first row of `psql(user, sql)`, for quick assertions.

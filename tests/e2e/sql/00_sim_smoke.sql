@@ -5,6 +5,8 @@ CREATE EXTENSION carto_fdw;
 SELECT e.extname, n.nspname AS schema, e.extrelocatable
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE e.extname = 'carto_fdw';
+-- The wrapper comes with the extension; no server exists yet.
+\dew
 \des
 -- The runner passes the sim's address and keys as psql variables (they vary from run to run: check only their shape).
 SELECT :'sim_url' ~ '^http://127\.0\.0\.1:[0-9]+$' AS sim_url_ok,
@@ -19,3 +21,7 @@ SELECT :'sim_url' ~ '^http://127\.0\.0\.1:[0-9]+$' AS sim_url_ok,
 -- An unknown key is a 401, an unknown user a 404.
 \! curl -sS -w ' %{http_code}\n' -u "$CARTO_SIM_USER:not-a-key" "$CARTO_SIM_BASE_URL/api/v2/sql?q=select%201"
 \! curl -sS -w ' %{http_code}\n' "$CARTO_SIM_URL/user/nobody/api/v2/sql?q=select%201"
+-- The sim's admin API (:'sim_admin', never part of CARTO): health, and the request log a test can inspect.
+\! curl -sS "$CARTO_SIM_ADMIN/health"; echo
+\! curl -sS -X DELETE "$CARTO_SIM_ADMIN/log" >/dev/null; curl -sS -o /dev/null -u "$CARTO_SIM_USER:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql?q=select%203"
+\! curl -sS "$CARTO_SIM_ADMIN/log" | python3 -c 'import json, sys; [print(e["method"], e["path"], e["user"], e["key_kind"], e["status"]) for e in json.load(sys.stdin)]'

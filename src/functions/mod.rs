@@ -1,0 +1,156 @@
+//! The `carto.*` SQL functions: SQL and Batch SQL through a foreign server, and CARTO table management.
+//!
+//! Every function names its foreign server (a `carto_fdw` server) by name and uses the current user's
+//! mapping for it, exactly as foreign tables do ([`crate::fdw::connection`]): the key never appears in
+//! an argument, a message or a table. Every function that reaches the network is VOLATILE, PARALLEL
+//! UNSAFE, waits only through [`crate::pg::runtime::block_on`] (so Ctrl-C and statement_timeout stop
+//! it), and has EXECUTE revoked from PUBLIC (see the `grants` block below and docs/functions.md).
+//!
+//! NULL arguments: functions whose arguments are all required are STRICT (a NULL argument gives
+//! NULL, nothing is sent); functions with optional arguments reject a NULL required argument with an
+//! error saying which.
+
+pub mod batch;
+pub mod query;
+pub mod tables;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+
+use carto_client::Client;
+use pgrx::{pg_sys, PgSqlErrorCode};
+
+use crate::fdw::connection::{client_for, server_access, ServerAccess};
+use crate::fdw::deparse::{cstr_owned, quote_literal};
+use crate::pg::error::{FdwError, FdwResult};
+use crate::pg::runtime::block_on;
+
+/// A server reached by a function: its options, the current user's key, and the client.
+pub struct Remote {
+    pub access: ServerAccess,
+    pub client: Client,
+}
+
+/// Looks a `carto_fdw` server up by name, checks the current user's USAGE on it, and builds the client
+/// from the current user's mapping (a missing mapping is PostgreSQL's own error).
+pub fn remote(server: &str) -> FdwResult<Remote> {
+    let serverid = server_oid(server)?;
+    let access = unsafe { server_access(serverid, pg_sys::GetUserId())? };
+    let client = client_for(&access)?;
+    Ok(Remote { access, client })
+}
+
+/// The OID of a carto_fdw server by name, after a USAGE check.
+pub fn server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
+    let cname = CString::new(server).map_err(|_| FdwError::InvalidOptionValue {
+        message: "a server name cannot contain a NUL byte".into(),
+    })?;
+    unsafe {
+        // missing_ok = false: PostgreSQL's own "server \"x\" does not exist".
+        let srv = pg_sys::GetForeignServerByName(cname.as_ptr(), false);
+        let fdw = pg_sys::GetForeignDataWrapper((*srv).fdwid);
+        let handler = if (*fdw).fdwhandler == pg_sys::InvalidOid {
+            None
+        } else {
+            cstr_owned(pg_sys::get_func_name((*fdw).fdwhandler))
+        };
+        if handler.as_deref() != Some("carto_fdw_handler") {
+            return Err(FdwError::Custom {
+                code: PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                message: format!("server \"{server}\" is not a carto_fdw server"),
+                detail: None,
+                hint: Some("Pass the name of a server created with FOREIGN DATA WRAPPER carto_fdw (see \\des).".into()),
+            });
+        }
+        let oid = (*srv).serverid;
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        let acl = pg_sys::pg_foreign_server_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_USAGE as pg_sys::AclMode);
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+        let acl = pg_sys::object_aclcheck(
+            pg_sys::ForeignServerRelationId,
+            oid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_USAGE as pg_sys::AclMode,
+        );
+        if acl != pg_sys::AclResult::ACLCHECK_OK {
+            return Err(FdwError::InsufficientPrivilege {
+                message: format!("permission denied for foreign server {server}"),
+            });
+        }
+        Ok(oid)
+    }
+}
+
+/// An error for a NULL where a value is required (functions that are not STRICT because of
+/// optional arguments).
+pub fn required<T>(v: Option<T>, what: &str) -> FdwResult<T> {
+    v.ok_or_else(|| FdwError::Custom {
+        code: PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        message: format!("argument \"{what}\" must not be NULL"),
+        detail: None,
+        hint: None,
+    })
+}
+
+/// An argument error (22023).
+pub fn bad_argument(message: impl Into<String>, hint: Option<&str>) -> FdwError {
+    FdwError::Custom {
+        code: PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        message: message.into(),
+        detail: None,
+        hint: hint.map(str::to_string),
+    }
+}
+
+/// Relays CARTO's notices and warnings of a `/sql` answer.
+pub fn relay_messages(r: &carto_client::QueryResponse) {
+    for n in &r.notices {
+        pgrx::notice!("CARTO: {}", crate::pg::error::mask_secrets(n));
+    }
+    for w in &r.warnings {
+        pgrx::warning!("CARTO: {}", crate::pg::error::mask_secrets(w));
+    }
+}
+
+/// Like [`relay_messages`], for statements of our own whose notices are noise to the user
+/// (CDB_CartodbfyTable's "trigger ... does not exist, skipping"): notices go to DEBUG1.
+pub fn relay_warnings(r: &carto_client::QueryResponse) {
+    for n in &r.notices {
+        pgrx::debug1!("CARTO: {}", crate::pg::error::mask_secrets(n));
+    }
+    for w in &r.warnings {
+        pgrx::warning!("CARTO: {}", crate::pg::error::mask_secrets(w));
+    }
+}
+
+thread_local! {
+    /// The account's schema per base URL (it never changes for an account).
+    static SCHEMAS: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+}
+
+/// The account's own schema: `public` for single users, the username for organisation members.
+/// Asked once per backend and account (`SELECT current_schema()` through `/sql`).
+pub fn account_schema(r: &Remote) -> FdwResult<String> {
+    let key = r.client.config().base_url.as_str().to_string();
+    if let Some(s) = SCHEMAS.with(|m| m.borrow().get(&key).cloned()) {
+        return Ok(s);
+    }
+    let resp = block_on(r.client.query_readonly("SELECT current_schema()::text AS s"))?
+        .map_err(|e| FdwError::remote(e, "asking CARTO for the account's schema"))?;
+    let s = resp
+        .rows
+        .first()
+        .and_then(|row| row.get("s"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| FdwError::internal("CARTO did not return the account's schema"))?;
+    SCHEMAS.with(|m| m.borrow_mut().insert(key, s.clone()));
+    Ok(s)
+}
+
+/// `'schema.table'::regclass` for CARTO, both parts quoted.
+pub fn regclass_literal(schema: &str, table: &str) -> String {
+    use crate::fdw::deparse::quote_ident;
+    format!("{}::regclass", quote_literal(&format!("{}.{}", quote_ident(schema), quote_ident(table))))
+}

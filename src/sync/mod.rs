@@ -1,0 +1,284 @@
+//! carto.push and carto.pull: syncs a pg_cron schedule runs, recorded in carto.sync_runs.
+//!
+//! A run never raises for a failure of its own work: it rolls that work back (subtransaction),
+//! records the error in carto.sync_runs and says it as a WARNING, because raising would roll the
+//! record back too. Bad arguments (an unknown mode, a missing server) do raise.
+
+pub mod pull;
+pub mod push;
+pub mod runs;
+
+use pgrx::prelude::*;
+use pgrx::{pg_sys, Spi};
+
+use crate::fdw::connection::{client_for, server_access};
+use crate::pg::error::{FdwError, FdwResult, OrReport};
+use crate::sync::runs::{RunInfo, RunOutcome};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Append,
+    Replace,
+    Upsert,
+}
+
+impl Mode {
+    fn parse(s: &str) -> FdwResult<Self> {
+        match s {
+            "append" => Ok(Mode::Append),
+            "replace" => Ok(Mode::Replace),
+            "upsert" => Ok(Mode::Upsert),
+            other => Err(FdwError::InvalidOptionValue {
+                message: format!("mode must be one of append, replace, upsert; got \"{other}\""),
+            }),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Append => "append",
+            Mode::Replace => "replace",
+            Mode::Upsert => "upsert",
+        }
+    }
+}
+
+pub struct SourceColumn {
+    pub name: String,
+    pub type_name: String,
+    pub type_oid: pg_sys::Oid,
+}
+
+/// A SELECT over the source: a table (or view) name, or a query.
+pub fn source_sql(source: &str) -> String {
+    let s = source.trim();
+    if s.contains(char::is_whitespace) || s.contains('(') {
+        s.trim_end_matches(';').to_string()
+    } else {
+        format!("SELECT * FROM {s}")
+    }
+}
+
+/// The source's columns with their types (typmods kept), through a temporary view.
+pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
+    let view = format!("carto_push_cols_{}", unsafe { pg_sys::MyProcPid });
+    Spi::run(&format!("CREATE TEMP VIEW {view} AS SELECT * FROM ({src}) s"))
+        .map_err(|e| FdwError::InvalidOptionValue { message: format!("the source is not a valid query or table: {e}") })?;
+    let mut cols = Vec::new();
+    Spi::connect(|c| -> FdwResult<()> {
+        let t = c
+            .select(
+                &format!("SELECT attname::text, format_type(atttypid, atttypmod), atttypid FROM pg_attribute WHERE attrelid = 'pg_temp.{view}'::regclass AND attnum > 0 ORDER BY attnum"),
+                None,
+                &[],
+            )
+            .map_err(|e| FdwError::internal(format!("reading the source's columns: {e}")))?;
+        for row in t {
+            let name: Option<String> = row.get(1).ok().flatten();
+            let ty: Option<String> = row.get(2).ok().flatten();
+            let oid: Option<pg_sys::Oid> = row.get(3).ok().flatten();
+            if let (Some(name), Some(ty), Some(oid)) = (name, ty, oid) {
+                // PostGIS types may print schema-qualified; CARTO has them on its search_path.
+                let ty = match ty.split_once('.') {
+                    Some((_, rest)) if !ty.starts_with('"') && ty.find('.') < ty.find('(').or(Some(ty.len())) => rest.to_string(),
+                    _ => ty,
+                };
+                cols.push(SourceColumn { name, type_name: ty, type_oid: oid });
+            }
+        }
+        Ok(())
+    })?;
+    Spi::run(&format!("DROP VIEW pg_temp.{view}")).map_err(|e| FdwError::internal(format!("{e}")))?;
+    Ok(cols)
+}
+
+fn server_oid(server: &str) -> pg_sys::Oid {
+    let c = std::ffi::CString::new(server).unwrap_or_default();
+    // Raises "server ... does not exist" itself.
+    unsafe { (*pg_sys::GetForeignServerByName(c.as_ptr(), false)).serverid }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(name = "_push", volatile, parallel_unsafe)]
+fn push_impl(
+    source: &str,
+    server: &str,
+    remote_table: &str,
+    mode: &str,
+    key: Option<&str>,
+    since: Option<&str>,
+    create_table: bool,
+    cartodbfy: bool,
+    lnglat: Option<Vec<Option<String>>>,
+    name: Option<&str>,
+    wait: bool,
+) -> Option<i64> {
+    let mode = Mode::parse(mode).or_report();
+    if mode == Mode::Upsert && key.is_none() {
+        FdwError::InvalidOptionValue { message: "mode upsert needs key => 'column'".into() }.report();
+    }
+    let lnglat = match lnglat {
+        None => None,
+        Some(v) => match v.as_slice() {
+            [Some(lng), Some(lat)] => Some((lng.clone(), lat.clone())),
+            _ => FdwError::InvalidOptionValue { message: "lnglat must be two column names: ARRAY['lng', 'lat']".into() }.report(),
+        },
+    };
+    let access = unsafe { server_access(server_oid(server), pg_sys::GetUserId()) }.or_report();
+    let client = client_for(&access).or_report();
+    let name = name.map(str::to_string).unwrap_or_else(|| format!("push {source} -> {server}.{remote_table}"));
+    let args = push::PushArgs {
+        source: source.to_string(),
+        remote_table: remote_table.to_string(),
+        mode,
+        key: key.map(str::to_string),
+        since: since.map(str::to_string),
+        create: create_table,
+        cartodbfy,
+        lnglat,
+        name: name.clone(),
+    };
+    let started = runs::now_text();
+    let target = format!("{server}.{remote_table}");
+    let mut info = RunInfo { name: &name, direction: "push", mode: mode.as_str(), server, source, target: &target, watermark_from: None };
+    if !runs::lock(&name, wait).or_report() {
+        runs::record(&info, &started, "skipped", Some(&RunOutcome { rows: 0, watermark_to: None }), Some("another run of this sync was in progress")).or_report();
+        pgrx::notice!("carto_fdw: sync \"{name}\" skipped: another run is in progress");
+        return Some(0);
+    }
+    let prev = if since.is_some() { push::remote_watermark(&client, &name) } else { Ok(None) };
+    let prev = match prev {
+        Ok(p) => p,
+        Err(e) => {
+            let (_, m, _, _) = e.parts();
+            runs::report_failure(&info, &started, &m).or_report();
+            return None;
+        }
+    };
+    info.watermark_from = prev.as_deref();
+    push::drop_leftover_stages(&client, &name);
+    let stage = format!("{}{:08x}", push::stage_prefix(&name), rand_u32());
+    match runs::in_subtransaction(|| push::run(&args, &client, prev.as_deref(), &stage)) {
+        Ok(outcome) => {
+            runs::record(&info, &started, "succeeded", Some(&outcome), None).or_report();
+            Some(outcome.rows)
+        }
+        Err(msg) => {
+            push::drop_leftover_stages(&client, &name);
+            runs::report_failure(&info, &started, &msg).or_report();
+            None
+        }
+    }
+}
+
+#[pg_extern(name = "_pull", volatile, parallel_unsafe)]
+fn pull_impl(
+    server: &str,
+    remote: &str,
+    target: &str,
+    mode: &str,
+    key: Option<&str>,
+    since: Option<&str>,
+    name: Option<&str>,
+    wait: bool,
+) -> Option<i64> {
+    let mode = Mode::parse(mode).or_report();
+    if mode == Mode::Upsert && key.is_none() {
+        FdwError::InvalidOptionValue { message: "mode upsert needs key => 'column'".into() }.report();
+    }
+    let _ = server_oid(server);
+    let name = name.map(str::to_string).unwrap_or_else(|| format!("pull {server}.{remote} -> {target}"));
+    let started = runs::now_text();
+    let source = format!("{server}.{remote}");
+    let mut info = RunInfo { name: &name, direction: "pull", mode: mode.as_str(), server, source: &source, target, watermark_from: None };
+    if !runs::lock(&name, wait).or_report() {
+        runs::record(&info, &started, "skipped", Some(&RunOutcome { rows: 0, watermark_to: None }), Some("another run of this sync was in progress")).or_report();
+        pgrx::notice!("carto_fdw: sync \"{name}\" skipped: another run is in progress");
+        return Some(0);
+    }
+    let prev = if since.is_some() { runs::last_watermark(&name).or_report() } else { None };
+    info.watermark_from = prev.as_deref();
+    let args = pull::PullArgs {
+        server: server.to_string(),
+        remote: remote.to_string(),
+        target: target.to_string(),
+        mode,
+        key: key.map(str::to_string),
+        since: since.map(str::to_string),
+    };
+    match runs::in_subtransaction(|| pull::run(&args, &name, prev.as_deref())) {
+        Ok(outcome) => {
+            runs::record(&info, &started, "succeeded", Some(&outcome), None).or_report();
+            Some(outcome.rows)
+        }
+        Err(msg) => {
+            runs::report_failure(&info, &started, &msg).or_report();
+            None
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    n ^ unsafe { pg_sys::MyProcPid as u32 }.rotate_left(16)
+}
+
+extension_sql!(
+    r#"
+CREATE TABLE carto.sync_runs (
+    run_id          bigserial PRIMARY KEY,
+    name            text NOT NULL,
+    direction       text NOT NULL CHECK (direction IN ('push', 'pull')),
+    mode            text NOT NULL,
+    server          text NOT NULL,
+    source          text NOT NULL,
+    target          text NOT NULL,
+    started_at      timestamptz NOT NULL,
+    finished_at     timestamptz,
+    rows            bigint,
+    status          text NOT NULL CHECK (status IN ('succeeded', 'failed', 'skipped')),
+    error           text,
+    watermark_from  text,
+    watermark_to    text
+);
+CREATE INDEX sync_runs_name_idx ON carto.sync_runs (name, run_id DESC);
+COMMENT ON TABLE carto.sync_runs IS 'One row per carto.push / carto.pull run';
+SELECT pg_catalog.pg_extension_config_dump('carto.sync_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('carto.sync_runs_run_id_seq', '');
+
+CREATE VIEW carto.sync_status AS
+SELECT DISTINCT ON (r.name)
+       r.name, r.direction, r.mode, r.server, r.source, r.target,
+       r.status AS last_status, r.started_at AS last_started_at, r.finished_at AS last_finished_at,
+       r.rows AS last_rows, r.error AS last_error,
+       (SELECT max(s.finished_at) FROM carto.sync_runs s WHERE s.name = r.name AND s.status = 'succeeded') AS last_success_at,
+       (SELECT s.watermark_to FROM carto.sync_runs s WHERE s.name = r.name AND s.status = 'succeeded' ORDER BY s.run_id DESC LIMIT 1) AS watermark
+FROM carto.sync_runs r
+ORDER BY r.name, r.run_id DESC;
+COMMENT ON VIEW carto.sync_status IS 'The latest state of every sync';
+
+-- The SQL-facing signatures (named arguments; CREATE is a reserved word, hence create_table).
+CREATE FUNCTION carto.push(
+    source text, server text, remote_table text,
+    mode text DEFAULT 'append', key text DEFAULT NULL, since text DEFAULT NULL,
+    create_table boolean DEFAULT true, cartodbfy boolean DEFAULT true, lnglat text[] DEFAULT NULL,
+    name text DEFAULT NULL, wait boolean DEFAULT false)
+RETURNS bigint LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT carto._push($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) $$;
+
+CREATE FUNCTION carto.pull(
+    server text, remote text, target text,
+    mode text DEFAULT 'replace', key text DEFAULT NULL, since text DEFAULT NULL,
+    name text DEFAULT NULL, wait boolean DEFAULT false)
+RETURNS bigint LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT carto._pull($1, $2, $3, $4, $5, $6, $7, $8) $$;
+
+REVOKE ALL ON FUNCTION carto.push(text, text, text, text, text, text, boolean, boolean, text[], text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION carto.pull(text, text, text, text, text, text, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION carto._push(text, text, text, text, text, text, boolean, boolean, text[], text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION carto._pull(text, text, text, text, text, text, text, boolean) FROM PUBLIC;
+"#,
+    name = "sync_objects",
+    requires = [push_impl, pull_impl]
+);

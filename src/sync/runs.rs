@@ -1,0 +1,141 @@
+//! The bookkeeping of a sync run: the advisory lock that keeps two runs of one sync apart, the
+//! record in `carto.sync_runs`, and the subtransaction that lets a failed run be recorded.
+
+use pgrx::pg_sys;
+use pgrx::{PgTryBuilder, Spi};
+
+use crate::pg::error::{mask_secrets, FdwError, FdwResult};
+
+/// What a run ended as.
+pub struct RunOutcome {
+    pub rows: i64,
+    pub watermark_to: Option<String>,
+}
+
+/// A run's identity and parameters, as recorded.
+pub struct RunInfo<'a> {
+    pub name: &'a str,
+    pub direction: &'a str,
+    pub mode: &'a str,
+    pub server: &'a str,
+    pub source: &'a str,
+    pub target: &'a str,
+    pub watermark_from: Option<&'a str>,
+}
+
+/// Takes the sync's advisory lock for the rest of the transaction. Returns false when another
+/// run holds it and `wait` is false.
+pub fn lock(name: &str, wait: bool) -> FdwResult<bool> {
+    let f = if wait { "pg_advisory_xact_lock" } else { "pg_try_advisory_xact_lock" };
+    let sql = format!("SELECT {f}(hashtextextended('carto_fdw sync ' || $1, 0))::text");
+    let got: Option<String> = Spi::get_one_with_args(&sql, &[name.into()])
+        .map_err(|e| FdwError::internal(format!("advisory lock: {e}")))?;
+    // pg_advisory_xact_lock returns void (text ''), the try form 'true'/'false'.
+    Ok(got.as_deref() != Some("false"))
+}
+
+/// The watermark reached by the last successful run of the sync, if any.
+pub fn last_watermark(name: &str) -> FdwResult<Option<String>> {
+    Spi::get_one_with_args::<String>(
+        // A scalar subquery: always one row (get_one errors on none).
+        "SELECT (SELECT watermark_to FROM carto.sync_runs WHERE name = $1 AND status = 'succeeded' AND watermark_to IS NOT NULL ORDER BY run_id DESC LIMIT 1)",
+        &[name.into()],
+    )
+    .map_err(|e| FdwError::internal(format!("reading carto.sync_runs: {e}")))
+}
+
+pub fn record(
+    info: &RunInfo,
+    started: &str,
+    status: &str,
+    outcome: Option<&RunOutcome>,
+    error: Option<&str>,
+) -> FdwResult<()> {
+    let rows = outcome.map(|o| o.rows);
+    let wm_to = outcome.and_then(|o| o.watermark_to.clone());
+    Spi::run_with_args(
+        "INSERT INTO carto.sync_runs (name, direction, mode, server, source, target, started_at, finished_at, rows, status, error, watermark_from, watermark_to) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz, clock_timestamp(), $8, $9, $10, $11, $12)",
+        &[
+            info.name.into(),
+            info.direction.into(),
+            info.mode.into(),
+            info.server.into(),
+            info.source.into(),
+            info.target.into(),
+            started.into(),
+            rows.into(),
+            status.into(),
+            error.map(mask_secrets).into(),
+            info.watermark_from.into(),
+            wm_to.into(),
+        ],
+    )
+    .map_err(|e| FdwError::internal(format!("recording the run in carto.sync_runs: {e}")))
+}
+
+pub fn now_text() -> String {
+    Spi::get_one::<String>("SELECT clock_timestamp()::text").ok().flatten().unwrap_or_default()
+}
+
+/// Runs `work` in a subtransaction. On an ERROR the subtransaction is rolled back (undoing every
+/// local change of the work; remote requests in flight were dropped with it) and the error is
+/// returned as text, so the caller can record it and carry on in the outer transaction.
+pub fn in_subtransaction<T>(work: impl FnOnce() -> FdwResult<T>) -> Result<T, String> {
+    unsafe {
+        let old_cxt = pg_sys::CurrentMemoryContext;
+        let old_owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::CurrentMemoryContext = old_cxt;
+
+        let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| match work() {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let (_, message, detail, hint) = e.parts();
+                Err(join_error(&message, detail.as_deref(), hint.as_deref()))
+            }
+        }))
+        .catch_others(|caught| {
+            let report = match &caught {
+                pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+                | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r,
+                pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport,
+            };
+            Err(join_error(report.message(), report.detail(), report.hint()))
+        })
+        .execute();
+
+        pg_sys::CurrentMemoryContext = old_cxt;
+        match &result {
+            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
+            Err(_) => {
+                pg_sys::FlushErrorState();
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            }
+        }
+        pg_sys::CurrentMemoryContext = old_cxt;
+        pg_sys::CurrentResourceOwner = old_owner;
+        result
+    }
+}
+
+fn join_error(message: &str, detail: Option<&str>, hint: Option<&str>) -> String {
+    let mut s = mask_secrets(message);
+    if let Some(d) = detail {
+        s.push_str("\nDETAIL: ");
+        s.push_str(&mask_secrets(d));
+    }
+    if let Some(h) = hint {
+        s.push_str("\nHINT: ");
+        s.push_str(&mask_secrets(h));
+    }
+    s
+}
+
+/// The end of a failed run: recorded, then said loudly as a WARNING (the function does not
+/// raise, or the record would be rolled back with it).
+pub fn report_failure(info: &RunInfo, started: &str, error: &str) -> FdwResult<()> {
+    record(info, started, "failed", None, Some(error))?;
+    pgrx::warning!("carto_fdw: sync \"{}\" failed: {}", info.name, error);
+    Ok(())
+}
