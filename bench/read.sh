@@ -34,7 +34,7 @@ port=$(free_port)
 export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres PGOPTIONS='-c lc_messages=C'
 PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1)
 now() { date +%s.%N; }
-sql_api() { curl -sS -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql" --data-urlencode "q=$1"; }
+sql_api() { curl -sS --max-time 600 -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql" --data-urlencode "q=$1"; }
 
 say "carto-sim $CARTO_SIM_URL, local PostgreSQL port $port; creating $ROWS rows on the sim..."
 sql_api "DROP TABLE IF EXISTS bench_read; DROP TABLE IF EXISTS bench_read_10k;
@@ -42,11 +42,11 @@ CREATE TABLE bench_read (cartodb_id serial PRIMARY KEY, the_geom geometry(Point,
   n int, seen timestamptz);
 INSERT INTO bench_read (the_geom, name, price, n, seen)
 SELECT ST_SetSRID(ST_MakePoint(g % 360 - 180 + 0.123456, g % 170 - 85 + 0.654321), 4326), 'place number ' || g,
-       round((g * 7919 % 100000) / 100.0, 2), g * 31 % 100000, timestamptz '2026-01-01 00:00+00' + g * interval '1 minute'
+       round((g::bigint * 7919 % 100000) / 100.0, 2), (g::bigint * 31 % 100000)::int, timestamptz '2026-01-01 00:00+00' + g * interval '1 minute'
   FROM generate_series(1, $ROWS) g;
 CREATE TABLE bench_read_10k AS SELECT * FROM bench_read WHERE cartodb_id <= 10000;
 ALTER TABLE bench_read_10k ADD PRIMARY KEY (cartodb_id);
-ANALYZE bench_read; ANALYZE bench_read_10k" >/dev/null
+ANALYZE bench_read; ANALYZE bench_read_10k" | grep -v '"error"' >/dev/null || die "could not create the tables on the sim"
 
 "${PSQL[@]}" -v base_url="$CARTO_SIM_BASE_URL" -v api_key="$CARTO_SIM_API_KEY" <<'SQL'
 CREATE EXTENSION IF NOT EXISTS postgis;
