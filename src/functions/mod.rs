@@ -10,7 +10,7 @@
 //! NULL, nothing is sent); functions with optional arguments reject a NULL required argument with an
 //! error saying which.
 
-// pub mod batch;
+pub mod batch;
 pub mod query;
 pub mod tables;
 

@@ -206,7 +206,7 @@ fn pull_impl(
         key: key.map(str::to_string),
         since: since.map(str::to_string),
     };
-    match runs::in_subtransaction(|| pull::run(&args, prev.as_deref())) {
+    match runs::in_subtransaction(|| pull::run(&args, &name, prev.as_deref())) {
         Ok(outcome) => {
             runs::record(&info, &started, "succeeded", Some(&outcome), None).or_report();
             Some(outcome.rows)

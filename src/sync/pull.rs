@@ -26,7 +26,7 @@ fn spi_err(what: &str) -> impl Fn(pgrx::spi::Error) -> FdwError + '_ {
     move |e| FdwError::internal(format!("{what}: {e}"))
 }
 
-pub fn run(args: &PullArgs, prev_wm: Option<&str>) -> FdwResult<RunOutcome> {
+pub fn run(args: &PullArgs, name: &str, prev_wm: Option<&str>) -> FdwResult<RunOutcome> {
     let target: String = Spi::get_one_with_args("SELECT to_regclass($1)::text", &[args.target.as_str().into()])
         .map_err(spi_err("looking up the target table"))?
         .ok_or_else(|| FdwError::InvalidOptionValue {
@@ -62,7 +62,8 @@ pub fn run(args: &PullArgs, prev_wm: Option<&str>) -> FdwResult<RunOutcome> {
     let ft = format!(
         "{}.{}",
         quote_ident(&schema),
-        quote_ident(&format!("carto_pull_{}", unsafe { pgrx::pg_sys::MyProcPid }))
+        // Per sync, not per backend: the sync's advisory lock makes it unique, and names stay stable.
+        quote_ident(&format!("carto_pull_{}", crate::sync::push::stage_prefix(name).trim_start_matches("carto_sync_stage_").trim_end_matches('_')))
     );
     let defs: Vec<String> = cols.iter().map(|(n, t)| format!("{} {t}", quote_ident(n))).collect();
     let remote_opt = if args.remote.trim().contains(char::is_whitespace) {

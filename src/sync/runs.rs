@@ -37,7 +37,8 @@ pub fn lock(name: &str, wait: bool) -> FdwResult<bool> {
 /// The watermark reached by the last successful run of the sync, if any.
 pub fn last_watermark(name: &str) -> FdwResult<Option<String>> {
     Spi::get_one_with_args::<String>(
-        "SELECT watermark_to FROM carto.sync_runs WHERE name = $1 AND status = 'succeeded' AND watermark_to IS NOT NULL ORDER BY run_id DESC LIMIT 1",
+        // A scalar subquery: always one row (get_one errors on none).
+        "SELECT (SELECT watermark_to FROM carto.sync_runs WHERE name = $1 AND status = 'succeeded' AND watermark_to IS NOT NULL ORDER BY run_id DESC LIMIT 1)",
         &[name.into()],
     )
     .map_err(|e| FdwError::internal(format!("reading carto.sync_runs: {e}")))

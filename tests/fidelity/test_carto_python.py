@@ -621,6 +621,18 @@ def test_rate_limited_copies_raise_carto_rate_limit_exception(sim):
     assert ei.value.remaining == 0 and ei.value.retry_after > 0
 
 
+def test_batch_rate_limit_and_retry_after_is_truthful(sim):
+    batch = BatchSQLClient(auth(sim, user="freebie", key=FREE_KEY))
+    first = batch.create("SELECT 1")
+    with pytest.raises(CartoRateLimitException) as ei:
+        batch.create("SELECT 2")
+    e = ei.value
+    assert e.remaining == 0 and e.retry_after >= 1 and e.limit >= 1
+    time.sleep(e.retry_after + 0.2)
+    second = batch.create("SELECT 3")          # waiting Retry-After seconds is enough
+    assert second["job_id"] != first["job_id"]
+
+
 def test_statement_timeout_is_a_429_without_retry_after(sim):
     # free plan: 5 s statement timeout on /sql; CARTO answers 429 with no Retry-After, which carto-python
     # does NOT take for a rate limit.
@@ -634,4 +646,4 @@ def test_statement_timeout_is_a_429_without_retry_after(sim):
     assert "Retry-After" not in e.headers
     assert e.args[0] == ["You are over platform's limits: SQL query timeout error. Refactor your query before "
                          "running again or contact CARTO support for more details."]
-    assert time.time() - t < 7.5
+    assert time.time() - t < 7.9   # cut by the 5 s timeout, not by pg_sleep(8) ending

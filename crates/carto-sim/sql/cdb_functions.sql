@@ -233,8 +233,11 @@ BEGIN
   -- whose bounding box lies in the valid box needs no clipping. Same result as CARTO's ST_Within test except
   -- for geometries lying entirely ON the box's edge, which CARTO sends through the clipping below (same
   -- points, possibly reordered). No exception block here: they cost a subtransaction per call.
+  -- (Compared as float8: PostgreSQL orders NaN above every number, so a NaN coordinate takes the slow path;
+  -- PostGIS's bbox operators cannot be trusted with NaN.)
   IF public.ST_SRID(geom) = 4326
-     AND geom OPERATOR(public.@) 'SRID=4326;POLYGON((-180 -89,-180 89,180 89,180 -89,-180 -89))'::public.geometry THEN
+     AND public.ST_XMin(geom) >= -180 AND public.ST_XMax(geom) <= 180
+     AND public.ST_YMin(geom) >= -89 AND public.ST_YMax(geom) <= 89 THEN
     RETURN public.ST_Transform(geom, 3857);
   END IF;
   box := public.ST_MakeEnvelope(-180, -89, 180, 89, 4326);
@@ -376,9 +379,20 @@ BEGIN
 END
 $$ LANGUAGE plpgsql VOLATILE STRICT;
 
--- CARTO also has CDB_SetUserQuotaInBytes(bytes) = ('public', bytes). Left out for now: carto-sim's setup
--- (setup.rs) looks the function up by name with query_opt, which fails when there are two overloads.
-DROP FUNCTION IF EXISTS cartodb.CDB_SetUserQuotaInBytes(int8);
+CREATE OR REPLACE FUNCTION cartodb.CDB_SetUserQuotaInBytes(bytes int8) RETURNS int8
+AS $$ SELECT cartodb.CDB_SetUserQuotaInBytes('public', bytes) $$ LANGUAGE sql VOLATILE STRICT;
+
+-- Total relation size of schema.table; 0 (and a NOTICE) when it cannot be had, e.g. no such table.
+CREATE OR REPLACE FUNCTION cartodb._CDB_total_relation_size(_schema_name text, _table_name text) RETURNS int8
+AS $$
+BEGIN
+  RETURN pg_catalog.pg_total_relation_size(format('%I.%I', _schema_name, _table_name)::regclass);
+EXCEPTION WHEN OTHERS THEN
+  RAISE NOTICE 'cartodb._CDB_total_relation_size(''%'', ''%'') caught error: % (%)', _schema_name, _table_name,
+    SQLERRM, SQLSTATE;
+  RETURN 0;
+END
+$$ LANGUAGE plpgsql VOLATILE;
 
 -- Data size of a schema as CARTO counts it: half (the_geom_webmercator is not charged) of the total
 -- relation size of its user tables.
@@ -514,7 +528,7 @@ BEGIN
     END IF;
     -- Not declared unique: see whether it could be (unique, not null, integer, >= 0).
     sql := format('ALTER TABLE %s ADD CONSTRAINT cartodb_id_pk PRIMARY KEY (cartodb_id), '
-                  'ADD CONSTRAINT cartodb_id_integer CHECK (cartodb_id::integer >= 0);', reloid);
+                  'ADD CONSTRAINT cartodb_id_integer CHECK (cartodb_id::integer >=0);', reloid);
     BEGIN
       EXECUTE sql;
     EXCEPTION

@@ -80,7 +80,10 @@ pub fn quote_literal(s: &str) -> String {
 }
 
 /// Password of a role, derived from the config secret so `setup` and `serve` agree without storing it.
+/// `publicuser` is shared by every sim on a cluster, so its password cannot depend on one sim's secret
+/// (it only ever reads what is public anyway).
 pub fn role_password(secret: &str, role: &str) -> String {
+    let secret = if role == PUBLIC_ROLE { "carto-sim-publicuser" } else { secret };
     let h = Sha256::digest(format!("{secret}:{role}").as_bytes());
     hex::encode(h)[..32].to_string()
 }

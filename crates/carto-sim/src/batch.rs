@@ -193,7 +193,10 @@ fn invalid_sql() -> Response {
     ApiError::bad_request("You must indicate a valid SQL").into_response()
 }
 
-fn parse_query(v: &Value) -> Option<(Shape, Vec<QueryItem>, Option<String>, Option<String>)> {
+/// (shape, queries, job onsuccess, job onerror)
+type Parsed = (Shape, Vec<QueryItem>, Option<String>, Option<String>);
+
+fn parse_query(v: &Value) -> Option<Parsed> {
     let s = |x: Option<&Value>| x.and_then(|v| v.as_str()).map(str::to_string);
     match v {
         Value::String(q) if !q.trim().is_empty() => Some((Shape::Simple, vec![QueryItem::new(q.clone())], None, None)),

@@ -80,6 +80,10 @@ pub struct Limits {
     pub sql_stream_threshold_bytes: usize,
     /// Maximum pooled idle connections per (database, role).
     pub pool_max_idle: usize,
+    /// Reproduce CARTO's bad-gzip bug (carto-sql-api.md section 4): after a /copyfrom rejected with
+    /// "Error while gunzipping", later requests on the same keep-alive connection get no answer (until
+    /// `idle_timeout_secs`), and the COPY stays open on the database for `copy_statement_timeout_ms`.
+    pub copyfrom_bad_gzip_bug: bool,
     /// /copyto keeps this many trailing bytes (whole rows) unsent until more data or the end arrives.
     /// An error inside the first window is then a 4xx JSON answer, and a later error drops the held rows
     /// before the appended error JSON: both as seen on CARTO (PostgreSQL/Node buffering).
@@ -102,6 +106,7 @@ impl Default for Limits {
             copyto_gzip: false,
             sql_stream_threshold_bytes: 0,
             pool_max_idle: 4,
+            copyfrom_bad_gzip_bug: false,
             copyto_holdback_bytes: 8192,
         }
     }
@@ -117,11 +122,11 @@ impl Limits {
         const G: u64 = 1024 * 1024 * 1024;
         const M: u64 = 1024 * 1024;
         const K: u64 = 1024;
-        if b % G == 0 {
+        if b.is_multiple_of(G) {
             format!("{} GB", b / G)
-        } else if b % M == 0 {
+        } else if b.is_multiple_of(M) {
             format!("{} MB", b / M)
-        } else if b % K == 0 {
+        } else if b.is_multiple_of(K) {
             format!("{} KB", b / K)
         } else {
             format!("{} bytes", b)
@@ -130,17 +135,11 @@ impl Limits {
 }
 
 /// Statement timeout of the `unlimited` plan (others are fixed by CARTO: 5/15/25 s).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanOverrides {
     /// /sql statement timeout of the unlimited plan in ms; 0 = none.
     pub unlimited_statement_timeout_ms: u64,
-}
-
-impl Default for PlanOverrides {
-    fn default() -> Self {
-        PlanOverrides { unlimited_statement_timeout_ms: 0 }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -151,7 +151,8 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
             return ApiError::from_pg(&e).into_response();
         }
     };
-    futures_util::pin_mut!(sink);
+    // Boxed so that dropping it really drops the sink (which then sends CopyFail).
+    let mut sink = Box::pin(sink);
 
     let raw = guarded(Guard {
         body: body.into_data_stream(),
@@ -175,6 +176,7 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     };
 
     let mut failure: Option<Response> = None;
+    let mut gunzip_failed = false;
     let mut decompressed: i64 = 0;
     while let Some(item) = data.next().await {
         match item {
@@ -190,9 +192,25 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
                 }
             }
             Err(e) => {
+                gunzip_failed = e.get_ref().and_then(|x| x.downcast_ref::<InputError>()).is_none();
                 failure = Some(input_failure(&ctx, e));
                 break;
             }
+        }
+    }
+    if let (Some(_), Some(peer)) = (&failure, ctx.peer) {
+        if gunzip_failed && limits.copyfrom_bad_gzip_bug {
+            // CARTO's bug: the connection is left hanging and the COPY stays open, holding its lock.
+            if let Ok(mut p) = ctx.state.poisoned.lock() {
+                p.insert(peer);
+            }
+            let hold = std::time::Duration::from_millis(limits.copy_statement_timeout_ms);
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                drop(sink);
+                drop(conn);
+            });
+            return failure.unwrap_or_else(cut_response);
         }
     }
     if let Some(resp) = failure {
@@ -275,7 +293,7 @@ fn input_failure(ctx: &Ctx, e: std::io::Error) -> Response {
 }
 
 /// A response whose body fails at once: hyper closes the connection without a complete answer.
-fn cut_response() -> Response {
+pub fn cut_response() -> Response {
     let s = futures_util::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("connection cut")) });
     let mut r = Response::new(Body::from_stream(s));
     *r.status_mut() = StatusCode::BAD_REQUEST;

@@ -99,7 +99,7 @@ impl Faults {
                 None | Some("any") => true,
                 Some(g) => Group::parse(g) == Some(group),
             };
-            let u_ok = f.spec.user.as_deref().map_or(true, |u| u == user);
+            let u_ok = f.spec.user.as_deref().is_none_or(|u| u == user);
             if !g_ok || !u_ok || f.remaining == 0 {
                 continue;
             }

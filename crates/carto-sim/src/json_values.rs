@@ -26,9 +26,7 @@ impl ColInfo {
         // CARTO knows built-in types by a static table, extension types only for geometry/geography/raster.
         let cname = if oid == 114 {
             Some("JSON".to_string())
-        } else if oid < 16384 {
-            Some(ty.name().to_string())
-        } else if ["geometry", "geography", "raster"].contains(&ty.name()) {
+        } else if oid < 16384 || ["geometry", "geography", "raster"].contains(&ty.name()) {
             Some(ty.name().to_string())
         } else {
             None
@@ -220,7 +218,7 @@ fn unescape_bytea(s: &str) -> Vec<u8> {
                 i += 2;
                 continue;
             }
-            if i + 3 < b.len() + 0 && i + 3 <= b.len() - 1 {
+            if i + 3 < b.len() {
                 if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
                     out.push(v);
                     i += 4;
@@ -339,7 +337,7 @@ fn write_interval(out: &mut String, s: &str) {
 }
 
 fn nums(s: &str) -> Vec<f64> {
-    s.split(|c: char| c == ',' || c == '(' || c == ')' || c == '<' || c == '>')
+    s.split([',', '(', ')', '<', '>'])
         .filter(|x| !x.trim().is_empty())
         .map(parse_float_js)
         .collect()

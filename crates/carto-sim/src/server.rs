@@ -17,7 +17,8 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 
 /// Plan and limits of one user, changeable at run time.
@@ -43,6 +44,8 @@ pub struct AppState {
     pub faults: Faults,
     pub log: RequestLog,
     pub batch: Arc<Batch>,
+    /// TCP connections that get no answer any more (CARTO's bad-gzip bug, when reproduced).
+    pub poisoned: Mutex<std::collections::HashSet<SocketAddr>>,
 }
 
 impl AppState {
@@ -67,6 +70,7 @@ impl AppState {
             faults: Faults::default(),
             log: RequestLog::default(),
             batch: Batch::new(),
+            poisoned: Mutex::new(Default::default()),
         }))
     }
 
@@ -113,6 +117,8 @@ pub struct Ctx {
     pub faults: Applied,
     /// `/job/{id}` id.
     pub job_id: Option<String>,
+    /// The client's address (identifies its TCP connection).
+    pub peer: Option<SocketAddr>,
 }
 
 enum Route {
@@ -167,8 +173,20 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         return crate::admin::handle(state, req).await;
     }
     let method = req.method().clone();
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0);
+    if let Some(p) = peer {
+        if state.poisoned.lock().map(|s| s.contains(&p)).unwrap_or(false) {
+            // No answer on this connection; after the idle timeout it is closed, as Node would.
+            let idle = state.limits().idle_timeout_secs;
+            tokio::time::sleep(std::time::Duration::from_secs_f64(idle.max(0.01))).await;
+            if let Ok(mut s) = state.poisoned.lock() {
+                s.remove(&p);
+            }
+            return crate::copy_from::cut_response();
+        }
+    }
     let record = Arc::new(state.log.start(method.as_str(), &path));
-    let resp = handle_inner(&state, req, &record).await;
+    let resp = handle_inner(&state, req, &record, peer).await;
     finish(&state, resp, record)
 }
 
@@ -179,7 +197,7 @@ struct Outcome {
     cut: Option<u64>,
 }
 
-async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>) -> Outcome {
+async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>, peer: Option<SocketAddr>) -> Outcome {
     let out = |resp: Response, account: Option<Arc<Account>>| Outcome { resp, account, rate: None, cut: None };
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -273,6 +291,7 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>)
         record: record.clone(),
         faults,
         job_id,
+        peer,
     };
     let resp = match route {
         Route::Sql => crate::sql_api::handle(ctx).await,
@@ -441,5 +460,5 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     crate::batch::start_worker(state.clone());
     let app = axum::Router::new().fallback(handle).with_state(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
 }

@@ -185,8 +185,16 @@ async fn copyfrom_limits_and_client_abort_roll_back() {
     assert!(e.bytes_in >= 8, "{e:?}");
     assert_eq!(count(&sim), 1);
     // No COPY left open on the database
-    let left = sim.psql_admin("demo", "select count(*) from pg_stat_activity where query like 'COPY t %' and state <> 'idle'").unwrap();
-    assert_eq!(left[0][0].as_deref(), Some("0"));
+    let open_copies = || sim.psql_admin("demo", "select count(*) from pg_stat_activity where query like 'COPY t %' and state <> 'idle'").unwrap()[0][0].clone();
+    let mut left = open_copies();
+    for _ in 0..40 {
+        if left.as_deref() == Some("0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        left = open_copies();
+    }
+    assert_eq!(left.as_deref(), Some("0"));
     // and the table is not locked: a write goes through at once
     sim.psql("demo", "SET lock_timeout = '2s'; INSERT INTO t VALUES (99, 'after')").unwrap();
 
@@ -307,4 +315,34 @@ async fn copyto_disconnect_cancels_the_backend() {
     assert!(e.aborted, "{e:?}");
     assert!(e.bytes_out >= 100_000);
     let _ = json!({});
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_gzip_bug_reproduced_on_demand() {
+    let sim = TestSim::start_default();
+    make_table(&sim);
+    sim.admin().set_limits(|l| {
+        l.copyfrom_bad_gzip_bug = true;
+        l.idle_timeout_secs = 1.0;
+        l.copy_statement_timeout_ms = 1500;
+    });
+    // One keep-alive connection for both requests
+    let c = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let r = c.post(from_url(&sim, COPY_T)).header("content-encoding", "gzip").body("not gzip").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.text().await.unwrap(), r#"{"error":["Error while gunzipping: incorrect header check"]}"#);
+    // The COPY stays open on the database
+    let open = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where query like 'COPY t %' and state = 'active'").await.unwrap();
+    assert_eq!(open[0][0].as_deref(), Some("1"));
+    // The next request on the same connection gets no answer
+    let r = tokio::time::timeout(Duration::from_millis(500), c.get(format!("{}?q=select+1&api_key={DEMO_MASTER_KEY}", sim.sql_url("demo"))).send()).await;
+    assert!(r.is_err(), "no answer on a poisoned connection");
+    // A new connection is fine
+    let (s, _) = sql(&sim, "demo", "select 1").await;
+    assert_eq!(s, 200);
+    // After the statement timeout the COPY is gone
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let open = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where query like 'COPY t %' and state = 'active'").await.unwrap();
+    assert_eq!(open[0][0].as_deref(), Some("0"));
+    assert_eq!(count(&sim), 0);
 }

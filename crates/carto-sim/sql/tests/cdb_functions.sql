@@ -27,6 +27,13 @@ SELECT ST_AsText(ST_SnapToGrid(ST_Transform(CDB_TransformToWebmercator(
 -- MULTI stays MULTI after clipping
 SELECT GeometryType(CDB_TransformToWebmercator(
          'SRID=4326;MULTIPOLYGON(((0 80,10 80,10 90,0 90,0 80)))')) AS multi_kept;
+-- a line reaching the pole is cut at 89 degrees; points beyond it are dropped from a MULTIPOINT
+SELECT ST_AsText(ST_SnapToGrid(CDB_TransformToWebmercator('SRID=4326;LINESTRING(90 90, 0 80)'), 1)) AS line_cut,
+       ST_AsText(ST_SnapToGrid(CDB_TransformToWebmercator('SRID=4326;MULTIPOINT(10 3, 0 90, 0 4)'), 1)) AS multipoint,
+       CDB_TransformToWebmercator('SRID=4326;LINESTRING(90 90, 0 90)') IS NULL AS all_beyond_is_null;
+-- NaN coordinates give NULL, not an error
+SELECT CDB_TransformToWebmercator('SRID=4326;POLYGON((NaN 5000000,NaN 5000001,NaN 5000002,NaN 5000000))') IS NULL
+       AS nan_is_null;
 -- other SRIDs are transformed through 4326
 SELECT ST_AsText(ST_SnapToGrid(CDB_TransformToWebmercator(ST_Transform(CDB_LatLng(10, 20), 32634)), 0.01)) AS via_utm;
 
@@ -95,7 +102,9 @@ SELECT cartodb_id, name, the_geom FROM cdbt_org.orgt;
 
 RESET ROLE;
 SELECT cartodb.CDB_SetUserQuotaInBytes('public', 0);     -- single user: quota in public
+SELECT cartodb.CDB_SetUserQuotaInBytes(0);                  -- the one-argument form is for 'public'
 SELECT public._CDB_UserQuotaInBytes();
+SELECT cartodb._CDB_total_relation_size('public', 'no_such_table') AS missing_is_zero;
 SET ROLE cdbt_owner;
 
 -- ===================================================================== no rewrite: the "perfect" table
