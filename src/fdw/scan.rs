@@ -57,7 +57,8 @@ impl ScanState {
         match self.transport {
             Transport::Copy => {
                 let sql = self.plan.copy_sql(Some(&self.rendered_params));
-                match block_on(self.client.copy_to(&sql))? {
+                // Not waiting out a rate limit: /sql reads the same rows now.
+                match block_on(self.client.copy_to_with(&sql, false))? {
                     Ok(stream) => {
                         self.source = Source::Copy { stream, chunk: Bytes::new(), pos: 0 };
                     }

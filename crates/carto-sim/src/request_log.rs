@@ -65,6 +65,8 @@ impl Record {
 pub struct RequestLog {
     entries: Mutex<VecDeque<Entry>>,
     next: AtomicU64,
+    /// Also print each entry on stderr.
+    pub echo: AtomicBool,
 }
 
 impl RequestLog {
@@ -108,6 +110,20 @@ impl RequestLog {
             error: get(&r.error),
             started_at: r.started_at.clone(),
         };
+        if self.echo.load(Ordering::Relaxed) {
+            eprintln!(
+                "carto-sim: {} {} {} user={} key={} in={}B out={}B {:.1}ms{}",
+                e.method,
+                e.path,
+                e.status,
+                e.user.as_deref().unwrap_or("-"),
+                e.key_kind.as_deref().unwrap_or("-"),
+                e.bytes_in,
+                e.bytes_out,
+                e.duration_ms,
+                if e.aborted { format!(" aborted ({})", e.error.as_deref().unwrap_or("")) } else { String::new() }
+            );
+        }
         if let Ok(mut v) = self.entries.lock() {
             if v.len() >= MAX_ENTRIES {
                 v.pop_front();

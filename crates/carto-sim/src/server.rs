@@ -58,6 +58,8 @@ impl AppState {
             .map(|a| (a.name.clone(), UserRuntime { plan: a.plan, statement_timeout_ms: a.statement_timeout_ms, rate_limits: HashMap::new() }))
             .collect();
         let pool = Pool::new(pg_base.clone(), config.secret.clone(), config.limits.pool_max_idle);
+        let log = RequestLog::default();
+        log.echo.store(config.log_requests, std::sync::atomic::Ordering::Relaxed);
         Ok(Arc::new(AppState {
             limits: RwLock::new(config.limits.clone()),
             unlimited_timeout_ms: config.plans.unlimited_statement_timeout_ms,
@@ -68,7 +70,7 @@ impl AppState {
             pg_base,
             rate: RateLimiter::default(),
             faults: Faults::default(),
-            log: RequestLog::default(),
+            log,
             batch: Batch::new(),
             poisoned: Mutex::new(Default::default()),
         }))
@@ -178,7 +180,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         if state.poisoned.lock().map(|s| s.contains(&p)).unwrap_or(false) {
             // No answer on this connection; after the idle timeout it is closed, as Node would.
             let idle = state.limits().idle_timeout_secs;
-            tokio::time::sleep(std::time::Duration::from_secs_f64(idle.max(0.01))).await;
+            tokio::time::sleep(crate::config::secs(idle, 0.01)).await;
             if let Ok(mut s) = state.poisoned.lock() {
                 s.remove(&p);
             }

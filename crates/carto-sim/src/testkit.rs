@@ -56,6 +56,7 @@ pub fn default_config() -> Config {
         admin_url: String::new(),
         prefix: "cartosim".into(),
         secret: "carto-sim-test-secret".into(),
+        log_requests: false,
         admin: crate::config::AdminConfig { enabled: true, token: None },
         limits: Limits::default(),
         plans: Default::default(),
@@ -100,6 +101,8 @@ impl TestSim {
         config.prefix = unique_prefix();
         config.listen = "127.0.0.1:0".into();
         config.admin.enabled = true;
+        // Test output stays readable unless asked for (CARTO_SIM_LOG=1).
+        config.log_requests = std::env::var("CARTO_SIM_LOG").is_ok_and(|v| v == "1");
         if let Err(e) = config.validate() {
             panic!("TestSim: {e}");
         }
