@@ -75,12 +75,14 @@ impl TableDef {
         }
     }
 
-    /// The remote name of the rowid column, when the table has one we can page and address by.
+    /// The remote name of the rowid column, when reads can page by it: the table (not a query)
+    /// declares it among its columns, so it is known to exist remotely.
     pub fn rowid(&self) -> Option<&str> {
-        if self.options.query.is_some() {
-            None
-        } else {
+        let declared = self.columns.iter().flatten().any(|c| c.remote_name == self.options.rowid_column);
+        if self.options.query.is_none() && declared {
             Some(self.options.rowid_column.as_str())
+        } else {
+            None
         }
     }
 

@@ -276,3 +276,21 @@ def test_gdal_sees_an_error_inside_a_200_body(sim):
              "Carto:demo"] + gdal_config(sim))
     assert "Error returned by server : division by zero" in p.stderr, p.stderr[-2000:]
     assert "OGRFeature(" not in p.stdout
+
+
+def test_ogr2ogr_overwrite_replaces_the_table(sim, tmp_path):
+    def geojson(n, tag):
+        f = tmp_path / f"{tag}.geojson"
+        f.write_text(json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"name": f"{tag}{i}"}, "geometry": {"type": "Point", "coordinates": [i, i]}}
+            for i in range(1, n + 1)]}))
+        return str(f)
+
+    p = run(["ogr2ogr", "-f", "Carto", "Carto:demo", geojson(8, "old"), "-nln", "gdal_overwrite"] + gdal_config(sim))
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = run(["ogr2ogr", "--debug", "on", "-overwrite", "-f", "Carto", "Carto:demo", geojson(3, "new"),
+             "-nln", "gdal_overwrite"] + gdal_config(sim))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'DROP TABLE IF EXISTS "gdal_overwrite"' in p.stderr
+    assert sim.psql("SELECT string_agg(cartodb_id || ':' || name, ',' ORDER BY cartodb_id), count(the_geom_webmercator) "
+                    "FROM gdal_overwrite") == "1:new1,2:new2,3:new3\t3\n"

@@ -72,8 +72,11 @@ pub struct CopyIn {
     run: Option<Running>,
     rows: u64,
     stats: Arc<AtomicStats>,
-    /// Compressed bytes handed to the current request's body.
+    /// Compressed bytes produced for the request (exact after the pump's sync flush near the threshold).
     compressed: Arc<AtomicU64>,
+    /// Raw bytes the caller handed over, and those the pump has compressed: the difference is in the channel.
+    raw_sent: u64,
+    raw_done: Arc<AtomicU64>,
     failed: Option<Error>,
 }
 
@@ -97,6 +100,8 @@ impl Client {
             rows: 0,
             stats: Arc::new(AtomicStats::default()),
             compressed: Arc::new(AtomicU64::new(0)),
+            raw_sent: 0,
+            raw_done: Arc::new(AtomicU64::new(0)),
             failed: None,
         }
     }
@@ -129,6 +134,7 @@ impl CopyIn {
                 sql: self.sql.clone(),
                 stats: self.stats.clone(),
                 compressed: self.compressed.clone(),
+                raw_done: self.raw_done.clone(),
             };
             let task = handle.spawn(p.run(rx));
             self.run = Some(Running { tx, task: AbortOnDrop(task) });
@@ -136,8 +142,10 @@ impl CopyIn {
         let Some(run) = self.run.as_mut() else {
             return Err(Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, "upload not running"));
         };
+        let len = data.len() as u64;
         if run.tx.send(In::Data(data)).await.is_ok() {
             self.rows += rows;
+            self.raw_sent += len;
             return Ok(());
         }
         // The pump ended: it failed.
@@ -151,10 +159,18 @@ impl CopyIn {
         Err(e)
     }
 
-    /// True once the current request carries `copyfrom_max_bytes` compressed bytes: finish it and continue on a
-    /// new [`CopyIn`] (CARTO refuses requests over 2 GB).
+    /// True once the request holds about `copyfrom_max_bytes` compressed bytes: finish it and continue on a new
+    /// [`CopyIn`] (CARTO refuses requests over 2 GB). The pump counts what the compressor may still hold at its
+    /// raw size (it sync-flushes every 1/16 of the threshold, at most 1 MiB, and when the count reaches the
+    /// threshold, which makes it exact), and chunks still in the channel count at the compression ratio seen so
+    /// far plus 25 %. A request can end above the threshold by one chunk, the gzip trailer, and what a sudden
+    /// drop of the compression ratio adds to the chunks in the channel: leave that margin under CARTO's limit.
     pub fn needs_rollover(&self) -> bool {
-        self.compressed.load(Ordering::Relaxed) >= self.client.inner.cfg.copyfrom_max_bytes
+        let raw_done = self.raw_done.load(Ordering::Relaxed);
+        let compressed = self.compressed.load(Ordering::Relaxed);
+        let in_channel = self.raw_sent.saturating_sub(raw_done);
+        let ratio = if raw_done == 0 { 1.0 } else { (compressed as f64 / raw_done as f64 * 1.25).min(1.0) };
+        compressed + (in_channel as f64 * ratio) as u64 >= self.client.inner.cfg.copyfrom_max_bytes
     }
 
     /// Rows sent so far.
@@ -208,6 +224,7 @@ struct Pump {
     sql: String,
     stats: Arc<AtomicStats>,
     compressed: Arc<AtomicU64>,
+    raw_done: Arc<AtomicU64>,
 }
 
 /// The request body: data until End; a closed channel without End is an error, so the request never ends
@@ -236,7 +253,6 @@ impl Pump {
             .header(reqwest::header::CONNECTION, "close")
             .body(body);
         self.stats.add_requests(1);
-        self.compressed.store(0, Ordering::Relaxed);
         AbortOnDrop(tokio::spawn(rb.send()))
     }
 
@@ -263,6 +279,13 @@ impl Pump {
         let mut answer_deadline: Option<Instant> = None;
         // Last time the body accepted a chunk: a body that accepts nothing for request_timeout is a stall.
         let mut last_progress = Instant::now();
+        // Compressed bytes produced for the request (what needs_rollover() compares), and raw bytes written
+        // since the last sync flush (what the compressor may still hold).
+        let mut produced = 0u64;
+        let mut raw_since_flush = 0u64;
+        // A sync flush every so often bounds what the compressor holds (and so the over-estimate) at a small
+        // fraction of the threshold; deflate keeps its dictionary across sync flushes, so the ratio barely moves.
+        let flush_every = (cfg.copyfrom_max_bytes / 16).clamp(4096, 1 << 20);
 
         let (mut body_tx, body_rx) = mpsc::channel::<BodyMsg>(cfg.channel_capacity);
         let mut resp_task = self.start_request(body_stream(body_rx));
@@ -297,7 +320,6 @@ impl Pump {
                                 }
                                 p.send(BodyMsg::Data(c));
                                 self.stats.add_sent(n as u64);
-                                self.compressed.fetch_add(n as u64, Ordering::Relaxed);
                             } else {
                                 p.send(BodyMsg::End);
                                 end_sent = true;
@@ -315,14 +337,28 @@ impl Pump {
                             // Nothing was waiting to be sent: the stall clock starts now.
                             last_progress = Instant::now();
                             enc.write_all(&b).map_err(gz_err)?;
+                            raw_since_flush += b.len() as u64;
+                            // Near the roll-over threshold, a sync flush makes the count exact: everything
+                            // written so far is then in the compressed output.
+                            if raw_since_flush >= flush_every || produced + raw_since_flush >= cfg.copyfrom_max_bytes {
+                                enc.flush().map_err(gz_err)?;
+                                raw_since_flush = 0;
+                            }
                             let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
+                            produced += out.len() as u64;
+                            // An upper bound (exact right after a flush); published before raw_done moves, so
+                            // needs_rollover() never misses these bytes.
+                            self.compressed.store(produced + raw_since_flush, Ordering::Relaxed);
                             if !out.is_empty() {
                                 out_q.push_back(Bytes::from(out));
                             }
+                            self.raw_done.fetch_add(b.len() as u64, Ordering::Relaxed);
                         }
                         Some(In::Finish(rows)) => {
                             enc.try_finish().map_err(gz_err)?;
                             let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
+                            produced += out.len() as u64;
+                            self.compressed.store(produced, Ordering::Relaxed);
                             if !out.is_empty() {
                                 out_q.push_back(Bytes::from(out));
                             }
@@ -337,8 +373,11 @@ impl Pump {
                 }
                 _ = tokio::time::sleep_until(keepalive_at), if want_input && !body_closed => {
                     enc.flush().map_err(gz_err)?;
+                    raw_since_flush = 0;
                     let mut out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
                     out.extend_from_slice(&EMPTY_STORED_BLOCK);
+                    produced += out.len() as u64;
+                    self.compressed.store(produced, Ordering::Relaxed);
                     out_q.push_back(Bytes::from(out));
                     last_activity = Instant::now();
                     None

@@ -533,9 +533,9 @@ async fn copy_from_row_count_mismatch() {
 async fn copy_from_rollover_at_small_limit() {
     let sim = TestSim::start_default();
     create_t(&sim, "tr");
-    // CARTO's limit (the sim's) at 400 KB; the client rolls over at 100 KB of compressed bytes (the margin
-    // covers what the compressor still holds).
-    const LIMIT: u64 = 400 * 1024;
+    // CARTO's limit (the sim's) at 110 KB; the client rolls over at 100 KB of compressed bytes (the margin
+    // covers one chunk of ~2.6 KB and the gzip trailer).
+    const LIMIT: u64 = 110 * 1024;
     sim.admin().set_limits(|l| l.copyfrom_max_bytes = LIMIT);
     let c = with(&sim, |c| {
         c.copyfrom_max_bytes = 100 * 1024;
@@ -563,6 +563,31 @@ async fn copy_from_rollover_at_small_limit() {
         eprintln!("copyfrom request: {} bytes in, status {}", e.bytes_in, e.status);
         assert_eq!(e.status, 200);
         assert!(e.bytes_in <= LIMIT, "{e:?}");
+    }
+    // Level 1 on compressible rows: requests end close to the threshold, never far below it.
+    sim.admin().clear_log();
+    create_t(&sim, "tr3");
+    let c1 = with(&sim, |c| {
+        c.copyfrom_max_bytes = 40 * 1024;
+        c.compression_level = 1;
+    });
+    let sql3 = "COPY tr3 (id, t) FROM STDIN";
+    let mut up = c1.copy_from(sql3);
+    let mut total = 0;
+    for i in 0..2000u64 {
+        ok(up.send(make_rows(i * 50, (i + 1) * 50), 50).await);
+        if up.needs_rollover() {
+            total += ok(up.finish().await).total_rows;
+            up = c1.copy_from(sql3);
+        }
+    }
+    total += ok(up.finish().await).total_rows;
+    assert_eq!(total, 100_000);
+    let sizes: Vec<u64> = sim.admin().log().iter().filter(|e| e.path.ends_with("/copyfrom")).map(|e| e.bytes_in).collect();
+    eprintln!("level 1 request sizes: {sizes:?}");
+    assert!(sizes.len() >= 3, "{sizes:?}");
+    for s in &sizes[..sizes.len() - 1] {
+        assert!(*s >= 36 * 1024 && *s <= 44 * 1024, "{sizes:?}");
     }
     // Without roll-over, the sim's limit rejects the upload and nothing is kept.
     let big = with(&sim, |c| c.compression_level = 0);

@@ -69,7 +69,14 @@
 --   * The rewritten table keeps the calling role as owner (CARTO hands it to session_user when called from a
 --     SECURITY DEFINER function; carto-sim may run requests with SET ROLE, where that would be wrong).
 --   * Names are quoted everywhere (CARTO breaks on mixed-case table names in a few places).
---   * No raster support, no cache-invalidation (cdb_invalidate_varnish) trigger on cdb_tablemetadata.
+--   * CDB_TransformToWebmercator takes a fast path (no GEOS call, no subtransaction) for 4326 geometries inside
+--     the valid box; geometries lying entirely ON the box's edge are not sent through the clipping.
+--   * No raster support (nor its helper _CDB_create_cartodb_id_column), no cache-invalidation
+--     (cdb_invalidate_varnish) trigger on cdb_tablemetadata.
+-- CHECKED AGAINST CARTO: cartodb-postgresql 0.37.1's own regression tests CDB_CartodbfyTableTest,
+-- CDB_TransformToWebmercatorTest, CDB_UserTablesTest and CDB_QuotaTest, run against this file, give CARTO's
+-- expected output except the raster-only helper and a last-bit difference in two webmercator coordinates
+-- (PROJ version).
 
 DO $load$
 DECLARE

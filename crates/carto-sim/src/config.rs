@@ -84,6 +84,9 @@ pub struct Limits {
     /// "Error while gunzipping", later requests on the same keep-alive connection get no answer (until
     /// `idle_timeout_secs`), and the COPY stays open on the database for `copy_statement_timeout_ms`.
     pub copyfrom_bad_gzip_bug: bool,
+    /// Node's request timeout: an upload still running after this many seconds is cut (0 = off; Node's
+    /// default was 300 s, CARTO's cloud documents 5 h).
+    pub copyfrom_request_timeout_secs: f64,
     /// /copyto keeps this many trailing bytes (whole rows) unsent until more data or the end arrives.
     /// An error inside the first window is then a 4xx JSON answer, and a later error drops the held rows
     /// before the appended error JSON: both as seen on CARTO (PostgreSQL/Node buffering).
@@ -107,6 +110,7 @@ impl Default for Limits {
             sql_stream_threshold_bytes: 0,
             pool_max_idle: 4,
             copyfrom_bad_gzip_bug: false,
+            copyfrom_request_timeout_secs: 0.0,
             copyto_holdback_bytes: 8192,
         }
     }
@@ -140,6 +144,13 @@ impl Limits {
 pub struct PlanOverrides {
     /// /sql statement timeout of the unlimited plan in ms; 0 = none.
     pub unlimited_statement_timeout_ms: u64,
+}
+
+/// Seconds from the config/admin API as a Duration, clamped to [min, 10 years] (never panics on
+/// odd values such as NaN, negative or huge numbers).
+pub fn secs(f: f64, min: f64) -> std::time::Duration {
+    let f = if f.is_nan() { min } else { f.clamp(min, 3.2e8) };
+    std::time::Duration::from_secs_f64(f)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -18,6 +18,7 @@ enum InputError {
     TooSlow,
     Idle,
     Cut,
+    RequestTimeout,
     Client(String),
 }
 
@@ -47,6 +48,8 @@ struct Guard {
     window_start: Instant,
     window_bytes: u64,
     cut_after: Option<u64>,
+    /// Node's request timeout (None = off).
+    deadline: Option<Instant>,
     done: bool,
 }
 
@@ -58,6 +61,10 @@ fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
         }
         loop {
             let now = Instant::now();
+            if g.deadline.is_some_and(|d| now >= d) {
+                g.done = true;
+                return Some((Err(input_err(InputError::RequestTimeout)), g));
+            }
             // Slow-input guard: every interval, at least `min_per_interval` bytes must have arrived.
             let check_at = g.window_start + g.interval;
             if g.min_per_interval > 0 && now >= check_at {
@@ -73,9 +80,13 @@ fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
             if g.min_per_interval > 0 {
                 wait = wait.min(check_at.saturating_duration_since(now));
             }
+            if let Some(d) = g.deadline {
+                wait = wait.min(d.saturating_duration_since(now));
+            }
             match tokio::time::timeout(wait, g.body.next()).await {
                 Err(_) => {
-                    if g.min_per_interval > 0 && Instant::now() >= g.window_start + g.interval {
+                    let now = Instant::now();
+                    if (g.min_per_interval > 0 && now >= g.window_start + g.interval) || g.deadline.is_some_and(|d| now >= d) {
                         continue;
                     }
                     g.done = true;
@@ -160,11 +171,12 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
         received: 0,
         max: limits.copyfrom_max_bytes,
         min_per_interval: limits.copyfrom_min_bytes_per_interval,
-        interval: Duration::from_secs_f64(limits.copyfrom_check_interval_secs.max(0.01)),
-        idle: Duration::from_secs_f64(limits.idle_timeout_secs.max(0.01)),
+        interval: crate::config::secs(limits.copyfrom_check_interval_secs, 0.01),
+        idle: crate::config::secs(limits.idle_timeout_secs, 0.01),
         window_start: Instant::now(),
         window_bytes: 0,
         cut_after: ctx.faults.cut_upload_after,
+        deadline: (limits.copyfrom_request_timeout_secs > 0.0).then(|| start + crate::config::secs(limits.copyfrom_request_timeout_secs, 0.0)),
         done: false,
     });
     let mut data: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>> = if gzip {
@@ -270,6 +282,11 @@ fn input_failure(ctx: &Ctx, e: std::io::Error) -> Response {
         Some(InputError::Idle) => {
             // Node's socket timeout destroys the socket without an answer.
             ctx.record.abort("idle socket timeout");
+            cut_response()
+        }
+        Some(InputError::RequestTimeout) => {
+            // Node destroys the socket: no answer, the COPY is rolled back.
+            ctx.record.abort("request timeout");
             cut_response()
         }
         Some(InputError::Cut) => {

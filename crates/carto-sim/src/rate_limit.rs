@@ -108,7 +108,9 @@ impl RateLimiter {
 
     pub fn check_at(&self, user: &str, g: Group, spec: &RateSpec, now: Instant) -> Decision {
         let cap = spec.capacity();
-        let t = Duration::from_secs_f64((spec.period_secs / spec.count.max(1) as f64).max(1e-6));
+        // Clamped so that odd admin input cannot overflow Duration/Instant arithmetic.
+        let t = crate::config::secs(spec.period_secs / spec.count.max(1) as f64, 1e-6).min(Duration::from_secs(86_400 * 365));
+        let cap = cap.min(1_000_000);
         let window = t * cap;
         let mut m = match self.tat.lock() {
             Ok(m) => m,

@@ -178,7 +178,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         if state.poisoned.lock().map(|s| s.contains(&p)).unwrap_or(false) {
             // No answer on this connection; after the idle timeout it is closed, as Node would.
             let idle = state.limits().idle_timeout_secs;
-            tokio::time::sleep(std::time::Duration::from_secs_f64(idle.max(0.01))).await;
+            tokio::time::sleep(crate::config::secs(idle, 0.01)).await;
             if let Ok(mut s) = state.poisoned.lock() {
                 s.remove(&p);
             }

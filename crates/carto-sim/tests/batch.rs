@@ -108,13 +108,13 @@ async fn cancel_errors_and_auth() {
     assert_eq!(s, 200);
     assert_eq!(v["status"], "cancelled");
     for _ in 0..100 {
-        let n = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where query = 'select pg_sleep(30)'").await.unwrap();
+        let n = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where datname = current_database() and query = 'select pg_sleep(30)'").await.unwrap();
         if n[0][0].as_deref() == Some("0") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let n = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where query = 'select pg_sleep(30)'").await.unwrap();
+    let n = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where datname = current_database() and query = 'select pg_sleep(30)'").await.unwrap();
     assert_eq!(n[0][0].as_deref(), Some("0"));
     let (s, v) = delete_job(&sim, &id).await;
     assert_eq!((s, err_msg(&v).as_str()), (400, "Cannot set status from cancelled to cancelled"));

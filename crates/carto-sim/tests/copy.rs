@@ -185,7 +185,7 @@ async fn copyfrom_limits_and_client_abort_roll_back() {
     assert!(e.bytes_in >= 8, "{e:?}");
     assert_eq!(count(&sim), 1);
     // No COPY left open on the database
-    let open_copies = || sim.psql_admin("demo", "select count(*) from pg_stat_activity where query like 'COPY t %' and state <> 'idle'").unwrap()[0][0].clone();
+    let open_copies = || sim.psql_admin("demo", "select count(*) from pg_stat_activity where datname = current_database() and query like 'COPY t %' and state <> 'idle'").unwrap()[0][0].clone();
     let mut left = open_copies();
     for _ in 0..40 {
         if left.as_deref() == Some("0") {
@@ -197,6 +197,14 @@ async fn copyfrom_limits_and_client_abort_roll_back() {
     assert_eq!(left.as_deref(), Some("0"));
     // and the table is not locked: a write goes through at once
     sim.psql("demo", "SET lock_timeout = '2s'; INSERT INTO t VALUES (99, 'after')").unwrap();
+
+    // Node's request timeout cuts a long upload
+    sim.admin().set_limits(|l| l.copyfrom_request_timeout_secs = 0.5);
+    let body = chunked(vec![b"1\ta\n".to_vec(), b"2\tb\n".to_vec(), b"3\tc\n".to_vec()], Duration::from_millis(300), false);
+    let (s, _) = post(&from_url(&sim, COPY_T), body, false).await;
+    assert_ne!(s, 200);
+    assert_eq!(count(&sim), 2);
+    sim.admin().set_limits(|l| l.copyfrom_request_timeout_secs = 0.0);
 
     // DB quota: checked before (nothing left) and during the load (decompressed bytes)
     let used: i64 = sim.psql_admin("demo", "select cartodb.CDB_UserDataSize('public')").unwrap()[0][0].clone().unwrap().parse().unwrap();
@@ -300,7 +308,7 @@ async fn copyto_disconnect_cancels_the_backend() {
     }
     drop(s);
     let active = || {
-        sim.psql_admin("demo", "select count(*) from pg_stat_activity where query like 'COPY (select g, repeat%' and state = 'active'").unwrap()[0][0].clone().unwrap()
+        sim.psql_admin("demo", "select count(*) from pg_stat_activity where datname = current_database() and query like 'COPY (select g, repeat%' and state = 'active'").unwrap()[0][0].clone().unwrap()
     };
     let mut n = active();
     for _ in 0..100 {
@@ -332,7 +340,7 @@ async fn bad_gzip_bug_reproduced_on_demand() {
     assert_eq!(r.status(), 400);
     assert_eq!(r.text().await.unwrap(), r#"{"error":["Error while gunzipping: incorrect header check"]}"#);
     // The COPY stays open on the database
-    let open = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where query like 'COPY t %' and state = 'active'").await.unwrap();
+    let open = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where datname = current_database() and query like 'COPY t %' and state = 'active'").await.unwrap();
     assert_eq!(open[0][0].as_deref(), Some("1"));
     // The next request on the same connection gets no answer
     let r = tokio::time::timeout(Duration::from_millis(500), c.get(format!("{}?q=select+1&api_key={DEMO_MASTER_KEY}", sim.sql_url("demo"))).send()).await;
@@ -342,7 +350,7 @@ async fn bad_gzip_bug_reproduced_on_demand() {
     assert_eq!(s, 200);
     // After the statement timeout the COPY is gone
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let open = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where query like 'COPY t %' and state = 'active'").await.unwrap();
+    let open = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where datname = current_database() and query like 'COPY t %' and state = 'active'").await.unwrap();
     assert_eq!(open[0][0].as_deref(), Some("0"));
     assert_eq!(count(&sim), 0);
 }
