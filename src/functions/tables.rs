@@ -253,3 +253,19 @@ REVOKE EXECUTE ON FUNCTION carto.drop_table(text, text, boolean) FROM PUBLIC;
     name = "carto_tables_sql",
     requires = [cartodbfy, create_table, _create_table_like, drop_table]
 );
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn cartodbfy_signature_fits_the_account() {
+        assert_eq!(cartodbfy_call("public", "public", "t"), "cartodb.CDB_CartodbfyTable('\"public\".\"t\"'::regclass)");
+        assert_eq!(
+            cartodbfy_call("alice", "alice", "it's"),
+            "cartodb.CDB_CartodbfyTable('alice', '\"alice\".\"it''s\"'::regclass)"
+        );
+        let q = cartodbfy_sql("public", "public", "t");
+        assert!(q.starts_with("SELECT '\"public\".\"t\"'::regclass::oid::text AS old_oid; SELECT t::text AS table_name"));
+    }
+}

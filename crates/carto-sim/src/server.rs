@@ -16,6 +16,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -188,7 +189,21 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         }
     }
     let record = Arc::new(state.log.start(method.as_str(), &path));
-    let resp = handle_inner(&state, req, &record, peer).await;
+    // Node's idle socket timeout: a request that sends nothing back for that long is cut. /copyfrom
+    // applies it to the upload itself instead (its answer only comes at the end).
+    let is_upload = method == Method::POST && path.trim_end_matches('/').ends_with("/copyfrom");
+    let idle = crate::config::secs(state.limits().idle_timeout_secs, 0.01);
+    let resp = if is_upload {
+        handle_inner(&state, req, &record, peer).await
+    } else {
+        match tokio::time::timeout(idle, handle_inner(&state, req, &record, peer)).await {
+            Ok(o) => o,
+            Err(_) => {
+                record.abort("idle socket timeout");
+                Outcome { resp: crate::copy_from::cut_response(), account: None, rate: None, cut: None }
+            }
+        }
+    };
     finish(&state, resp, record)
 }
 
@@ -378,7 +393,8 @@ fn finish(state: &Arc<AppState>, o: Outcome, record: Arc<Record>) -> Response {
         h.insert("carto-rate-limit-reset", HeaderValue::from(d.reset_secs));
     }
     Record::set(&record.status, parts.status.as_u16());
-    let body = LoggedBody { inner: body, record, state: state.clone(), cut, sent: 0, ended: false };
+    let idle = crate::config::secs(state.limits().idle_timeout_secs, 0.01);
+    let body = LoggedBody { inner: body, record, state: state.clone(), cut, sent: 0, ended: false, idle, idle_timer: None };
     Response::from_parts(parts, Body::new(body))
 }
 
@@ -391,6 +407,9 @@ struct LoggedBody {
     cut: Option<u64>,
     sent: u64,
     ended: bool,
+    /// Idle socket timeout between body frames.
+    idle: std::time::Duration,
+    idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl HttpBody for LoggedBody {
@@ -408,6 +427,7 @@ impl HttpBody for LoggedBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(mut data) => {
+                    this.idle_timer = None;
                     if let Some(limit) = this.cut {
                         let left = limit.saturating_sub(this.sent) as usize;
                         if data.len() > left {
@@ -429,7 +449,16 @@ impl HttpBody for LoggedBody {
                 this.record.abort(&format!("response body error: {e}"));
                 Poll::Ready(Some(Err(e)))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                // Nothing to send: arm the idle timer (reset whenever a frame goes out).
+                let idle = this.idle;
+                let timer = this.idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.record.abort("idle socket timeout");
+                    return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other("idle socket timeout")))));
+                }
+                Poll::Pending
+            }
         }
     }
 

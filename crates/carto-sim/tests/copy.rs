@@ -354,3 +354,32 @@ async fn bad_gzip_bug_reproduced_on_demand() {
     assert_eq!(open[0][0].as_deref(), Some("0"));
     assert_eq!(count(&sim), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_socket_timeout_cuts_silent_responses() {
+    let sim = TestSim::start_default();
+    sim.admin().set_limits(|l| l.idle_timeout_secs = 0.5);
+    let c = client();
+    // Nothing at all for longer than the timeout: cut before any answer
+    let r = c.post(sim.sql_url("demo")).form(&[("q", "select pg_sleep(2)"), ("api_key", DEMO_MASTER_KEY)]).send().await;
+    match r {
+        Ok(r) => assert!(r.bytes().await.is_err()),
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+    }
+    // Data first, then silence: the body is cut, the backend cancelled
+    let q = "COPY (select g, repeat('x', 100), case when g > 2000 then pg_sleep(5) end from (select generate_series(1, 3000) g) s) TO STDOUT";
+    let r = c.get(to_url(&sim, q)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.is_err(), "cut after the idle timeout");
+    let e = sim.admin().wait_log(Duration::from_secs(5), |e| e.group.as_deref() == Some("copy_to")).expect("logged");
+    assert!(e.aborted && e.error.as_deref() == Some("idle socket timeout"), "{e:?}");
+    let mut n = String::new();
+    for _ in 0..100 {
+        n = sim.psql_admin_async("demo", "select count(*) from pg_stat_activity where datname = current_database() and query like 'COPY (select g, repeat%' and state = 'active'").await.unwrap()[0][0].clone().unwrap();
+        if n == "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(n, "0");
+}

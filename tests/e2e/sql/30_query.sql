@@ -74,6 +74,7 @@ SELECT * FROM carto.query('carto_public', 'SELECT count(*) FROM places');
 SELECT * FROM carto.query('carto', 'SELECT pg_sleep(2)');
 \! curl -sS -o /dev/null -X POST "$CARTO_SIM_ADMIN/users/demo" -d '{"statement_timeout_ms": 0}'
 -- 429 of the rate-limit kind (Retry-After): retried up to max_retries while Retry-After <= max_retry_wait.
+\! curl -sS -o /dev/null -X POST "$CARTO_SIM_ADMIN/rate_limits/reset"
 \! curl -sS -o /dev/null -X POST "$CARTO_SIM_ADMIN/users/demo" -d '{"rate_limits": {"query": {"count": 1, "period_secs": 60}}}'
 SELECT carto.exec('carto', 'SELECT 1') AS first_passes;
 SELECT carto.exec('carto', 'SELECT 1') AS second_is_refused;
