@@ -34,6 +34,18 @@ pub fn lock(name: &str, wait: bool) -> FdwResult<bool> {
     Ok(got.as_deref() != Some("false"))
 }
 
+/// Takes the sync's lock; when another run holds it (and `wait` is false), records a skipped run,
+/// says so, and returns false.
+pub fn lock_or_skip(info: &RunInfo, started: &str, wait: bool) -> FdwResult<bool> {
+    if lock(info.name, wait)? {
+        return Ok(true);
+    }
+    let none = RunOutcome { rows: 0, watermark_to: None };
+    record(info, started, "skipped", Some(&none), Some("another run of this sync was in progress"))?;
+    pgrx::notice!("carto_fdw: sync \"{}\" skipped: another run is in progress", info.name);
+    Ok(false)
+}
+
 /// The watermark reached by the last successful run of the sync, if any.
 pub fn last_watermark(name: &str) -> FdwResult<Option<String>> {
     Spi::get_one_with_args::<String>(
