@@ -232,48 +232,19 @@ impl<'a> Deparser<'a> {
         true
     }
 
-    unsafe fn op_expr(&mut self, op: *mut pg_sys::OpExpr, out: &mut SqlTemplate) -> bool {
-        if !self.object_ok(pg_sys::OperatorRelationId, (*op).opno)
-            || !self.collation_ok((*op).inputcollid)
-        {
-            return false;
+    /// The operator's name when it can be shipped (built in or PostGIS, default collation,
+    /// a plain symbolic name); None otherwise.
+    unsafe fn shippable_operator(&self, opno: pg_sys::Oid, inputcollid: pg_sys::Oid) -> Option<String> {
+        if !self.object_ok(pg_sys::OperatorRelationId, opno) || !self.collation_ok(inputcollid) {
+            return None;
         }
-        let name = cstr_owned(pg_sys::get_opname((*op).opno));
-        let Some(name) = name else { return false };
-        if !name.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c)) {
-            return false;
-        }
-        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
-        out.push_str("(");
-        match args.len() {
-            1 => {
-                out.push_str(&format!("{name} "));
-                if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
-                    return false;
-                }
-            }
-            2 => {
-                if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
-                    return false;
-                }
-                out.push_str(&format!(" {name} "));
-                if !self.expr(args.get_ptr(1).unwrap_or(std::ptr::null_mut()), out) {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-        out.push_str(")");
-        true
+        let name = cstr_owned(pg_sys::get_opname(opno))?;
+        name.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c)).then_some(name)
     }
 
-    unsafe fn distinct_expr(&mut self, op: *mut pg_sys::DistinctExpr, out: &mut SqlTemplate) -> bool {
-        if !self.object_ok(pg_sys::OperatorRelationId, (*op).opno)
-            || !self.collation_ok((*op).inputcollid)
-        {
-            return false;
-        }
-        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
+    /// `(left <middle> right)` for a two-argument list.
+    unsafe fn binary(&mut self, args: *mut pg_sys::List, middle: &str, close: &str, out: &mut SqlTemplate) -> bool {
+        let args = PgList::<pg_sys::Node>::from_pg(args);
         if args.len() != 2 {
             return false;
         }
@@ -281,12 +252,34 @@ impl<'a> Deparser<'a> {
         if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
             return false;
         }
-        out.push_str(" IS DISTINCT FROM ");
+        out.push_str(middle);
         if !self.expr(args.get_ptr(1).unwrap_or(std::ptr::null_mut()), out) {
             return false;
         }
-        out.push_str(")");
+        out.push_str(close);
         true
+    }
+
+    unsafe fn op_expr(&mut self, op: *mut pg_sys::OpExpr, out: &mut SqlTemplate) -> bool {
+        let Some(name) = self.shippable_operator((*op).opno, (*op).inputcollid) else { return false };
+        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
+        if args.len() == 1 {
+            // Prefix operator.
+            out.push_str(&format!("({name} "));
+            if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+                return false;
+            }
+            out.push_str(")");
+            return true;
+        }
+        self.binary((*op).args, &format!(" {name} "), ")", out)
+    }
+
+    unsafe fn distinct_expr(&mut self, op: *mut pg_sys::DistinctExpr, out: &mut SqlTemplate) -> bool {
+        if self.shippable_operator((*op).opno, (*op).inputcollid).is_none() {
+            return false;
+        }
+        self.binary((*op).args, " IS DISTINCT FROM ", ")", out)
     }
 
     unsafe fn scalar_array_op(
@@ -294,29 +287,9 @@ impl<'a> Deparser<'a> {
         op: *mut pg_sys::ScalarArrayOpExpr,
         out: &mut SqlTemplate,
     ) -> bool {
-        if !self.object_ok(pg_sys::OperatorRelationId, (*op).opno)
-            || !self.collation_ok((*op).inputcollid)
-        {
-            return false;
-        }
-        let Some(name) = cstr_owned(pg_sys::get_opname((*op).opno)) else { return false };
-        if !name.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c)) {
-            return false;
-        }
-        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
-        if args.len() != 2 {
-            return false;
-        }
-        out.push_str("(");
-        if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
-            return false;
-        }
-        out.push_str(&format!(" {name} {} (", if (*op).useOr { "ANY" } else { "ALL" }));
-        if !self.expr(args.get_ptr(1).unwrap_or(std::ptr::null_mut()), out) {
-            return false;
-        }
-        out.push_str("))");
-        true
+        let Some(name) = self.shippable_operator((*op).opno, (*op).inputcollid) else { return false };
+        let quantifier = if (*op).useOr { "ANY" } else { "ALL" };
+        self.binary((*op).args, &format!(" {name} {quantifier} ("), "))", out)
     }
 
     unsafe fn bool_expr(&mut self, b: *mut pg_sys::BoolExpr, out: &mut SqlTemplate) -> bool {

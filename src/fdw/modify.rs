@@ -528,10 +528,20 @@ impl RowwiseState {
             return Ok(());
         }
         let Some(client) = self.client.clone() else { return Ok(()) };
+        // Rows held until the end of the statement still go in requests of at most ROWWISE_BATCH_ROWS.
+        let all = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        for chunk in all.chunks(ROWWISE_BATCH_ROWS) {
+            self.batch = chunk.to_vec();
+            self.send_batch(&client)?;
+        }
+        self.batch.clear();
+        Ok(())
+    }
+
+    fn send_batch(&mut self, client: &Client) -> FdwResult<()> {
         let sql = self.statement();
         let n = self.batch.len() as u64;
-        self.batch.clear();
-        self.batch_bytes = 0;
         let verb = if self.is_update() { "updating" } else { "deleting from" };
         let resp = block_on(client.query(&sql))?
             .map_err(|e| FdwError::remote(e, format!("{verb} foreign table \"{}\"", self.label)))?;

@@ -40,6 +40,20 @@ impl Transport {
     }
 }
 
+/// One request of a keyset-paged `/sql` read. Keys are compared as the rowid's text form.
+///
+/// Paging stays exact whatever the rowid column holds: a page never ends inside a group of equal
+/// keys (the trailing group is re-read from `>= K`), a group larger than a page is read in one
+/// request, and rows with a NULL rowid are read last, in one request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Page {
+    First,
+    After(String),
+    From(String),
+    Group(String),
+    Nulls,
+}
+
 /// Everything the executor needs to run the scan.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScanPlan {
@@ -114,32 +128,39 @@ impl ScanPlan {
         self.rowid.is_some() && self.order_by.is_none() && self.limit.is_none()
     }
 
-    /// The statement of the `/sql` transport; `after` is the last rowid of the previous page.
-    pub fn query_sql(&self, params: Option<&[String]>, after: Option<&str>) -> String {
-        if self.pages_by_keyset() {
-            let rowid = crate::fdw::deparse::quote_ident(self.rowid.as_deref().unwrap_or("cartodb_id"));
-            let cond = after.map(|k| format!("{rowid} > {}", crate::fdw::deparse::quote_literal(k)));
-            format!(
-                "SELECT {}, {rowid}::text AS k FROM {}{}",
-                self.select_list(true),
-                self.from,
-                self.tail(params, cond.as_deref(), Some(&rowid), Some(self.fetch_size as i64))
-            )
-        } else {
-            format!(
+    /// The statement of the `/sql` transport for one page.
+    pub fn query_sql(&self, params: Option<&[String]>, page: &Page) -> String {
+        if !self.pages_by_keyset() {
+            return format!(
                 "SELECT {} FROM {}{}",
                 self.select_list(true),
                 self.from,
                 self.tail(params, None, self.order_by.as_deref(), self.limit)
-            )
+            );
         }
+        let rowid = crate::fdw::deparse::quote_ident(self.rowid.as_deref().unwrap_or("cartodb_id"));
+        let lit = crate::fdw::deparse::quote_literal;
+        let (cond, limit) = match page {
+            Page::First => (format!("{rowid} IS NOT NULL"), Some(self.fetch_size as i64)),
+            Page::After(k) => (format!("{rowid} > {}", lit(k)), Some(self.fetch_size as i64)),
+            Page::From(k) => (format!("{rowid} >= {}", lit(k)), Some(self.fetch_size as i64)),
+            Page::Group(k) => (format!("{rowid} = {}", lit(k)), None),
+            Page::Nulls => (format!("{rowid} IS NULL"), None),
+        };
+        let order = if limit.is_some() { Some(rowid.as_str()) } else { None };
+        format!(
+            "SELECT {}, {rowid}::text AS k FROM {}{}",
+            self.select_list(true),
+            self.from,
+            self.tail(params, Some(&cond), order, limit)
+        )
     }
 
     /// The statement EXPLAIN shows: the one the chosen transport sends first.
     pub fn explain_sql(&self) -> String {
         match self.transport {
             Transport::Copy => self.copy_sql(None),
-            Transport::Query => self.query_sql(None, None),
+            Transport::Query => self.query_sql(None, &Page::First),
         }
     }
 }
@@ -317,6 +338,32 @@ unsafe fn remote_estimate(state: &RelState) -> FdwResult<f64> {
     Ok(plan_rows.unwrap_or(DEFAULT_ROWS).max(1.0))
 }
 
+/// Adds a ForeignPath to the relation.
+#[allow(clippy::too_many_arguments)]
+unsafe fn add_foreign_path(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    rows: f64,
+    startup: f64,
+    total: f64,
+    pathkeys: *mut pg_sys::List,
+    required_outer: pg_sys::Relids,
+) {
+    let path = pg_sys::create_foreignscan_path(
+        root,
+        baserel,
+        std::ptr::null_mut(),
+        rows,
+        startup,
+        total,
+        pathkeys,
+        required_outer,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    );
+    pg_sys::add_path(baserel, path.cast());
+}
+
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_paths(
     root: *mut pg_sys::PlannerInfo,
@@ -329,36 +376,12 @@ pub unsafe extern "C-unwind" fn get_foreign_paths(
     let startup = opts.fdw_startup_cost;
     let per_row = opts.fdw_tuple_cost + pg_sys::cpu_tuple_cost;
     let total = startup + rows * per_row;
-
-    let path = pg_sys::create_foreignscan_path(
-        root,
-        baserel,
-        std::ptr::null_mut(),
-        rows,
-        startup,
-        total,
-        std::ptr::null_mut(),
-        std::ptr::null_mut(),
-        std::ptr::null_mut(),
-        std::ptr::null_mut(),
-    );
-    pg_sys::add_path(baserel, path.cast());
+    add_foreign_path(root, baserel, rows, startup, total, std::ptr::null_mut(), std::ptr::null_mut());
 
     // A path sorted by CARTO for the query's ORDER BY, when every sort key can be shipped.
-    if !(*root).query_pathkeys.is_null() && deparse_pathkeys(state, (*root).query_pathkeys).is_some() {
-        let path = pg_sys::create_foreignscan_path(
-            root,
-            baserel,
-            std::ptr::null_mut(),
-            rows,
-            startup,
-            total * SORT_MULTIPLIER,
-            (*root).query_pathkeys,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
-        pg_sys::add_path(baserel, path.cast());
+    let wanted = (*root).query_pathkeys;
+    if !wanted.is_null() && deparse_pathkeys(state, wanted).is_some() {
+        add_foreign_path(root, baserel, rows, startup, total * SORT_MULTIPLIER, wanted, std::ptr::null_mut());
     }
 
     add_parameterized_paths(root, baserel, state, startup, per_row);
@@ -408,19 +431,7 @@ unsafe fn add_parameterized_paths(
         seen_outer.push(required_outer);
         let ppi = pg_sys::get_baserel_parampathinfo(root, baserel, required_outer);
         let rows = (*ppi).ppi_rows;
-        let path = pg_sys::create_foreignscan_path(
-            root,
-            baserel,
-            std::ptr::null_mut(),
-            rows,
-            startup,
-            startup + rows * per_row,
-            std::ptr::null_mut(),
-            required_outer,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
-        pg_sys::add_path(baserel, path.cast());
+        add_foreign_path(root, baserel, rows, startup, startup + rows * per_row, std::ptr::null_mut(), required_outer);
     }
 }
 

@@ -14,7 +14,7 @@ use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::{PgList, PgLogLevel, PgMemoryContexts, PgTryBuilder};
 
 use crate::fdw::connection::client_for;
-use crate::fdw::plan::{scan_plan_from_private, ScanPlan, Transport};
+use crate::fdw::plan::{scan_plan_from_private, Page, ScanPlan, Transport};
 use crate::fdw::table::TableDef;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
@@ -23,7 +23,8 @@ use crate::pg::typeio::{ColumnInput, ParamOutput};
 enum Source {
     NotStarted,
     Copy { stream: CopyOutStream, chunk: Bytes, pos: usize },
-    Query { rows: VecDeque<Vec<Option<String>>>, after: Option<String>, exhausted: bool },
+    /// `next` is the page to ask for, None once the read is complete.
+    Query { rows: VecDeque<Vec<Option<String>>>, next: Option<Page> },
     Done,
 }
 
@@ -68,45 +69,74 @@ impl ScanState {
                         self.stats.retries += u64::from(e.retries);
                         self.transport = Transport::Query;
                         self.fell_back = true;
-                        self.source = Source::Query { rows: VecDeque::new(), after: None, exhausted: false };
+                        self.source = Source::Query { rows: VecDeque::new(), next: Some(Page::First) };
                     }
                     Err(e) => return Err(FdwError::remote(e, self.context())),
                 }
             }
             Transport::Query => {
-                self.source = Source::Query { rows: VecDeque::new(), after: None, exhausted: false };
+                self.source = Source::Query { rows: VecDeque::new(), next: Some(Page::First) };
             }
         }
         Ok(())
     }
 
     fn fetch_page(&mut self) -> FdwResult<()> {
-        let Source::Query { rows, after, exhausted } = &mut self.source else { return Ok(()) };
-        let sql = self.plan.query_sql(Some(&self.rendered_params), after.as_deref());
+        let Source::Query { rows, next } = &mut self.source else { return Ok(()) };
+        let Some(page) = next.take() else { return Ok(()) };
+        let sql = self.plan.query_sql(Some(&self.rendered_params), &page);
         let resp = block_on(self.client.query_readonly(&sql))?
             .map_err(|e| FdwError::remote(e, format!("reading foreign table \"{}\"", self.plan.table_label)))?;
         self.stats.add(&resp.stats);
         let n = self.plan.columns.len();
-        let mut names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
         let keyset = self.plan.pages_by_keyset();
+        let mut names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
         if keyset {
             names.push("k".into());
         }
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let got = if n == 0 && !keyset {
+        let mut got: Vec<Vec<Option<String>>> = if names.is_empty() {
             resp.rows.iter().map(|_| Vec::new()).collect()
         } else {
             resp.text_rows(&name_refs)
                 .map_err(|e| FdwError::remote(e, format!("reading foreign table \"{}\"", self.plan.table_label)))?
         };
-        let page_len = got.len() as u64;
-        for mut r in got {
-            if keyset {
-                *after = r.pop().flatten();
+        if !keyset {
+            rows.extend(got);
+            return Ok(());
+        }
+        let key_of = |r: &Vec<Option<String>>| r.last().cloned().flatten();
+        let full = got.len() as u64 >= self.plan.fetch_size;
+        *next = match page {
+            Page::Nulls => None,
+            Page::Group(k) => Some(Page::After(k)),
+            Page::First | Page::After(_) | Page::From(_) if !full => Some(Page::Nulls),
+            Page::First | Page::After(_) | Page::From(_) => {
+                let last = got.last().and_then(key_of);
+                match last {
+                    Some(k) => {
+                        // Hold back the trailing group of equal keys: the next page starts at it.
+                        let keep = got.iter().rposition(|r| key_of(r).as_deref() != Some(k.as_str()));
+                        match keep {
+                            Some(i) => {
+                                got.truncate(i + 1);
+                                Some(Page::From(k))
+                            }
+                            None => {
+                                // The whole page is one key: read that group at once.
+                                got.clear();
+                                Some(Page::Group(k))
+                            }
+                        }
+                    }
+                    None => Some(Page::Nulls),
+                }
             }
+        };
+        for mut r in got {
+            r.pop();
             rows.push_back(r);
         }
-        *exhausted = !keyset || page_len < self.plan.fetch_size;
         Ok(())
     }
 
@@ -143,12 +173,12 @@ impl ScanState {
                         }
                     }
                 }
-                Source::Query { rows, exhausted, .. } => {
+                Source::Query { rows, next } => {
                     if let Some(row) = rows.pop_front() {
                         self.store_text_row(slot, row)?;
                         return Ok(true);
                     }
-                    if *exhausted {
+                    if next.is_none() {
                         self.source = Source::Done;
                     } else {
                         self.fetch_page()?;

@@ -203,7 +203,7 @@ fn pre_commit() -> FdwResult<()> {
     if let Some(msg) = STATE.with(|s| s.borrow().doomed.clone()) {
         return Err(FdwError::NotSupported {
             message: msg,
-            hint: Some("Rows streamed to CARTO cannot be withdrawn by ROLLBACK TO SAVEPOINT or an exception block; the whole transaction was rolled back, CARTO kept nothing of the open upload.".into()),
+            hint: Some("Rows streamed to CARTO cannot be withdrawn by ROLLBACK TO SAVEPOINT or an exception block, so the whole transaction is rolled back and CARTO rolls the open upload back (rows it already committed — after a read of the table or a roll-over — stay).".into()),
         });
     }
     while let Some((key, label, copy)) = take_open(&|_| true) {

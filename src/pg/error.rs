@@ -113,7 +113,7 @@ fn remote_parts(
         ),
         ErrorKind::Forbidden => (
             ERRCODE_INSUFFICIENT_PRIVILEGE,
-            Some("The API key of this user mapping lacks this permission on CARTO: a regular key needs a grant (SELECT, INSERT, UPDATE, DELETE) on the table; Batch SQL jobs need the master key.".into()),
+            Some("CARTO refused this with the user mapping's credentials (its api_key, or public access when it has none): a regular key needs a grant (SELECT, INSERT, UPDATE, DELETE) on the table; Batch SQL jobs need the master key.".into()),
         ),
         ErrorKind::UserNotFound => (
             ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION,
@@ -125,8 +125,10 @@ fn remote_parts(
                 "CARTO rate-limited the request; retried {retries} time(s) (server options max_retries and max_retry_wait). COPY endpoints allow only a few requests a minute."
             )),
         ),
+        // Not 57014 (query_canceled): that would look like a local cancel, and PL/pgSQL's
+        // WHEN OTHERS does not catch it. CARTO calls it being over the platform's limits.
         ErrorKind::RemoteTimeout => (
-            ERRCODE_QUERY_CANCELED,
+            ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             Some("The statement hit CARTO's own statement timeout (set by the account's plan); make the remote query cheaper, or run it as a Batch SQL job (carto.batch_submit).".into()),
         ),
         ErrorKind::Quota => (ERRCODE_DISK_FULL, None),
@@ -146,7 +148,9 @@ fn remote_parts(
         _ => (ERRCODE_FDW_ERROR, None),
     };
     let detail = e.detail.clone();
-    let hint = match (e.hint.as_deref(), our_hint) {
+    // The client's generic hint for a remote timeout is replaced by ours, not repeated.
+    let their_hint = if e.kind() == ErrorKind::RemoteTimeout { None } else { e.hint.as_deref() };
+    let hint = match (their_hint, our_hint) {
         (Some(theirs), Some(ours)) => Some(format!("{theirs}\n{ours}")),
         (Some(theirs), None) => Some(theirs.to_string()),
         (None, ours) => ours,

@@ -13,7 +13,7 @@ use pgrx::{pg_sys, Spi};
 
 use crate::fdw::connection::{client_for, server_access};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
-use crate::sync::runs::{RunInfo, RunOutcome};
+use crate::sync::runs::RunInfo;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {
@@ -141,9 +141,7 @@ fn push_impl(
     let started = runs::now_text();
     let target = format!("{server}.{remote_table}");
     let mut info = RunInfo { name: &name, direction: "push", mode: mode.as_str(), server, source, target: &target, watermark_from: None };
-    if !runs::lock(&name, wait).or_report() {
-        runs::record(&info, &started, "skipped", Some(&RunOutcome { rows: 0, watermark_to: None }), Some("another run of this sync was in progress")).or_report();
-        pgrx::notice!("carto_fdw: sync \"{name}\" skipped: another run is in progress");
+    if !runs::lock_or_skip(&info, &started, wait).or_report() {
         return Some(0);
     }
     let prev = if since.is_some() { push::remote_watermark(&client, &name) } else { Ok(None) };
@@ -191,9 +189,7 @@ fn pull_impl(
     let started = runs::now_text();
     let source = format!("{server}.{remote}");
     let mut info = RunInfo { name: &name, direction: "pull", mode: mode.as_str(), server, source: &source, target, watermark_from: None };
-    if !runs::lock(&name, wait).or_report() {
-        runs::record(&info, &started, "skipped", Some(&RunOutcome { rows: 0, watermark_to: None }), Some("another run of this sync was in progress")).or_report();
-        pgrx::notice!("carto_fdw: sync \"{name}\" skipped: another run is in progress");
+    if !runs::lock_or_skip(&info, &started, wait).or_report() {
         return Some(0);
     }
     let prev = if since.is_some() { runs::last_watermark(&name).or_report() } else { None };

@@ -34,6 +34,18 @@ pub fn lock(name: &str, wait: bool) -> FdwResult<bool> {
     Ok(got.as_deref() != Some("false"))
 }
 
+/// Takes the sync's lock; when another run holds it (and `wait` is false), records a skipped run,
+/// says so, and returns false.
+pub fn lock_or_skip(info: &RunInfo, started: &str, wait: bool) -> FdwResult<bool> {
+    if lock(info.name, wait)? {
+        return Ok(true);
+    }
+    let none = RunOutcome { rows: 0, watermark_to: None };
+    record(info, started, "skipped", Some(&none), Some("another run of this sync was in progress"))?;
+    pgrx::notice!("carto_fdw: sync \"{}\" skipped: another run is in progress", info.name);
+    Ok(false)
+}
+
 /// The watermark reached by the last successful run of the sync, if any.
 pub fn last_watermark(name: &str) -> FdwResult<Option<String>> {
     Spi::get_one_with_args::<String>(
@@ -81,6 +93,9 @@ pub fn now_text() -> String {
 /// Runs `work` in a subtransaction. On an ERROR the subtransaction is rolled back (undoing every
 /// local change of the work; remote requests in flight were dropped with it) and the error is
 /// returned as text, so the caller can record it and carry on in the outer transaction.
+///
+/// A local cancel (Ctrl-C, statement_timeout) is not a failure of the run: after the rollback it
+/// is raised again, so the statement stops as the user asked.
 pub fn in_subtransaction<T>(work: impl FnOnce() -> FdwResult<T>) -> Result<T, String> {
     unsafe {
         let old_cxt = pg_sys::CurrentMemoryContext;
@@ -88,6 +103,9 @@ pub fn in_subtransaction<T>(work: impl FnOnce() -> FdwResult<T>) -> Result<T, St
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::CurrentMemoryContext = old_cxt;
 
+        // A Mutex because the catch closure must be unwind-safe.
+        let cancel: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let cancel_ref = &cancel;
         let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| match work() {
             Ok(v) => Ok(v),
             Err(e) => {
@@ -95,12 +113,17 @@ pub fn in_subtransaction<T>(work: impl FnOnce() -> FdwResult<T>) -> Result<T, St
                 Err(join_error(&message, detail.as_deref(), hint.as_deref()))
             }
         }))
-        .catch_others(|caught| {
+        .catch_others(|caught: pgrx::pg_sys::panic::CaughtError| {
             let report = match &caught {
                 pgrx::pg_sys::panic::CaughtError::PostgresError(r)
                 | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r,
                 pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport,
             };
+            if report.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED {
+                if let Ok(mut c) = cancel_ref.lock() {
+                    *c = Some(report.message().to_string());
+                }
+            }
             Err(join_error(report.message(), report.detail(), report.hint()))
         })
         .execute();
@@ -115,6 +138,10 @@ pub fn in_subtransaction<T>(work: impl FnOnce() -> FdwResult<T>) -> Result<T, St
         }
         pg_sys::CurrentMemoryContext = old_cxt;
         pg_sys::CurrentResourceOwner = old_owner;
+        if let Some(message) = cancel.into_inner().ok().flatten() {
+            pgrx::pg_sys::panic::ErrorReport::new(pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED, message, "carto_fdw")
+                .report(pgrx::PgLogLevel::ERROR);
+        }
         result
     }
 }

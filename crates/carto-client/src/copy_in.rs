@@ -411,7 +411,11 @@ impl Pump {
                         let deadline = Instant::now() + cfg.request_timeout;
                         let body = read_body(Endpoint::CopyFrom, resp, 1 << 20, deadline, &mut st).await?;
                         self.stats.add_received(st.bytes_received);
-                        if !end_sent {
+                        // A server may end the COPY as soon as the gzip trailer arrives, before the chunked
+                        // body's terminator: that is a complete upload too (everything, trailer included, was
+                        // handed to the body: Finish seen and nothing left queued).
+                        let all_data_sent = end_sent || (rows_expected.is_some() && out_q.is_empty());
+                        if !all_data_sent {
                             return Err(Error::new(ErrorKind::Protocol, Endpoint::CopyFrom,
                                 format!("CARTO answered {status} before the upload ended")).with_status(status));
                         }

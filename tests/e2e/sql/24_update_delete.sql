@@ -82,3 +82,8 @@ TRUNCATE t24;
 INSERT INTO t24 (name) VALUES ('kept');
 COMMIT;
 SELECT name FROM t24;
+-- Several tables in one TRUNCATE (one remote statement per server), and CASCADE passed on.
+\! curl -sS -u "$CARTO_SIM_USER:$CARTO_SIM_API_KEY" --data-urlencode "q=DROP TABLE IF EXISTS t24b; CREATE TABLE t24b (cartodb_id serial PRIMARY KEY, name text); INSERT INTO t24b (name) VALUES ('b')" "$CARTO_SIM_BASE_URL/api/v2/sql" | grep -o '"total_rows":[0-9]*'; echo
+CREATE FOREIGN TABLE t24b (cartodb_id int, name text) SERVER carto;
+TRUNCATE t24, t24b CASCADE;
+SELECT (SELECT count(*) FROM t24) AS t24_rows, (SELECT count(*) FROM t24b) AS t24b_rows;

@@ -103,7 +103,7 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER carto_badkey OPTIONS (api_key 'not-a
 SELECT pg_temp.try(format('SELECT carto.batch_status(%L, %L)', 'carto_badkey', :'ok_job'));
 -- 429 without Retry-After, and 429 with Retry-After (rate limit on reading jobs).
 \! curl -sS -o /dev/null -X POST "$CARTO_SIM_ADMIN/faults" -d '{"group": "job_create", "status": 429}'
--- (CARTO's statement-timeout kind is reported with SQLSTATE 57014, which EXCEPTION WHEN OTHERS does not catch.)
+-- (CARTO's statement-timeout kind: SQLSTATE 53400, like the rate-limit kind; the hint tells them apart.)
 SELECT carto.batch_submit('carto', ARRAY['SELECT 1']);
 SELECT carto.batch_submit('carto', ARRAY['SELECT 1']) AS job \gset rl_
 \! curl -sS -o /dev/null -X POST "$CARTO_SIM_ADMIN/rate_limits/reset"

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Write throughput of carto_fdw against a carto-sim of its own (not a timed test; numbers in bench/RESULTS.md):
+#   * INSERT INTO foreign_table SELECT ... FROM generate_series(1, N): point geometry, text, numeric, int, timestamptz,
+#     into a plain remote table and into a cartodbfied one, N = 10k and 1M (each in a fresh backend; its peak RSS,
+#     VmHWM from /proc, is reported);
+#   * the same rows pre-made as a gzip -1 COPY text file sent by `curl -T -` (chunked) to /copyfrom — the floor;
+#   * "the seed's way": INSERT ... VALUES of 1000 rows per /sql request, on fewer rows, extrapolated.
+#   bench/write.sh [ROWS] [SEED_ROWS]     (defaults 1000000 and 50000)
+# Uses the installed carto_fdw of $PG_CONFIG (install it with `cargo pgrx install --release --pg-config $PG_CONFIG`).
+# Work files go to .run/bench-write; the clusters and the sim are stopped at the end.
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+ROWS=${1:-1000000}
+SEED_ROWS=${2:-50000}
+PSQL="$PGBIN/psql"
+DIR=$ROOT/.run/bench-write
+mkdir -p "$DIR"
+LOCAL=$DIR/local SIMDIR=$DIR/sim
+
+cleanup() {
+  "$ROOT/scripts/carto-sim-down" --dir "$SIMDIR" >/dev/null 2>&1 || true
+  "$ROOT/scripts/pg-cluster" stop "$LOCAL" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+"$ROOT/scripts/carto-sim-down" --dir "$SIMDIR" --purge >/dev/null 2>&1 || true
+eval "$("$ROOT/scripts/carto-sim-up" --dir "$SIMDIR" 2>"$DIR/sim-up.log")"
+port=$(free_port)
+"$ROOT/scripts/pg-cluster" stop "$LOCAL" >/dev/null 2>&1 || true
+rm -rf "$LOCAL"
+"$ROOT/scripts/pg-cluster" start "$LOCAL" "$port" shared_buffers=128MB
+export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=bench PGTZ=UTC
+"$PSQL" -X -q -d postgres -c "CREATE DATABASE bench"
+
+sql() { curl -sS -u "$CARTO_SIM_USER:$CARTO_SIM_API_KEY" --data-urlencode "q=$1" "$CARTO_SIM_BASE_URL/api/v2/sql"; }
+remote_count() { sql "SELECT count(*) AS n FROM $1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0]["n"])'; }
+reset_remote() {
+  sql "DROP TABLE IF EXISTS bw_plain, bw_carto;
+       CREATE TABLE bw_plain (the_geom geometry(Point,4326), name text, n numeric, i int, ts timestamptz);
+       CREATE TABLE bw_carto (cartodb_id serial PRIMARY KEY, the_geom geometry(Geometry,4326),
+         the_geom_webmercator geometry(Geometry,3857), name text, n numeric, i int, ts timestamptz);
+       SELECT cdb_cartodbfytable('bw_carto')" >/dev/null
+}
+reset_remote
+
+"$PSQL" -X -q -v ON_ERROR_STOP=1 -v base_url="$CARTO_SIM_BASE_URL" -v api_key="$CARTO_SIM_API_KEY" <<'SQL'
+CREATE EXTENSION postgis;
+CREATE EXTENSION carto_fdw;
+CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
+CREATE FOREIGN TABLE bw_plain (the_geom geometry(Point,4326), name text, n numeric, i int, ts timestamptz) SERVER carto;
+CREATE FOREIGN TABLE bw_carto (cartodb_id int, the_geom geometry(Geometry,4326), the_geom_webmercator geometry(Geometry,3857),
+  name text, n numeric, i int, ts timestamptz) SERVER carto;
+CREATE FUNCTION rows_(n int) RETURNS TABLE (the_geom geometry, name text, n numeric, i int, ts timestamptz) LANGUAGE sql AS $$
+  SELECT ST_SetSRID(ST_MakePoint((g % 360) - 180 + 0.5, (g % 170) - 85 + 0.25), 4326), 'name ' || g, g * 1.5, g,
+         timestamptz '2026-01-01 00:00:00+00' + g * interval '1 second'
+    FROM generate_series(1, n) g $$;
+SQL
+
+RESULTS=$DIR/results.tsv
+: >"$RESULTS"
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+
+# carto_fdw: one fresh backend per run; seconds of the whole autocommit INSERT (the COPY is finished at commit).
+fdw_run() {
+  local table=$1 n=$2 out
+  out=$("$PSQL" -X -q -At -v ON_ERROR_STOP=1 <<SQL
+SELECT pg_backend_pid() AS pid \gset
+\setenv BPID :pid
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+INSERT INTO $table (the_geom, name, n, i, ts) SELECT * FROM rows_($n);
+SELECT extract(epoch FROM clock_timestamp()) - :t0;
+\! awk '/VmHWM/ {print \$2}' /proc/\$BPID/status
+SQL
+)
+  local secs kb
+  secs=$(echo "$out" | sed -n 1p) kb=$(echo "$out" | sed -n 2p)
+  local got; got=$(remote_count "$table")
+  [ "$got" = "$n" ] || { echo "bw: $table has $got rows, expected $n" >&2; exit 1; }
+  record "carto_fdw INSERT" "$table" "$n" "$secs" "$kb"
+  echo "carto_fdw INSERT into $table, $n rows: ${secs}s, backend VmHWM ${kb} kB" >&2
+}
+
+# curl: the same rows as a gzip -1 COPY text file, sent chunked (-T -) to /copyfrom.
+curl_run() {
+  local table=$1 n=$2 file=$DIR/rows_$2.copy.gz
+  [ -f "$file" ] || "$PSQL" -X -q -c "\copy (SELECT * FROM rows_($n)) TO STDOUT" | gzip -1 >"$file"
+  local q="COPY $table (the_geom, name, n, i, ts) FROM STDIN" t0 t1
+  t0=$(date +%s.%N)
+  local url; url="$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$q")"
+  curl -sS -X POST -T - -H "Content-Type: application/octet-stream" -H "Content-Encoding: gzip" \
+    -u "$CARTO_SIM_USER:$CARTO_SIM_API_KEY" "$url" <"$file" >"$DIR/curl.out"
+  t1=$(date +%s.%N)
+  grep -q "\"total_rows\":$n" "$DIR/curl.out" || { echo "curl: $(cat "$DIR/curl.out")" >&2; exit 1; }
+  local secs; secs=$(python3 -c "print(round($t1 - $t0, 3))")
+  record "curl -T - gzip -1 /copyfrom" "$table" "$n" "$secs" ""
+  echo "curl to $table, $n rows: ${secs}s ($(stat -c %s "$file") bytes gzip)" >&2
+}
+
+# The seed's way: INSERT ... VALUES of 1000 rows per /sql request, one request after the other.
+seed_run() {
+  local table=$1 n=$2 d=$DIR/seed
+  rm -rf "$d"; mkdir -p "$d"
+  "$PSQL" -X -q -At -c "
+    SELECT format('INSERT INTO $table (the_geom, name, n, i, ts) VALUES %s',
+                  string_agg(format('(%L::geometry, %L, %s, %s, %L)', the_geom, name, n, i, ts), ', '))
+      FROM (SELECT *, (row_number() OVER () - 1) / 1000 AS chunk FROM rows_($n)) r GROUP BY chunk ORDER BY chunk" \
+    | split -l 1 - "$d/q_"
+  local t0 t1 f
+  t0=$(date +%s.%N)
+  for f in "$d"/q_*; do
+    curl -sS -u "$CARTO_SIM_USER:$CARTO_SIM_API_KEY" --data-urlencode "q@$f" "$CARTO_SIM_BASE_URL/api/v2/sql" \
+      | grep -q '"total_rows":1000' || { echo "seed request failed" >&2; exit 1; }
+  done
+  t1=$(date +%s.%N)
+  local secs; secs=$(python3 -c "print(round($t1 - $t0, 3))")
+  record "INSERT VALUES x1000 via /sql (seed)" "$table" "$n" "$secs" ""
+  echo "seed way into $table, $n rows: ${secs}s" >&2
+}
+
+for table in bw_plain bw_carto; do
+  for n in 10000 "$ROWS"; do
+    reset_remote; fdw_run "$table" "$n"
+    reset_remote; curl_run "$table" "$n"
+  done
+  reset_remote; seed_run "$table" "$SEED_ROWS"
+done
+
+# The report: rows/s, and each method against curl on the same table and row count (seed: extrapolated).
+python3 - "$RESULTS" "$ROWS" <<'PY'
+import sys, csv
+rows = list(csv.reader(open(sys.argv[1]), delimiter="\t"))
+big = int(sys.argv[2])
+curl = {(r[1], int(r[2])): float(r[3]) for r in rows if r[0].startswith("curl")}
+print("| method | table | rows | seconds | rows/s | vs curl (same table, rows) | backend VmHWM |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for m, t, n, s, kb in rows:
+    n, s = int(n), float(s)
+    rps = n / s if s > 0 else 0
+    c = curl.get((t, n)) or (curl.get((t, big)) * n / big if (t, big) in curl else None)
+    ratio = f"{s / c:.2f}x the time" if c else ""
+    extra = ""
+    if m.startswith("INSERT VALUES"):
+        extra = f" ({big} rows extrapolated: {big / rps:.0f} s)"
+    mem = f"{int(kb) / 1024:.0f} MB" if kb else ""
+    print(f"| {m} | {t} | {n} | {s:.2f}{extra} | {rps:,.0f} | {ratio} | {mem} |")
+PY
