@@ -437,10 +437,10 @@ fn strip_schema(name: &str) -> String {
 }
 
 fn quote_func_name(name: &str) -> String {
-    if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        name.to_string()
-    } else {
-        quote_ident(name)
+    // quote_identifier also quotes keywords: position, extract, overlay... are only callable quoted.
+    match std::ffi::CString::new(name) {
+        Ok(c) => unsafe { cstr_owned(pg_sys::quote_identifier(c.as_ptr())) }.unwrap_or_else(|| quote_ident(name)),
+        Err(_) => quote_ident(name),
     }
 }
 
@@ -468,8 +468,8 @@ pub unsafe fn const_text(typid: pg_sys::Oid, value: pg_sys::Datum) -> String {
     let mut out_fn = pg_sys::InvalidOid;
     let mut is_varlena = false;
     pg_sys::getTypeOutputInfo(typid, &mut out_fn, &mut is_varlena);
-    let p = pg_sys::OidOutputFunctionCall(out_fn, value);
-    cstr_owned(p).unwrap_or_default()
+    // Portable text form whatever the local DateStyle, IntervalStyle or extra_float_digits.
+    crate::pg::typeio::with_transmission_modes(|| cstr_owned(pg_sys::OidOutputFunctionCall(out_fn, value)).unwrap_or_default())
 }
 
 pub unsafe fn cstr_owned(p: *const std::ffi::c_char) -> Option<String> {

@@ -30,8 +30,7 @@ use crate::pg::typeio::{ColumnOutput, ParamOutput};
 /// CARTO's trigger fills it from the_geom: never sent on INSERT.
 const WEBMERCATOR: &str = "the_geom_webmercator";
 /// Name of the junk column that carries the rowid of each row to update or delete.
-const ROWID_JUNK: &CStr0 = c"carto_rowid";
-type CStr0 = std::ffi::CStr;
+const ROWID_JUNK: &std::ffi::CStr = c"carto_rowid";
 /// COPY text is handed to the upload in chunks of about this size (memory stays flat).
 pub const COPY_CHUNK: usize = 32 * 1024;
 /// Row-wise UPDATE/DELETE: rows per `/sql` request, and the largest request.

@@ -44,7 +44,8 @@ impl Transport {
 ///
 /// Paging stays exact whatever the rowid column holds: a page never ends inside a group of equal
 /// keys (the trailing group is re-read from `>= K`), a group larger than a page is read in one
-/// request, and rows with a NULL rowid are read last, in one request.
+/// request, and rows with a NULL rowid come last (NULLS LAST): when they do not fit in the last
+/// page they are read in one request of their own.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Page {
     First,
@@ -140,19 +141,21 @@ impl ScanPlan {
         }
         let rowid = crate::fdw::deparse::quote_ident(self.rowid.as_deref().unwrap_or("cartodb_id"));
         let lit = crate::fdw::deparse::quote_literal;
+        // Rows with a NULL rowid come after every key (NULLS LAST) on the ordinary pages.
         let (cond, limit) = match page {
-            Page::First => (format!("{rowid} IS NOT NULL"), Some(self.fetch_size as i64)),
-            Page::After(k) => (format!("{rowid} > {}", lit(k)), Some(self.fetch_size as i64)),
-            Page::From(k) => (format!("{rowid} >= {}", lit(k)), Some(self.fetch_size as i64)),
-            Page::Group(k) => (format!("{rowid} = {}", lit(k)), None),
-            Page::Nulls => (format!("{rowid} IS NULL"), None),
+            Page::First => (None, Some(self.fetch_size as i64)),
+            Page::After(k) => (Some(format!("({rowid} > {} OR {rowid} IS NULL)", lit(k))), Some(self.fetch_size as i64)),
+            Page::From(k) => (Some(format!("({rowid} >= {} OR {rowid} IS NULL)", lit(k))), Some(self.fetch_size as i64)),
+            Page::Group(k) => (Some(format!("{rowid} = {}", lit(k))), None),
+            Page::Nulls => (Some(format!("{rowid} IS NULL")), None),
         };
-        let order = if limit.is_some() { Some(rowid.as_str()) } else { None };
+        let order_by = format!("{rowid} ASC NULLS LAST");
+        let order = if limit.is_some() { Some(order_by.as_str()) } else { None };
         format!(
             "SELECT {}, {rowid}::text AS k FROM {}{}",
             self.select_list(true),
             self.from,
-            self.tail(params, Some(&cond), order, limit)
+            self.tail(params, cond.as_deref(), order, limit)
         )
     }
 

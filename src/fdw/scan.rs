@@ -110,26 +110,30 @@ impl ScanState {
         *next = match page {
             Page::Nulls => None,
             Page::Group(k) => Some(Page::After(k)),
-            Page::First | Page::After(_) | Page::From(_) if !full => Some(Page::Nulls),
+            // A short page: everything, NULL rowids included, has arrived.
+            Page::First | Page::After(_) | Page::From(_) if !full => None,
             Page::First | Page::After(_) | Page::From(_) => {
+                // Hold back the trailing group of equal keys (or of NULLs): the next request
+                // starts at it, or reads it whole when it fills the page.
                 let last = got.last().and_then(key_of);
-                match last {
-                    Some(k) => {
-                        // Hold back the trailing group of equal keys: the next page starts at it.
-                        let keep = got.iter().rposition(|r| key_of(r).as_deref() != Some(k.as_str()));
-                        match keep {
-                            Some(i) => {
-                                got.truncate(i + 1);
-                                Some(Page::From(k))
-                            }
-                            None => {
-                                // The whole page is one key: read that group at once.
-                                got.clear();
-                                Some(Page::Group(k))
-                            }
-                        }
+                let keep = got.iter().rposition(|r| key_of(r) != last);
+                match (last, keep) {
+                    (None, Some(i)) => {
+                        got.truncate(i + 1);
+                        Some(Page::Nulls)
                     }
-                    None => Some(Page::Nulls),
+                    (None, None) => {
+                        got.clear();
+                        Some(Page::Nulls)
+                    }
+                    (Some(k), Some(i)) => {
+                        got.truncate(i + 1);
+                        Some(Page::From(k))
+                    }
+                    (Some(k), None) => {
+                        got.clear();
+                        Some(Page::Group(k))
+                    }
                 }
             }
         };

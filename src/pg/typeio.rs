@@ -108,7 +108,23 @@ impl ParamOutput {
         if isnull {
             return format!("NULL::{}", self.type_name);
         }
-        let text = cstr_owned(self.output.output(value)).unwrap_or_default();
+        let text = with_transmission_modes(|| cstr_owned(self.output.output(value)).unwrap_or_default());
         literal_for_type(self.type_oid, &text, &self.type_name)
+    }
+}
+
+/// Runs `f` with the settings that make values' text forms portable (as postgres_fdw's
+/// set_transmission_modes): DateStyle ISO, IntervalStyle postgres, extra_float_digits 3. So a
+/// constant or parameter sent to CARTO means the same there whatever the local session's settings.
+pub fn with_transmission_modes<T>(f: impl FnOnce() -> T) -> T {
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        for (name, value) in [(c"datestyle", c"ISO"), (c"intervalstyle", c"postgres"), (c"extra_float_digits", c"3")] {
+            pg_sys::set_config_option(name.as_ptr(), value.as_ptr(), pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION, pg_sys::GucAction::GUC_ACTION_SAVE, true, 0, false);
+        }
+        let out = f();
+        pg_sys::AtEOXact_GUC(true, level);
+        out
     }
 }
