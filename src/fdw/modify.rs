@@ -165,32 +165,13 @@ unsafe fn json_from_list<T: for<'de> Deserialize<'de>>(list: *mut pg_sys::List) 
     serde_json::from_str(&s).map_err(|e| FdwError::internal(format!("unreadable modify plan: {e}")))
 }
 
-/// The local attnum of the column whose remote name is the rowid column.
+/// The local column whose remote name is the rowid column: attnum, type, typmod, collation.
 unsafe fn rowid_attnum(relid: pg_sys::Oid, rowid: &str) -> Option<(i16, pg_sys::Oid, i32, pg_sys::Oid)> {
-    let rel = pg_sys::RelationIdGetRelation(relid);
-    if rel.is_null() {
-        return None;
-    }
-    let tupdesc = (*rel).rd_att;
-    let natts = (*tupdesc).natts as usize;
-    let mut found = None;
-    for att in (*tupdesc).attrs.as_slice(natts) {
-        if att.attisdropped {
-            continue;
-        }
-        let local = cstr_owned(att.attname.data.as_ptr()).unwrap_or_default();
-        let remote = deflist_to_pairs(pg_sys::GetForeignColumnOptions(relid, att.attnum))
-            .into_iter()
-            .find(|(n, _)| n == "column_name")
-            .map(|(_, v)| v)
-            .unwrap_or(local);
-        if remote == rowid {
-            found = Some((att.attnum, att.atttypid, att.atttypmod, att.attcollation));
-            break;
-        }
-    }
-    pg_sys::RelationClose(rel);
-    found
+    crate::fdw::table::columns_of(relid)
+        .into_iter()
+        .flatten()
+        .find(|c| c.remote_name == rowid)
+        .map(|c| (c.attnum, c.type_oid, c.typmod, c.collation))
 }
 
 #[pgrx::pg_guard]

@@ -15,6 +15,44 @@ pub struct Column {
     pub remote_name: String,
     pub type_oid: pg_sys::Oid,
     pub typmod: i32,
+    pub collation: pg_sys::Oid,
+}
+
+/// A foreign table's columns with their remote names (option column_name, else the local name);
+/// index attnum - 1, None for dropped columns.
+///
+/// # Safety
+/// Must run in a transaction on the backend thread.
+pub unsafe fn columns_of(relid: pg_sys::Oid) -> Vec<Option<Column>> {
+    let rel = pg_sys::RelationIdGetRelation(relid);
+    if rel.is_null() {
+        return Vec::new();
+    }
+    let tupdesc = (*rel).rd_att;
+    let natts = (*tupdesc).natts as usize;
+    let mut columns = Vec::with_capacity(natts);
+    for att in (*tupdesc).attrs.as_slice(natts) {
+        if att.attisdropped {
+            columns.push(None);
+            continue;
+        }
+        let local = cstr_owned(att.attname.data.as_ptr()).unwrap_or_default();
+        let remote = deflist_to_pairs(pg_sys::GetForeignColumnOptions(relid, att.attnum))
+            .into_iter()
+            .find(|(n, _)| n == "column_name")
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| local.clone());
+        columns.push(Some(Column {
+            attnum: att.attnum,
+            local_name: local,
+            remote_name: remote,
+            type_oid: att.atttypid,
+            typmod: att.atttypmod,
+            collation: att.attcollation,
+        }));
+    }
+    pg_sys::RelationClose(rel);
+    columns
 }
 
 pub struct TableDef {
@@ -36,31 +74,7 @@ impl TableDef {
         let options =
             TableOptions::from_pairs(&deflist_to_pairs((*table).options), &local_name, &access.options);
 
-        let rel = pg_sys::RelationIdGetRelation(relid);
-        let tupdesc = (*rel).rd_att;
-        let natts = (*tupdesc).natts as usize;
-        let attrs = (*tupdesc).attrs.as_slice(natts);
-        let mut columns = Vec::with_capacity(natts);
-        for att in attrs {
-            if att.attisdropped {
-                columns.push(None);
-                continue;
-            }
-            let local = cstr_owned(att.attname.data.as_ptr()).unwrap_or_default();
-            let remote = deflist_to_pairs(pg_sys::GetForeignColumnOptions(relid, att.attnum))
-                .into_iter()
-                .find(|(n, _)| n == "column_name")
-                .map(|(_, v)| v)
-                .unwrap_or_else(|| local.clone());
-            columns.push(Some(Column {
-                attnum: att.attnum,
-                local_name: local,
-                remote_name: remote,
-                type_oid: att.atttypid,
-                typmod: att.atttypmod,
-            }));
-        }
-        pg_sys::RelationClose(rel);
+        let columns = columns_of(relid);
         Ok(TableDef { relid, local_name, access, options, columns })
     }
 

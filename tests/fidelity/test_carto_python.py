@@ -117,9 +117,6 @@ def test_sql_several_statements(sim):
     assert r["total_rows"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="carto-sim bug: wraps q in its own BEGIN/COMMIT, so a client's BEGIN;...;COMMIT; "
-                                     "gets 'there is already a transaction in progress' / 'there is no transaction in "
-                                     "progress' warnings; PostgreSQL's implicit transaction (CARTO) gives none")
 def test_sql_explicit_transaction_in_one_request_has_no_warnings(sim, unique):
     # GDAL's non-COPY writes send exactly this shape: "BEGIN;INSERT ...;COMMIT;"
     sql = SQLClient(auth(sim))
@@ -631,6 +628,26 @@ def test_batch_rate_limit_and_retry_after_is_truthful(sim):
     time.sleep(e.retry_after + 0.2)
     second = batch.create("SELECT 3")          # waiting Retry-After seconds is enough
     assert second["job_id"] != first["job_id"]
+
+
+def test_injected_429_kinds_as_carto_python_sees_them(sim):
+    # A fault with retry_after is CARTO's rate-limit refusal (CartoRateLimitException with its numbers);
+    # without it, the statement-timeout kind (a plain CartoException).
+    sim.add_fault(group="query", user="demo", status=429, retry_after=9, count=1)
+    try:
+        with pytest.raises(CartoRateLimitException) as ei:
+            SQLClient(auth(sim)).send("SELECT 1")
+        e = ei.value
+        assert (e.retry_after, e.remaining, e.reset) == (9, 0, 9) and e.limit >= 1
+        assert "You are over platform's limits. Please contact us to know more details" in str(e)
+        sim.add_fault(group="query", user="demo", status=429, count=1)
+        with pytest.raises(CartoException) as ei:
+            SQLClient(auth(sim)).send("SELECT 1")
+        assert not isinstance(ei.value, CartoRateLimitException)
+        assert inner(ei).args[0] == ["You are over platform's limits: SQL query timeout error. Refactor your query "
+                                     "before running again or contact CARTO support for more details."]
+    finally:
+        sim.clear_faults()
 
 
 def test_statement_timeout_is_a_429_without_retry_after(sim):

@@ -27,6 +27,11 @@ pub struct FaultSpec {
     /// JSON body for `status`.
     #[serde(default)]
     pub json: Option<serde_json::Value>,
+    /// Seconds for a `Retry-After` header on the `status` answer. With status 429 this makes it CARTO's
+    /// rate-limit refusal (its JSON by default, plus the `Carto-Rate-Limit-*` headers); a 429 without it
+    /// is the statement-timeout kind (no `Retry-After`).
+    #[serde(default)]
+    pub retry_after: Option<u64>,
     /// Answer 502 with an HTML page, as nginx would.
     #[serde(default)]
     pub html_502: bool,
@@ -56,10 +61,19 @@ pub struct Fault {
 #[derive(Debug, Default, Clone)]
 pub struct Applied {
     pub latency_ms: u64,
-    pub status: Option<(u16, Option<String>, Option<serde_json::Value>)>,
+    pub status: Option<InjectedStatus>,
     pub html_502: bool,
     pub cut_response_after: Option<u64>,
     pub cut_upload_after: Option<u64>,
+}
+
+/// An injected answer: status, optional body text or JSON, optional `Retry-After` seconds.
+#[derive(Debug, Clone)]
+pub struct InjectedStatus {
+    pub status: u16,
+    pub body: Option<String>,
+    pub json: Option<serde_json::Value>,
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Default)]
@@ -74,6 +88,9 @@ impl Faults {
             if g != "any" && Group::parse(g).is_none() {
                 return Err(format!("unknown group {g:?}"));
             }
+        }
+        if spec.retry_after.is_some() && spec.status.is_none() {
+            return Err("retry_after needs a status".into());
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut l) = self.list.lock() {
@@ -111,7 +128,12 @@ impl Faults {
                 if f.spec.html_502 {
                     a.html_502 = true;
                 } else if let Some(s) = f.spec.status {
-                    a.status = Some((s, f.spec.body.clone(), f.spec.json.clone()));
+                    a.status = Some(InjectedStatus {
+                        status: s,
+                        body: f.spec.body.clone(),
+                        json: f.spec.json.clone(),
+                        retry_after: f.spec.retry_after,
+                    });
                 }
             }
             if let Some(n) = f.spec.cut_response_after {

@@ -246,18 +246,33 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
         r.headers_mut().insert("content-type", HeaderValue::from_static("text/html"));
         return Outcome { resp: r, account: None, rate: None, cut: faults.cut_response_after };
     }
-    if let Some((status, body, json)) = &faults.status {
-        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let text = match (body, json) {
+    if let Some(inj) = &faults.status {
+        let status = StatusCode::from_u16(inj.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let too_many = status == StatusCode::TOO_MANY_REQUESTS;
+        let text = match (&inj.body, &inj.json) {
             (Some(b), _) => b.clone(),
             (None, Some(j)) => j.to_string(),
+            // A 429 is one of CARTO's two kinds: rate limit (with Retry-After) or statement timeout.
+            (None, None) if too_many => match inj.retry_after {
+                Some(n) => ApiError::rate_limited(n).json_text(),
+                None => ApiError::timeout().json_text(),
+            },
             (None, None) => ApiError::new(status, "Injected fault").json_text(),
         };
         let mut r = json_response(status, text);
-        if body.is_some() {
+        if inj.body.is_some() {
             r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
         }
-        return Outcome { resp: r, account: Some(account), rate: None, cut: faults.cut_response_after };
+        let mut rate = None;
+        if let Some(n) = inj.retry_after {
+            r.headers_mut().insert("retry-after", HeaderValue::from(n));
+            if too_many {
+                // As a real refusal: the group's limit (1 when the user has none), nothing left.
+                let limit = state.rate_spec(&account.name, group).map(|s| s.capacity()).unwrap_or(1);
+                rate = Some(Decision { allowed: false, limit, remaining: 0, reset_secs: n, retry_after_secs: n });
+            }
+        }
+        return Outcome { resp: r, account: Some(account), rate, cut: faults.cut_response_after };
     }
 
     // Rate limit (CARTO checks it before the credentials).
@@ -483,13 +498,71 @@ impl Drop for LoggedBody {
     }
 }
 
-/// Bind, print the ready line, serve until `shutdown` resolves.
+/// Serve on `listener` until `shutdown` resolves, then let open connections finish.
+///
+/// Each connection gets Node's idle socket timeout (`idle_timeout_secs`, as it is when the connection is
+/// accepted) as hyper's header read timeout, which also runs while a keep-alive connection waits for its
+/// next request: an idle keep-alive connection is closed after that long, as CARTO's Node server does.
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     crate::batch::start_worker(state.clone());
-    let app = axum::Router::new().fallback(handle).with_state(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+    // Dropping `signal_rx` tells everyone to shut down; `close_rx` clones track the open connections.
+    let (signal_tx, signal_rx) = tokio::sync::watch::channel(());
+    let signal_tx = Arc::new(signal_tx);
+    tokio::spawn(async move {
+        shutdown.await;
+        drop(signal_rx);
+    });
+    let (close_tx, close_rx) = tokio::sync::watch::channel(());
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Per-connection errors (reset before accept) are harmless; others (EMFILE): back off.
+                    if !matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused) {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    continue;
+                }
+            },
+            _ = signal_tx.closed() => break,
+        };
+        let idle = crate::config::secs(state.limits().idle_timeout_secs, 0.01);
+        let st = state.clone();
+        let svc = hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            let st = st.clone();
+            async move { Ok::<Response, std::convert::Infallible>(handle(State(st), req).await) }
+        });
+        let signal_tx = signal_tx.clone();
+        let close_rx = close_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(idle).keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            let mut signal_closed = std::pin::pin!(signal_tx.closed());
+            let mut shutting_down = false;
+            loop {
+                tokio::select! {
+                    _ = conn.as_mut() => break,
+                    _ = &mut signal_closed, if !shutting_down => {
+                        shutting_down = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(close_rx);
+        });
+    }
+    drop(close_rx);
+    drop(listener);
+    close_tx.closed().await;
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! Each statement of `q` is prepared first (for column types and typmods) and then run with the simple
 //! protocol (for PostgreSQL's text values, which is what node-postgres parses). Several statements run
-//! in one transaction. JSON is streamed: once the first row has been sent (configurable threshold), an
+//! as PostgreSQL runs them in one simple query (what CARTO sends): one implicit transaction, which a
+//! client's BEGIN turns explicit, a COMMIT/ROLLBACK ends, and a new one starts after it. JSON is streamed: once the first row has been sent (configurable threshold), an
 //! error can no longer change the status and is appended as `"error":[...]` in a 200 body, as CARTO does.
 use crate::errors::ApiError;
 use crate::json_values::{field_json, json_str, write_value, ColInfo};
@@ -279,13 +280,49 @@ impl Run {
         let mut error: Option<ApiError> = None;
         let mut client_gone = false;
 
+        // Notices and warnings, in order (PostgreSQL's and those the emulated implicit block adds).
+        let mut notes: Vec<(String, String)> = Vec::new();
+        // The transaction the sim holds open for a multi-statement `q` (PostgreSQL's implicit block),
+        // and whether the client's BEGIN made it explicit.
+        let mut in_tx = false;
+        let mut explicit = false;
         if multi {
             if let Err(e) = conn.client.batch_execute("BEGIN").await {
                 let _ = self.send(Msg::Fail(ApiError::from_pg(&e))).await;
                 return;
             }
+            in_tx = true;
         }
-        'stmts: for stmt in &self.stmts {
+        let n_stmts = self.stmts.len();
+        'stmts: for (i, stmt) in self.stmts.iter().enumerate() {
+            let kind = if multi { tx_kind(stmt) } else { TxKind::Other };
+            if in_tx && !explicit {
+                match &kind {
+                    // BEGIN takes over the implicit block (silently); its modes still apply.
+                    TxKind::Begin(modes) => {
+                        explicit = true;
+                        layout = Layout::new(Vec::new(), &[], None);
+                        last_count = None;
+                        if !modes.is_empty() {
+                            if let Err(e) = conn.client.batch_execute(&format!("SET TRANSACTION {modes}")).await {
+                                error = Some(ApiError::from_pg(&e));
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    TxKind::End { commit, chain: true } => {
+                        let what = if *commit { "COMMIT" } else { "ROLLBACK" };
+                        error = Some(ApiError::bad_request(format!("{what} AND CHAIN can only be used in transaction blocks")));
+                        break;
+                    }
+                    TxKind::Savepoint(what) => {
+                        error = Some(ApiError::bad_request(format!("{what} can only be used in transaction blocks")));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
             let cols = match conn.client.prepare(stmt).await {
                 Ok(p) => p.columns().iter().map(|c| ColInfo::from_column(c.name(), c.type_(), c.type_modifier())).collect::<Vec<_>>(),
                 Err(e) => {
@@ -362,6 +399,23 @@ impl Run {
                     }
                 }
             }
+            notes.extend(conn.drain_notices().iter().map(|n| (n.severity().to_string(), n.message().to_string())));
+            if let TxKind::End { chain, .. } = kind {
+                if !explicit {
+                    // COMMIT/ROLLBACK of an implicit block: PostgreSQL ends it, with a warning.
+                    notes.push(("WARNING".into(), "there is no transaction in progress".into()));
+                }
+                in_tx = explicit && chain;
+                explicit = in_tx;
+                // Statements after it run in a new implicit transaction.
+                if !in_tx && i + 1 < n_stmts {
+                    if let Err(e) = conn.client.batch_execute("BEGIN").await {
+                        error = Some(ApiError::from_pg(&e));
+                        break;
+                    }
+                    in_tx = true;
+                }
+            }
         }
 
         if client_gone {
@@ -370,7 +424,7 @@ impl Run {
             self.record.abort("client closed the connection");
             return;
         }
-        if multi {
+        if in_tx {
             let end = if error.is_some() { "ROLLBACK" } else { "COMMIT" };
             if let Err(e) = conn.client.batch_execute(end).await {
                 if error.is_none() {
@@ -378,7 +432,7 @@ impl Run {
                 }
             }
         }
-        let notices = conn.drain_notices();
+        notes.extend(conn.drain_notices().iter().map(|n| (n.severity().to_string(), n.message().to_string())));
         // The connection is clean (statement ended, transaction closed): back to the pool.
         conn.release();
 
@@ -407,11 +461,11 @@ impl Run {
                 }
                 // Notices grouped by severity: "notices", "warnings", ...
                 let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-                for n in notices {
-                    let key = format!("{}s", n.severity().to_ascii_lowercase());
+                for (severity, message) in notes {
+                    let key = format!("{}s", severity.to_ascii_lowercase());
                     match groups.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, v)) => v.push(n.message().to_string()),
-                        None => groups.push((key, vec![n.message().to_string()])),
+                        Some((_, v)) => v.push(message),
+                        None => groups.push((key, vec![message])),
                     }
                 }
                 for (k, v) in groups {
@@ -423,5 +477,134 @@ impl Run {
             Format::Csv => {}
         }
         let _ = self.send(Msg::Data(Bytes::from(out))).await;
+    }
+}
+
+/// How a statement of a multi-statement `q` acts on the transaction (PostgreSQL's transaction commands).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TxKind {
+    Other,
+    /// BEGIN / START TRANSACTION, with the transaction modes that follow (may be empty).
+    Begin(String),
+    /// COMMIT / END (commit) or ROLLBACK / ABORT, optionally AND CHAIN.
+    End { commit: bool, chain: bool },
+    /// SAVEPOINT / RELEASE / ROLLBACK TO: the command's name as PostgreSQL's error gives it.
+    Savepoint(&'static str),
+}
+
+/// Byte offset after whitespace and comments starting at `i`.
+fn skip_blank(b: &[u8], mut i: usize) -> usize {
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if b[i..].starts_with(b"--") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"/*") {
+            let mut depth = 0usize;
+            while i < b.len() {
+                if b[i..].starts_with(b"/*") {
+                    depth += 1;
+                    i += 2;
+                } else if b[i..].starts_with(b"*/") {
+                    depth = depth.saturating_sub(1);
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else {
+            return i;
+        }
+    }
+}
+
+/// The words of `stmt` (lowercased, with the offset after each), up to `max` of them.
+fn words(stmt: &str, max: usize) -> Vec<(String, usize)> {
+    let b = stmt.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while out.len() < max {
+        i = skip_blank(b, i);
+        let start = i;
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+            i += 1;
+        }
+        if i == start {
+            // Not a word (punctuation or the end).
+            if i < b.len() {
+                // (its offset stays before it: always a char boundary)
+                out.push((if b[i].is_ascii() { (b[i] as char).to_string() } else { "?".into() }, i));
+            }
+            break;
+        }
+        out.push((stmt[start..i].to_ascii_lowercase(), i));
+    }
+    out
+}
+
+fn tx_kind(stmt: &str) -> TxKind {
+    let w = words(stmt, 6);
+    let word = |k: usize| w.get(k).map(|(s, _)| s.as_str());
+    let rest_after = |k: usize| w.get(k).map(|(_, end)| stmt[*end..].trim()).unwrap_or("");
+    match word(0) {
+        Some("begin") => {
+            let k = if matches!(word(1), Some("work" | "transaction")) { 1 } else { 0 };
+            TxKind::Begin(rest_after(k).trim_end_matches(';').trim().to_string())
+        }
+        Some("start") if word(1) == Some("transaction") => TxKind::Begin(rest_after(1).trim_end_matches(';').trim().to_string()),
+        Some("savepoint") => TxKind::Savepoint("SAVEPOINT"),
+        Some("release") => TxKind::Savepoint("RELEASE SAVEPOINT"),
+        Some(first @ ("commit" | "end" | "rollback" | "abort")) => {
+            let commit = matches!(first, "commit" | "end");
+            let mut k = 1;
+            if matches!(word(k), Some("work" | "transaction")) {
+                k += 1;
+            }
+            match (word(k), word(k + 1), word(k + 2)) {
+                (None, _, _) => TxKind::End { commit, chain: false },
+                (Some("to"), _, _) if first == "rollback" => TxKind::Savepoint("ROLLBACK TO SAVEPOINT"),
+                (Some("and"), Some("chain"), None) => TxKind::End { commit, chain: true },
+                (Some("and"), Some("no"), Some("chain")) if word(k + 3).is_none() => TxKind::End { commit, chain: false },
+                // COMMIT PREPARED, syntax errors, ...: PostgreSQL's business.
+                _ => TxKind::Other,
+            }
+        }
+        _ => TxKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_commands() {
+        assert_eq!(tx_kind("BEGIN"), TxKind::Begin(String::new()));
+        assert_eq!(tx_kind(" /* c */ begin work"), TxKind::Begin(String::new()));
+        assert_eq!(tx_kind("BEGIN ISOLATION LEVEL SERIALIZABLE"), TxKind::Begin("ISOLATION LEVEL SERIALIZABLE".into()));
+        assert_eq!(tx_kind("start transaction read only"), TxKind::Begin("read only".into()));
+        assert_eq!(tx_kind("START"), TxKind::Other);
+        assert_eq!(tx_kind("COMMIT"), TxKind::End { commit: true, chain: false });
+        assert_eq!(tx_kind("end transaction"), TxKind::End { commit: true, chain: false });
+        assert_eq!(tx_kind("-- x\nROLLBACK WORK"), TxKind::End { commit: false, chain: false });
+        assert_eq!(tx_kind("abort"), TxKind::End { commit: false, chain: false });
+        assert_eq!(tx_kind("COMMIT AND CHAIN"), TxKind::End { commit: true, chain: true });
+        assert_eq!(tx_kind("rollback and no chain"), TxKind::End { commit: false, chain: false });
+        assert_eq!(tx_kind("ROLLBACK TO SAVEPOINT a"), TxKind::Savepoint("ROLLBACK TO SAVEPOINT"));
+        assert_eq!(tx_kind("rollback to a"), TxKind::Savepoint("ROLLBACK TO SAVEPOINT"));
+        assert_eq!(tx_kind("SAVEPOINT a"), TxKind::Savepoint("SAVEPOINT"));
+        assert_eq!(tx_kind("RELEASE SAVEPOINT a"), TxKind::Savepoint("RELEASE SAVEPOINT"));
+        assert_eq!(tx_kind("COMMIT PREPARED 'x'"), TxKind::Other);
+        assert_eq!(tx_kind("commit junk"), TxKind::Other);
+        assert_eq!(tx_kind("SELECT 1"), TxKind::Other);
+        assert_eq!(tx_kind("begin_x()"), TxKind::Other);
+        assert_eq!(tx_kind(""), TxKind::Other);
+        assert_eq!(tx_kind("/* unterminated"), TxKind::Other);
     }
 }

@@ -383,3 +383,38 @@ async fn idle_socket_timeout_cuts_silent_responses() {
     }
     assert_eq!(n, "0");
 }
+
+/// An error after the /copyto stream began: like CARTO, at least 6 KB of the rows produced before it are
+/// dropped, at a row boundary, so the data before the error JSON is a strict prefix of the rows produced.
+#[tokio::test]
+async fn copyto_error_after_streaming_drops_at_least_6kb_of_rows() {
+    let sim = TestSim::start_default();
+    let c = client();
+    // (row width, row that fails): small rows, rows about the hold-back size, rows larger than it
+    for (width, fail_at) in [(10usize, 3000u32), (100, 500), (3000, 40), (7000, 6), (20000, 12)] {
+        let q = format!("COPY (select g, repeat('x', {width}) from generate_series(1, {}) g where 1 / ({fail_at} - g) > -1) TO STDOUT", fail_at + 100);
+        let r = c.get(to_url(&sim, &q)).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        let produced: String = (1..fail_at).map(|g| format!("{g}\t{}\n", "x".repeat(width))).collect();
+        let err = r#"{"error":["division by zero"]}"#;
+        if status == 400 {
+            // Not enough rows before the error to send any: an ordinary JSON answer
+            assert_eq!(body, err);
+            assert!(produced.len() < 8192 + 2 * (width + 6), "{width}: {} bytes produced", produced.len());
+            continue;
+        }
+        assert_eq!(status, 200, "{width}");
+        assert!(body.ends_with(err), "{width}: {}", &body[body.len().saturating_sub(200)..]);
+        let data = &body[..body.len() - err.len()];
+        assert!(data.is_empty() || data.ends_with('\n'), "{width}: a row boundary");
+        assert!(produced.starts_with(data), "{width}: a prefix of the rows");
+        let dropped = produced.len() - data.len();
+        assert!(dropped >= 6 * 1024, "{width}: only {dropped} bytes dropped");
+        assert!(dropped <= 18 * 1024 || dropped <= 8192 + width + 7, "{width}: {dropped} bytes dropped");
+    }
+    // Without an error everything arrives
+    let r = c.get(to_url(&sim, "COPY (select g, repeat('x', 20000) from generate_series(1, 12) g) TO STDOUT")).send().await.unwrap();
+    let body = r.text().await.unwrap();
+    assert_eq!(body.lines().count(), 12);
+}

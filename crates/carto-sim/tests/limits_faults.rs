@@ -192,3 +192,116 @@ async fn admin_token() {
     assert_eq!(c.get(&log).send().await.unwrap().status(), 401);
     assert_eq!(c.get(&log).bearer_auth("sekret").send().await.unwrap().status(), 200);
 }
+
+/// An injected 429 is one of CARTO's two kinds: with `retry_after` the rate-limit refusal (its JSON,
+/// Retry-After and the Carto-Rate-Limit-* headers), without it the statement-timeout kind (no Retry-After).
+#[tokio::test]
+async fn injected_429_rate_limit_or_timeout_kind() {
+    let sim = TestSim::start_default();
+    let c = client();
+    let faults = format!("{}/_sim/faults", sim.url());
+    let r = c.post(&faults).json(&json!({"group": "query", "status": 429, "retry_after": 7})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.get(q_url(&sim, DEMO_MASTER_KEY)).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(h(&r, "retry-after").as_deref(), Some("7"));
+    assert_eq!(h(&r, "carto-rate-limit-limit").as_deref(), Some("1"), "unlimited plan: no group limit");
+    assert_eq!(h(&r, "carto-rate-limit-remaining").as_deref(), Some("0"));
+    assert_eq!(h(&r, "carto-rate-limit-reset").as_deref(), Some("7"));
+    assert_eq!(h(&r, "content-type").as_deref(), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"error":["You are over platform's limits. Please contact us to know more details"],"context":"limit","detail":"rate-limit"}"#
+    );
+    // The group's real limit is reported when the plan has one
+    sim.admin().set_plan("demo", carto_sim::config::Plan::Free);
+    let url = format!("{}/api/v2/sql/copyto?api_key={DEMO_MASTER_KEY}&q=COPY+cities+(name)+TO+STDOUT", sim.base_url("demo"));
+    c.post(&faults).json(&json!({"group": "copy_to", "status": 429, "retry_after": 60})).send().await.unwrap();
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(h(&r, "retry-after").as_deref(), Some("60"));
+    assert_eq!(h(&r, "carto-rate-limit-limit").as_deref(), Some("1"));
+    sim.admin().set_plan("demo", carto_sim::config::Plan::Enterprise);
+    c.post(&faults).json(&json!({"group": "query", "status": 429, "retry_after": 1})).send().await.unwrap();
+    let r = c.get(q_url(&sim, DEMO_MASTER_KEY)).send().await.unwrap();
+    assert_eq!(h(&r, "carto-rate-limit-limit").as_deref(), Some("15"));
+    sim.admin().set_plan("demo", carto_sim::config::Plan::Unlimited);
+    // Without retry_after: the statement-timeout kind
+    sim.admin().fail_next("query", 429, 1);
+    let r = c.get(q_url(&sim, DEMO_MASTER_KEY)).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(h(&r, "retry-after").is_none());
+    assert!(h(&r, "carto-rate-limit-limit").is_none());
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"error":["You are over platform's limits: SQL query timeout error. Refactor your query before running again or contact CARTO support for more details."],"context":"limit","detail":"datasource"}"#
+    );
+    // A custom body wins; retry_after still sets the header (on any status)
+    c.post(&faults).json(&json!({"group": "query", "status": 503, "retry_after": 3, "json": {"error": ["busy"]}})).send().await.unwrap();
+    let r = c.get(q_url(&sim, DEMO_MASTER_KEY)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(h(&r, "retry-after").as_deref(), Some("3"));
+    assert!(h(&r, "carto-rate-limit-limit").is_none());
+    assert_eq!(r.text().await.unwrap(), r#"{"error":["busy"]}"#);
+    // retry_after needs a status; bad values are refused
+    let r = c.post(&faults).json(&json!({"group": "query", "retry_after": 3})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c.post(&faults).json(&json!({"group": "query", "status": 429, "retry_after": -1})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(c.get(q_url(&sim, DEMO_MASTER_KEY)).send().await.unwrap().status(), 200);
+}
+
+/// Node's idle socket timeout also closes a keep-alive connection that waits too long for its next request.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = TestSim::start_default();
+    sim.admin().set_limits(|l| l.idle_timeout_secs = 0.5);
+    let addr = sim.url().trim_start_matches("http://").to_string();
+    let request = format!("GET /user/demo/api/v2/sql?q=select+1+as+x&api_key={DEMO_MASTER_KEY} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    // Read one whole answer (Content-Length or chunked); None when the server closed the connection.
+    async fn answer(s: &mut tokio::net::TcpStream) -> Option<String> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let head = head.to_ascii_lowercase();
+                let len = head.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()));
+                let chunked = head.contains("transfer-encoding: chunked");
+                if len.is_some_and(|n| body.len() >= n) || (chunked && body.ends_with("0\r\n\r\n")) {
+                    return Some(text);
+                }
+            }
+            let n = s.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Requests within the timeout reuse the connection
+    for _ in 0..3 {
+        s.write_all(request.as_bytes()).await.unwrap();
+        let a = answer(&mut s).await.expect("an answer");
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+        assert!(a.contains(r#"{"rows":[{"x":1}"#) && a.contains(r#""total_rows":1}"#), "{a}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Idle longer than the timeout: the server closes it (EOF), without an answer
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.expect("closed by the server").unwrap_or(0);
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&rest));
+    assert!(t.elapsed() >= Duration::from_millis(200), "not before the timeout: {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // A connection that never sends a request is closed too
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.expect("closed by the server").unwrap_or(0);
+    assert_eq!(n, 0);
+    // A fresh connection still works
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    assert!(answer(&mut s).await.is_some());
+}

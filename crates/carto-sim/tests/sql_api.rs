@@ -305,3 +305,96 @@ async fn session_state_leaks_across_requests_like_carto() {
     let (_, v) = sql(&sim, "demo", "select current_setting('application_name') a").await;
     assert_eq!(v["rows"][0]["a"], "leaky");
 }
+
+/// A multi-statement `q` behaves as PostgreSQL's simple query (what CARTO sends): BEGIN takes over the
+/// implicit transaction, COMMIT/ROLLBACK end it, later statements run in a new one, an error rolls back
+/// the current one. Each expectation below is what `psql -c` gives on PostgreSQL itself.
+#[tokio::test]
+async fn explicit_transactions_inside_one_q_run_as_in_one_simple_query() {
+    let sim = TestSim::start_default();
+    let rows = |t: &str| sim.psql_value("demo", &format!("select coalesce(array_agg(x order by x)::text, '{{}}') from {t}"));
+    let (s, _) = sql(&sim, "demo", "create table t1(x int)").await;
+    assert_eq!(s, 200);
+    // GDAL's non-COPY writes: no warnings at all
+    let (s, v) = sql(&sim, "demo", "BEGIN;INSERT INTO t1 VALUES (1), (2);COMMIT;").await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v.get("warnings").is_none() && v.get("notices").is_none(), "{v}");
+    assert_eq!(v["rows"], json!([]));
+    assert_eq!(rows("t1").as_deref(), Some("{1,2}"));
+    // Lower case, comments, START TRANSACTION / END
+    let (s, v) = sql(&sim, "demo", "/* w */ start transaction; insert into t1 values (3); end").await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v.get("warnings").is_none(), "{v}");
+    // COMMIT without BEGIN ends the implicit block with PostgreSQL's warning; the rest runs in a new one
+    let (s, v) = sql(&sim, "demo", "INSERT INTO t1 VALUES (4);COMMIT;INSERT INTO t1 VALUES (5)").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["warnings"], json!(["there is no transaction in progress"]));
+    assert_eq!(rows("t1").as_deref(), Some("{1,2,3,4,5}"));
+    // An error after a COMMIT rolls back only the new transaction
+    let (s, v) = sql(&sim, "demo", "BEGIN;INSERT INTO t1 VALUES (6);COMMIT;INSERT INTO t1 VALUES (7);INSERT INTO t1 VALUES ('x')").await;
+    assert_eq!(s, 400);
+    assert_eq!(err_msg(&v), "invalid input syntax for type integer: \"x\"");
+    assert_eq!(rows("t1").as_deref(), Some("{1,2,3,4,5,6}"));
+    // An error inside BEGIN ... COMMIT rolls it all back
+    let (s, _) = sql(&sim, "demo", "BEGIN;INSERT INTO t1 VALUES (8);SELECT 1/0;COMMIT").await;
+    assert_eq!(s, 400);
+    assert_eq!(rows("t1").as_deref(), Some("{1,2,3,4,5,6}"));
+    // ROLLBACK ends the transaction (ROLLBACK of an implicit block warns), the rest runs and commits
+    let (s, v) = sql(&sim, "demo", "BEGIN;INSERT INTO t1 VALUES (9);ROLLBACK;INSERT INTO t1 VALUES (10)").await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v.get("warnings").is_none(), "{v}");
+    let (s, v) = sql(&sim, "demo", "INSERT INTO t1 VALUES (11);ABORT;INSERT INTO t1 VALUES (12)").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["warnings"], json!(["there is no transaction in progress"]));
+    assert_eq!(rows("t1").as_deref(), Some("{1,2,3,4,5,6,10,12}"));
+    // A second BEGIN warns, as in PostgreSQL
+    let (s, v) = sql(&sim, "demo", "BEGIN;BEGIN;INSERT INTO t1 VALUES (13);COMMIT").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["warnings"], json!(["there is already a transaction in progress"]));
+    // BEGIN's transaction modes apply; savepoints work inside BEGIN ... COMMIT
+    let (s, v) = sql(&sim, "demo", "BEGIN ISOLATION LEVEL SERIALIZABLE;SELECT current_setting('transaction_isolation') AS i;COMMIT").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["rows"], json!([{"i": "serializable"}]));
+    let (s, v) = sql(&sim, "demo", "SELECT 1 AS a;BEGIN ISOLATION LEVEL SERIALIZABLE;SELECT 2").await;
+    assert_eq!(s, 200, "streamed: {v}");
+    assert_eq!(err_msg(&v), "SET TRANSACTION ISOLATION LEVEL must be called before any query");
+    let (s, v) = sql(&sim, "demo", "BEGIN;SAVEPOINT a;INSERT INTO t1 VALUES (14);ROLLBACK TO SAVEPOINT a;INSERT INTO t1 VALUES (15);RELEASE a;COMMIT").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(rows("t1").as_deref(), Some("{1,2,3,4,5,6,10,12,13,15}"));
+    // ... but not in an implicit block (PostgreSQL's errors), nor COMMIT AND CHAIN
+    for (q, msg) in [
+        ("INSERT INTO t1 VALUES (16);SAVEPOINT a", "SAVEPOINT can only be used in transaction blocks"),
+        ("INSERT INTO t1 VALUES (16);RELEASE a", "RELEASE SAVEPOINT can only be used in transaction blocks"),
+        ("INSERT INTO t1 VALUES (16);ROLLBACK TO a", "ROLLBACK TO SAVEPOINT can only be used in transaction blocks"),
+        ("INSERT INTO t1 VALUES (16);COMMIT AND CHAIN", "COMMIT AND CHAIN can only be used in transaction blocks"),
+    ] {
+        let (s, v) = sql(&sim, "demo", q).await;
+        assert_eq!((s, err_msg(&v).as_str()), (400, msg), "{q}");
+    }
+    let (s, v) = sql(&sim, "demo", "BEGIN;INSERT INTO t1 VALUES (17);COMMIT AND CHAIN;INSERT INTO t1 VALUES (18);COMMIT").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(rows("t1").as_deref(), Some("{1,2,3,4,5,6,10,12,13,15,17,18}"));
+    // A BEGIN left open at the end is committed; the pooled connection is clean afterwards
+    let (s, v) = sql(&sim, "demo", "SELECT 1;BEGIN;INSERT INTO t1 VALUES (19)").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = sql(&sim, "demo", "SELECT count(*) AS n FROM t1 WHERE x = 19").await;
+    assert_eq!((s, v["rows"][0]["n"].clone()), (200, json!(1)));
+    let (s, v) = sql(&sim, "demo", "SAVEPOINT z").await;
+    assert_eq!(s, 400, "not inside a transaction: {v}");
+}
+
+/// CARTO's cartodbfy is quiet on a fresh table (no "trigger ... does not exist, skipping" notices).
+#[tokio::test]
+async fn cartodbfy_emits_no_notices() {
+    let sim = TestSim::start_default();
+    let (s, v) = sql(&sim, "demo", "CREATE TABLE fresh (cartodb_id serial PRIMARY KEY, the_geom geometry(Geometry,4326), the_geom_webmercator geometry(Geometry,3857), name text)").await;
+    assert_eq!(s, 200, "{v}");
+    for _ in 0..2 {
+        // fresh, then already cartodbfied (its triggers are dropped and made again)
+        let (s, v) = sql(&sim, "demo", "SELECT CDB_CartodbfyTable('fresh'::regclass)").await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v.get("notices").is_none() && v.get("warnings").is_none(), "{v}");
+    }
+    let n = sim.psql_value("demo", "select count(*) from pg_trigger where tgrelid = 'fresh'::regclass and not tgisinternal");
+    assert_eq!(n.as_deref(), Some("4"), "all four triggers are there");
+}

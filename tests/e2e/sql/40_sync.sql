@@ -57,7 +57,7 @@ UPDATE src SET name = 'after fault', updated_at = '2027-02-01' WHERE id = 3;
 SET client_min_messages = error;
 SELECT carto.push('src', 'carto', 's40_ups', mode => 'upsert', key => 'id', since => 'updated_at') AS failed_run;
 RESET client_min_messages;
-SELECT status, rows, watermark_from, watermark_to, error LIKE 'CARTO: connection lost%' AS cut FROM carto.sync_runs WHERE target = 'carto.s40_ups' ORDER BY run_id DESC LIMIT 1;
+SELECT status, rows, watermark_from, watermark_to, error LIKE 'CARTO:%' AS carto_error FROM carto.sync_runs WHERE target = 'carto.s40_ups' ORDER BY run_id DESC LIMIT 1;
 SELECT * FROM carto.query('carto', $$SELECT (SELECT name FROM s40_ups WHERE id = 3) AS id3,
   (SELECT count(*) FROM pg_tables WHERE tablename LIKE 'carto_sync_stage%') AS staging_left$$);
 \! curl -s -X POST "$CARTO_SIM_ADMIN/faults" -H 'Content-Type: application/json' -d '{"group":"query","status":500,"count":1}' >/dev/null

@@ -32,6 +32,13 @@ DO $$BEGIN
   END LOOP;
 END$$;
 SELECT cron.unschedule('carto sites');
+-- pg_cron marks a job run finished just after its transaction commits: wait for that too.
+DO $$BEGIN
+  FOR i IN 1..30 LOOP
+    EXIT WHEN (SELECT count(*) FROM cron.job_run_details WHERE status NOT IN ('starting', 'running')) >= 2;
+    PERFORM pg_sleep(0.5);
+  END LOOP;
+END$$;
 SELECT status, rows FROM carto.sync_runs WHERE name = 'sites to carto' ORDER BY run_id;
 SELECT name, last_status, last_rows, watermark IS NOT NULL AS has_watermark FROM carto.sync_status;
 SELECT status, count(*) FROM cron.job_run_details GROUP BY status;
