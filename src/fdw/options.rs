@@ -211,6 +211,12 @@ pub fn validate(
     let has = |n: &str| seen.contains(&n);
     match target {
         OptionTarget::Server => {
+            if !has("username") && !has("base_url") {
+                return Err(FdwError::InvalidOption {
+                    message: "a carto_fdw server needs the option \"username\" or \"base_url\"".into(),
+                    hint: Some("Use username for a cloud account (https://USERNAME.carto.com), or base_url for an organisation member, on-premises or local server.".into()),
+                });
+            }
             if has("username") && has("base_url") {
                 return Err(FdwError::InvalidOption {
                     message: "options \"username\" and \"base_url\" cannot both be set".into(),
@@ -404,7 +410,7 @@ mod unit {
 
     #[test]
     fn unknown_option_hints_valid_names() {
-        let e = validate(OptionTarget::Server, &pairs(&[("usernme", "x")]), true).unwrap_err();
+        let e = validate(OptionTarget::Server, &pairs(&[("username", "a"), ("usernme", "x")]), true).unwrap_err();
         match e {
             FdwError::InvalidOption { message, hint } => {
                 assert_eq!(message, "invalid option \"usernme\" for a server");
@@ -427,8 +433,9 @@ mod unit {
 
     #[test]
     fn ranges_and_booleans() {
-        assert!(validate(OptionTarget::Server, &pairs(&[("compression_level", "10")]), true).is_err());
-        assert!(validate(OptionTarget::Server, &pairs(&[("compression_level", "9")]), true).is_ok());
+        assert!(validate(OptionTarget::Server, &pairs(&[("username", "a"), ("compression_level", "10")]), true).is_err());
+        assert!(validate(OptionTarget::Server, &pairs(&[("username", "a"), ("compression_level", "9")]), true).is_ok());
+        assert!(validate(OptionTarget::Server, &pairs(&[("compression_level", "9")]), true).is_err());
         assert!(validate(OptionTarget::Table, &pairs(&[("updatable", "maybe")]), true).is_err());
         assert!(validate(OptionTarget::Table, &pairs(&[("scan_method", "copy")]), true).is_ok());
         assert!(validate(OptionTarget::Table, &pairs(&[("scan_method", "fast")]), true).is_err());
@@ -437,7 +444,7 @@ mod unit {
     #[test]
     fn superuser_only_and_key_never_echoed() {
         assert!(matches!(
-            validate(OptionTarget::Server, &pairs(&[("insecure", "true")]), false),
+            validate(OptionTarget::Server, &pairs(&[("username", "a"), ("insecure", "true")]), false),
             Err(FdwError::InsufficientPrivilege { .. })
         ));
         let e = validate(OptionTarget::Server, &pairs(&[("base_url", "http://h/user/a?api_key=SECRET")]), true)

@@ -224,7 +224,9 @@ unsafe fn rel_size(
     for ri in PgList::<pg_sys::RestrictInfo>::from_pg((*baserel).baserestrictinfo).iter_ptr() {
         let mut d = Deparser::new(&info);
         match d.clause((*ri).clause.cast()) {
-            Some(sql) if d.params.iter().all(|&p| is_extern_param(p)) => remote_conds.push((ri, sql)),
+            // Params (a prepared statement's $n, a correlated subquery's outer values) are known
+            // when the scan starts: shipped as literals then.
+            Some(sql) => remote_conds.push((ri, sql)),
             _ => local_conds.push(ri),
         }
     }
@@ -278,11 +280,6 @@ unsafe fn clause_selectivity(
         pg_sys::JoinType::JOIN_INNER,
         std::ptr::null_mut(),
     )
-}
-
-unsafe fn is_extern_param(e: *mut pg_sys::Expr) -> bool {
-    (*e.cast::<pg_sys::Node>()).type_ == pg_sys::NodeTag::T_Param
-        && (*e.cast::<pg_sys::Param>()).paramkind == pg_sys::ParamKind::PARAM_EXTERN
 }
 
 /// CARTO's own idea of the table's size (pg_class.reltuples), cached for a few minutes.

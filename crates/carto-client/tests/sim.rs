@@ -604,7 +604,10 @@ async fn copy_from_rollover_at_small_limit() {
         Some(e) => e,
         None => err(up.finish().await),
     };
-    assert_eq!(e.kind, ErrorKind::PayloadTooLarge, "{e}");
+    // The server answers 400 and closes the connection while the client may still be writing:
+    // whether the client reads the answer or hits the closed socket first is a race (CARTO's own
+    // server closes the same way). Either way the upload failed and nothing is kept.
+    assert!(matches!(e.kind, ErrorKind::PayloadTooLarge | ErrorKind::Transport), "{e}");
     assert_eq!(count(&sim, "tr2"), 0);
 }
 

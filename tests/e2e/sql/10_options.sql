@@ -60,11 +60,9 @@ CREATE SERVER s_bad FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'url_with_
 -- username xor base_url.
 CREATE SERVER s_bad FOREIGN DATA WRAPPER carto_fdw OPTIONS (username 'alice', base_url 'https://team.carto.com/user/alice');
 ALTER SERVER s_cloud OPTIONS (ADD base_url 'https://team.carto.com/user/alice');
--- Neither: accepted by CREATE (a server may be completed later), refused clearly when used.
+-- Neither: refused when the server is created (a server names exactly one account).
 CREATE SERVER s_none FOREIGN DATA WRAPPER carto_fdw;
-CREATE USER MAPPING FOR CURRENT_USER SERVER s_none;
-CREATE FOREIGN TABLE ft_none (x int) SERVER s_none;
-SELECT * FROM ft_none;
+ALTER SERVER s_cloud OPTIONS (DROP username);
 -- An option given twice.
 CREATE SERVER s_bad FOREIGN DATA WRAPPER carto_fdw OPTIONS (username 'a', fetch_size '1', fetch_size '2');
 -- The wrapper itself takes no options.
