@@ -32,7 +32,7 @@ const WEBMERCATOR: &str = "the_geom_webmercator";
 /// Name of the junk column that carries the rowid of each row to update or delete.
 const ROWID_JUNK: &std::ffi::CStr = c"carto_rowid";
 /// COPY text is handed to the upload in chunks of about this size (memory stays flat).
-pub const COPY_CHUNK: usize = 32 * 1024;
+pub const COPY_CHUNK: usize = 256 * 1024;
 /// Row-wise UPDATE/DELETE: rows per `/sql` request, and the largest request.
 const ROWWISE_BATCH_ROWS: usize = 1000;
 const ROWWISE_BATCH_BYTES: usize = 1024 * 1024;

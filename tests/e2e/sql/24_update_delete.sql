@@ -51,7 +51,10 @@ SELECT cartodb_id, n FROM t24 WHERE cartodb_id > 10000 ORDER BY 1;
 UPDATE t24 SET n = 0 WHERE cartodb_id = 1000 RETURNING n;
 DELETE FROM t24 WHERE cartodb_id = 1000 RETURNING *;
 CREATE FOREIGN TABLE t24_noid (name text, n int) SERVER carto OPTIONS (table_name 't24');
-UPDATE t24_noid SET n = 0 WHERE name = (SELECT 'row 1000');
+UPDATE t24_noid SET n = 0 WHERE name = 'row 1000' AND random() >= 0;
+-- A value known only at execution (an InitPlan's) still lets the statement ship whole.
+UPDATE t24_noid SET n = 5 WHERE name = (SELECT 'row 1000');
+SELECT n FROM t24 WHERE cartodb_id = 1000;
 UPDATE t24_noid SET n = 7 WHERE name = 'row 1000';
 SELECT n FROM t24 WHERE cartodb_id = 1000;
 
