@@ -55,26 +55,40 @@ async fn main() {
     let copy_out_sql = "COPY src TO STDOUT";
     println!("carto-client bench: {rows} rows, sim at {}", sim.url());
 
-    // copy_to: client.
-    let t = Instant::now();
+    // copy_to: the client and curl alternately, three times each, best of each (the first read of the table
+    // warms the sim's cache; whoever went first would pay for it). The client's chunks are counted, not kept.
+    let mut best_client = Duration::MAX;
+    let mut best_curl = Duration::MAX;
+    let mut client_bytes = 0usize;
+    let mut curl_bytes = 0usize;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut s = client.copy_to(copy_out_sql).await.expect("copy_to");
+        let (mut bytes, mut lines) = (0usize, 0usize);
+        while let Some(c) = s.next_chunk().await.expect("chunk") {
+            bytes += c.len();
+            lines += c.iter().filter(|&&b| b == b'\n').count();
+        }
+        best_client = best_client.min(t.elapsed());
+        assert_eq!(lines, rows);
+        client_bytes = bytes;
+
+        let (out, d) = curl(&[
+            "-sS", "-o", "/dev/null", "-w", "%{size_download}", "-u", &auth, "-X", "POST",
+            "--data-urlencode", &format!("q={copy_out_sql}"), &format!("{base}/api/v2/sql/copyto"),
+        ]);
+        curl_bytes = out.trim().parse().unwrap_or(0);
+        best_curl = best_curl.min(d);
+    }
+    assert_eq!(curl_bytes, client_bytes, "curl got a different size");
+    report("copy_to   carto-client (best of 3)", client_bytes, rows, best_client);
+    report("copy_to   curl (best of 3)", curl_bytes, rows, best_curl);
+    // The COPY text the copy_from runs below upload.
+    let mut data: Vec<u8> = Vec::with_capacity(client_bytes);
     let mut s = client.copy_to(copy_out_sql).await.expect("copy_to");
-    let mut data: Vec<u8> = Vec::new();
     while let Some(c) = s.next_chunk().await.expect("chunk") {
         data.extend_from_slice(&c);
     }
-    let d = t.elapsed();
-    let n_lines = copy_text::lines(&data).count();
-    assert_eq!(n_lines, rows);
-    report("copy_to   carto-client", data.len(), rows, d);
-
-    // copy_to: curl.
-    let (out, d) = curl(&[
-        "-sS", "-o", "/dev/null", "-w", "%{size_download}", "-u", &auth, "-X", "POST",
-        "--data-urlencode", &format!("q={copy_out_sql}"), &format!("{base}/api/v2/sql/copyto"),
-    ]);
-    let n: usize = out.trim().parse().unwrap_or(0);
-    assert_eq!(n, data.len(), "curl got a different size");
-    report("copy_to   curl", n, rows, d);
 
     // copy_from: client (gzip level 1, 64 KB sends of whole lines).
     let data = Bytes::from(data);

@@ -177,7 +177,9 @@ async fn pump(
         Some(b) => pending.extend_from_slice(&b),
         None => return finish(pending, tx).await,
     }
-    let mut deadline = Instant::now() + idle;
+    // One timer for the whole stream, pushed back when data arrives (not a new one per chunk).
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     loop {
         let cut = ready_cut(&pending);
         if cut >= CHUNK_TARGET {
@@ -197,7 +199,7 @@ async fn pump(
                 Some(Ok(chunk)) => {
                     stats.add_received(chunk.len() as u64);
                     pending.extend_from_slice(&chunk);
-                    deadline = Instant::now() + idle;
+                    idle_timer.as_mut().reset(Instant::now() + idle);
                     if pending.len() as u64 > max_line.max(CHUNK_TARGET as u64 * 4) {
                         return Err(Error::new(
                             ErrorKind::Protocol,
@@ -215,7 +217,7 @@ async fn pump(
                 }
                 None => return finish(pending, tx).await,
             },
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = &mut idle_timer => {
                 return Err(Error::new(
                     ErrorKind::Timeout,
                     Endpoint::CopyTo,
@@ -232,11 +234,13 @@ async fn finish(mut pending: BytesMut, tx: &mpsc::Sender<Msg>) -> Result<()> {
         let _ = tx.send(Msg::End).await;
         return Ok(());
     }
-    // The last line, with or without its '\n'.
-    let body_end = if pending.ends_with(b"\n") { pending.len() - 1 } else { pending.len() };
+    // CARTO appends its error JSON with no newline, while every COPY text row ends with one: only an
+    // unterminated tail can be the error. (A last row that is itself `{"error":...}` JSON, possible in a
+    // one-column text or json table, ends with '\n' and stays data.)
+    let body_end = pending.len();
     let line_start = memchr::memrchr(b'\n', &pending[..body_end]).map_or(0, |i| i + 1);
     let last = &pending[line_start..body_end];
-    if last.starts_with(b"{") {
+    if !last.is_empty() && last.starts_with(b"{") {
         if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(last) {
             if let Some(p) = parse_error_object(&o) {
                 let mut e = Error::from_body_error(Endpoint::CopyTo, p);
@@ -277,8 +281,10 @@ mod tests {
         let e = finish(BytesMut::from(&b"1\ta\n{\"error\":[\"boom\"],\"detail\":\"d\"}"[..]), &tx).await.unwrap_err();
         assert_eq!(e.message, "boom");
         assert_eq!(e.detail.as_deref(), Some("d"));
-        let e = finish(BytesMut::from(&b"{\"error\":[\"boom\"]}\n"[..]), &tx).await.unwrap_err();
-        assert_eq!(e.message, "boom");
+        // A last ROW that is error-shaped JSON ends with '\n': data, not CARTO's error.
+        finish(BytesMut::from(&b"{\"error\":[\"boom\"]}\n"[..]), &tx).await.unwrap();
+        assert!(matches!(rx.recv().await, Some(Msg::Chunk(b)) if &b[..] == b"{\"error\":[\"boom\"]}\n"));
+        assert!(matches!(rx.recv().await, Some(Msg::End)));
         let e = finish(BytesMut::from(&b"1\ta\n2\tb"[..]), &tx).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Protocol);
         finish(BytesMut::from(&b"{\"error\":x\n"[..]), &tx).await.unwrap();
