@@ -704,21 +704,10 @@ pub unsafe extern "C-unwind" fn get_foreign_modify_batch_size(rinfo: *mut pg_sys
     100
 }
 
+/// ExecForeignUpdate and ExecForeignDelete alike: a row-wise statement collects the row's rowid
+/// (and, for UPDATE, its changed columns) into the next batch.
 #[pgrx::pg_guard]
-pub unsafe extern "C-unwind" fn exec_foreign_update(
-    _estate: *mut pg_sys::EState,
-    rinfo: *mut pg_sys::ResultRelInfo,
-    slot: *mut pg_sys::TupleTableSlot,
-    plan_slot: *mut pg_sys::TupleTableSlot,
-) -> *mut pg_sys::TupleTableSlot {
-    if let Some(ModifyState::Rowwise(st)) = modify_state(rinfo) {
-        st.add_row(slot, plan_slot).or_report();
-    }
-    slot
-}
-
-#[pgrx::pg_guard]
-pub unsafe extern "C-unwind" fn exec_foreign_delete(
+pub unsafe extern "C-unwind" fn exec_foreign_update_or_delete(
     _estate: *mut pg_sys::EState,
     rinfo: *mut pg_sys::ResultRelInfo,
     slot: *mut pg_sys::TupleTableSlot,
@@ -1073,8 +1062,8 @@ pub fn assign_slots(r: &mut pg_sys::FdwRoutine) {
     r.ExecForeignInsert = Some(exec_foreign_insert);
     r.ExecForeignBatchInsert = Some(exec_foreign_batch_insert);
     r.GetForeignModifyBatchSize = Some(get_foreign_modify_batch_size);
-    r.ExecForeignUpdate = Some(exec_foreign_update);
-    r.ExecForeignDelete = Some(exec_foreign_delete);
+    r.ExecForeignUpdate = Some(exec_foreign_update_or_delete);
+    r.ExecForeignDelete = Some(exec_foreign_update_or_delete);
     r.EndForeignModify = Some(end_foreign_modify);
     r.BeginForeignInsert = Some(begin_foreign_insert);
     r.EndForeignInsert = Some(end_foreign_insert);

@@ -23,7 +23,16 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn parse(s: &str) -> FdwResult<Self> {
+    /// The mode, checked together with the key it may need.
+    fn parse(s: &str, key: Option<&str>) -> FdwResult<Self> {
+        let mode = Self::from_name(s)?;
+        if mode == Mode::Upsert && key.is_none() {
+            return Err(FdwError::InvalidOptionValue { message: "mode upsert needs key => 'column'".into() });
+        }
+        Ok(mode)
+    }
+
+    fn from_name(s: &str) -> FdwResult<Self> {
         match s {
             "append" => Ok(Mode::Append),
             "replace" => Ok(Mode::Replace),
@@ -113,10 +122,7 @@ fn push_impl(
     name: Option<&str>,
     wait: bool,
 ) -> Option<i64> {
-    let mode = Mode::parse(mode).or_report();
-    if mode == Mode::Upsert && key.is_none() {
-        FdwError::InvalidOptionValue { message: "mode upsert needs key => 'column'".into() }.report();
-    }
+    let mode = Mode::parse(mode, key).or_report();
     let lnglat = match lnglat {
         None => None,
         Some(v) => match v.as_slice() {
@@ -180,10 +186,7 @@ fn pull_impl(
     name: Option<&str>,
     wait: bool,
 ) -> Option<i64> {
-    let mode = Mode::parse(mode).or_report();
-    if mode == Mode::Upsert && key.is_none() {
-        FdwError::InvalidOptionValue { message: "mode upsert needs key => 'column'".into() }.report();
-    }
+    let mode = Mode::parse(mode, key).or_report();
     let _ = server_oid(server);
     let name = name.map(str::to_string).unwrap_or_else(|| format!("pull {server}.{remote} -> {target}"));
     let started = runs::now_text();

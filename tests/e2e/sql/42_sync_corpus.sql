@@ -5,7 +5,7 @@ CREATE EXTENSION carto_fdw;
 CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
 CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
 \set QUIET on
-SELECT carto.exec('carto', 'DROP TABLE IF EXISTS s42_corpus, s42_kill');
+SELECT carto.exec('carto', 'DROP TABLE IF EXISTS s42_corpus, s42_corpus_u, s42_corpus_a, s42_kill');
 \set QUIET off
 CREATE TABLE corpus (
   id int PRIMARY KEY, t text, vc varchar(12), ch char(5), b boolean, i2 smallint, i8 bigint, n numeric,
@@ -32,7 +32,30 @@ SELECT count(*) AS differences FROM (
   (SELECT c::text FROM corpus c EXCEPT ALL SELECT c::text FROM corpus_back c)
   UNION ALL (SELECT c::text FROM corpus_back c EXCEPT ALL SELECT c::text FROM corpus c)) d;
 SELECT id, t IS NULL AS t_null, t = '' AS t_empty, ta, ia, n, f8::text, tz, ST_AsEWKT(g) AS g FROM corpus_back ORDER BY id;
+-- The corpus through the other modes both ways: upsert and append out, upsert and append back.
+SELECT carto.push('corpus', 'carto', 's42_corpus_u', mode => 'upsert', key => 'id', cartodbfy => false) AS upserted;
+SELECT carto.push('corpus', 'carto', 's42_corpus_a', mode => 'append', cartodbfy => false) AS appended;
+CREATE TABLE corpus_u (LIKE corpus INCLUDING INDEXES);
+CREATE TABLE corpus_a (LIKE corpus);
+SELECT carto.pull('carto', 's42_corpus_u', 'corpus_u', mode => 'upsert', key => 'id') AS pulled_upsert;
+SELECT carto.pull('carto', 's42_corpus_a', 'corpus_a', mode => 'append') AS pulled_append;
+SELECT (SELECT count(*) FROM ((SELECT c::text FROM corpus c EXCEPT ALL SELECT c::text FROM corpus_u c)
+          UNION ALL (SELECT c::text FROM corpus_u c EXCEPT ALL SELECT c::text FROM corpus c)) d) AS upsert_differences,
+       (SELECT count(*) FROM ((SELECT c::text FROM corpus c EXCEPT ALL SELECT c::text FROM corpus_a c)
+          UNION ALL (SELECT c::text FROM corpus_a c EXCEPT ALL SELECT c::text FROM corpus c)) d) AS append_differences;
 RESET TimeZone;
+
+-- A plain append cut mid-upload: CARTO rolls the COPY back (nothing appended), the run is recorded as failed,
+-- and the next run appends the rows once.
+\! curl -s -X POST "$CARTO_SIM_ADMIN/faults" -H 'Content-Type: application/json' -d '{"group":"copy_from","cut_upload_after":100}' >/dev/null
+SET client_min_messages = error;
+SELECT carto.push('corpus', 'carto', 's42_corpus_a', mode => 'append', name => 'append corpus') AS cut_run;
+RESET client_min_messages;
+\! curl -s -X DELETE "$CARTO_SIM_ADMIN/faults" >/dev/null
+SELECT * FROM carto.query('carto', 'SELECT count(*) AS n FROM s42_corpus_a');
+SELECT carto.push('corpus', 'carto', 's42_corpus_a', mode => 'append', name => 'append corpus') AS next_run;
+SELECT * FROM carto.query('carto', 'SELECT count(*) AS n FROM s42_corpus_a');
+SELECT status, count(*) FROM carto.sync_runs WHERE name = 'append corpus' GROUP BY status ORDER BY status;
 
 -- A push killed while streaming: CARTO's target is unchanged, the staging table is dropped by the
 -- next run, which converges. (The upload is slowed by an injected latency so the kill lands mid-run.)
