@@ -36,9 +36,25 @@ pub async fn handle(ctx: Ctx) -> Response {
     if let Err(e) = conn.client.batch_execute(&format!("SET statement_timeout = {}", limits.copy_statement_timeout_ms)).await {
         return ApiError::from_pg(&e).into_response();
     }
-    let stream = match conn.client.copy_out(q.as_str()).await {
+    // Until the response starts, the client leaving is noticed through the socket watcher, and the
+    // guard cancels the backend query as the handler returns (or is dropped).
+    let mut guard = CancelOnDrop { token: Some(conn.cancel.clone()), record: Some(ctx.record.clone()) };
+    let gone = ctx.peer_gone.clone();
+    let client_gone = async move {
+        match gone {
+            Some(g) => g.wait().await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(client_gone);
+    let started = tokio::select! {
+        r = conn.client.copy_out(q.as_str()) => r,
+        _ = &mut client_gone => return ApiError::new(StatusCode::BAD_REQUEST, "client closed the connection").into_response(),
+    };
+    let stream = match started {
         Ok(s) => s,
         Err(e) => {
+            guard.disarm();
             // A failed COPY start can leave protocol messages behind: never reuse that connection.
             drop(conn);
             return ApiError::from_pg(&e).into_response();
@@ -55,7 +71,12 @@ pub async fn handle(ctx: Ctx) -> Response {
     // Until a row can be sent nothing is, so an early error is a 4xx JSON answer.
     let mut ended = false;
     while !sendable(&held, held_len, holdback) {
-        match stream.next().await {
+        let next = tokio::select! {
+            n = stream.next() => n,
+            // The guard cancels the backend query as this handler returns.
+            _ = &mut client_gone => return ApiError::new(StatusCode::BAD_REQUEST, "client closed the connection").into_response(),
+        };
+        match next {
             None => {
                 ended = true;
                 break;
@@ -65,6 +86,7 @@ pub async fn handle(ctx: Ctx) -> Response {
                 held.push_back(b);
             }
             Some(Err(e)) => {
+                guard.disarm();
                 drop(stream);
                 drop(conn);
                 return ApiError::from_pg(&e).into_response();
@@ -72,6 +94,7 @@ pub async fn handle(ctx: Ctx) -> Response {
         }
     }
 
+    guard.disarm();
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let record = ctx.record.clone();
     tokio::spawn(async move {
@@ -154,4 +177,32 @@ pub async fn handle(ctx: Ctx) -> Response {
 /// Whether the first held message can go out: the messages behind it make up at least `holdback` bytes.
 fn sendable(held: &std::collections::VecDeque<Bytes>, held_len: usize, holdback: usize) -> bool {
     held.front().is_some_and(|f| held_len.saturating_sub(f.len()) >= holdback)
+}
+
+/// Cancels a backend query when dropped armed: a handler future dropped before it could answer.
+struct CancelOnDrop {
+    token: Option<tokio_postgres::CancelToken>,
+    record: Option<std::sync::Arc<crate::request_log::Record>>,
+}
+
+impl CancelOnDrop {
+    fn disarm(&mut self) {
+        self.token = None;
+        self.record = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            if let Some(r) = self.record.take() {
+                r.abort("client closed the connection");
+            }
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = token.cancel_query(NoTls).await;
+                });
+            }
+        }
+    }
 }

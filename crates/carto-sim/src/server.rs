@@ -122,6 +122,65 @@ pub struct Ctx {
     pub job_id: Option<String>,
     /// The client's address (identifies its TCP connection).
     pub peer: Option<SocketAddr>,
+    /// Turns true when the client closes its connection (see `PeerGone`).
+    pub peer_gone: Option<PeerGone>,
+}
+
+/// Whether the client closed its TCP connection, watched from the socket itself: hyper does not read
+/// the socket while a handler is still working on the answer, so without this a client that leaves
+/// before the first byte of the answer goes unnoticed, and its query runs on. CARTO's server sees the
+/// socket close at once and cancels the query.
+#[derive(Clone)]
+pub struct PeerGone(pub tokio::sync::watch::Receiver<bool>);
+
+impl PeerGone {
+    /// Resolves when the client has gone (never, if the watcher could not start).
+    pub async fn wait(mut self) {
+        if self.0.wait_for(|gone| *gone).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Starts the watcher of one connection: a duplicate of the socket, peeked for the client's FIN. It stops
+/// (and closes the duplicate) when `stop` resolves, so it never keeps a finished connection's socket open.
+fn watch_peer(stream: &tokio::net::TcpStream, stop: tokio::sync::oneshot::Receiver<()>) -> Option<PeerGone> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: dup of a valid open descriptor; the new descriptor is owned by the std TcpStream below.
+    let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if fd < 0 {
+        return None;
+    }
+    let std_stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    if std_stream.set_nonblocking(true).is_err() {
+        return None;
+    }
+    let probe = tokio::net::TcpStream::from_std(std_stream).ok()?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut stop = stop;
+        let mut buf = [0u8; 1];
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                r = probe.peek(&mut buf) => match r {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(true);
+                        // Keep the duplicate only until the connection is done with.
+                        let _ = (&mut stop).await;
+                        break;
+                    }
+                    // Bytes hyper has not read yet (the next request): look again a little later.
+                    Ok(_) => tokio::select! {
+                        _ = &mut stop => break,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    },
+                },
+            }
+        }
+        drop(probe);
+    });
+    Some(PeerGone(rx))
 }
 
 enum Route {
@@ -324,6 +383,7 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
         faults,
         job_id,
         peer,
+        peer_gone: parts.extensions.get::<PeerGone>().cloned(),
     };
     let resp = match route {
         Route::Sql => crate::sql_api::handle(ctx).await,
@@ -534,9 +594,14 @@ pub async fn serve(
         };
         let idle = crate::config::secs(state.limits().idle_timeout_secs, 0.01);
         let st = state.clone();
+        let (stop_watch, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let gone = watch_peer(&stream, stop_rx);
         let svc = hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            if let Some(g) = &gone {
+                req.extensions_mut().insert(g.clone());
+            }
             let st = st.clone();
             async move { Ok::<Response, std::convert::Infallible>(handle(State(st), req).await) }
         });
@@ -558,6 +623,7 @@ pub async fn serve(
                     }
                 }
             }
+            drop(stop_watch);
             drop(close_rx);
         });
     }

@@ -102,7 +102,16 @@ pub async fn handle(ctx: Ctx) -> Response {
     tokio::spawn(job.run(conn));
 
     let filename = ctx.params.get("filename").cloned();
-    let first = match rx.recv().await {
+    // A client that leaves before the first byte: dropping `rx` makes the query's task cancel it.
+    let gone = ctx.peer_gone.clone();
+    let first = tokio::select! {
+        m = rx.recv() => m,
+        _ = async move { match gone { Some(g) => g.wait().await, None => std::future::pending::<()>().await } } => {
+            drop(rx);
+            return ApiError::new(StatusCode::BAD_REQUEST, "client closed the connection").into_response();
+        }
+    };
+    let first = match first {
         Some(Msg::Data(b)) => b,
         Some(Msg::Fail(e)) => return e.into_response(),
         None => return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query ended unexpectedly").into_response(),
@@ -341,7 +350,17 @@ impl Run {
                 }
             };
             futures_util::pin_mut!(stream);
-            while let Some(m) = stream.next().await {
+            loop {
+                // A client that goes away while PostgreSQL is still working gets its query cancelled
+                // now, not when the first row would be sent (CARTO's server sees the socket close).
+                let next = tokio::select! {
+                    m = stream.next() => m,
+                    _ = self.tx.closed() => {
+                        client_gone = true;
+                        break 'stmts;
+                    }
+                };
+                let Some(m) = next else { break };
                 match m {
                     Ok(SimpleQueryMessage::Row(row)) => {
                         if layout.cols.len() != row.len() {

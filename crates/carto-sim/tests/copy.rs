@@ -418,3 +418,33 @@ async fn copyto_error_after_streaming_drops_at_least_6kb_of_rows() {
     let body = r.text().await.unwrap();
     assert_eq!(body.lines().count(), 12);
 }
+
+/// A client that leaves before the first byte of the answer (the query has produced nothing yet) gets its
+/// backend query cancelled at once, on /copyto and on /sql, as CARTO's server does when the socket closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_disconnect_cancels_the_query_before_any_byte() {
+    let sim = TestSim::start_default();
+    let running = |tag: &str| -> usize {
+        let q = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{tag}%' AND state = 'active' AND pid <> pg_backend_pid()"
+        );
+        sim.psql_admin("demo", &q).ok().and_then(|r| r.first().and_then(|x| x.first().cloned().flatten())).and_then(|v| v.parse().ok()).unwrap_or(99)
+    };
+    let quick = reqwest::Client::builder().timeout(Duration::from_millis(800)).no_gzip().build().unwrap();
+    let copy = quick.get(to_url(&sim, "COPY (SELECT pg_sleep(20.5)) TO STDOUT")).send().await;
+    assert!(copy.is_err(), "the request should time out on the client side");
+    let sql = quick
+        .get(format!("{}?api_key={}&q={}", sim.sql_url("demo"), DEMO_MASTER_KEY, enc("SELECT pg_sleep(20.6)")))
+        .send()
+        .await;
+    assert!(sql.is_err(), "the request should time out on the client side");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (c, s) = (running("pg_sleep(20.5)"), running("pg_sleep(20.6)"));
+        if c == 0 && s == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running after the clients left: copyto {c}, sql {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
