@@ -125,12 +125,14 @@ async fn copyfrom_wire_format_and_no_connection_reuse() {
         let s = up.finish().await.unwrap();
         assert_eq!(s.total_rows, 2);
     }
-    // Two queries share one pooled connection.
+    // Two queries go through the pool; whether the second reuses the first's connection depends on when
+    // the pool gets it back (timing), so only the copies' own connections are exact.
     c.query("select 1").await.unwrap();
     c.query("select 2").await.unwrap();
 
     let g = seen.lock().unwrap();
-    assert_eq!(g.connections, 3, "each copy on its own connection, the queries on one: {:?}", g.heads);
+    // Each copy on its own connection (closed after it: `connection: close`, checked below), never reused.
+    assert!((3..=4).contains(&g.connections), "each copy on its own connection: {:?}", g.heads);
     let token = base64::engine::general_purpose::STANDARD.encode("demo:raw-secret-key");
     for (i, head) in g.heads.iter().enumerate() {
         let lower = head.to_ascii_lowercase();
