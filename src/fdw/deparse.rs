@@ -422,14 +422,16 @@ impl<'a> Deparser<'a> {
         if u32::from(typid) < FIRST_NON_BUILTIN_OID {
             Some(name)
         } else {
-            // PostGIS types may print schema-qualified locally; CARTO has them on its search_path.
             Some(strip_schema(&name))
         }
     }
 }
 
-fn strip_schema(name: &str) -> String {
-    let head_end = name.find('(').unwrap_or(name.len());
+/// Drops a schema qualification before a type's name (`public.geometry(Point,4326)` →
+/// `geometry(Point,4326)`, `x.h3index[]` → `h3index[]`): extension types may print qualified
+/// locally, while CARTO has them on its search_path.
+pub fn strip_schema(name: &str) -> String {
+    let head_end = name.find('(').or_else(|| name.find('[')).unwrap_or(name.len());
     match name[..head_end].rfind('.') {
         Some(dot) => name[dot + 1..].to_string(),
         None => name.to_string(),

@@ -20,6 +20,7 @@ use pgrx::{pg_sys, PgSqlErrorCode};
 use serde_json::Value;
 
 use crate::fdw::connection::{client_for, server_access};
+pub(crate) use crate::fdw::deparse::strip_schema;
 use crate::fdw::deparse::{cstr_owned, quote_ident, quote_literal};
 use crate::fdw::options::{deflist_to_pairs, parse_bool};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
@@ -180,14 +181,6 @@ pub fn parse_catalog(rows: &[serde_json::Map<String, Value>]) -> FdwResult<Catal
     })
 }
 
-/// Drops a schema qualification before the type's name (`public.geometry(Point,4326)`).
-pub(crate) fn strip_schema(name: &str) -> String {
-    let head_end = name.find('(').or_else(|| name.find('[')).unwrap_or(name.len());
-    match name[..head_end].rfind('.') {
-        Some(dot) if !name[..head_end].contains('"') => name[dot + 1..].to_string(),
-        _ => name.to_string(),
-    }
-}
 
 /// How a remote column's type is spelled locally; `None` when the local database lacks the type.
 pub trait LocalTypes {

@@ -80,12 +80,7 @@ impl ParamOutput {
         let type_oid = pg_sys::exprType(expr.cast());
         let typmod = pg_sys::exprTypmod(expr.cast());
         let name = cstr_owned(pg_sys::format_type_with_typemod(type_oid, typmod)).unwrap_or_default();
-        // Extension types may print schema-qualified locally; CARTO has them on its search_path.
-        let head_end = name.find('(').unwrap_or(name.len());
-        let type_name = match name[..head_end].rfind('.') {
-            Some(dot) => name[dot + 1..].to_string(),
-            None => name,
-        };
+        let type_name = crate::fdw::deparse::strip_schema(&name);
         ParamOutput {
             state: pg_sys::ExecInitExpr(expr, parent),
             type_oid,

@@ -87,12 +87,7 @@ pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
             let ty: Option<String> = row.get(2).ok().flatten();
             let oid: Option<pg_sys::Oid> = row.get(3).ok().flatten();
             if let (Some(name), Some(ty), Some(oid)) = (name, ty, oid) {
-                // PostGIS types may print schema-qualified; CARTO has them on its search_path.
-                let ty = match ty.split_once('.') {
-                    Some((_, rest)) if !ty.starts_with('"') && ty.find('.') < ty.find('(').or(Some(ty.len())) => rest.to_string(),
-                    _ => ty,
-                };
-                cols.push(SourceColumn { name, type_name: ty, type_oid: oid });
+                cols.push(SourceColumn { name, type_name: crate::fdw::deparse::strip_schema(&ty), type_oid: oid });
             }
         }
         Ok(())
