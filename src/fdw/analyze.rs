@@ -7,7 +7,7 @@ use std::ffi::CString;
 use pgrx::pg_sys;
 
 use crate::fdw::connection::client_for;
-use crate::fdw::deparse::quote_ident;
+use crate::fdw::deparse::{text_aliases, text_select_list};
 use crate::fdw::table::TableDef;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
@@ -58,15 +58,7 @@ unsafe fn sample(relation: pg_sys::Relation, rows: *mut pg_sys::HeapTuple, targr
         .unwrap_or(0.0);
 
     let cols: Vec<_> = table.columns.iter().flatten().cloned().collect();
-    let select = if cols.is_empty() {
-        "NULL".to_string()
-    } else {
-        cols.iter()
-            .enumerate()
-            .map(|(i, c)| format!("{}::text AS c{i}", quote_ident(&c.remote_name)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let select = text_select_list(cols.iter().map(|c| c.remote_name.as_str()));
     let sample_sql = if table.options.query.is_none() && total > f64::from(targrows) * 2.0 {
         // Bernoulli sampling reads each row once remotely; a little over the target, then cut.
         let pct = (f64::from(targrows) / total * 100.0 * 1.3).min(100.0);
@@ -77,7 +69,7 @@ unsafe fn sample(relation: pg_sys::Relation, rows: *mut pg_sys::HeapTuple, targr
         format!("SELECT {select} FROM {from} ORDER BY random() LIMIT {targrows}")
     };
     let resp = block_on(client.query_readonly(&sample_sql))?.map_err(|e| FdwError::remote(e, context()))?;
-    let names: Vec<String> = (0..cols.len()).map(|i| format!("c{i}")).collect();
+    let names = text_aliases(cols.len());
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let sampled = if cols.is_empty() {
         resp.rows.iter().map(|_| Vec::new()).collect()

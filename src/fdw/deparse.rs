@@ -446,6 +446,24 @@ fn quote_func_name(name: &str) -> String {
     }
 }
 
+/// The select list of a `/sql` read: each remote column cast to text (so its value arrives in
+/// PostgreSQL's exact text form) under the alias `c0`, `c1`, … (JSON keys never collide); `NULL`
+/// when no column is needed.
+pub fn text_select_list<'a>(remote_names: impl Iterator<Item = &'a str>) -> String {
+    let list: Vec<String> =
+        remote_names.enumerate().map(|(i, n)| format!("{}::text AS c{i}", quote_ident(n))).collect();
+    if list.is_empty() {
+        "NULL".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// The aliases `text_select_list` gives `n` columns.
+pub fn text_aliases(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("c{i}")).collect()
+}
+
 /// A constant's literal: numbers and booleans bare when their text is plainly a number,
 /// everything else quoted with an explicit cast.
 pub fn literal_for_type(typid: pg_sys::Oid, text: &str, type_name: &str) -> String {

@@ -73,22 +73,16 @@ pub struct ScanPlan {
 
 impl ScanPlan {
     fn select_list(&self, cast_text: bool) -> String {
-        if self.columns.is_empty() {
-            return "NULL".into();
+        let names = self.columns.iter().map(|(_, name)| name.as_str());
+        if cast_text {
+            return crate::fdw::deparse::text_select_list(names);
         }
-        self.columns
-            .iter()
-            .enumerate()
-            .map(|(i, (_, name))| {
-                let q = crate::fdw::deparse::quote_ident(name);
-                if cast_text {
-                    format!("{q}::text AS c{i}")
-                } else {
-                    q
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        let list: Vec<String> = names.map(crate::fdw::deparse::quote_ident).collect();
+        if list.is_empty() {
+            "NULL".into()
+        } else {
+            list.join(", ")
+        }
     }
 
     fn tail(&self, params: Option<&[String]>, extra_cond: Option<&str>, order: Option<&str>, limit: Option<i64>) -> String {

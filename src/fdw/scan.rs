@@ -90,7 +90,7 @@ impl ScanState {
         self.stats.add(&resp.stats);
         let n = self.plan.columns.len();
         let keyset = self.plan.pages_by_keyset();
-        let mut names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        let mut names = crate::fdw::deparse::text_aliases(n);
         if keyset {
             names.push("k".into());
         }
