@@ -10,6 +10,7 @@ pub mod copy_to;
 pub mod errors;
 pub mod faults;
 pub mod json_values;
+pub mod linger;
 pub mod pool;
 pub mod rate_limit;
 pub mod request_log;

@@ -251,6 +251,8 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     // Node's idle socket timeout: a request that sends nothing back for that long is cut. /copyfrom
     // applies it to the upload itself instead (its answer only comes at the end).
     let is_upload = method == Method::POST && path.trim_end_matches('/').ends_with("/copyfrom");
+    // An upload answered before its end is drained, not reset, so that the client reads the answer.
+    let req = if is_upload { req.map(|b| Body::new(crate::linger::LingeringBody::new(b))) } else { req };
     let idle = crate::config::secs(state.limits().idle_timeout_secs, 0.01);
     let resp = if is_upload {
         handle_inner(&state, req, &record, peer).await

@@ -305,3 +305,43 @@ async fn idle_keep_alive_connections_are_closed() {
     s.write_all(request.as_bytes()).await.unwrap();
     assert!(answer(&mut s).await.is_some());
 }
+
+/// One raw chunked upload of `total` bytes of COPY text to /copyfrom; every write must succeed. Returns the answer.
+async fn raw_upload(sim: &TestSim, key: &str, total: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = reqwest::Url::parse(&sim.base_url("demo")).unwrap();
+    let mut s = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap())).await.unwrap();
+    let head = format!(
+        "POST {}/api/v2/sql/copyfrom?q=COPY+t_linger+FROM+STDIN&api_key={key} HTTP/1.1\r\nHost: {}\r\n\
+         Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        url.path().trim_end_matches('/'),
+        url.host_str().unwrap()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let chunk = "0123456789abcdef\n".repeat(1024);
+    let mut sent = 0;
+    while sent < total {
+        let r = s.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes()).await;
+        assert!(r.is_ok(), "write after {sent} bytes failed: {r:?} (the server reset the upload instead of draining it)");
+        sent += chunk.len();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// An upload that CARTO answers before its end (the byte limit passed, a wrong key) is drained, as nginx's
+/// lingering close does in front of CARTO: the client's writes never fail and it reads the answer.
+#[tokio::test]
+async fn an_upload_answered_early_is_drained_so_the_client_reads_the_answer() {
+    let sim = TestSim::start_default();
+    sim.psql("demo", "create table t_linger(a text)").unwrap();
+    sim.admin().set_limits(|l| l.copyfrom_max_bytes = 64 * 1024);
+    let a = raw_upload(&sim, DEMO_MASTER_KEY, 32 << 20).await;
+    assert!(a.starts_with("HTTP/1.1 400"), "{a}");
+    assert!(a.contains("COPY FROM maximum POST size of"), "{a}");
+    let a = raw_upload(&sim, "wrong", 32 << 20).await;
+    assert!(a.starts_with("HTTP/1.1 401"), "{a}");
+    assert_eq!(sim.psql_value("demo", "select count(*) from t_linger").as_deref(), Some("0"));
+}
