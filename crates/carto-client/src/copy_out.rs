@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -199,6 +199,19 @@ async fn pump(
                 Some(Ok(chunk)) => {
                     stats.add_received(chunk.len() as u64);
                     pending.extend_from_slice(&chunk);
+                    // CARTO writes a row per HTTP chunk: take what hyper already holds before handing lines
+                    // out, so the caller gets chunks of many rows, not a message (and a wake-up) per row.
+                    while pending.len() < CHUNK_TARGET {
+                        match body.next().now_or_never() {
+                            Some(Some(Ok(more))) => {
+                                stats.add_received(more.len() as u64);
+                                pending.extend_from_slice(&more);
+                            }
+                            Some(Some(Err(e))) => return Err(cut_error(&e)),
+                            Some(None) => return finish(pending, tx).await,
+                            None => break,
+                        }
+                    }
                     idle_timer.as_mut().reset(Instant::now() + idle);
                     if pending.len() as u64 > max_line.max(CHUNK_TARGET as u64 * 4) {
                         return Err(Error::new(
@@ -208,13 +221,7 @@ async fn pump(
                         ));
                     }
                 }
-                Some(Err(e)) => {
-                    let mut err = Error::transport(Endpoint::CopyTo, &e);
-                    err.kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Transport };
-                    err.message = format!("COPY TO stream cut before its end: {}", err.message);
-                    err.status = Some(200);
-                    return Err(err);
-                }
+                Some(Err(e)) => return Err(cut_error(&e)),
                 None => return finish(pending, tx).await,
             },
             _ = &mut idle_timer => {
@@ -226,6 +233,15 @@ async fn pump(
             }
         }
     }
+}
+
+/// The body broke off before its end.
+fn cut_error(e: &reqwest::Error) -> Error {
+    let mut err = Error::transport(Endpoint::CopyTo, e);
+    err.kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Transport };
+    err.message = format!("COPY TO stream cut before its end: {}", err.message);
+    err.status = Some(200);
+    err
 }
 
 /// The body ended: what is left is whole lines, CARTO's appended error, or a cut line.

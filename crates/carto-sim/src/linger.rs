@@ -72,13 +72,8 @@ impl Drop for LingeringBody {
 async fn drain(body: Body) {
     let mut body = std::pin::pin!(body);
     let _ = tokio::time::timeout(TOTAL, async move {
-        loop {
-            match tokio::time::timeout(IDLE, std::future::poll_fn(|cx| body.as_mut().poll_frame(cx))).await {
-                Ok(Some(Ok(_))) => continue,
-                // The end, a broken connection, or a client gone quiet.
-                _ => break,
-            }
-        }
+        // Until the end, a broken connection, or a client gone quiet.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(IDLE, std::future::poll_fn(|cx| body.as_mut().poll_frame(cx))).await {}
     })
     .await;
 }

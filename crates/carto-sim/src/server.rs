@@ -471,7 +471,7 @@ fn finish(state: &Arc<AppState>, o: Outcome, record: Arc<Record>) -> Response {
     }
     Record::set(&record.status, parts.status.as_u16());
     let idle = crate::config::secs(state.limits().idle_timeout_secs, 0.01);
-    let body = LoggedBody { inner: body, record, state: state.clone(), cut, sent: 0, ended: false, idle, idle_timer: None };
+    let body = LoggedBody { inner: body, record, state: state.clone(), cut, sent: 0, ended: false, idle, idle_timer: None, cut_timer: None };
     Response::from_parts(parts, Body::new(body))
 }
 
@@ -487,7 +487,12 @@ struct LoggedBody {
     /// Idle socket timeout between body frames.
     idle: std::time::Duration,
     idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Started when a "cut after N bytes" fault has let its N bytes go: the cut comes when it fires.
+    cut_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// How long a cut response waits, after its last bytes, before it breaks the connection.
+const CUT_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl HttpBody for LoggedBody {
     type Data = Bytes;
@@ -497,6 +502,12 @@ impl HttpBody for LoggedBody {
         let this = &mut *self;
         if let Some(limit) = this.cut {
             if this.sent >= limit {
+                // The bytes before the cut must reach the client: hyper writes what it holds while the body
+                // is pending, and would drop it if the error came at once.
+                let timer = this.cut_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(CUT_FLUSH)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
                 this.record.abort("response cut by fault injection");
                 return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other("cut by fault injection")))));
             }
