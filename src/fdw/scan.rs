@@ -153,7 +153,7 @@ impl ScanState {
                 Source::Copy { stream, chunk, pos } => {
                     if *pos < chunk.len() {
                         let rest = &chunk[*pos..];
-                        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+                        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
                         let line = chunk.slice(*pos..*pos + end);
                         *pos += end + 1;
                         self.decoder.decode(&line).map_err(|e| FdwError::Conversion {
