@@ -80,6 +80,26 @@ for i in 1 2 3; do
   t=$(echo "$(now) - $t0" | bc -l); fdw_best=$(echo "if ($t < $fdw_best) $t else $fdw_best" | bc -l)
   say "run $i: curl best ${curl_best}s, carto_fdw best ${fdw_best}s"
 done
+# The local raw limit for the same rows: the very bytes of /copyto, saved to a file and read through file_fdw
+# (PostgreSQL's own COPY parser and the same input functions) into the same COPY TO /dev/null. carto_fdw does
+# this work too, on the backend thread; the network side runs beside it.
+curl -sS -o "$DIR/rows.copy" -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql/copyto" --data-urlencode "q=$remote_copy"
+"${PSQL[@]}" -v file="$DIR/rows.copy" <<'SQL'
+CREATE EXTENSION IF NOT EXISTS file_fdw;
+CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
+CREATE FOREIGN TABLE ft_file (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
+  SERVER files OPTIONS (filename :'file', format 'text');
+SQL
+file_best=999999
+for i in 1 2 3; do
+  t0=$(now)
+  "${PSQL[@]}" -c "COPY (SELECT * FROM ft_file) TO '/dev/null'"
+  t=$(echo "$(now) - $t0" | bc -l); file_best=$(echo "if ($t < $file_best) $t else $file_best" | bc -l)
+done
+rm -f "$DIR/rows.copy"
+say "file_fdw over the same bytes: best ${file_best}s"
+file_rps=$(echo "$ROWS / $file_best" | bc -l)
+file_ratio=$(echo "$file_best / $fdw_best" | bc -l)
 curl_rps=$(echo "$ROWS / $curl_best" | bc -l)
 fdw_rps=$(echo "$ROWS / $fdw_best" | bc -l)
 ratio=$(echo "$fdw_rps / $curl_rps" | bc -l)
@@ -159,6 +179,7 @@ cat <<EOF
 | measure | carto_fdw | curl (same request) | ratio / goal |
 |---|---|---|---|
 | COPY (SELECT * FROM ft) TO '/dev/null', scan_method copy (best of 3) | $(printf '%.2f s, %.0f rows/s' "$fdw_best" "$fdw_rps") | $(printf '%.2f s, %.0f rows/s, %d bytes' "$curl_best" "$curl_rps" "$bytes") | $(printf '%.2f' "$ratio") (goal >= 0.7) |
+| the same rows from a file of /copyto's bytes through file_fdw (local raw limit: PostgreSQL's COPY parser and input functions, no network), same COPY TO /dev/null | $(printf '%.2f s, %.0f rows/s' "$fdw_best" "$fdw_rps") | file_fdw $(printf '%.2f s, %.0f rows/s' "$file_best" "$file_rps") | $(printf '%.2f' "$file_ratio") of file_fdw's rate |
 | point lookup by cartodb_id (mean of $LOOKUPS, endpoint $endpoint_lookup) | $(printf '%.2f ms' "$fdw_lookup_ms") | $(printf '%.2f ms' "$curl_lookup_ms") | requests seen by the sim: $lookup_requests |
 | backend VmHWM, 10k rows | $((hwm10k / 1024)) MB (baseline $((base10k / 1024)) MB) | | |
 | backend VmHWM, $ROWS rows | $((hwm1m / 1024)) MB (baseline $((base1m / 1024)) MB) | | difference $(((hwm1m - hwm10k) / 1024)) MB (goal: within 20 MB) |

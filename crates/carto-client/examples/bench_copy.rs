@@ -90,32 +90,9 @@ async fn main() {
         data.extend_from_slice(&c);
     }
 
-    // copy_from: client (gzip level 1, 64 KB sends of whole lines).
+    // copy_from: the client (gzip level 1 and 0, 64 KB sends of whole lines; compression timed) and curl (plain, and
+    // a pre-compressed gzip file: compression not timed), alternately, three rounds, best of each.
     let data = Bytes::from(data);
-    for level in [1u32, 0] {
-        sim.psql("demo", "truncate dst").unwrap();
-        let mut cfg = ClientConfig::for_base_url(&base).unwrap().with_api_key(DEMO_MASTER_KEY);
-        cfg.compression_level = level;
-        let c = Client::new(cfg).unwrap();
-        let t = Instant::now();
-        let mut up = c.copy_from("COPY dst FROM STDIN");
-        let mut rest = data.clone();
-        while !rest.is_empty() {
-            let mut cut = rest.len().min(64 * 1024);
-            if cut < rest.len() {
-                cut = memchr_last_nl(&rest[..cut]).map_or(rest.len(), |i| i + 1);
-            }
-            let chunk = rest.split_to(cut);
-            let nrows = copy_text::lines(&chunk).count() as u64;
-            up.send(chunk, nrows).await.expect("send");
-        }
-        let sum = up.finish().await.expect("finish");
-        let d = t.elapsed();
-        assert_eq!(sum.total_rows as usize, rows);
-        report(&format!("copy_from carto-client gzip {level} ({} MB sent)", sum.bytes_sent / 1_000_000), data.len(), rows, d);
-    }
-
-    // copy_from: curl, plain and pre-compressed gzip (compression time not counted for curl).
     let dir = std::env::temp_dir();
     let plain = dir.join(format!("bench-copy-{}.txt", std::process::id()));
     let gz = dir.join(format!("bench-copy-{}.txt.gz", std::process::id()));
@@ -126,25 +103,57 @@ async fn main() {
         e.finish().unwrap();
     }
     let url = format!("{base}/api/v2/sql/copyfrom?q=COPY%20dst2%20FROM%20STDIN");
-    for (label, file, enc) in [("copy_from curl plain", &plain, false), ("copy_from curl gzip 1 (pre-compressed)", &gz, true)] {
-        sim.psql("demo", "truncate dst2").unwrap();
-        let mut args = vec![
-            "-sS".to_string(), "-u".into(), auth.clone(), "-X".into(), "POST".into(),
-            "-H".into(), "Transfer-Encoding: chunked".into(),
-            "-H".into(), "Content-Type: application/octet-stream".into(),
-        ];
-        if enc {
-            args.push("-H".into());
-            args.push("Content-Encoding: gzip".into());
+    let mut best_client = [Duration::MAX; 2];
+    let mut sent = [0u64; 2];
+    let mut best_curl = [Duration::MAX; 2];
+    for _ in 0..3 {
+        for (k, level) in [1u32, 0].into_iter().enumerate() {
+            sim.psql("demo", "truncate dst").unwrap();
+            let mut cfg = ClientConfig::for_base_url(&base).unwrap().with_api_key(DEMO_MASTER_KEY);
+            cfg.compression_level = level;
+            let c = Client::new(cfg).unwrap();
+            let t = Instant::now();
+            let mut up = c.copy_from("COPY dst FROM STDIN");
+            let mut rest = data.clone();
+            while !rest.is_empty() {
+                let mut cut = rest.len().min(64 * 1024);
+                if cut < rest.len() {
+                    cut = memchr_last_nl(&rest[..cut]).map_or(rest.len(), |i| i + 1);
+                }
+                let chunk = rest.split_to(cut);
+                let nrows = copy_text::lines(&chunk).count() as u64;
+                up.send(chunk, nrows).await.expect("send");
+            }
+            let sum = up.finish().await.expect("finish");
+            best_client[k] = best_client[k].min(t.elapsed());
+            assert_eq!(sum.total_rows as usize, rows);
+            sent[k] = sum.bytes_sent;
         }
-        args.push("--data-binary".into());
-        args.push(format!("@{}", file.display()));
-        args.push(url.clone());
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (out, d) = curl(&a);
-        assert!(out.contains(&format!("\"total_rows\":{rows}")), "curl: {out}");
-        report(label, data.len(), rows, d);
+        for (k, (file, enc)) in [(&plain, false), (&gz, true)].into_iter().enumerate() {
+            sim.psql("demo", "truncate dst2").unwrap();
+            let mut args = vec![
+                "-sS".to_string(), "-u".into(), auth.clone(), "-X".into(), "POST".into(),
+                "-H".into(), "Transfer-Encoding: chunked".into(),
+                "-H".into(), "Content-Type: application/octet-stream".into(),
+            ];
+            if enc {
+                args.push("-H".into());
+                args.push("Content-Encoding: gzip".into());
+            }
+            args.push("--data-binary".into());
+            args.push(format!("@{}", file.display()));
+            args.push(url.clone());
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (out, d) = curl(&a);
+            assert!(out.contains(&format!("\"total_rows\":{rows}")), "curl: {out}");
+            best_curl[k] = best_curl[k].min(d);
+        }
     }
+    for (k, level) in [1u32, 0].into_iter().enumerate() {
+        report(&format!("copy_from carto-client gzip {level} ({} MB sent, best of 3)", sent[k] / 1_000_000), data.len(), rows, best_client[k]);
+    }
+    report("copy_from curl plain (best of 3)", data.len(), rows, best_curl[0]);
+    report("copy_from curl gzip 1 (pre-compressed, best of 3)", data.len(), rows, best_curl[1]);
     let _ = std::fs::remove_file(&plain);
     let _ = std::fs::remove_file(&gz);
 
@@ -181,5 +190,5 @@ async fn main() {
 }
 
 fn memchr_last_nl(b: &[u8]) -> Option<usize> {
-    b.iter().rposition(|&c| c == b'\n')
+    memchr::memrchr(b'\n', b)
 }
