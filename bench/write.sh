@@ -69,18 +69,22 @@ RESULTS=$DIR/results.tsv
 : >"$RESULTS"
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 
-# carto_fdw: one fresh backend per run; seconds of the whole autocommit INSERT (the COPY is finished at commit).
-fdw_run() {
-  local table=$1 n=$2 out
-  out=$("$PSQL" -X -q -At -v ON_ERROR_STOP=1 <<SQL
+# One statement in a fresh backend: prints its seconds, then the backend's peak RSS (VmHWM, kB).
+backend_run() {
+  "$PSQL" -X -q -At -v ON_ERROR_STOP=1 <<SQL
 SELECT pg_backend_pid() AS pid \gset
 \setenv BPID :pid
 SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
-INSERT INTO $table (the_geom, name, n, i, ts) $(rows_sql "$n");
+$1;
 SELECT extract(epoch FROM clock_timestamp()) - :t0;
 \! awk '/VmHWM/ {print \$2}' /proc/\$BPID/status
 SQL
-)
+}
+
+# carto_fdw: one fresh backend per run; seconds of the whole autocommit INSERT (the COPY is finished at commit).
+fdw_run() {
+  local table=$1 n=$2 out
+  out=$(backend_run "INSERT INTO $table (the_geom, name, n, i, ts) $(rows_sql "$n")")
   local secs kb
   secs=$(echo "$out" | sed -n 1p) kb=$(echo "$out" | sed -n 2p)
   local got; got=$(remote_count "$table")
@@ -94,15 +98,7 @@ SQL
 # a plateau that does not grow further: compare carto_fdw's VmHWM with this, not with zero).
 produce_run() {
   local n=$1 out
-  out=$("$PSQL" -X -q -At -v ON_ERROR_STOP=1 <<SQL
-SELECT pg_backend_pid() AS pid \gset
-\setenv BPID :pid
-SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
-COPY ($(rows_sql "$n")) TO '/dev/null';
-SELECT extract(epoch FROM clock_timestamp()) - :t0;
-\! awk '/VmHWM/ {print \$2}' /proc/\$BPID/status
-SQL
-)
+  out=$(backend_run "COPY ($(rows_sql "$n")) TO '/dev/null'")
   local secs kb
   secs=$(echo "$out" | sed -n 1p) kb=$(echo "$out" | sed -n 2p)
   record "COPY (rows) TO /dev/null (producing the rows only)" "-" "$n" "$secs" "$kb"

@@ -54,14 +54,10 @@ stop_pid() {
 # The carto-sim binary, built first. CARTO_SIM_PROFILE=release builds it optimised (the benchmarks do: a debug sim
 # spends the CPU that the side being measured needs on the same machine); tests use the quicker debug build.
 carto_sim_bin() {
-  local log=${1:-/dev/stderr}
-  if [ "${CARTO_SIM_PROFILE:-debug}" = release ]; then
-    (cd "$ROOT" && cargo build -q --release -p carto-sim --bin carto-sim) >>"$log" 2>&1 || return 1
-    printf '%s\n' "$CARGO_TARGET_DIR/release/carto-sim"
-  else
-    (cd "$ROOT" && cargo build -q -p carto-sim --bin carto-sim) >>"$log" 2>&1 || return 1
-    printf '%s\n' "$CARGO_TARGET_DIR/debug/carto-sim"
-  fi
+  local log=${1:-/dev/stderr} profile=debug flag=
+  if [ "${CARTO_SIM_PROFILE:-debug}" = release ]; then profile=release flag=--release; fi
+  (cd "$ROOT" && cargo build -q $flag -p carto-sim --bin carto-sim) >>"$log" 2>&1 || return 1
+  printf '%s\n' "$CARGO_TARGET_DIR/$profile/carto-sim"
 }
 
 # take_lock DIR: one run at a time per state directory (several people share a working tree). A mkdir lock that
