@@ -78,6 +78,8 @@ pub struct CopyIn {
     raw_sent: u64,
     raw_done: Arc<AtomicU64>,
     failed: Option<Error>,
+    /// `COPY ... FROM STDIN (FORMAT binary)`: each request gets the binary header and trailer (copy_binary.rs).
+    binary: bool,
 }
 
 impl std::fmt::Debug for CopyIn {
@@ -103,7 +105,17 @@ impl Client {
             raw_sent: 0,
             raw_done: Arc::new(AtomicU64::new(0)),
             failed: None,
+            binary: false,
         }
+    }
+
+    /// [`Client::copy_from`] for `COPY ... FROM STDIN (FORMAT binary)`: [`CopyIn::send`] then takes whole
+    /// tuples of the binary format ([`crate::copy_binary::Encoder`]); the header goes out before the first
+    /// and the trailer at [`CopyIn::finish`], once per request (so per [`CopyIn`] of a roll-over).
+    pub fn copy_from_binary(&self, copy_sql: &str) -> CopyIn {
+        let mut c = self.copy_from(copy_sql);
+        c.binary = true;
+        c
     }
 }
 
@@ -118,7 +130,7 @@ impl CopyIn {
         if data.is_empty() {
             return Ok(());
         }
-        if data.last() != Some(&b'\n') {
+        if !self.binary && data.last() != Some(&b'\n') {
             return Err(Error::new(
                 ErrorKind::Config,
                 Endpoint::CopyFrom,
@@ -138,6 +150,9 @@ impl CopyIn {
             };
             let task = handle.spawn(p.run(rx));
             self.run = Some(Running { tx, task: AbortOnDrop(task) });
+            if self.binary {
+                self.send_framing(crate::copy_binary::HEADER).await?;
+            }
         }
         let Some(run) = self.run.as_mut() else {
             return Err(Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, "upload not running"));
@@ -157,6 +172,15 @@ impl CopyIn {
         self.run = None;
         self.failed = Some(e.clone());
         Err(e)
+    }
+
+    /// The binary header, sent like data (no rows).
+    async fn send_framing(&mut self, bytes: &'static [u8]) -> Result<()> {
+        let Some(run) = self.run.as_mut() else { return Ok(()) };
+        if run.tx.send(In::Data(Bytes::from_static(bytes))).await.is_ok() {
+            self.raw_sent += bytes.len() as u64;
+        }
+        Ok(())
     }
 
     /// True once the request holds about `copyfrom_max_bytes` compressed bytes: finish it and continue on a new
@@ -193,6 +217,9 @@ impl CopyIn {
             return Ok(CopyInSummary::default());
         };
         let rows = self.rows;
+        if self.binary {
+            let _ = run.tx.send(In::Data(Bytes::from_static(crate::copy_binary::TRAILER))).await;
+        }
         let _ = run.tx.send(In::Finish(rows)).await;
         let r = match (&mut run.task.0).await {
             Ok(r) => r,

@@ -45,7 +45,8 @@ impl Drop for CopyOutStream {
 }
 
 impl CopyOutStream {
-    /// The next chunk of whole lines (each ending with `\n`), or `None` at the clean end of the stream.
+    /// The next chunk of whole lines (each ending with `\n`; for [`Client::copy_to_binary`], of bytes cut
+    /// anywhere), or `None` at the clean end of the stream.
     /// An error CARTO appended to the data, a connection cut before the end, or an idle read longer than
     /// `request_timeout` is an Err, never data. Cancel-safe.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
@@ -88,6 +89,17 @@ impl Client {
     /// [`Client::copy_to`]; with `wait_on_rate_limit` false a 429 is returned at once (ErrorKind::RateLimited,
     /// with `retry_after`) instead of being waited for, for callers that fall back to paged `/sql` reads.
     pub async fn copy_to_with(&self, copy_sql: &str, wait_on_rate_limit: bool) -> Result<CopyOutStream> {
+        self.copy_to_framed(copy_sql, wait_on_rate_limit, Framing::Lines).await
+    }
+
+    /// [`Client::copy_to_with`] for `COPY ... TO STDOUT (FORMAT binary)`: the chunks are the body's bytes as
+    /// they come, cut anywhere, to be decoded with [`crate::copy_binary::Decoder`] — which also tells CARTO's
+    /// appended error from data (a line-based check cannot: binary data holds newlines anywhere).
+    pub async fn copy_to_binary(&self, copy_sql: &str, wait_on_rate_limit: bool) -> Result<CopyOutStream> {
+        self.copy_to_framed(copy_sql, wait_on_rate_limit, Framing::Raw).await
+    }
+
+    async fn copy_to_framed(&self, copy_sql: &str, wait_on_rate_limit: bool, framing: Framing) -> Result<CopyOutStream> {
         let policy = if wait_on_rate_limit { Retry::Read } else { Retry::ReadNoRateLimit };
         let url = self.inner.cfg.endpoint_url(&["copyto"]);
         let mut stats = RequestStats::default();
@@ -141,12 +153,21 @@ impl Client {
         let st = shared.clone();
         let task = handle.spawn(async move {
             let cfg = &client.inner.cfg;
-            if let Err(e) = pump(body, first, &tx, &st, cfg.request_timeout, cfg.max_response_bytes).await {
+            if let Err(e) = pump(body, first, &tx, &st, cfg.request_timeout, cfg.max_response_bytes, framing).await {
                 let _ = tx.send(Msg::Err(client.redact(e))).await;
             }
         });
         Ok(CopyOutStream { rx, task: task.abort_handle(), stats: shared, done: false })
     }
+}
+
+/// How the stream's bytes are cut into chunks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Framing {
+    /// COPY text or csv: whole lines, CARTO's appended error told apart at the end.
+    Lines,
+    /// COPY binary: the bytes as they come; the caller's decoder finds CARTO's appended error.
+    Raw,
 }
 
 /// Where to cut `pending` so that only whole lines go out, holding back a last line that looks like CARTO's
@@ -171,17 +192,27 @@ async fn pump(
     stats: &AtomicStats,
     idle: std::time::Duration,
     max_line: u64,
+    framing: Framing,
 ) -> Result<()> {
     let mut pending = BytesMut::with_capacity(CHUNK_TARGET * 2);
+    let finish = |pending: BytesMut| async move {
+        match framing {
+            Framing::Lines => finish(pending, tx).await,
+            Framing::Raw => finish_raw(pending, tx).await,
+        }
+    };
     match first {
         Some(b) => pending.extend_from_slice(&b),
-        None => return finish(pending, tx).await,
+        None => return finish(pending).await,
     }
     // One timer for the whole stream, pushed back when data arrives (not a new one per chunk).
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
     loop {
-        let cut = ready_cut(&pending);
+        let cut = match framing {
+            Framing::Lines => ready_cut(&pending),
+            Framing::Raw => pending.len(),
+        };
         if cut >= CHUNK_TARGET {
             if tx.send(Msg::Chunk(pending.split_to(cut).freeze())).await.is_err() {
                 return Ok(()); // the caller is gone
@@ -208,7 +239,7 @@ async fn pump(
                                 pending.extend_from_slice(&more);
                             }
                             Some(Some(Err(e))) => return Err(cut_error(&e)),
-                            Some(None) => return finish(pending, tx).await,
+                            Some(None) => return finish(pending).await,
                             None => break,
                         }
                     }
@@ -222,7 +253,7 @@ async fn pump(
                     }
                 }
                 Some(Err(e)) => return Err(cut_error(&e)),
-                None => return finish(pending, tx).await,
+                None => return finish(pending).await,
             },
             _ = &mut idle_timer => {
                 return Err(Error::new(
@@ -242,6 +273,15 @@ fn cut_error(e: &reqwest::Error) -> Error {
     err.message = format!("COPY TO stream cut before its end: {}", err.message);
     err.status = Some(200);
     err
+}
+
+/// The body ended (raw framing): hand out the rest; the decoder judges it.
+async fn finish_raw(pending: BytesMut, tx: &mpsc::Sender<Msg>) -> Result<()> {
+    if !pending.is_empty() {
+        let _ = tx.send(Msg::Chunk(pending.freeze())).await;
+    }
+    let _ = tx.send(Msg::End).await;
+    Ok(())
 }
 
 /// The body ended: what is left is whole lines, CARTO's appended error, or a cut line.

@@ -13,6 +13,7 @@
 mod batch;
 mod client;
 mod config;
+pub mod copy_binary;
 mod copy_in;
 mod copy_out;
 pub mod copy_text;
