@@ -214,6 +214,8 @@ pub struct InsertState {
     rows_without: u64,
     /// Per-row scratch memory for the output functions, reset after every row.
     tmp: pg_sys::MemoryContext,
+    /// Set when the rows go as COPY binary (transport.rs).
+    binary: Option<crate::fdw::transport::BinaryRowWriter>,
 }
 
 impl Drop for InsertState {
@@ -273,11 +275,16 @@ unsafe fn new_insert_state(
         names.push(c.remote_name.clone());
         cols.push(SendCol { attnum: c.attnum, output: ColumnOutput::new(c.type_oid) });
     }
-    let sql_with = copy_sql(&table, &names);
+    // COPY binary when the types allow it (transport.rs; decided for a plain EXPLAIN too, so it shows it).
+    let bcols: Vec<&crate::fdw::table::Column> = cols.iter().filter_map(|c| table.column(c.attnum)).collect();
+    let binary =
+        crate::fdw::transport::write_binary(&table, &bcols)?.then(|| crate::fdw::transport::BinaryRowWriter::new(&bcols));
+    let suffix = if binary.is_some() { crate::fdw::transport::BINARY_COPY_SUFFIX } else { "" };
+    let sql_with = copy_sql(&table, &names) + suffix;
     let sql_without = rowid_pos.map(|p| {
         let mut n = names.clone();
         n.remove(p);
-        copy_sql(&table, &n)
+        copy_sql(&table, &n) + suffix
     });
     if names.is_empty() {
         return Err(not_supported(format!("foreign table \"{}\" has no column to insert", table.local_name), None));
@@ -304,6 +311,7 @@ unsafe fn new_insert_state(
         buf_without: Vec::new(),
         rows_without: 0,
         tmp,
+        binary,
     })
 }
 
@@ -326,7 +334,12 @@ impl InsertState {
         let old = pg_sys::CurrentMemoryContext;
         pg_sys::CurrentMemoryContext = self.tmp;
         let mut first = true;
-        for (i, c) in self.cols.iter_mut().enumerate() {
+        // COPY binary: the whole tuple through the send functions; else the text line below.
+        let text = self.binary.is_none();
+        if let Some(w) = self.binary.as_mut() {
+            w.encode(values, nulls, skip, buf);
+        }
+        for (i, c) in self.cols.iter_mut().enumerate().filter(|_| text) {
             if Some(i) == skip {
                 continue;
             }
@@ -342,7 +355,9 @@ impl InsertState {
                 encode_field(std::ffi::CStr::from_ptr(p).to_bytes(), buf);
             }
         }
-        buf.push(b'\n');
+        if text {
+            buf.push(b'\n');
+        }
         pg_sys::CurrentMemoryContext = old;
         pg_sys::MemoryContextReset(self.tmp);
         if without {
@@ -371,7 +386,7 @@ impl InsertState {
         }
         let data = std::mem::replace(buf, Vec::with_capacity(COPY_CHUNK + 4096));
         let n = std::mem::take(rows);
-        let key = StreamKey { relid: self.relid, userid: self.userid, with_rowid: !without };
+        let key = StreamKey { relid: self.relid, userid: self.userid, with_rowid: !without, binary: self.binary.is_some() };
         let sql = sql.to_string();
         send_rows(key, &self.label, &sql, &client, data, n)
     }
@@ -779,6 +794,7 @@ pub unsafe extern "C-unwind" fn explain_foreign_modify(
         Some(ModifyState::Insert(st)) => {
             explain_text(es, "CARTO endpoint", "COPY (/copyfrom)");
             if (*es).verbose {
+                explain_text(es, "CARTO transport", if st.binary.is_some() { "COPY binary" } else { "COPY text" });
                 explain_text(es, "Remote SQL", &st.sql_with);
                 if let Some(s) = &st.sql_without {
                     explain_text(es, "Remote SQL for a NULL rowid", s);

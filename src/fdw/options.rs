@@ -69,6 +69,7 @@ struct Spec {
 use OptionTarget::{Column as C, Server as S, Table as T, UserMapping as U};
 
 const SCAN_METHODS: &[&str] = &["auto", "copy", "query"];
+const COPY_FORMATS: &[&str] = &["auto", "binary", "text"];
 
 /// Every option of the wrapper. Names are part of the user-facing contract (docs/options.md).
 static SPECS: &[Spec] = &[
@@ -77,6 +78,7 @@ static SPECS: &[Spec] = &[
     Spec { name: "extensions", targets: &[S], kind: Kind::Extensions, superuser_only: false },
     Spec { name: "scan_method", targets: &[S, T], kind: Kind::OneOf(SCAN_METHODS), superuser_only: false },
     Spec { name: "copy_threshold", targets: &[S, T], kind: Kind::Int(0, i64::MAX), superuser_only: false },
+    Spec { name: "copy_format", targets: &[S, T], kind: Kind::OneOf(COPY_FORMATS), superuser_only: false },
     Spec { name: "fetch_size", targets: &[S, T], kind: Kind::Int(1, 1_000_000), superuser_only: false },
     Spec { name: "compression_level", targets: &[S], kind: Kind::Int(0, 9), superuser_only: false },
     Spec { name: "copyfrom_max_bytes", targets: &[S], kind: Kind::Int(65_536, 2_147_483_648), superuser_only: false },
@@ -301,6 +303,27 @@ impl ScanMethod {
 }
 
 /// Options of a server, with their defaults.
+/// The format of COPY streams (reads through /copyto, writes through /copyfrom); see src/fdw/transport.rs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CopyFormat {
+    /// Binary when every column's type is known to be the same on both sides and can go binary, else text.
+    Auto,
+    /// Binary whenever the types can go binary at all (reads cast each column to the local type); an error
+    /// for a type that cannot.
+    Binary,
+    Text,
+}
+
+impl CopyFormat {
+    fn parse(s: &str) -> Self {
+        match s {
+            "binary" => Self::Binary,
+            "text" => Self::Text,
+            _ => Self::Auto,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     pub username: Option<String>,
@@ -308,6 +331,7 @@ pub struct ServerOptions {
     pub extensions: Vec<String>,
     pub scan_method: ScanMethod,
     pub copy_threshold: f64,
+    pub copy_format: CopyFormat,
     pub fetch_size: u64,
     pub compression_level: u32,
     /// Compressed bytes after which an upload rolls over to a new COPY request (CARTO: 2 GB max).
@@ -343,6 +367,7 @@ impl ServerOptions {
                 .unwrap_or_default(),
             scan_method: get(p, "scan_method").map(ScanMethod::parse).unwrap_or(ScanMethod::Auto),
             copy_threshold: num(p, "copy_threshold", 10_000.0),
+            copy_format: get(p, "copy_format").map(CopyFormat::parse).unwrap_or(CopyFormat::Auto),
             fetch_size: num(p, "fetch_size", 1000),
             compression_level: num(p, "compression_level", 1),
             copyfrom_max_bytes: num(p, "copyfrom_max_bytes", carto_client::DEFAULT_COPYFROM_MAX_BYTES),
@@ -379,6 +404,7 @@ pub struct TableOptions {
     pub truncatable: bool,
     pub scan_method: ScanMethod,
     pub copy_threshold: f64,
+    pub copy_format: CopyFormat,
     pub fetch_size: u64,
     pub use_remote_estimate: bool,
 }
@@ -394,6 +420,7 @@ impl TableOptions {
             truncatable: flag(p, "truncatable", server.truncatable),
             scan_method: get(p, "scan_method").map(ScanMethod::parse).unwrap_or(server.scan_method),
             copy_threshold: num(p, "copy_threshold", server.copy_threshold),
+            copy_format: get(p, "copy_format").map(CopyFormat::parse).unwrap_or(server.copy_format),
             fetch_size: num(p, "fetch_size", server.fetch_size),
             use_remote_estimate: flag(p, "use_remote_estimate", server.use_remote_estimate),
         }
@@ -439,6 +466,22 @@ mod unit {
         assert!(validate(OptionTarget::Table, &pairs(&[("updatable", "maybe")]), true).is_err());
         assert!(validate(OptionTarget::Table, &pairs(&[("scan_method", "copy")]), true).is_ok());
         assert!(validate(OptionTarget::Table, &pairs(&[("scan_method", "fast")]), true).is_err());
+    }
+
+    #[test]
+    fn copy_format() {
+        for v in ["auto", "binary", "text"] {
+            assert!(validate(OptionTarget::Table, &pairs(&[("copy_format", v)]), true).is_ok());
+            assert!(validate(OptionTarget::Server, &pairs(&[("username", "a"), ("copy_format", v)]), true).is_ok());
+        }
+        assert!(validate(OptionTarget::Table, &pairs(&[("copy_format", "csv")]), true).is_err());
+        assert!(validate(OptionTarget::Column, &pairs(&[("copy_format", "text")]), true).is_err());
+        let server = ServerOptions::from_pairs(&pairs(&[("username", "a"), ("copy_format", "text")]));
+        assert_eq!(server.copy_format, CopyFormat::Text);
+        assert_eq!(ServerOptions::from_pairs(&pairs(&[("username", "a")])).copy_format, CopyFormat::Auto);
+        let t = TableOptions::from_pairs(&pairs(&[("copy_format", "binary")]), "t", &server);
+        assert_eq!(t.copy_format, CopyFormat::Binary);
+        assert_eq!(TableOptions::from_pairs(&[], "t", &server).copy_format, CopyFormat::Text);
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct ScanPlan {
     pub rowid: Option<String>,
     pub transport: Transport,
     pub fetch_size: u64,
+    /// COPY binary (transport.rs): the remote casts of the columns, parallel to `columns`; None for COPY text.
+    #[serde(default)]
+    pub binary_casts: Option<Vec<String>>,
 }
 
 impl ScanPlan {
@@ -118,6 +121,22 @@ impl ScanPlan {
         )
     }
 
+    /// The statement of the `/copyto` transport in COPY binary: each column cast to the local type (`casts`).
+    pub fn copy_sql_binary(&self, params: Option<&[String]>, casts: &[String]) -> String {
+        let list: Vec<String> = self
+            .columns
+            .iter()
+            .zip(casts)
+            .map(|((_, name), cast)| format!("{}::{cast}", crate::fdw::deparse::quote_ident(name)))
+            .collect();
+        format!(
+            "COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)",
+            list.join(", "),
+            self.from,
+            self.tail(params, None, self.order_by.as_deref(), self.limit)
+        )
+    }
+
     /// Whether the `/sql` transport pages by keyset (else it reads the result in one request).
     pub fn pages_by_keyset(&self) -> bool {
         self.rowid.is_some() && self.order_by.is_none() && self.limit.is_none()
@@ -156,7 +175,10 @@ impl ScanPlan {
     /// The statement EXPLAIN shows: the one the chosen transport sends first.
     pub fn explain_sql(&self) -> String {
         match self.transport {
-            Transport::Copy => self.copy_sql(None),
+            Transport::Copy => match &self.binary_casts {
+                Some(casts) => self.copy_sql_binary(None, casts),
+                None => self.copy_sql(None),
+            },
             Transport::Query => self.query_sql(None, &Page::First),
         }
     }
@@ -617,6 +639,10 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         }
     };
 
+    let binary_casts = match transport {
+        Transport::Copy => crate::fdw::transport::read_casts(&state.table, &columns).or_report(),
+        Transport::Query => None,
+    };
     let plan = ScanPlan {
         relid: u32::from(state.table.relid),
         table_label: state.table.local_name.clone(),
@@ -626,6 +652,7 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         order_by,
         limit,
         rowid: state.table.rowid().map(str::to_string),
+        binary_casts,
         transport,
         fetch_size: opts.fetch_size,
     };

@@ -16,6 +16,7 @@ use pgrx::{PgList, PgLogLevel, PgMemoryContexts, PgTryBuilder};
 use crate::fdw::connection::client_for;
 use crate::fdw::plan::{scan_plan_from_private, Page, ScanPlan, Transport};
 use crate::fdw::table::TableDef;
+use crate::fdw::transport::BinaryRows;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 use crate::pg::typeio::{ColumnInput, ParamOutput};
@@ -23,6 +24,8 @@ use crate::pg::typeio::{ColumnInput, ParamOutput};
 enum Source {
     NotStarted,
     Copy { stream: CopyOutStream, chunk: Bytes, pos: usize },
+    /// COPY binary (transport.rs); the decoder lives in ScanState::binary.
+    Binary { stream: CopyOutStream },
     /// `next` is the page to ask for, None once the read is complete.
     Query { rows: VecDeque<Vec<Option<String>>>, next: Option<Page> },
     Done,
@@ -46,6 +49,10 @@ pub struct ScanState {
     transport: Transport,
     fell_back: bool,
     scans: u32,
+    /// The binary reader when the plan chose COPY binary (transport.rs).
+    binary: Option<BinaryRows>,
+    /// Whether the current COPY read is binary (not when client_encoding forbade it).
+    binary_active: bool,
 }
 
 impl ScanState {
@@ -57,9 +64,21 @@ impl ScanState {
         self.scans += 1;
         match self.transport {
             Transport::Copy => {
-                let sql = self.plan.copy_sql(Some(&self.rendered_params));
+                let binary = match (&mut self.binary, &self.plan.binary_casts) {
+                    (Some(rows), Some(casts)) if crate::pg::binary::encodings_agree() => {
+                        rows.reset();
+                        Some(self.plan.copy_sql_binary(Some(&self.rendered_params), casts))
+                    }
+                    _ => None,
+                };
+                self.binary_active = binary.is_some();
                 // Not waiting out a rate limit: /sql reads the same rows now.
-                match block_on(self.client.copy_to_with(&sql, false))? {
+                let started = match &binary {
+                    Some(sql) => block_on(self.client.copy_to_binary(sql, false))?,
+                    None => block_on(self.client.copy_to_with(&self.plan.copy_sql(Some(&self.rendered_params)), false))?,
+                };
+                match started {
+                    Ok(stream) if binary.is_some() => self.source = Source::Binary { stream },
                     Ok(stream) => {
                         self.source = Source::Copy { stream, chunk: Bytes::new(), pos: 0 };
                     }
@@ -177,6 +196,14 @@ impl ScanState {
                         }
                     }
                 }
+                Source::Binary { stream } => {
+                    let Some(rows) = self.binary.as_mut() else { return Err(FdwError::internal("binary scan without its reader")) };
+                    if rows.next(stream, slot, &self.names, &self.plan.table_label)? {
+                        return Ok(true);
+                    }
+                    self.stats.add(&stream.stats());
+                    self.source = Source::Done;
+                }
                 Source::Query { rows, next } => {
                     if let Some(row) = rows.pop_front() {
                         self.store_text_row(slot, row)?;
@@ -271,14 +298,14 @@ impl ScanState {
 
     fn stats_total(&self) -> RequestStats {
         let mut s = self.stats;
-        if let Source::Copy { stream, .. } = &self.source {
+        if let Source::Copy { stream, .. } | Source::Binary { stream } = &self.source {
             s.add(&stream.stats());
         }
         s
     }
 }
 
-fn reraise_with_column(e: CaughtError, column: &str, table: &str) -> ! {
+pub(crate) fn reraise_with_column(e: CaughtError, column: &str, table: &str) -> ! {
     let report = match &e {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
         CaughtError::RustPanic { ereport, .. } => ereport,
@@ -331,6 +358,13 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
         params.push(ParamOutput::new(e, node.cast()));
     }
 
+    let binary = match &plan.binary_casts {
+        Some(_) => {
+            let cols: Vec<&crate::fdw::table::Column> = plan.columns.iter().filter_map(|(a, _)| table.column(*a)).collect();
+            Some(BinaryRows::new(&cols))
+        }
+        None => None,
+    };
     let transport = plan.transport;
     let plan_names: Vec<String> = plan
         .columns
@@ -351,6 +385,8 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
         transport,
         fell_back: false,
         scans: 0,
+        binary,
+        binary_active: false,
     };
     (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
     Ok(())
@@ -400,7 +436,7 @@ pub unsafe extern "C-unwind" fn iterate_foreign_scan(
 pub unsafe extern "C-unwind" fn rescan_foreign_scan(node: *mut pg_sys::ForeignScanState) {
     let Some(state) = state_of(node) else { return };
     let prev = std::mem::replace(&mut state.source, Source::NotStarted);
-    if let Source::Copy { stream, .. } = &prev {
+    if let Source::Copy { stream, .. } | Source::Binary { stream } = &prev {
         state.stats.add(&stream.stats());
     }
     drop(prev);
@@ -416,7 +452,7 @@ pub unsafe extern "C-unwind" fn end_foreign_scan(node: *mut pg_sys::ForeignScanS
     if let Some(state) = state_of(node) {
         // Dropping the stream closes its connection at once: CARTO cancels the query.
         let prev = std::mem::replace(&mut state.source, Source::Done);
-        if let Source::Copy { stream, .. } = &prev {
+        if let Source::Copy { stream, .. } | Source::Binary { stream } = &prev {
             state.stats.add(&stream.stats());
         }
     }
@@ -437,7 +473,14 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
     };
     explain_text(es, "CARTO endpoint", label);
     if (*es).verbose {
-        explain_text(es, "Remote SQL", &plan.explain_sql());
+        // Binary as planned, unless execution found client_encoding unlike the database's (transport.rs).
+        let binary = plan.binary_casts.is_some()
+            && state.as_ref().map_or(true, |s| s.binary_active || s.scans == 0);
+        if transport == Transport::Copy {
+            explain_text(es, "CARTO transport", if binary { "COPY binary" } else { "COPY text" });
+        }
+        let sql = if transport == Transport::Copy && !binary { plan.copy_sql(None) } else { plan.explain_sql() };
+        explain_text(es, "Remote SQL", &sql);
     }
     if (*es).analyze {
         if let Some(s) = state {

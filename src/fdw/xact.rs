@@ -31,6 +31,8 @@ pub struct StreamKey {
     pub relid: pg_sys::Oid,
     pub userid: pg_sys::Oid,
     pub with_rowid: bool,
+    /// COPY binary (its `sql` ends with transport::BINARY_COPY_SUFFIX): never mixed with text in one upload.
+    pub binary: bool,
 }
 
 struct Pending {
@@ -114,7 +116,10 @@ pub fn send_rows(
         if !p.subids.contains(&subid) {
             p.subids.push(subid);
         }
-        p.copy.take().unwrap_or_else(|| p.client.copy_from(&p.sql))
+        p.copy.take().unwrap_or_else(|| match p.key.binary {
+            true => p.client.copy_from_binary(&p.sql),
+            false => p.client.copy_from(&p.sql),
+        })
     });
     // If this raises (cancel, statement_timeout), `copy` is dropped by the unwinding: aborted.
     let sent = block_on(copy.send(Bytes::from(data), rows))?;

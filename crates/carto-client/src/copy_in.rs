@@ -150,10 +150,16 @@ impl CopyIn {
             };
             let task = handle.spawn(p.run(rx));
             self.run = Some(Running { tx, task: AbortOnDrop(task) });
-            if self.binary {
-                self.send_framing(crate::copy_binary::HEADER).await?;
-            }
         }
+        // A binary request starts with the header, in the same message as the first tuples.
+        let data = if self.binary && self.raw_sent == 0 {
+            let mut d = Vec::with_capacity(crate::copy_binary::HEADER.len() + data.len());
+            d.extend_from_slice(crate::copy_binary::HEADER);
+            d.extend_from_slice(&data);
+            Bytes::from(d)
+        } else {
+            data
+        };
         let Some(run) = self.run.as_mut() else {
             return Err(Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, "upload not running"));
         };
@@ -172,15 +178,6 @@ impl CopyIn {
         self.run = None;
         self.failed = Some(e.clone());
         Err(e)
-    }
-
-    /// The binary header, sent like data (no rows).
-    async fn send_framing(&mut self, bytes: &'static [u8]) -> Result<()> {
-        let Some(run) = self.run.as_mut() else { return Ok(()) };
-        if run.tx.send(In::Data(Bytes::from_static(bytes))).await.is_ok() {
-            self.raw_sent += bytes.len() as u64;
-        }
-        Ok(())
     }
 
     /// True once the request holds about `copyfrom_max_bytes` compressed bytes: finish it and continue on a new

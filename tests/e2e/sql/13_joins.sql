@@ -83,7 +83,7 @@ SELECT * FROM pg_temp.same($$SELECT t.id, f.cartodb_id FROM loc.ten t JOIN {t12}
 ALTER FOREIGN TABLE ft12 OPTIONS (ADD scan_method 'copy');
 \! curl -sS -X DELETE "$CARTO_SIM_ADMIN/log" >/dev/null
 SELECT * FROM pg_temp.same($$SELECT t.id, f.cartodb_id FROM loc.ten t JOIN {t12} f ON f.i < t.id % 7 - 45$$);
--- One /copyto for the first scan, /sql for the nine rescans.
+-- One /copyto for the first scan, /sql for the nine rescans (and one for the column types, transport.rs).
 \! curl -sS "$CARTO_SIM_ADMIN/log" | python3 -c 'import json,sys,collections; c=collections.Counter((e["group"], e["status"]) for e in json.load(sys.stdin)); print(sorted(c.items()))'
 RESET enable_hashjoin;
 RESET enable_mergejoin;
@@ -160,7 +160,7 @@ CREATE TEMP TABLE clock AS SELECT clock_timestamp() AS t0;
 SELECT count(*), count(DISTINCT a.cartodb_id), min(a.v), max(b.cartodb_id) FROM t13_a a JOIN t13_b b ON b.a_id = a.cartodb_id;
 -- ... without waiting a minute for CARTO's rate limit to refill:
 SELECT clock_timestamp() - t0 < interval '10 seconds' AS fast FROM clock;
--- Requests: planning asked each table's size (/sql); one /copyto went through, the other was
+-- Requests: planning asked each table's size and column types (/sql); one /copyto went through, the other was
 -- refused with 429 + Retry-After and that table was read through /sql at once.
 \! curl -sS "$CARTO_SIM_ADMIN/log" | python3 -c 'import json,sys,collections; c=collections.Counter((e["group"], e["status"]) for e in json.load(sys.stdin) if e["user"] == "bob"); print(sorted(c.items()))'
 \! curl -sS -X POST "$CARTO_SIM_ADMIN/users/bob" -d '{"plan": "enterprise"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["plan"])'

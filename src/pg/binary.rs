@@ -1,0 +1,180 @@
+//! Values through the column types' binary I/O functions (typreceive / typsend), for COPY binary, and the
+//! rule of which types may travel that way between two different databases.
+//!
+//! A binary form is only portable when it does not hold anything local to one database: arrays embed their
+//! element type's OID (array_recv refuses another), composites their columns' OIDs, reg* types are OIDs.
+//! Text-like receive functions convert from the session's client_encoding, so binary needs client_encoding
+//! = the database encoding (the text transport converts nothing either). See docs/reads.md "Transports".
+
+use pgrx::pg_sys;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+use crate::fdw::deparse::{cstr_owned, strip_schema};
+
+/// How a local column's values can travel in binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BinaryType {
+    /// The type the remote SELECT casts the column to: the local type (a domain's base type) WITHOUT its
+    /// typmod, so that the local receive function applies the typmod as the input function would (an
+    /// explicit cast to varchar(3) or bit(4) would truncate silently, a geometry(Point) cast would fail on
+    /// CARTO's side).
+    pub cast: String,
+    /// The type's name without typmod, to compare with the remote column's `format_type(atttypid, NULL)`.
+    pub name: String,
+}
+
+/// OIDs of built-in objects are the same in every database.
+fn builtin(oid: pg_sys::Oid) -> bool {
+    u32::from(oid) < pg_sys::FirstNormalObjectId
+}
+
+fn has_io(type_oid: pg_sys::Oid, which: pg_sys::IOFuncSelector::Type) -> bool {
+    let (mut typlen, mut byval, mut align, mut delim) = (0i16, false, 0 as std::ffi::c_char, 0 as std::ffi::c_char);
+    let (mut ioparam, mut func) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    unsafe {
+        pg_sys::get_type_io_data(type_oid, which, &mut typlen, &mut byval, &mut align, &mut delim, &mut ioparam, &mut func)
+    };
+    func != pg_sys::InvalidOid
+}
+
+/// Built-in types whose binary form is an OID (or otherwise local): never binary.
+fn oid_valued(base: pg_sys::Oid) -> bool {
+    use pg_sys::BuiltinOid as B;
+    [
+        B::REGPROCOID, B::REGPROCEDUREOID, B::REGOPEROID, B::REGOPERATOROID, B::REGCLASSOID, B::REGTYPEOID,
+        B::REGROLEOID, B::REGNAMESPACEOID, B::REGCONFIGOID, B::REGDICTIONARYOID, B::REGCOLLATIONOID,
+        // xml_recv re-encodes by the document's own declaration: keep the text path's exact behaviour.
+        B::XMLOID,
+    ]
+    .iter()
+    .any(|b| b.value() == base)
+}
+
+/// Whether a column of this type can be read and written in binary, and as what; the reason
+/// when it cannot.
+///
+/// # Safety
+/// Backend thread, in a transaction.
+pub unsafe fn binary_type(type_oid: pg_sys::Oid) -> Result<BinaryType, String> {
+    if !has_io(type_oid, pg_sys::IOFuncSelector::IOFunc_receive) || !has_io(type_oid, pg_sys::IOFuncSelector::IOFunc_send) {
+        return Err("it has no binary send/receive functions".into());
+    }
+    let base = pg_sys::getBaseType(type_oid);
+    // format_type_be, like SQL's format_type(oid, NULL), names CARTO's column types; the cast needs the
+    // typmod-less spelling ("bpchar" and "bit" with quotes: plain "character" and "bit" mean length 1).
+    let name = strip_schema(&cstr_owned(pg_sys::format_type_be(base)).unwrap_or_default());
+    let cast = strip_schema(&cstr_owned(pg_sys::format_type_with_typemod(base, -1)).unwrap_or_default());
+    let ok = BinaryType { cast, name };
+    match pg_sys::get_typtype(base) as u8 {
+        b'b' => {
+            let elem = pg_sys::get_element_type(base);
+            if elem != pg_sys::InvalidOid {
+                if !builtin(elem) {
+                    return Err("its binary form holds the OID of a non-built-in element type".into());
+                }
+                return binary_type(elem).map(|_| ok);
+            }
+            if oid_valued(base) {
+                return Err("its binary form is local to the database".into());
+            }
+            Ok(ok)
+        }
+        // Enums travel as their label (enum_send / enum_recv), checked against the local labels.
+        b'e' => Ok(ok),
+        b'r' | b'm' if builtin(base) => Ok(ok),
+        b'r' | b'm' => Err("it is a range over a non-built-in type".into()),
+        b'c' => Err("composite values hold their columns' type OIDs".into()),
+        _ => Err("it is a pseudo-type".into()),
+    }
+}
+
+/// Binary text-like values convert from client_encoding: binary only when that is the database encoding.
+pub fn encodings_agree() -> bool {
+    unsafe { pg_sys::GetDatabaseEncoding() == pg_sys::pg_get_client_encoding() }
+}
+
+/// A column's receive function, looked up once per scan.
+pub struct ColumnRecv {
+    pub attnum: i16,
+    flinfo: Box<pg_sys::FmgrInfo>,
+    ioparam: pg_sys::Oid,
+    typmod: i32,
+    /// The field's bytes plus the NUL that StringInfo's convention asks for.
+    scratch: Vec<u8>,
+}
+
+impl ColumnRecv {
+    /// # Safety
+    /// Backend thread, in a transaction; the type has a receive function ([`binary_type`] said so).
+    pub unsafe fn new(attnum: i16, type_oid: pg_sys::Oid, typmod: i32) -> Self {
+        let mut func = pg_sys::InvalidOid;
+        let mut ioparam = pg_sys::InvalidOid;
+        pg_sys::getTypeBinaryInputInfo(type_oid, &mut func, &mut ioparam);
+        let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+        pg_sys::fmgr_info(func, flinfo.as_mut());
+        ColumnRecv { attnum, flinfo, ioparam, typmod, scratch: Vec::new() }
+    }
+
+    /// The value of one field, through the type's receive function with the column's typmod. Raises an ERROR
+    /// for data the function refuses or does not use up (as COPY FROM binary does).
+    ///
+    /// # Safety
+    /// Backend thread.
+    pub unsafe fn recv(&mut self, bytes: &[u8]) -> pg_sys::Datum {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(bytes);
+        self.scratch.push(0);
+        let mut buf = pg_sys::StringInfoData {
+            data: self.scratch.as_mut_ptr().cast(),
+            len: bytes.len() as i32,
+            maxlen: bytes.len() as i32 + 1,
+            cursor: 0,
+        };
+        let d = pg_sys::ReceiveFunctionCall(self.flinfo.as_mut(), &mut buf, self.ioparam, self.typmod);
+        if buf.cursor != buf.len {
+            pgrx::ereport!(
+                PgLogLevel::ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+                "incorrect binary data format"
+            );
+        }
+        d
+    }
+
+    /// NULL goes through the receive function too, so a domain's NOT NULL is checked.
+    ///
+    /// # Safety
+    /// Backend thread.
+    pub unsafe fn recv_null(&mut self) -> pg_sys::Datum {
+        pg_sys::ReceiveFunctionCall(self.flinfo.as_mut(), std::ptr::null_mut(), self.ioparam, self.typmod)
+    }
+}
+
+/// A column's send function, for values uploaded in binary.
+pub struct ColumnSend {
+    flinfo: Box<pg_sys::FmgrInfo>,
+}
+
+impl ColumnSend {
+    /// # Safety
+    /// Backend thread, in a transaction; the type has a send function.
+    pub unsafe fn new(type_oid: pg_sys::Oid) -> Self {
+        let mut func = pg_sys::InvalidOid;
+        let mut varlena = false;
+        pg_sys::getTypeBinaryOutputInfo(type_oid, &mut func, &mut varlena);
+        let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+        pg_sys::fmgr_info(func, flinfo.as_mut());
+        ColumnSend { flinfo }
+    }
+
+    /// The value's binary form, palloc'd in the current memory context (valid until it is reset).
+    ///
+    /// # Safety
+    /// Backend thread; `value` a non-NULL datum of the column's type.
+    pub unsafe fn send<'a>(&mut self, value: pg_sys::Datum) -> &'a [u8] {
+        let bytea = pg_sys::SendFunctionCall(self.flinfo.as_mut(), value);
+        let len = pgrx::varlena::varsize_any_exhdr(bytea.cast());
+        let data = pgrx::varlena::vardata_any(bytea.cast());
+        std::slice::from_raw_parts(data.cast(), len)
+    }
+}
