@@ -475,7 +475,7 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
     if (*es).verbose {
         // Binary as planned, unless execution found client_encoding unlike the database's (transport.rs).
         let binary = plan.binary_casts.is_some()
-            && state.as_ref().map_or(true, |s| s.binary_active || s.scans == 0);
+            && state.as_ref().is_none_or(|s| s.binary_active || s.scans == 0);
         if transport == Transport::Copy {
             explain_text(es, "CARTO transport", if binary { "COPY binary" } else { "COPY text" });
         }

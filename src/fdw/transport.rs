@@ -28,9 +28,12 @@ use crate::pg::binary::{binary_type, ColumnRecv};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
 
+/// CARTO's column types of one table: remote column name → type name (no typmod).
+type RemoteTypes = HashMap<String, String>;
+
 thread_local! {
-    /// CARTO's column types per foreign table, for the local transaction that read them.
-    static REMOTE_TYPES: RefCell<HashMap<u32, (u32, Option<HashMap<String, String>>)>> = RefCell::new(HashMap::new());
+    /// CARTO's column types per foreign table (relid), with the local transaction that read them.
+    static REMOTE_TYPES: RefCell<HashMap<u32, (u32, Option<RemoteTypes>)>> = RefCell::new(HashMap::new());
 }
 
 fn local_xact() -> u32 {
@@ -39,7 +42,7 @@ fn local_xact() -> u32 {
 
 /// CARTO's column types of a foreign table (remote column name → `format_type(atttypid, NULL)`), read once
 /// per table and local transaction; None for a `query` table or when the catalogue could not be read.
-pub fn remote_types(table: &TableDef, client: &Client) -> FdwResult<Option<HashMap<String, String>>> {
+pub fn remote_types(table: &TableDef, client: &Client) -> FdwResult<Option<RemoteTypes>> {
     if table.options.query.is_some() {
         return Ok(None);
     }
