@@ -2,8 +2,10 @@
 # Reads through carto_fdw beside curl, against a throwaway carto-sim (issue #4's benchmark).
 #   bench/read.sh [ROWS]            (default 1000000)
 # Measures, in one run:
-#   1. COPY (SELECT * FROM ft) TO '/dev/null' through the foreign table (scan_method copy) vs curl of the
-#      same COPY statement from /copyto to /dev/null: rows/s and their ratio (goal >= 0.7);
+#   1. COPY (SELECT * FROM ft) TO '/dev/null' through the foreign table (scan_method copy) in COPY binary
+#      (copy_format auto) and in COPY text (copy_format 'text') vs curl of the same COPY statements (text and
+#      binary) from /copyto to /dev/null: rows/s and ratios (goal: binary >= 1.0x curl of text), CPU seconds of
+#      the backend and of the sim per run; and PostgreSQL's own COPY of the same bytes (file_fdw, text and binary);
 #   2. a point lookup by cartodb_id through the foreign table (one /sql request) vs curl of the same /sql
 #      request: mean latency over N lookups;
 #   3. the backend's peak memory (VmHWM from /proc) after reading ROWS rows vs 10k rows (goal: within 20 MB);
@@ -57,52 +59,142 @@ CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url'
 CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
 CREATE FOREIGN TABLE ft (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
   SERVER carto OPTIONS (table_name 'bench_read', scan_method 'copy');
+CREATE FOREIGN TABLE ft_text (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
+  SERVER carto OPTIONS (table_name 'bench_read', scan_method 'copy', copy_format 'text');
 CREATE FOREIGN TABLE ft10k (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
   SERVER carto OPTIONS (table_name 'bench_read_10k', scan_method 'copy');
 CREATE FOREIGN TABLE ft_auto (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
   SERVER carto OPTIONS (table_name 'bench_read');
 SQL
 remote_copy=$("${PSQL[@]}" -Atc "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft" | sed -n 's/^ *Remote SQL: //p')
+remote_copy_text=$("${PSQL[@]}" -Atc "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft_text" | sed -n 's/^ *Remote SQL: //p')
+transport=$("${PSQL[@]}" -Atc "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft" | sed -n 's/^ *CARTO transport: //p')
 remote_lookup=$("${PSQL[@]}" -Atc "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft_auto WHERE cartodb_id = 424242" | sed -n 's/^ *Remote SQL: //p')
 endpoint_lookup=$("${PSQL[@]}" -Atc "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft_auto WHERE cartodb_id = 424242" | sed -n 's/^ *CARTO endpoint: //p')
-say "remote COPY: $remote_copy"
+say "remote COPY ($transport): $remote_copy"
+say "remote COPY (text): $remote_copy_text"
 say "point lookup ($endpoint_lookup): $remote_lookup"
 
-# 1. Throughput. Best of 3 for each (the machine is shared); the sim serves both the same way.
-fdw_best=999999 curl_best=999999 bytes=0
-for i in 1 2 3; do
-  t0=$(now)
-  bytes=$(curl -sS -o /dev/null -w '%{size_download}' -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql/copyto" \
-    --data-urlencode "q=$remote_copy")
-  t=$(echo "$(now) - $t0" | bc -l); curl_best=$(echo "if ($t < $curl_best) $t else $curl_best" | bc -l)
-  t0=$(now)
-  "${PSQL[@]}" -c "COPY (SELECT * FROM ft) TO '/dev/null'"
-  t=$(echo "$(now) - $t0" | bc -l); fdw_best=$(echo "if ($t < $fdw_best) $t else $fdw_best" | bc -l)
-  say "run $i: curl best ${curl_best}s, carto_fdw best ${fdw_best}s"
-done
+# 1. Throughput. Best of 3 for each (the machine is shared); the sim serves all the same way. CPU seconds of the
+# sim (its process and its PostgreSQL's backends) and of the local backend, from /proc, for the best run.
+sim_pid=$(pgrep -f "carto-sim serve.*$DIR/sim" | head -1 || true)
+proc_cpu() {  # proc_cpu PID -> utime+stime of the process and its reaped children, in seconds
+  [ -n "$1" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
+  awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); print ($12 + $13 + $14 + $15) / hz}' "/proc/$1/stat"
+}
+sim_cpu() {  # the sim process and every process of the sim's PostgreSQL cluster
+  local total pid
+  total=$(proc_cpu "$sim_pid")
+  for pid in $(pgrep -f "postgres.*$DIR/sim" || true); do total=$(echo "$total + $(proc_cpu "$pid")" | bc -l); done
+  echo "$total"
+}
+time_curl() {  # time_curl SQL -> "seconds bytes sim_cpu"
+  local t0 c0 b
+  c0=$(sim_cpu); t0=$(now)
+  b=$(curl -sS -o /dev/null -w '%{size_download}' -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql/copyto" \
+    --data-urlencode "q=$1")
+  echo "$(echo "$(now) - $t0" | bc -l) $b $(echo "$(sim_cpu) - $c0" | bc -l)"
+}
+time_fdw() {  # time_fdw TABLE -> "seconds backend_thread_cpu io_threads_cpu sim_cpu"
+  local c0 out
+  c0=$(sim_cpu)
+  out=$("${PSQL[@]}" -At <<SQL
+SELECT pg_backend_pid() AS pid \gset
+\setenv BPID :pid
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+COPY (SELECT * FROM $1) TO '/dev/null';
+SELECT extract(epoch FROM clock_timestamp()) - :t0;
+\! for f in /proc/\$BPID/task/\$BPID/stat /proc/\$BPID/stat; do awk -v hz="\$(getconf CLK_TCK)" '{sub(/^.*\\) /, ""); print (\$12 + \$13) / hz}' \$f; done
+SQL
+)
+  # seconds, CPU of the backend thread, CPU of the other threads (the network runtime), CPU of the sim
+  local secs main total
+  read -r secs main total <<<"$(echo "$out" | tr '\n' ' ')"
+  echo "$secs $main $(echo "$total - $main" | bc -l) $(echo "$(sim_cpu) - $c0" | bc -l)"
+}
+best() {  # best CMD ARG -> the output line of the fastest of 3 runs (first field: seconds)
+  local i line out=""
+  for i in 1 2 3; do
+    line=$("$@")
+    if [ -z "$out" ] || [ "$(echo "${line%% *} < ${out%% *}" | bc -l)" = 1 ]; then out=$line; fi
+  done
+  echo "$out"
+}
+read -r curl_best bytes curl_sim_cpu < <(best time_curl "$remote_copy_text")
+read -r curlb_best bytes_bin curlb_sim_cpu < <(best time_curl "$remote_copy")
+read -r fdw_best fdw_cpu fdw_io fdw_sim_cpu < <(best time_fdw ft)
+read -r fdwt_best fdwt_cpu fdwt_io fdwt_sim_cpu < <(best time_fdw ft_text)
+say "curl text ${curl_best}s, curl binary ${curlb_best}s, carto_fdw $transport ${fdw_best}s, carto_fdw text ${fdwt_best}s"
+# 1b. A wide table: 20 columns of mixed types, binary vs text vs curl of the text COPY.
+wide_line=""
+if [ "${WIDE:-1}" = 1 ]; then
+  wide_cols="id int, g geometry(Point,4326), t1 text, t2 text, t3 varchar(20), n1 numeric, n2 numeric(12,3), f1 float8,
+    f2 float4, i1 int, i2 int8, i3 int2, b bool, d date, ts timestamp, tz timestamptz, iv interval, u uuid, j jsonb, a int[]"
+  sql_api "DROP TABLE IF EXISTS bench_wide; CREATE TABLE bench_wide ($wide_cols);
+INSERT INTO bench_wide SELECT g, ST_SetSRID(ST_MakePoint(g % 360 - 180 + 0.5, g % 170 - 85 + 0.25), 4326), 'text ' || g,
+  md5(g::text), 'v' || (g % 1000), g * 1.5, (g % 100000) / 7.0, g / 3.0, g / 7.0, g, g::int8 * 1000003, (g % 30000)::int2,
+  g % 2 = 0, date '2020-01-01' + g % 3000, timestamp '2026-01-01' + g * interval '1 second',
+  timestamptz '2026-01-01 00:00+00' + g * interval '1 second', g * interval '1 minute',
+  md5(g::text)::uuid, jsonb_build_object('k', g, 's', 'x' || g), ARRAY[g, g + 1, g + 2]
+  FROM generate_series(1, $ROWS) g; ANALYZE bench_wide" | grep -v '"error"' >/dev/null || die "could not create bench_wide"
+  "${PSQL[@]}" -c "CREATE FOREIGN TABLE ft_wide ($wide_cols) SERVER carto OPTIONS (table_name 'bench_wide', scan_method 'copy');
+    CREATE FOREIGN TABLE ft_wide_text ($wide_cols) SERVER carto OPTIONS (table_name 'bench_wide', scan_method 'copy', copy_format 'text')"
+  wide_copy_text=$("${PSQL[@]}" -Atc "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft_wide_text" | sed -n 's/^ *Remote SQL: //p')
+  wide_transport=$("${PSQL[@]}" -Atc "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft_wide" | sed -n 's/^ *CARTO transport: //p')
+  read -r wcurl_best wbytes wcurl_sim < <(best time_curl "$wide_copy_text")
+  read -r wfdw_best wfdw_cpu wfdw_io wfdw_sim < <(best time_fdw ft_wide)
+  read -r wfdwt_best wfdwt_cpu wfdwt_io wfdwt_sim < <(best time_fdw ft_wide_text)
+  {
+    echo "read wide,carto_fdw binary,$ROWS,$(echo "$ROWS / $wfdw_best" | bc -l)"
+    echo "read wide,carto_fdw text,$ROWS,$(echo "$ROWS / $wfdwt_best" | bc -l)"
+    echo "read wide,curl text,$ROWS,$(echo "$ROWS / $wcurl_best" | bc -l)"
+  } >> "${BENCH_CSV:-$DIR/results.csv}"
+  wide_line=$(printf '| wide table (20 columns), %s | %.2f s (%.0f rows/s; CPU backend %.2f s + I/O %.2f s, sim %.2f s); copy_format text %.2f s (%.0f rows/s; CPU backend %.2f s) | curl text %.2f s (%.0f rows/s, %d bytes; CPU sim %.2f s) | %.2f (binary) / %.2f (text) of curl text |' \
+    "$wide_transport" "$wfdw_best" "$(echo "$ROWS / $wfdw_best" | bc -l)" "$wfdw_cpu" "$wfdw_io" "$wfdw_sim" \
+    "$wfdwt_best" "$(echo "$ROWS / $wfdwt_best" | bc -l)" "$wfdwt_cpu" "$wcurl_best" "$(echo "$ROWS / $wcurl_best" | bc -l)" "$wbytes" "$wcurl_sim" \
+    "$(echo "$wcurl_best / $wfdw_best" | bc -l)" "$(echo "$wcurl_best / $wfdwt_best" | bc -l)")
+  say "wide: carto_fdw $wide_transport ${wfdw_best}s, text ${wfdwt_best}s, curl text ${wcurl_best}s"
+fi
+
 # The local raw limit for the same rows: the very bytes of /copyto, saved to a file and read through file_fdw
 # (PostgreSQL's own COPY parser and the same input functions) into the same COPY TO /dev/null. carto_fdw does
 # this work too, on the backend thread; the network side runs beside it.
-curl -sS -o "$DIR/rows.copy" -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql/copyto" --data-urlencode "q=$remote_copy"
-"${PSQL[@]}" -v file="$DIR/rows.copy" <<'SQL'
+curl -sS -o "$DIR/rows.copy" -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql/copyto" --data-urlencode "q=$remote_copy_text"
+curl -sS -o "$DIR/rows.bin" -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql/copyto" --data-urlencode "q=$remote_copy"
+"${PSQL[@]}" -v file="$DIR/rows.copy" -v bfile="$DIR/rows.bin" <<'SQL'
 CREATE EXTENSION IF NOT EXISTS file_fdw;
 CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
 CREATE FOREIGN TABLE ft_file (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
   SERVER files OPTIONS (filename :'file', format 'text');
+CREATE FOREIGN TABLE ft_file_bin (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
+  SERVER files OPTIONS (filename :'bfile', format 'binary');
 SQL
-file_best=999999
+file_best=999999 fileb_best=999999
 for i in 1 2 3; do
   t0=$(now)
   "${PSQL[@]}" -c "COPY (SELECT * FROM ft_file) TO '/dev/null'"
   t=$(echo "$(now) - $t0" | bc -l); file_best=$(echo "if ($t < $file_best) $t else $file_best" | bc -l)
+  t0=$(now)
+  "${PSQL[@]}" -c "COPY (SELECT * FROM ft_file_bin) TO '/dev/null'"
+  t=$(echo "$(now) - $t0" | bc -l); fileb_best=$(echo "if ($t < $fileb_best) $t else $fileb_best" | bc -l)
 done
-rm -f "$DIR/rows.copy"
+rm -f "$DIR/rows.copy" "$DIR/rows.bin"
 say "file_fdw over the same bytes: best ${file_best}s"
 file_rps=$(echo "$ROWS / $file_best" | bc -l)
 file_ratio=$(echo "$file_best / $fdw_best" | bc -l)
 curl_rps=$(echo "$ROWS / $curl_best" | bc -l)
 fdw_rps=$(echo "$ROWS / $fdw_best" | bc -l)
 ratio=$(echo "$fdw_rps / $curl_rps" | bc -l)
+curlb_rps=$(echo "$ROWS / $curlb_best" | bc -l)
+fdwt_rps=$(echo "$ROWS / $fdwt_best" | bc -l)
+ratio_t=$(echo "$fdwt_rps / $curl_rps" | bc -l)
+fileb_rps=$(echo "$ROWS / $fileb_best" | bc -l)
+# Machine-readable lines for bench/plot.py (method, rows, rows/s).
+{
+  echo "read,carto_fdw binary,$ROWS,$fdw_rps"; echo "read,carto_fdw text,$ROWS,$fdwt_rps"
+  echo "read,curl text,$ROWS,$curl_rps"; echo "read,curl binary,$ROWS,$curlb_rps"
+  echo "read,file_fdw text,$ROWS,$file_rps"; echo "read,file_fdw binary,$ROWS,$fileb_rps"
+} >> "${BENCH_CSV:-$DIR/results.csv}"
 # The rows really arrived, exactly: count and a checksum through the FDW vs CARTO's own.
 fdw_sum=$("${PSQL[@]}" -Atc "SELECT count(*) || ' ' || md5(string_agg(cartodb_id || the_geom::text || name || price || n || seen, ',' ORDER BY cartodb_id)) FROM ft")
 sim_sum=$(sql_api "SELECT count(*) || ' ' || md5(string_agg(cartodb_id || the_geom::text || name || price || n || seen, ',' ORDER BY cartodb_id)) AS s FROM bench_read" \
@@ -178,11 +270,14 @@ cat <<EOF
 
 | measure | carto_fdw | curl (same request) | ratio / goal |
 |---|---|---|---|
-| COPY (SELECT * FROM ft) TO '/dev/null', scan_method copy (best of 3) | $(printf '%.2f s, %.0f rows/s' "$fdw_best" "$fdw_rps") | $(printf '%.2f s, %.0f rows/s, %d bytes' "$curl_best" "$curl_rps" "$bytes") | $(printf '%.2f' "$ratio") (goal >= 0.7) |
+| COPY (SELECT * FROM ft) TO '/dev/null', scan_method copy, $transport (best of 3) | $(printf '%.2f s, %.0f rows/s; CPU backend %.2f s + I/O threads %.2f s, sim %.2f s' "$fdw_best" "$fdw_rps" "$fdw_cpu" "$fdw_io" "$fdw_sim_cpu") | text: $(printf '%.2f s, %.0f rows/s, %d bytes; CPU sim %.2f s' "$curl_best" "$curl_rps" "$bytes" "$curl_sim_cpu") | $(printf '%.2f' "$ratio") of curl text (goal >= 1.0) |
+| the same, copy_format 'text' | $(printf '%.2f s, %.0f rows/s; CPU backend %.2f s + I/O threads %.2f s, sim %.2f s' "$fdwt_best" "$fdwt_rps" "$fdwt_cpu" "$fdwt_io" "$fdwt_sim_cpu") | binary: $(printf '%.2f s, %.0f rows/s, %d bytes; CPU sim %.2f s' "$curlb_best" "$curlb_rps" "$bytes_bin" "$curlb_sim_cpu") | $(printf '%.2f' "$ratio_t") of curl text |
+| PostgreSQL's own COPY of /copyto's bytes (file_fdw, binary) | | $(printf '%.2f s, %.0f rows/s' "$fileb_best" "$fileb_rps") | |
 | the same rows from a file of /copyto's bytes through file_fdw (local raw limit: PostgreSQL's COPY parser and input functions, no network), same COPY TO /dev/null | $(printf '%.2f s, %.0f rows/s' "$fdw_best" "$fdw_rps") | file_fdw $(printf '%.2f s, %.0f rows/s' "$file_best" "$file_rps") | $(printf '%.2f' "$file_ratio") of file_fdw's rate |
 | point lookup by cartodb_id (mean of $LOOKUPS, endpoint $endpoint_lookup) | $(printf '%.2f ms' "$fdw_lookup_ms") | $(printf '%.2f ms' "$curl_lookup_ms") | requests seen by the sim: $lookup_requests |
 | backend VmHWM, 10k rows | $((hwm10k / 1024)) MB (baseline $((base10k / 1024)) MB) | | |
 | backend VmHWM, $ROWS rows | $((hwm1m / 1024)) MB (baseline $((base1m / 1024)) MB) | | difference $(((hwm1m - hwm10k) / 1024)) MB (goal: within 20 MB) |
+${wide_line}
 ${ogr_line}
 
 Checksums: carto_fdw \`$fdw_sum\`, CARTO \`$sim_sum\` ($( [ "$fdw_sum" = "$sim_sum" ] && echo equal || echo DIFFERENT)).

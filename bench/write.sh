@@ -2,8 +2,9 @@
 # Write throughput of carto_fdw against a carto-sim of its own (not a timed test; numbers in bench/RESULTS.md):
 #   * INSERT INTO foreign_table SELECT ... FROM generate_series(1, N): point geometry, text, numeric, int, timestamptz,
 #     into a plain remote table and into a cartodbfied one, N = 10k and 1M (each in a fresh backend; its peak RSS,
-#     VmHWM from /proc, is reported);
-#   * the same rows pre-made as a gzip -1 COPY text file sent by `curl -T -` (chunked) to /copyfrom — the floor;
+#     VmHWM from /proc, is reported), in COPY binary (copy_format auto) and in COPY text (copy_format 'text');
+#   * the same rows pre-made as a gzip -1 COPY text file sent by `curl -T -` (chunked) to /copyfrom — the floor —
+#     and the same as a gzip -1 COPY binary file;
 #   * the same rows generated in the run by the database's own COPY, piped through gzip -1 into curl — the raw
 #     limit for rows that must be produced (as carto_fdw's are);
 #   * "the seed's way": INSERT ... VALUES of 1000 rows per /sql request, on fewer rows, extrapolated.
@@ -55,6 +56,10 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
 CREATE FOREIGN TABLE bw_plain (the_geom geometry(Point,4326), name text, n numeric, i int, ts timestamptz) SERVER carto;
 CREATE FOREIGN TABLE bw_carto (cartodb_id int, the_geom geometry(Geometry,4326), the_geom_webmercator geometry(Geometry,3857),
   name text, n numeric, i int, ts timestamptz) SERVER carto;
+CREATE FOREIGN TABLE bw_plain_text (the_geom geometry(Point,4326), name text, n numeric, i int, ts timestamptz) SERVER carto
+  OPTIONS (table_name 'bw_plain', copy_format 'text');
+CREATE FOREIGN TABLE bw_carto_text (cartodb_id int, the_geom geometry(Geometry,4326), the_geom_webmercator geometry(Geometry,3857),
+  name text, n numeric, i int, ts timestamptz) SERVER carto OPTIONS (table_name 'bw_carto', copy_format 'text');
 SQL
 
 # The rows, generated inline in the statement as the issue's `INSERT INTO ft SELECT ... FROM generate_series(1, N)`
@@ -82,15 +87,15 @@ SQL
 }
 
 # carto_fdw: one fresh backend per run; seconds of the whole autocommit INSERT (the COPY is finished at commit).
-fdw_run() {
-  local table=$1 n=$2 out
-  out=$(backend_run "INSERT INTO $table (the_geom, name, n, i, ts) $(rows_sql "$n")")
+fdw_run() {  # fdw_run TABLE N [FOREIGN_TABLE LABEL]: the foreign table's format (copy_format) is in its LABEL
+  local table=$1 n=$2 ft=${3:-$1} label=${4:-carto_fdw INSERT (binary)} out
+  out=$(backend_run "INSERT INTO $ft (the_geom, name, n, i, ts) $(rows_sql "$n")")
   local secs kb
   secs=$(echo "$out" | sed -n 1p) kb=$(echo "$out" | sed -n 2p)
   local got; got=$(remote_count "$table")
   [ "$got" = "$n" ] || { echo "bw: $table has $got rows, expected $n" >&2; exit 1; }
-  record "carto_fdw INSERT" "$table" "$n" "$secs" "$kb"
-  echo "carto_fdw INSERT into $table, $n rows: ${secs}s, backend VmHWM ${kb} kB" >&2
+  record "$label" "$table" "$n" "$secs" "$kb"
+  echo "$label into $table, $n rows: ${secs}s, backend VmHWM ${kb} kB" >&2
 }
 
 # The database's own COPY of the same rows to /dev/null, in a fresh backend: what producing the rows costs in time
@@ -123,10 +128,11 @@ pipe_run() {
   echo "database COPY | gzip | curl to $table, $n rows: ${secs}s" >&2
 }
 
-curl_run() {
-  local table=$1 n=$2 file=$DIR/rows_$2.copy.gz
-  [ -f "$file" ] || "$PSQL" -X -q -c "\copy ($(rows_sql "$n")) TO STDOUT" | gzip -1 >"$file"
-  local q="COPY $table (the_geom, name, n, i, ts) FROM STDIN" t0 t1
+curl_run() {  # curl_run TABLE N [binary]
+  local table=$1 n=$2 fmt=${3:-text} file=$DIR/rows_$2.$fmt.gz opt="" suffix=""
+  [ "$fmt" = binary ] && opt=" (FORMAT binary)" suffix=" (binary)"
+  [ -f "$file" ] || "$PSQL" -X -q -c "\copy ($(rows_sql "$n")) TO STDOUT$opt" | gzip -1 >"$file"
+  local q="COPY $table (the_geom, name, n, i, ts) FROM STDIN$opt" t0 t1
   t0=$(date +%s.%N)
   local url; url="$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$q")"
   curl -sS -X POST -T - -H "Content-Type: application/octet-stream" -H "Content-Encoding: gzip" \
@@ -134,8 +140,8 @@ curl_run() {
   t1=$(date +%s.%N)
   grep -q "\"total_rows\":$n" "$DIR/curl.out" || { echo "curl: $(cat "$DIR/curl.out")" >&2; exit 1; }
   local secs; secs=$(python3 -c "print(round($t1 - $t0, 3))")
-  record "curl -T - gzip -1 /copyfrom" "$table" "$n" "$secs" ""
-  echo "curl to $table, $n rows: ${secs}s ($(stat -c %s "$file") bytes gzip)" >&2
+  record "curl -T - gzip -1 /copyfrom$suffix" "$table" "$n" "$secs" ""
+  echo "curl$suffix to $table, $n rows: ${secs}s ($(stat -c %s "$file") bytes gzip)" >&2
 }
 
 # The seed's way: INSERT ... VALUES of 1000 rows per /sql request, one request after the other.
@@ -163,18 +169,20 @@ for n in 10000 "$ROWS"; do produce_run "$n"; done
 for table in ${BENCH_TABLES:-bw_plain bw_carto}; do
   for n in 10000 "$ROWS"; do
     reset_remote; fdw_run "$table" "$n"
+    reset_remote; fdw_run "$table" "$n" "${table}_text" "carto_fdw INSERT (text)"
     reset_remote; curl_run "$table" "$n"
+    reset_remote; curl_run "$table" "$n" binary
     reset_remote; pipe_run "$table" "$n"
   done
   reset_remote; seed_run "$table" "$SEED_ROWS"
 done
 
 # The report: rows/s, and each method against curl on the same table and row count (seed: extrapolated).
-python3 - "$RESULTS" "$ROWS" <<'PY'
+python3 - "$RESULTS" "$ROWS" "${BENCH_CSV:-$DIR/results.csv}" <<'PY'
 import sys, csv
 rows = list(csv.reader(open(sys.argv[1]), delimiter="\t"))
 big = int(sys.argv[2])
-curl = {(r[1], int(r[2])): float(r[3]) for r in rows if r[0].startswith("curl")}
+curl = {(r[1], int(r[2])): float(r[3]) for r in rows if r[0] == "curl -T - gzip -1 /copyfrom"}
 pipe = {(r[1], int(r[2])): float(r[3]) for r in rows if r[0].startswith("COPY TO STDOUT")}
 print("| method | table | rows | seconds | rows/s | vs curl of a pre-made file | vs database COPY \\| gzip \\| curl | backend VmHWM |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -190,4 +198,6 @@ for m, t, n, s, kb in rows:
         extra = f" ({big} rows extrapolated: {big / rps:.0f} s)"
     mem = f"{int(kb) / 1024:.0f} MB" if kb else ""
     print(f"| {m} | {t} | {n} | {s:.2f}{extra} | {rps:,.0f} | {ratio} | {pratio} | {mem} |")
+    with open(sys.argv[3], "a") as f:
+        f.write(f"write {t},{m},{n},{rps}\n")
 PY
