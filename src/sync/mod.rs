@@ -6,6 +6,7 @@
 
 pub mod pull;
 pub mod push;
+pub mod push_binary;
 pub mod runs;
 
 use pgrx::prelude::*;
@@ -138,6 +139,7 @@ fn push_impl(
         cartodbfy,
         lnglat,
         name: name.clone(),
+        binary_allowed: access.options.copy_format != crate::fdw::options::CopyFormat::Text,
     };
     let started = runs::now_text();
     let target = format!("{server}.{remote_table}");

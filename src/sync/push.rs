@@ -31,6 +31,8 @@ pub struct PushArgs {
     pub cartodbfy: bool,
     pub lnglat: Option<(String, String)>,
     pub name: String,
+    /// The server's copy_format: `text` keeps pushes in COPY text (push_binary.rs).
+    pub binary_allowed: bool,
 }
 
 /// The staging table names of a sync start with this prefix (so leftovers of a killed run are
@@ -201,7 +203,24 @@ pub fn run(args: &PushArgs, client: &Client, prev_wm: Option<&str>, stage: &str)
     };
 
     let select = send.iter().map(|c| format!("{}::text", quote_ident(&c.name))).collect::<Vec<_>>().join(", ");
-    let rows = stream_rows(client, &format!("SELECT {select} FROM ({src}) s{filter}"), &format!("COPY {copy_target} ({col_list}) FROM STDIN"), lnglat_idx)?;
+    // COPY binary where the COPY target's types are the ones push declared (push_binary.rs).
+    let sends = if args.binary_allowed && (!direct || created) && lnglat_idx.is_none() {
+        let remote: Vec<String> = send.iter().map(|c| remote_type(c)).collect();
+        crate::sync::push_binary::send_functions(&send, &remote)?
+    } else {
+        None
+    };
+    let rows = match sends {
+        Some(sends) => {
+            let copy_sql = format!("COPY {copy_target} ({col_list}) FROM STDIN (FORMAT binary)");
+            let (rows, requests) = crate::sync::push_binary::stream_rows(client, &send, &sends, &format!("({src}) s{filter}"), &copy_sql)?;
+            if requests > 1 {
+                pgrx::notice!("carto_fdw: the rows went to CARTO in {requests} COPY requests (each request is its own remote transaction)");
+            }
+            rows
+        }
+        None => stream_rows(client, &format!("SELECT {select} FROM ({src}) s{filter}"), &format!("COPY {copy_target} ({col_list}) FROM STDIN"), lnglat_idx)?,
+    };
 
     if !direct {
         apply_staged(args, client, &target, stage, &names, new_wm.as_deref(), rows)?;

@@ -139,3 +139,26 @@ SELECT * FROM carto.query('carto', 'SELECT * FROM t43_w_mis');
 SET client_encoding = 'LATIN1';
 SELECT 'latin1' AS client_encoding, * FROM pg_temp.compare('pg_temp.remote_digests(''ft_bin'', ''t43_scalars'')', 'pg_temp.local_digests(''ft_bin'')');
 RESET client_encoding;
+
+-- carto.push goes binary into the tables it creates (here: replace through a staging table), text with a
+-- server whose copy_format is 'text'; both land exactly the corpus (CARTO's digests of each equal its
+-- digests of the original), and carto.pull brings them back unchanged.
+CREATE SERVER carto_text FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url', copy_format 'text');
+CREATE USER MAPPING FOR CURRENT_USER SERVER carto_text OPTIONS (api_key :'api_key');
+CREATE TABLE corpus AS SELECT cartodb_id, b, i2, i4, i8, n, n102, f4, f8, c5, vc, t, by, d, tm, ttz, ts, tstz, iv, u, ip,
+  cid, mac, mac8, bt, vb, js, jb, pt, ln, ls, bx, pa, pg, ci, tsv, tsq, r4, rts, rn, mr, at, ai, a2, ajb, ats, o, lsn
+  FROM loc.t43_scalars;
+SELECT carto.push('corpus', 'carto', 't43_push_bin', mode => 'replace', cartodbfy => false) AS pushed_binary;
+SELECT carto.push('corpus', 'carto_text', 't43_push_text', mode => 'replace', cartodbfy => false) AS pushed_text;
+CREATE FOREIGN TABLE fp_cols (cartodb_id int, b bool, i2 int2, i4 int4, i8 int8, n numeric, n102 numeric(10,2), f4 float4,
+  f8 float8, c5 char(5), vc varchar(10), t text, by bytea, d date, tm time, ttz timetz, ts timestamp, tstz timestamptz,
+  iv interval, u uuid, ip inet, cid cidr, mac macaddr, mac8 macaddr8, bt bit(4), vb varbit, js json, jb jsonb, pt point,
+  ln line, ls lseg, bx box, pa path, pg polygon, ci circle, tsv tsvector, tsq tsquery, r4 int4range, rts tstzrange,
+  rn numrange, mr int4multirange, at text[], ai int[], a2 int[][], ajb jsonb[], ats timestamptz[], o oid, lsn pg_lsn)
+  SERVER carto OPTIONS (table_name 't43_push_bin');
+SELECT 'push binary' AS path, * FROM pg_temp.compare('pg_temp.remote_digests(''fp_cols'', ''t43_scalars'')', 'pg_temp.remote_digests(''fp_cols'', ''t43_push_bin'')');
+SELECT 'push text' AS path, * FROM pg_temp.compare('pg_temp.remote_digests(''fp_cols'', ''t43_scalars'')', 'pg_temp.remote_digests(''fp_cols'', ''t43_push_text'')');
+CREATE TABLE corpus_back (LIKE corpus);
+SELECT carto.pull('carto', 't43_push_bin', 'corpus_back') AS pulled;
+SELECT count(*) AS differences FROM ((SELECT c::text FROM corpus c EXCEPT ALL SELECT c::text FROM corpus_back c)
+  UNION ALL (SELECT c::text FROM corpus_back c EXCEPT ALL SELECT c::text FROM corpus c)) d;
