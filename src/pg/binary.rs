@@ -178,3 +178,85 @@ impl ColumnSend {
         std::slice::from_raw_parts(data.cast(), len)
     }
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use pgrx::prelude::*;
+    use std::ffi::CString;
+
+    fn oid(t: &str) -> pg_sys::Oid {
+        Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{t}'::regtype::oid")).unwrap().unwrap()
+    }
+
+    fn typmod(t: &str) -> i32 {
+        Spi::get_one::<i32>(&format!(
+            "SELECT coalesce((SELECT atttypmod FROM pg_attribute WHERE attrelid = 'typmods'::regclass AND atttypid = '{t}'::regtype), -1)"
+        ))
+        .unwrap()
+        .unwrap_or(-1)
+    }
+
+    #[pg_test]
+    fn which_types_go_binary() {
+        Spi::run("CREATE TYPE t_mood AS ENUM ('a', 'b'); CREATE DOMAIN t_pos AS int CHECK (VALUE > 0); CREATE TYPE t_pair AS (a int, b text); CREATE DOMAIN t_moods AS t_mood[]").unwrap();
+        let ty = |t: &str| unsafe { binary_type(oid(t)) };
+        assert_eq!(ty("integer").unwrap(), BinaryType { cast: "integer".into(), name: "integer".into() });
+        // Casts without typmod: bpchar and "bit", never character / bit (length 1); names as format_type(oid, NULL).
+        assert_eq!(ty("character(5)").unwrap(), BinaryType { cast: "bpchar".into(), name: "character".into() });
+        assert_eq!(ty("bit(4)").unwrap(), BinaryType { cast: "\"bit\"".into(), name: "bit".into() });
+        assert_eq!(ty("varchar(3)").unwrap().cast, "character varying");
+        assert_eq!(ty("t_pos").unwrap().name, "integer");
+        for t in ["int4[]", "text[]", "tstzrange", "int4multirange", "t_mood", "jsonb", "numeric", "timestamptz", "bytea"] {
+            assert!(ty(t).is_ok(), "{t} should go binary");
+        }
+        for t in ["xml", "regclass", "regtype[]", "t_pair", "t_mood[]", "t_moods", "aclitem"] {
+            assert!(ty(t).is_err(), "{t} must not go binary");
+        }
+    }
+
+    #[pg_test]
+    fn send_then_receive_keeps_every_value() {
+        Spi::run("CREATE TABLE typmods (a numeric(10,2), b varchar(3), c bit(4))").unwrap();
+        for (t, v) in [
+            ("numeric", "12345678.91"),
+            ("double precision", "-0"),
+            ("double precision", "NaN"),
+            ("timestamp with time zone", "infinity"),
+            ("date", "4713-01-01 BC"),
+            ("text[]", "{a,NULL,\"b c\",\"\"}"),
+            ("character varying", "abc"),
+            ("bit", "1010"),
+            ("jsonb", "{\"a\": [1, 2.50]}"),
+            ("interval", "-178000000 years"),
+        ] {
+            unsafe {
+                let ty = oid(t);
+                let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+                pg_sys::getTypeInputInfo(ty, &mut input, &mut ioparam);
+                let cv = CString::new(v).unwrap();
+                let tm = typmod(t);
+                let d = pg_sys::OidInputFunctionCall(input, cv.as_ptr() as *mut _, ioparam, tm);
+                let bytes = ColumnSend::new(ty).send(d).to_vec();
+                let back = ColumnRecv::new(1, ty, tm).recv(&bytes);
+                let (mut output, mut varlena) = (pg_sys::InvalidOid, false);
+                pg_sys::getTypeOutputInfo(ty, &mut output, &mut varlena);
+                let a = std::ffi::CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, d)).to_string_lossy().into_owned();
+                let b = std::ffi::CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, back)).to_string_lossy().into_owned();
+                assert_eq!(a, b, "{t} {v}");
+            }
+        }
+    }
+
+    #[pg_test(error = "incorrect binary data format")]
+    fn trailing_bytes_are_an_error() {
+        unsafe { ColumnRecv::new(1, pg_sys::INT4OID, -1).recv(&[0, 0, 0, 1, 0]) };
+    }
+
+    #[pg_test(error = "value too long for type character varying(3)")]
+    fn receive_applies_the_typmod() {
+        // varchar(3) is typmod 7 (3 + VARHDRSZ).
+        unsafe { ColumnRecv::new(1, pg_sys::VARCHAROID, 7).recv(b"abcd") };
+    }
+}
