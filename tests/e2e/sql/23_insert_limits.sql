@@ -4,7 +4,8 @@
 CREATE EXTENSION postgis;
 CREATE EXTENSION carto_fdw;
 CREATE EXTENSION dblink;
-CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
+-- COPY text: the fault injections below cut uploads at byte counts chosen for its sizes (binary: 43_binary).
+CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url', copy_format 'text');
 CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
 \! curl -sS -u "$CARTO_SIM_USER:$CARTO_SIM_API_KEY" --data-urlencode "q=DROP TABLE IF EXISTS t23; CREATE TABLE t23 (cartodb_id serial PRIMARY KEY, name text, pad text, n int CHECK (n < 19000))" "$CARTO_SIM_BASE_URL/api/v2/sql" | grep -o '"total_rows":[0-9]*'; echo
 CREATE FOREIGN TABLE t23 (cartodb_id int, name text, pad text, n int) SERVER carto;

@@ -84,8 +84,10 @@ SELECT * FROM ft_short;
 
 -- Writes: the corpus INSERTed into empty CARTO tables in each format; CARTO's digests of what it stored
 -- equal its digests of the original.
-SELECT carto.exec('carto', 'CREATE TABLE t43_w_bin (LIKE t43_scalars); CREATE TABLE t43_w_text (LIKE t43_scalars);
+SET client_min_messages = warning;
+SELECT carto.exec('carto', 'DROP TABLE IF EXISTS t43_w_bin, t43_w_text, t43_wg_bin, t43_wg_text; CREATE TABLE t43_w_bin (LIKE t43_scalars); CREATE TABLE t43_w_text (LIKE t43_scalars);
                             CREATE TABLE t43_wg_bin (LIKE t43_geo); CREATE TABLE t43_wg_text (LIKE t43_geo)');
+RESET client_min_messages;
 CREATE FOREIGN TABLE fw_bin (:scalars) SERVER carto OPTIONS (table_name 't43_w_bin');
 CREATE FOREIGN TABLE fw_text (:scalars) SERVER carto OPTIONS (table_name 't43_w_text', copy_format 'text');
 CREATE FOREIGN TABLE fwg_bin (:geos) SERVER carto OPTIONS (table_name 't43_wg_bin');
@@ -126,7 +128,9 @@ SELECT cartodb_id, i8 FROM ft_mis ORDER BY cartodb_id;
 ALTER FOREIGN TABLE ft_mis OPTIONS (ADD copy_format 'binary');
 SELECT cartodb_id, i8 FROM ft_mis ORDER BY cartodb_id;
 -- Writes: int4 binary into CARTO's bigint column is refused by CARTO; auto sends text and succeeds.
-SELECT carto.exec('carto', 'CREATE TABLE t43_w_mis (cartodb_id int, i8 bigint)');
+SET client_min_messages = warning;
+SELECT carto.exec('carto', 'DROP TABLE IF EXISTS t43_w_mis; CREATE TABLE t43_w_mis (cartodb_id int, i8 bigint)');
+RESET client_min_messages;
 CREATE FOREIGN TABLE fw_mis (cartodb_id int, i8 int4) SERVER carto OPTIONS (table_name 't43_w_mis', copy_format 'binary');
 INSERT INTO fw_mis VALUES (1, 42);
 ALTER FOREIGN TABLE fw_mis OPTIONS (SET copy_format 'auto');
