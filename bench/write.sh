@@ -129,7 +129,8 @@ pipe_run() {
 }
 
 curl_run() {  # curl_run TABLE N [binary]
-  local table=$1 n=$2 fmt=${3:-text} file=$DIR/rows_$2.$fmt.gz opt="" suffix=""
+  local table=$1 n=$2 fmt=${3:-text}
+  local file=$DIR/rows_$2.$fmt.gz opt="" suffix=""
   [ "$fmt" = binary ] && opt=" (FORMAT binary)" suffix=" (binary)"
   [ -f "$file" ] || "$PSQL" -X -q -c "\copy ($(rows_sql "$n")) TO STDOUT$opt" | gzip -1 >"$file"
   local q="COPY $table (the_geom, name, n, i, ts) FROM STDIN$opt" t0 t1
