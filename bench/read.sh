@@ -125,6 +125,26 @@ read -r curlb_best bytes_bin curlb_sim_cpu < <(best time_curl "$remote_copy")
 read -r fdw_best fdw_cpu fdw_io fdw_sim_cpu < <(best time_fdw ft)
 read -r fdwt_best fdwt_cpu fdwt_io fdwt_sim_cpu < <(best time_fdw ft_text)
 say "curl text ${curl_best}s, curl binary ${curlb_best}s, carto_fdw $transport ${fdw_best}s, carto_fdw text ${fdwt_best}s"
+# 1a. PERF=1: where the backend's time goes in one COPY binary read (perf over the backend's threads).
+perf_top=""
+if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
+  rm -f "$DIR/perf.pid"
+  "${PSQL[@]}" -At >/dev/null <<SQL &
+SELECT pg_backend_pid() AS pid \gset
+\setenv BPID :pid
+\! echo \$BPID > $DIR/perf.pid
+SELECT pg_sleep(1.5);
+COPY (SELECT * FROM ft) TO '/dev/null';
+SQL
+  for _ in $(seq 1 20); do [ -s "$DIR/perf.pid" ] && break; sleep 0.1; done
+  perf record -q -F 1999 -g -p "$(cat "$DIR/perf.pid")" -o "$DIR/perf.data" -- sleep 4 >/dev/null 2>&1 || true
+  wait || true
+  perf_top=$(perf report -i "$DIR/perf.data" --no-children --stdio --sort dso,symbol -g none 2>/dev/null \
+    | grep -E '^ +[0-9]' | head -25) || true
+  printf '%s\n' "$perf_top" > "$DIR/perf-top.txt"
+  say "perf: top symbols of the backend in $DIR/perf-top.txt"
+fi
+
 # 1b. A wide table: 20 columns of mixed types, binary vs text vs curl of the text COPY.
 wide_line=""
 if [ "${WIDE:-1}" = 1 ]; then
@@ -279,6 +299,8 @@ cat <<EOF
 | backend VmHWM, $ROWS rows | $((hwm1m / 1024)) MB (baseline $((base1m / 1024)) MB) | | difference $(((hwm1m - hwm10k) / 1024)) MB (goal: within 20 MB) |
 ${wide_line}
 ${ogr_line}
+
+$( [ -n "$perf_top" ] && printf 'perf, one COPY binary read, the backend process (all its threads):\n```\n%s\n```\n' "$perf_top")
 
 Checksums: carto_fdw \`$fdw_sum\`, CARTO \`$sim_sum\` ($( [ "$fdw_sum" = "$sim_sum" ] && echo equal || echo DIFFERENT)).
 Remote COPY: \`$remote_copy\`
