@@ -311,18 +311,44 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
     let plan = scan_plan_from_private((*fsplan).fdw_private)?;
     let rel = (*node).ss.ss_currentRelation;
-    let relid = (*rel).rd_id;
+    // A pushed join or aggregate (scanrelid 0) has no relation of its own: its first table gives
+    // the server and user mapping (all of them share both), its rows fdw_scan_tlist's types.
+    let pushed = rel.is_null();
+    let relid = if pushed { pg_sys::Oid::from(plan.relid) } else { (*rel).rd_id };
+    for r in &plan.member_relids {
+        crate::fdw::xact::finish_pending_for(pg_sys::Oid::from(*r))?;
+    }
     crate::fdw::xact::finish_pending_for(relid)?; // rows this transaction inserted are read back
-    let userid = scan_user(node, fsplan);
+    let rti = if pushed { plan.user_rti } else { (*fsplan).scan.scanrelid };
+    let userid = scan_user(node, rti);
     let table = TableDef::load(relid, userid)?;
     let client = client_for(&table.access)?;
 
     let mut inputs = Vec::with_capacity(plan.columns.len());
-    for (attnum, _) in &plan.columns {
-        let col = table
-            .column(*attnum)
-            .ok_or_else(|| FdwError::internal(format!("column {attnum} of \"{}\" vanished", table.local_name)))?;
-        inputs.push(ColumnInput::new(col));
+    let mut plan_names = Vec::with_capacity(plan.columns.len());
+    if pushed {
+        let tlist = PgList::<pg_sys::TargetEntry>::from_pg((*fsplan).fdw_scan_tlist);
+        for (i, te) in tlist.iter_ptr().enumerate() {
+            let expr = (*te).expr.cast::<pg_sys::Node>();
+            let col = crate::fdw::table::Column {
+                attnum: (i + 1) as i16,
+                local_name: format!("c{i}"),
+                remote_name: format!("c{i}"),
+                type_oid: pg_sys::exprType(expr),
+                typmod: pg_sys::exprTypmod(expr),
+                collation: pg_sys::exprCollation(expr),
+            };
+            inputs.push(ColumnInput::new(&col));
+            plan_names.push(col.local_name);
+        }
+    } else {
+        for (attnum, _) in &plan.columns {
+            let col = table
+                .column(*attnum)
+                .ok_or_else(|| FdwError::internal(format!("column {attnum} of \"{}\" vanished", table.local_name)))?;
+            inputs.push(ColumnInput::new(col));
+            plan_names.push(col.local_name.clone());
+        }
     }
 
     let exprs = PgList::<pg_sys::Expr>::from_pg((*fsplan).fdw_exprs);
@@ -332,11 +358,6 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     }
 
     let transport = plan.transport;
-    let plan_names: Vec<String> = plan
-        .columns
-        .iter()
-        .map(|(a, _)| table.column(*a).map(|c| c.local_name.clone()).unwrap_or_default())
-        .collect();
     let state = ScanState {
         plan,
         client,
@@ -358,9 +379,9 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
 
 /// The user whose mapping applies: the view owner's for a scan inside a view (checkAsUser),
 /// else the current user, as postgres_fdw does.
-unsafe fn scan_user(node: *mut pg_sys::ForeignScanState, fsplan: *mut pg_sys::ForeignScan) -> pg_sys::Oid {
+unsafe fn scan_user(node: *mut pg_sys::ForeignScanState, rti: u32) -> pg_sys::Oid {
     let estate = (*node).ss.ps.state;
-    let rti = (*fsplan).scan.scanrelid as usize;
+    let rti = rti as usize;
     let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*estate).es_range_table);
     match rtable.get_ptr(rti.wrapping_sub(1)) {
         Some(rte) if (*rte).checkAsUser != pg_sys::InvalidOid => (*rte).checkAsUser,
@@ -430,6 +451,9 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
     let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
     let Ok(plan) = scan_plan_from_private((*fsplan).fdw_private) else { return };
     let state = state_of(node);
+    if let Some(relations) = &plan.relations {
+        explain_text(es, "Relations", relations);
+    }
     let transport = state.as_ref().map(|s| s.transport).unwrap_or(plan.transport);
     let label = match transport {
         Transport::Copy => "COPY (/copyto)",
