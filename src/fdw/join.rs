@@ -2,7 +2,8 @@
 //!
 //! Two relations of the same server and user mapping (PostgreSQL only asks when both sides share
 //! the server and the checkAsUser; the mapped key is compared again here) join remotely when:
-//! the join is INNER, LEFT, RIGHT or FULL; neither side has conditions that must be evaluated
+//! the join is INNER, LEFT, RIGHT or FULL, or a semi-/anti-join (EXISTS, NOT EXISTS, IN) that
+//! nothing joins to afterwards (written as `[NOT] EXISTS (…)` in WHERE); neither side has conditions that must be evaluated
 //! locally (they would have to filter before the join); every join condition of an outer join
 //! ships (an inner join's other conditions may stay local, above the pushed join); the target
 //! needs only plain columns (no placeholder evaluated inside the join, no whole-row reference);
@@ -14,7 +15,9 @@ use pgrx::pg_sys;
 use pgrx::PgList;
 
 use crate::fdw::deparse::{Deparser, RelInfo};
-use crate::fdw::pushed::{attach, can_write, join_keyword, remote_estimate, BaseTable, Input, PushOptions, PushedRel, Shape};
+use crate::fdw::pushed::{
+    attach, can_write, is_semi_or_anti, join_keyword, remote_estimate, BaseTable, Input, PushOptions, PushedRel, Shape,
+};
 
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_join_paths(
@@ -50,11 +53,24 @@ unsafe fn join_state(
     if (*q).commandType != pg_sys::CmdType::CMD_SELECT || !(*root).rowMarks.is_null() {
         return None;
     }
-    let keyword = join_keyword(jointype)?;
+    let semi = is_semi_or_anti(jointype);
+    let keyword = match jointype {
+        pg_sys::JoinType::JOIN_SEMI => "SEMI JOIN",
+        pg_sys::JoinType::JOIN_ANTI => "ANTI JOIN",
+        _ => join_keyword(jointype)?,
+    };
     let (outer, otables, omembers) = Input::of(root, outerrel)?;
     let (inner, itables, imembers) = Input::of(root, innerrel)?;
     if outer.has_local_conds() || inner.has_local_conds() {
         return None;
+    }
+    // A semi-/anti-join is a WHERE condition of its outer side: nothing joins to it afterwards.
+    for side in [&outer, &inner] {
+        if let Input::Pushed(PushedRel { shape: Shape::Join { jointype, .. }, .. }) = side {
+            if is_semi_or_anti(*jointype) {
+                return None;
+            }
+        }
     }
     let oopts = outer.opts();
     let iopts = inner.opts();
@@ -68,6 +84,10 @@ unsafe fn join_state(
         if (*v).type_ != pg_sys::NodeTag::T_Var || (*v.cast::<pg_sys::Var>()).varattno <= 0 {
             return None;
         }
+        // What a semi-/anti-join delivers comes from its outer side alone.
+        if semi && !pg_sys::bms_is_member((*v.cast::<pg_sys::Var>()).varno, (*outerrel).relids) {
+            return None;
+        }
     }
 
     let mut members = omembers;
@@ -79,13 +99,24 @@ unsafe fn join_state(
     let mut on = Vec::new();
     let mut where_conds = Vec::new();
     let mut local_conds = Vec::new();
-    let is_outer = jointype != pg_sys::JoinType::JOIN_INNER;
+    let is_outer = !matches!(jointype, pg_sys::JoinType::JOIN_INNER | pg_sys::JoinType::JOIN_SEMI);
     for ri in PgList::<pg_sys::RestrictInfo>::from_pg((*extra).restrictlist).iter_ptr() {
         let ships = {
             let mut d = Deparser::new(&info);
             d.clause((*ri).clause.cast()).is_some()
         };
         let pushed_down = (*ri).is_pushed_down || !pg_sys::bms_is_subset((*ri).required_relids, (*joinrel).relids);
+        if jointype == pg_sys::JoinType::JOIN_ANTI
+            && pushed_down
+            && pg_sys::bms_overlap((*ri).clause_relids, (*innerrel).relids)
+        {
+            return None;
+        }
+        if jointype == pg_sys::JoinType::JOIN_SEMI && !ships {
+            // A semi-join's conditions (all "pushed down", as for an inner join) read the inner
+            // side, which this join does not deliver: none can stay local.
+            return None;
+        }
         if is_outer && !pushed_down {
             if !ships {
                 return None;
@@ -106,7 +137,13 @@ unsafe fn join_state(
             on.extend(owhere);
             on.extend(iwhere);
         }
-        pg_sys::JoinType::JOIN_LEFT => {
+        pg_sys::JoinType::JOIN_SEMI => {
+            // Every condition into the EXISTS, the outer side's filters stay in WHERE.
+            on.append(&mut where_conds);
+            on.extend(iwhere);
+            where_conds.extend(owhere);
+        }
+        pg_sys::JoinType::JOIN_LEFT | pg_sys::JoinType::JOIN_ANTI => {
             on.extend(iwhere);
             where_conds.extend(owhere);
         }

@@ -49,7 +49,8 @@ pub struct PushOptions {
 }
 
 pub enum Shape {
-    /// `(outer JOIN inner ON (on))`.
+    /// `(outer JOIN inner ON (on))`; a semi-/anti-join is the outer side with
+    /// `[NOT] EXISTS (SELECT NULL FROM inner WHERE on)`.
     Join { outer: *mut pg_sys::RelOptInfo, inner: *mut pg_sys::RelOptInfo, jointype: pg_sys::JoinType::Type, on: Vec<*mut pg_sys::Expr> },
     /// GROUP BY (or a plain aggregate) over a base or join relation. `tlist` is the scan's target
     /// list (TargetEntry nodes, every expression shipped), `group_by` 1-based positions in it.
@@ -268,18 +269,49 @@ unsafe fn join_tlist(rel: *mut pg_sys::RelOptInfo, p: &PushedRel) -> *mut pg_sys
     tlist
 }
 
+/// Whether a join is a semi- or anti-join (`EXISTS` / `NOT EXISTS` in WHERE).
+pub fn is_semi_or_anti(jointype: pg_sys::JoinType::Type) -> bool {
+    matches!(jointype, pg_sys::JoinType::JOIN_SEMI | pg_sys::JoinType::JOIN_ANTI)
+}
+
+/// FROM and WHERE of a table or join: a table's own conditions, a join's WHERE part, and for a
+/// semi-/anti-join the outer side with `[NOT] EXISTS (SELECT NULL FROM inner WHERE on)`.
+unsafe fn from_where(
+    root: *mut pg_sys::PlannerInfo,
+    rel: *mut pg_sys::RelOptInfo,
+    d: &mut Deparser,
+) -> Option<(SqlTemplate, Vec<SqlTemplate>)> {
+    let (input, _, _) = Input::of(root, rel)?;
+    let mut where_ = Vec::new();
+    for c in input.where_conds() {
+        where_.push(d.clause(c.cast())?);
+    }
+    if let Some(PushedRel { shape: Shape::Join { outer, inner, jointype, on }, .. }) = pushed_state(rel) {
+        if is_semi_or_anti(*jointype) {
+            let mut exists = SqlTemplate::text(if *jointype == pg_sys::JoinType::JOIN_ANTI { "NOT EXISTS (" } else { "EXISTS (" });
+            exists.push_str("SELECT NULL FROM ");
+            exists.append(&from_item(root, *inner, d)?);
+            for (i, c) in on.iter().enumerate() {
+                exists.push_str(if i == 0 { " WHERE " } else { " AND " });
+                exists.append(&d.clause((*c).cast())?);
+            }
+            exists.push_str(")");
+            where_.push(exists);
+            return Some((from_item(root, *outer, d)?, where_));
+        }
+    }
+    Some((from_item(root, rel, d)?, where_))
+}
+
 unsafe fn parts(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo, d: &mut Deparser) -> Option<Parts> {
     let p = pushed_state(rel)?;
     match &p.shape {
         Shape::Join { .. } => {
-            let mut where_ = Vec::new();
-            for c in &p.where_conds {
-                where_.push(d.clause((*c).cast())?);
-            }
+            let (from, where_) = from_where(root, rel, d)?;
             Some(Parts {
                 tlist: join_tlist(rel, p),
                 grouped: false,
-                from: from_item(root, rel, d)?,
+                from,
                 where_,
                 group_by: Vec::new(),
                 empty_grouping: false,
@@ -290,11 +322,7 @@ unsafe fn parts(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo, d:
             })
         }
         Shape::Grouped { input, tlist, group_by, having } => {
-            let (inp, _, _) = Input::of(root, *input)?;
-            let mut where_ = Vec::new();
-            for c in inp.where_conds() {
-                where_.push(d.clause(c.cast())?);
-            }
+            let (from, where_) = from_where(root, *input, d)?;
             let mut having_sql = Vec::new();
             d.allow_aggs = true;
             for h in having {
@@ -304,7 +332,7 @@ unsafe fn parts(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo, d:
             Some(Parts {
                 tlist: *tlist,
                 grouped: true,
-                from: from_item(root, *input, d)?,
+                from,
                 where_,
                 group_by: group_by.clone(),
                 empty_grouping: group_by.is_empty()

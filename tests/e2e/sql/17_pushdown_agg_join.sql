@@ -232,7 +232,13 @@ INSERT INTO corpus VALUES
  (162, $$SELECT p.cartodb_id FROM {pts} p JOIN {reg} r ON r.cartodb_id = p.reg_id JOIN {own} o ON o.reg_id = r.cartodb_id WHERE o.owner = 'owner 1' ORDER BY 1 LIMIT 8$$),
  (163, $$SELECT a.name, b.name FROM {reg} a JOIN {reg} b ON a.cartodb_id < b.cartodb_id AND ST_Intersects(a.the_geom, b.the_geom)$$),
  (164, $$SELECT r.name, p.cat FROM {reg} r CROSS JOIN LATERAL (SELECT cat FROM {pts} WHERE reg_id = r.cartodb_id ORDER BY cartodb_id LIMIT 1) p$$),
- (165, $$SELECT count(*) FROM {pts} p JOIN {reg} r ON TRUE$$);
+ (165, $$SELECT count(*) FROM {pts} p JOIN {reg} r ON TRUE$$),
+ (166, $$SELECT r.name FROM {reg} r WHERE EXISTS (SELECT 1 FROM {pts} p WHERE ST_Contains(r.the_geom, p.the_geom) AND p.v > 40)$$),
+ (167, $$SELECT count(*), sum(p.v) FROM {pts} p WHERE NOT EXISTS (SELECT 1 FROM {own} o WHERE o.reg_id = p.reg_id)$$),
+ (168, $$SELECT r.kind, count(*) FROM {reg} r WHERE r.cartodb_id IN (SELECT reg_id FROM {own}) GROUP BY r.kind$$),
+ (169, $$SELECT p.cartodb_id, r.name FROM {pts} p JOIN {reg} r ON r.cartodb_id = p.reg_id WHERE EXISTS (SELECT 1 FROM {own} o WHERE o.reg_id = r.cartodb_id AND o.owner <> 'owner 2')$$),
+ (170, $$SELECT r.name FROM {reg} r WHERE NOT EXISTS (SELECT 1 FROM {own} o WHERE o.reg_id = r.cartodb_id) ORDER BY r.name LIMIT 3$$),
+ (171, $$SELECT p.cartodb_id FROM {pts} p WHERE p.cat = 'alpha' AND NOT EXISTS (SELECT 1 FROM {reg} r WHERE r.cartodb_id = p.reg_id AND r.kind IS NULL)$$);
 
 CREATE TEMP TABLE res AS SELECT c.id, r.* FROM corpus c, pg_temp.run(c.q) r;
 SELECT id, ok, nrows, top, shipped FROM res ORDER BY id;
