@@ -310,3 +310,14 @@ RESET plan_cache_mode;
 ALTER SERVER carto OPTIONS (ADD use_remote_estimate 'true');
 SELECT c.id, r.ok, r.top FROM corpus c, pg_temp.run(c.q) r WHERE c.id IN (9, 41, 120, 130, 133, 137, 149) ORDER BY c.id;
 ALTER SERVER carto OPTIONS (DROP use_remote_estimate);
+
+-- EXPLAIN ANALYZE counts the requests of a pushed statement: one each.
+CREATE FUNCTION pg_temp.requests(q text) RETURNS TABLE (requests bigint, actual_rows bigint) LANGUAGE plpgsql AS $$
+DECLARE j jsonb;
+BEGIN
+  EXECUTE 'EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) ' || q INTO j;
+  RETURN QUERY SELECT sum((x ->> 'CARTO requests')::bigint)::bigint, sum((x ->> 'Actual Rows')::bigint)::bigint
+    FROM jsonb_path_query(j, 'strict $.** ? (@."Node Type" == "Foreign Scan")') x;
+END $$;
+SELECT * FROM pg_temp.requests('SELECT cat, count(*) FROM pts GROUP BY cat');
+SELECT * FROM pg_temp.requests('SELECT p.cartodb_id, r.name FROM pts p JOIN reg r ON ST_Contains(r.the_geom, p.the_geom)');
