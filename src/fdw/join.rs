@@ -50,7 +50,14 @@ unsafe fn join_state(
     extra: *mut pg_sys::JoinPathExtraData,
 ) -> Option<PushedRel> {
     let q = (*root).parse;
-    if (*q).commandType != pg_sys::CmdType::CMD_SELECT || !(*root).rowMarks.is_null() {
+    let modify = matches!((*q).commandType, pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE);
+    if modify {
+        // UPDATE ... FROM / DELETE ... USING over tables that are all remote: no local row is
+        // locked, so no EvalPlanQual re-check (which would need a local join to re-run) can happen.
+        if !every_rel_remote(root) {
+            return None;
+        }
+    } else if (*q).commandType != pg_sys::CmdType::CMD_SELECT || !(*root).rowMarks.is_null() {
         return None;
     }
     let semi = is_semi_or_anti(jointype);
@@ -81,7 +88,13 @@ unsafe fn join_state(
     let flags = pg_sys::PVC_INCLUDE_PLACEHOLDERS as i32;
     let vars = PgList::<pg_sys::Node>::from_pg(pg_sys::pull_var_clause((*(*joinrel).reltarget).exprs.cast(), flags));
     for v in vars.iter_ptr() {
-        if (*v).type_ != pg_sys::NodeTag::T_Var || (*v.cast::<pg_sys::Var>()).varattno <= 0 {
+        if (*v).type_ != pg_sys::NodeTag::T_Var {
+            return None;
+        }
+        let attno = (*v.cast::<pg_sys::Var>()).varattno;
+        // Whole rows (an UPDATE's old target row, row-mark copies of the other tables) only in an
+        // UPDATE/DELETE, whose joins are inner or keep the target's rows (ROW(...) in pushed.rs).
+        if attno < 0 || (attno == 0 && !modify) {
             return None;
         }
         // What a semi-/anti-join delivers comes from its outer side alone.
@@ -186,6 +199,27 @@ fn side_label(input: &Input, first: &[BaseTable]) -> String {
         Input::Pushed(p) => format!("({})", p.relations),
         Input::Scan(..) => format!("({})", first.first().map(|t| t.label.as_str()).unwrap_or("")),
     }
+}
+
+/// Whether every relation of the statement is a foreign table of this wrapper, the row marks
+/// only the copies of the tables an UPDATE/DELETE reads (no lock of a local row).
+unsafe fn every_rel_remote(root: *mut pg_sys::PlannerInfo) -> bool {
+    for i in 1..(*root).simple_rel_array_size as usize {
+        let rel = *(*root).simple_rel_array.add(i);
+        if rel.is_null() || (*rel).reloptkind != pg_sys::RelOptKind::RELOPT_BASEREL {
+            continue;
+        }
+        if (*rel).fdwroutine.is_null() || (*rel).fdw_private.is_null() || (*rel).serverid == pg_sys::InvalidOid {
+            return false;
+        }
+        let handler = (*(*rel).fdwroutine).GetForeignJoinPaths.map(|f| f as *const () as usize);
+        if handler != Some(get_foreign_join_paths as *const () as usize) {
+            return false;
+        }
+    }
+    PgList::<pg_sys::PlanRowMark>::from_pg((*root).rowMarks)
+        .iter_ptr()
+        .all(|rm| (*rm).markType == pg_sys::RowMarkType::ROW_MARK_COPY)
 }
 
 /// Offers the pushed join, costed as CARTO's work (a hash join of the two sides, or its own

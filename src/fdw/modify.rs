@@ -806,6 +806,9 @@ struct DirectPlan {
     label: String,
     sql: SqlTemplate,
     can_set_tag: bool,
+    /// The other foreign tables an UPDATE ... FROM / DELETE ... USING reads (pending inserts flushed first).
+    #[serde(default)]
+    members: Vec<u32>,
 }
 
 unsafe fn find_modifytable_subplan(
@@ -868,7 +871,28 @@ unsafe fn plan_direct(
         return Ok(false);
     }
     let fscan = find_modifytable_subplan(plan, rti, subplan_index);
-    if fscan.is_null() || !(*fscan).scan.plan.qual.is_null() || (*fscan).scan.scanrelid != rti {
+    if fscan.is_null() || !(*fscan).scan.plan.qual.is_null() {
+        return Ok(false);
+    }
+    if (*fscan).scan.scanrelid == 0 {
+        // UPDATE ... FROM / DELETE ... USING over a join computed by CARTO (pushed.rs).
+        let mut params: Vec<*mut pg_sys::Expr> = PgList::<pg_sys::Expr>::from_pg((*fscan).fdw_exprs).iter_ptr().collect();
+        let Some((sql, members)) = crate::fdw::pushed::direct_modify_sql(root, fscan, rti, &mut params) else {
+            return Ok(false);
+        };
+        let label = cstr_owned(pg_sys::get_rel_name(relid)).unwrap_or_default();
+        let dp = DirectPlan { label, sql, can_set_tag: (*plan).canSetTag, members };
+        let mut exprs = PgList::<pg_sys::Expr>::new();
+        for p in &params {
+            exprs.push(*p);
+        }
+        (*fscan).operation = op;
+        (*fscan).resultRelation = rti;
+        (*fscan).fdw_exprs = exprs.into_pg();
+        (*fscan).fdw_private = json_list(&dp);
+        return Ok(true);
+    }
+    if (*fscan).scan.scanrelid != rti {
         return Ok(false);
     }
     let Ok(scan) = scan_plan_from_private((*fscan).fdw_private) else { return Ok(false) };
@@ -911,7 +935,7 @@ unsafe fn plan_direct(
         sql.push_str(" WHERE ");
         sql.append(w);
     }
-    let dp = DirectPlan { label: rs.table.local_name.clone(), sql, can_set_tag: (*plan).canSetTag };
+    let dp = DirectPlan { label: rs.table.local_name.clone(), sql, can_set_tag: (*plan).canSetTag, members: Vec::new() };
     let mut exprs = PgList::<pg_sys::Expr>::new();
     for p in &d.params {
         exprs.push(*p);
@@ -948,6 +972,9 @@ unsafe fn begin_direct(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     let userid = result_user(estate, rinfo);
     let table = TableDef::load(relid, userid)?;
     finish_pending_for(relid)?;
+    for r in &plan.members {
+        finish_pending_for(pg_sys::Oid::from(*r))?;
+    }
     let client = client_for(&table.access)?;
     let mut params = Vec::new();
     for e in PgList::<pg_sys::Expr>::from_pg((*fsplan).fdw_exprs).iter_ptr() {

@@ -416,7 +416,25 @@ pub unsafe fn statement(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOpt
         if i > 0 {
             sql.push_str(", ");
         }
-        let e = d.clause((*te).expr.cast());
+        let expr = (*te).expr;
+        if (*expr.cast::<pg_sys::Node>()).type_ == pg_sys::NodeTag::T_Var && (*expr.cast::<pg_sys::Var>()).varattno == 0 {
+            // A whole row (an UPDATE/DELETE's old row of its target, or a row-mark copy of another
+            // table): its columns in the local order, read back by the row type's input function.
+            let member = d.rel.members.iter().find(|m| m.relid == (*expr.cast::<pg_sys::Var>()).varno as u32);
+            let Some(member) = member else {
+                d.allow_aggs = false;
+                return None;
+            };
+            let cols: Vec<String> = member
+                .remote_names
+                .iter()
+                .flatten()
+                .map(|n| format!("{}.{}", member.alias, crate::fdw::deparse::quote_ident(n)))
+                .collect();
+            sql.push_str(&format!("ROW({}) AS c{i}", cols.join(", ")));
+            continue;
+        }
+        let e = d.clause(expr.cast());
         let Some(e) = e else {
             d.allow_aggs = false;
             return None;
@@ -571,4 +589,102 @@ unsafe fn upper_has_aggregate(rel: *mut pg_sys::RelOptInfo) -> bool {
         Some(Shape::Ordered { input, .. }) | Some(Shape::Final { input, .. }) => upper_has_aggregate(*input),
         _ => false,
     }
+}
+
+/// The statement of an UPDATE ... FROM / DELETE ... USING whose scan is a pushed inner join of the
+/// target with other tables: `UPDATE t r1 SET "c" = … FROM u r2 WHERE …` / `DELETE FROM t r1 USING u
+/// r2 WHERE …`, with every join and table condition in WHERE. None when it cannot be written (an
+/// outer or semi join, a condition evaluated locally, a SET expression that does not ship); the
+/// statement then runs row by row over the pushed join.
+///
+/// `params` holds the scan's execution-time parameters; new ones are appended.
+///
+/// # Safety
+/// Called from PlanDirectModify with the ForeignScan of the joined relation.
+pub unsafe fn direct_modify_sql(
+    root: *mut pg_sys::PlannerInfo,
+    fscan: *mut pg_sys::ForeignScan,
+    rti: pg_sys::Index,
+    params: &mut Vec<*mut pg_sys::Expr>,
+) -> Option<(SqlTemplate, Vec<u32>)> {
+    let joinrel = pg_sys::find_join_rel(root, (*fscan).fs_relids);
+    if joinrel.is_null() {
+        return None;
+    }
+    let p = pushed_state(joinrel)?;
+    if !p.local_conds.is_empty() {
+        return None;
+    }
+    let mut conds: Vec<*mut pg_sys::Expr> = Vec::new();
+    collect_inner_conds(root, joinrel, &mut conds)?;
+    let target = p.tables.iter().find(|t| t.rti == rti)?;
+    let target_rel = *(*root).simple_rel_array.add(rti as usize);
+    if target_rel.is_null() || (*target_rel).fdw_private.is_null() {
+        return None;
+    }
+    let rs = rel_state(target_rel);
+    if rs.table.options.query.is_some() {
+        return None;
+    }
+    let mut d = Deparser::new(&p.info);
+    d.params = std::mem::take(params);
+    let others: Vec<&str> = p.tables.iter().filter(|t| t.rti != rti).map(|t| t.from.as_str()).collect();
+    let op = (*(*root).parse).commandType;
+    let mut sql = SqlTemplate::default();
+    let written = (|| {
+        if op == pg_sys::CmdType::CMD_UPDATE {
+            let mut tlist: *mut pg_sys::List = std::ptr::null_mut();
+            let mut attrs: *mut pg_sys::List = std::ptr::null_mut();
+            pg_sys::get_translated_update_targetlist(root, rti, &mut tlist, &mut attrs);
+            let tles = PgList::<pg_sys::TargetEntry>::from_pg(tlist);
+            let attnos = PgList::<i32>::from_pg(attrs);
+            sql.push_str(&format!("UPDATE {} SET ", target.from));
+            for (i, tle) in tles.iter_ptr().enumerate().take(attnos.len()) {
+                let col = rs.table.column(attnos.get_int(i)? as i16)?;
+                let expr = d.clause((*tle).expr.cast())?;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("{} = ", crate::fdw::deparse::quote_ident(&col.remote_name)));
+                sql.append(&expr);
+            }
+            if !others.is_empty() {
+                sql.push_str(&format!(" FROM {}", others.join(", ")));
+            }
+        } else {
+            sql.push_str(&format!("DELETE FROM {}", target.from));
+            if !others.is_empty() {
+                sql.push_str(&format!(" USING {}", others.join(", ")));
+            }
+        }
+        for (i, c) in conds.iter().enumerate() {
+            sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+            sql.append(&d.clause((*c).cast())?);
+        }
+        Some(())
+    })();
+    *params = d.params;
+    written?;
+    Some((sql, p.tables.iter().map(|t| u32::from(t.relid)).collect()))
+}
+
+/// Every condition of a tree of inner joins, or None for another join kind. (An inner join's ON
+/// holds its tables' own conditions too: join.rs moved them there.)
+unsafe fn collect_inner_conds(
+    root: *mut pg_sys::PlannerInfo,
+    rel: *mut pg_sys::RelOptInfo,
+    out: &mut Vec<*mut pg_sys::Expr>,
+) -> Option<()> {
+    if is_scan_rel(rel) {
+        return Some(());
+    }
+    let p = pushed_state(rel)?;
+    let Shape::Join { outer, inner, jointype, on } = &p.shape else { return None };
+    if *jointype != pg_sys::JoinType::JOIN_INNER || !p.local_conds.is_empty() {
+        return None;
+    }
+    out.extend(p.where_conds.iter().copied());
+    out.extend(on.iter().copied());
+    collect_inner_conds(root, *outer, out)?;
+    collect_inner_conds(root, *inner, out)
 }

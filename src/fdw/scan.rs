@@ -334,7 +334,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
                 attnum: (i + 1) as i16,
                 local_name: format!("c{i}"),
                 remote_name: format!("c{i}"),
-                type_oid: pg_sys::exprType(expr),
+                type_oid: pushed_column_type(node, expr),
                 typmod: pg_sys::exprTypmod(expr),
                 collation: pg_sys::exprCollation(expr),
             };
@@ -375,6 +375,27 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     };
     (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
     Ok(())
+}
+
+/// The type whose input function reads a pushed statement's column: the expression's, except for
+/// a whole row typed `record` (an UPDATE's old target row), read as its table's row type.
+unsafe fn pushed_column_type(node: *mut pg_sys::ForeignScanState, expr: *mut pg_sys::Node) -> pg_sys::Oid {
+    let typ = pg_sys::exprType(expr);
+    if typ != pg_sys::RECORDOID || (*expr).type_ != pg_sys::NodeTag::T_Var {
+        return typ;
+    }
+    let var: *mut pg_sys::Var = expr.cast();
+    if (*var).varattno != 0 {
+        return typ;
+    }
+    let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*(*node).ss.ps.state).es_range_table);
+    match rtable.get_ptr(((*var).varno as usize).wrapping_sub(1)) {
+        Some(rte) if (*rte).relid != pg_sys::InvalidOid => {
+            let rowtype = pg_sys::get_rel_type_id((*rte).relid);
+            if rowtype == pg_sys::InvalidOid { typ } else { rowtype }
+        }
+        _ => typ,
+    }
 }
 
 /// The user whose mapping applies: the view owner's for a scan inside a view (checkAsUser),

@@ -32,3 +32,7 @@ ANALYZE p17_pts;
 ANALYZE p17_reg;
 ANALYZE p17_own;
 ANALYZE p17_empty;
+-- Rows an UPDATE ... FROM / DELETE ... USING of the test modifies (on both sides alike).
+DROP TABLE IF EXISTS p17_upd;
+CREATE TABLE p17_upd (cartodb_id int PRIMARY KEY, reg_id int, v int, cat text);
+INSERT INTO p17_upd SELECT cartodb_id, reg_id, v, cat FROM p17_pts WHERE cartodb_id <= 80;

@@ -321,3 +321,31 @@ BEGIN
 END $$;
 SELECT * FROM pg_temp.requests('SELECT cat, count(*) FROM pts GROUP BY cat');
 SELECT * FROM pg_temp.requests('SELECT p.cartodb_id, r.name FROM pts p JOIN reg r ON ST_Contains(r.the_geom, p.the_geom)');
+
+-- UPDATE ... FROM and DELETE ... USING over tables that are all remote: the join ships, and the whole
+-- statement with it when it can; the same statements on the local copies give the same rows.
+CREATE FOREIGN TABLE upd (cartodb_id int, reg_id int, v int, cat text) SERVER carto OPTIONS (table_name 'p17_upd');
+CREATE FUNCTION pg_temp.upd_same() RETURNS text LANGUAGE sql AS $$
+  SELECT CASE WHEN (SELECT string_agg(u::text, ',' ORDER BY cartodb_id) FROM upd u)
+                 = (SELECT string_agg(u::text, ',' ORDER BY cartodb_id) FROM loc.p17_upd u) THEN 'same' ELSE 'DIFFERENT' END
+         || ' (' || (SELECT count(*) FROM upd) || ' rows)' $$;
+EXPLAIN (VERBOSE, COSTS OFF)
+UPDATE upd u SET v = u.v + r.cartodb_id, cat = r.kind FROM reg r WHERE r.cartodb_id = u.reg_id AND r.kind IS NOT NULL;
+UPDATE upd u SET v = u.v + r.cartodb_id, cat = r.kind FROM reg r WHERE r.cartodb_id = u.reg_id AND r.kind IS NOT NULL;
+UPDATE loc.p17_upd u SET v = u.v + r.cartodb_id, cat = r.kind FROM loc.p17_reg r WHERE r.cartodb_id = u.reg_id AND r.kind IS NOT NULL;
+SELECT pg_temp.upd_same();
+EXPLAIN (VERBOSE, COSTS OFF)
+DELETE FROM upd u USING reg r, own o WHERE r.cartodb_id = u.reg_id AND o.reg_id = r.cartodb_id AND o.owner = 'owner 1';
+DELETE FROM upd u USING reg r, own o WHERE r.cartodb_id = u.reg_id AND o.reg_id = r.cartodb_id AND o.owner = 'owner 1';
+DELETE FROM loc.p17_upd u USING loc.p17_reg r, loc.p17_own o WHERE r.cartodb_id = u.reg_id AND o.reg_id = r.cartodb_id AND o.owner = 'owner 1';
+SELECT pg_temp.upd_same();
+-- A SET value that cannot ship (volatile): the join still ships, the rows are updated one by one.
+EXPLAIN (VERBOSE, COSTS OFF)
+UPDATE upd u SET v = r.cartodb_id + (random() * 0)::int FROM reg r WHERE ST_Contains(r.the_geom, ST_SetSRID(ST_MakePoint(u.v, u.v), 4326));
+UPDATE upd u SET v = r.cartodb_id + (random() * 0)::int FROM reg r WHERE ST_Contains(r.the_geom, ST_SetSRID(ST_MakePoint(u.v, u.v), 4326)) AND r.cartodb_id = 1;
+UPDATE loc.p17_upd u SET v = r.cartodb_id + (random() * 0)::int FROM loc.p17_reg r WHERE ST_Contains(r.the_geom, ST_SetSRID(ST_MakePoint(u.v, u.v), 4326)) AND r.cartodb_id = 1;
+SELECT pg_temp.upd_same();
+-- With a local table in FROM, the statement runs as before (remote rows read, updated by key).
+UPDATE upd u SET cat = l.label FROM loc.lookup l WHERE l.k = u.reg_id % 3;
+UPDATE loc.p17_upd u SET cat = l.label FROM loc.lookup l WHERE l.k = u.reg_id % 3;
+SELECT pg_temp.upd_same();
