@@ -39,8 +39,34 @@ pub fn starts_with_copy(q: &str) -> bool {
     q.trim_start().get(..4).is_some_and(|s| s.eq_ignore_ascii_case("copy"))
 }
 
+type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, axum::Error>> + Send>>;
+
+/// At most this much of what had arrived when the server starts listening is taken at once.
+const ARRIVED_CAP: usize = 1024 * 1024;
+/// hyper hands over what is in the socket from its connection task, not at once: what comes within this
+/// gap counts as already there.
+const DELIVERY_GAP: Duration = Duration::from_millis(2);
+
+/// What the client had sent when the server starts listening: the data that had arrived (at most
+/// `ARRIVED_CAP`), and whether the body had already ended (`Some(true)`) or broken (`Some(false)`).
+async fn arrived(body: &mut axum::body::BodyDataStream) -> (Vec<Bytes>, Option<bool>) {
+    let (mut chunks, mut size) = (Vec::new(), 0);
+    while size < ARRIVED_CAP {
+        match tokio::time::timeout(DELIVERY_GAP, body.next()).await.ok() {
+            Some(Some(Ok(b))) => {
+                size += b.len();
+                chunks.push(b);
+            }
+            Some(Some(Err(_))) => return (chunks, Some(false)),
+            Some(None) => return (chunks, Some(true)),
+            None => break,
+        }
+    }
+    (chunks, None)
+}
+
 struct Guard {
-    body: axum::body::BodyDataStream,
+    body: BodyStream,
     record: std::sync::Arc<crate::request_log::Record>,
     received: u64,
     max: u64,
@@ -54,6 +80,8 @@ struct Guard {
     deadline: Option<Instant>,
     /// The upload race: until this moment a client that leaves is not noticed (None = race off).
     listen_at: Option<Instant>,
+    /// The client was gone before the server listened (the body's error follows what had arrived).
+    gone_before_listening: bool,
     /// Told when the client left before `listen_at`; the stream then waits forever.
     unnoticed: Arc<Notify>,
     done: bool,
@@ -100,7 +128,7 @@ fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
                 }
                 Ok(None) => return None,
                 Ok(Some(Err(e))) => {
-                    if g.listen_at.is_some_and(|l| Instant::now() <= l) {
+                    if g.gone_before_listening || g.listen_at.is_some_and(|l| Instant::now() <= l) {
                         // CARTO's server was not listening yet: the data that came is fed to the COPY, and
                         // then it waits for more, forever (see upload_race).
                         g.unnoticed.notify_one();
@@ -138,6 +166,16 @@ fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
 }
 
 pub async fn handle(ctx: Ctx, body: Body) -> Response {
+    // On a task of its own: hyper drops a request's future when it reads the client's EOF after a complete
+    // body, and then the COPY would be rolled back; CARTO finishes it (the whole body had arrived).
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(run(ctx, body).await);
+    });
+    rx.await.unwrap_or_else(|_| cut_response())
+}
+
+async fn run(ctx: Ctx, body: Body) -> Response {
     let q = ctx.query.get("q").map(|s| s.trim().to_string()).unwrap_or_default();
     if q.is_empty() {
         return ApiError::bad_request("SQL is missing").into_response();
@@ -189,9 +227,18 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     let window = Duration::from_secs_f64((limits.copyfrom_upload_race_window_ms.max(0.0) / 1000.0).min(3.2e8));
     let listen_at = race.then(|| (start + window).max(Instant::now()));
     let unnoticed = Arc::new(Notify::new());
+    let mut body = body.into_data_stream();
+    // What the client did before the COPY started is never noticed (it had all arrived before CARTO listens).
+    let (early, early_end) = if race { arrived(&mut body).await } else { (Vec::new(), None) };
+    let early = futures_util::stream::iter(early.into_iter().map(Ok));
+    let body: BodyStream = match early_end {
+        None => Box::pin(early.chain(body)),
+        Some(true) => Box::pin(early),
+        Some(false) => Box::pin(early.chain(futures_util::stream::once(async { Err(axum::Error::new("connection closed before the body's end")) }))),
+    };
 
     let raw = guarded(Guard {
-        body: body.into_data_stream(),
+        body,
         record: ctx.record.clone(),
         received: 0,
         max: limits.copyfrom_max_bytes,
@@ -203,6 +250,7 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
         cut_after: ctx.faults.cut_upload_after,
         deadline: (limits.copyfrom_request_timeout_secs > 0.0).then(|| start + crate::config::secs(limits.copyfrom_request_timeout_secs, 0.0)),
         listen_at,
+        gone_before_listening: early_end == Some(false),
         unnoticed: unnoticed.clone(),
         done: false,
     });

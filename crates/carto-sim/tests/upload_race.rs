@@ -85,9 +85,9 @@ fn upload_entry(sim: &TestSim) -> carto_sim::request_log::Entry {
     sim.admin().wait_log(Duration::from_secs(5), |e| e.group.as_deref() == Some("copy_from")).expect("the upload is logged")
 }
 
-/// The lock of the open COPY: a TRUNCATE of its table cannot get through.
+/// The lock of the open COPY: a TRUNCATE of its table cannot get through (rolled back when it does).
 fn truncate_is_blocked(sim: &TestSim) -> bool {
-    match sim.psql("demo", "SET lock_timeout = '300ms'; TRUNCATE t") {
+    match sim.psql("demo", "BEGIN; SET LOCAL lock_timeout = '300ms'; TRUNCATE t; ROLLBACK") {
         Ok(_) => false,
         Err(e) => {
             assert!(e.contains("lock timeout"), "{e}");
