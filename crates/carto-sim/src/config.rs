@@ -210,6 +210,10 @@ pub struct KeyConfig {
     /// Grant CREATE on the user's schema (CARTO's "schema create" permission).
     #[serde(default)]
     pub schema_create: bool,
+    /// The key's SQL grant (CARTO's `apis: ["sql"]`). A key without it (a maps-only key) gets 403
+    /// `{"error":["forbidden"]}` on every SQL API request.
+    #[serde(default = "yes")]
+    pub sql: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
