@@ -11,6 +11,7 @@ pub mod errors;
 pub mod faults;
 pub mod json_values;
 pub mod linger;
+pub mod outer_routes;
 pub mod pool;
 pub mod rate_limit;
 pub mod request_log;
