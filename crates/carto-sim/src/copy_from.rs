@@ -41,20 +41,21 @@ pub fn starts_with_copy(q: &str) -> bool {
 
 type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, axum::Error>> + Send>>;
 
-/// At most this much of what had arrived when the server starts listening is taken at once.
-const ARRIVED_CAP: usize = 1024 * 1024;
+/// At most this much of what had arrived when the server starts listening is taken at once (what is in the
+/// socket's buffers; more is read as it comes).
+const ARRIVED_CAP: u64 = 256 * 1024;
 /// hyper hands over what is in the socket from its connection task, not at once: what comes within this
 /// gap counts as already there.
 const DELIVERY_GAP: Duration = Duration::from_millis(2);
 
-/// What the client had sent when the server starts listening: the data that had arrived (at most
-/// `ARRIVED_CAP`), and whether the body had already ended (`Some(true)`) or broken (`Some(false)`).
-async fn arrived(body: &mut axum::body::BodyDataStream) -> (Vec<Bytes>, Option<bool>) {
-    let (mut chunks, mut size) = (Vec::new(), 0);
-    while size < ARRIVED_CAP {
+/// What the client had sent when the server starts listening: the data that had arrived (at most `cap`
+/// bytes), and whether the body had already ended (`Some(true)`) or broken (`Some(false)`).
+async fn arrived(body: &mut axum::body::BodyDataStream, cap: u64) -> (Vec<Bytes>, Option<bool>) {
+    let (mut chunks, mut size) = (Vec::new(), 0u64);
+    while size < cap {
         match tokio::time::timeout(DELIVERY_GAP, body.next()).await.ok() {
             Some(Some(Ok(b))) => {
-                size += b.len();
+                size += b.len() as u64;
                 chunks.push(b);
             }
             Some(Some(Err(_))) => return (chunks, Some(false)),
@@ -229,7 +230,9 @@ async fn run(ctx: Ctx, body: Body) -> Response {
     let unnoticed = Arc::new(Notify::new());
     let mut body = body.into_data_stream();
     // What the client did before the COPY started is never noticed (it had all arrived before CARTO listens).
-    let (early, early_end) = if race { arrived(&mut body).await } else { (Vec::new(), None) };
+    // Never more than a fault or the byte limit lets through: those cut the upload where they always did.
+    let cap = ARRIVED_CAP.min(ctx.faults.cut_upload_after.unwrap_or(u64::MAX)).min(limits.copyfrom_max_bytes.saturating_add(1));
+    let (early, early_end) = if race { arrived(&mut body, cap).await } else { (Vec::new(), None) };
     let early = futures_util::stream::iter(early.into_iter().map(Ok));
     let body: BodyStream = match early_end {
         None => Box::pin(early.chain(body)),
