@@ -10,6 +10,7 @@ pub mod options;
 pub mod plan;
 pub mod scan;
 pub mod table;
+pub mod uploads;
 pub mod xact;
 
 use pgrx::prelude::*;

@@ -67,3 +67,23 @@ pub fn block_on<F: Future>(fut: F) -> FdwResult<F::Output> {
         }
     }
 }
+
+/// Like [`block_on`], but gives up at `deadline` (None: never) and returns `Ok(None)` then, the
+/// future dropped. For waits PostgreSQL's own timer does not bound: the pre-commit finish of an
+/// upload runs after PostgreSQL disabled the statement timer, so its deadline is derived from
+/// statement_timeout by the caller. Cancel and terminate still stop it (as in [`block_on`]).
+pub fn block_on_until<F: Future>(fut: F, deadline: Option<std::time::Instant>) -> FdwResult<Option<F::Output>> {
+    let Some(deadline) = deadline else {
+        return block_on(fut).map(Some);
+    };
+    let deadline = tokio::time::Instant::from_std(deadline);
+    block_on(async move { tokio::time::timeout_at(deadline, fut).await.ok() })
+}
+
+/// Runs a future that is bounded by its own deadline to completion WITHOUT checking for interrupts,
+/// so it never raises an ERROR: for the abort callbacks (interrupts are held there anyway, and an
+/// ERROR during an abort is not allowed) and for a FATAL exit, where the ABORT callback still runs.
+pub fn block_on_bounded<F: Future>(fut: F) -> Option<F::Output> {
+    let rt = runtime().ok()?;
+    Some(rt.block_on(fut))
+}
