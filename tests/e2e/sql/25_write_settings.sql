@@ -5,13 +5,13 @@
 CREATE EXTENSION postgis;
 CREATE EXTENSION carto_fdw;
 \set SHOW_CONTEXT never
--- The corpus (data/11_types.sql) on CARTO as t25_scalars / t25_geo (the reference), and locally in schema loc.
+-- The corpus (data/11_types.sql, renamed t25_*) on CARTO (the reference), and locally in schema loc.
 \! sed 's/t11_/t25_/g' data/11_types.sql | curl -sS -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql" --data-urlencode q@- | sed -E 's/"time":[0-9.e+-]+/"time":T/'; echo
 CREATE SCHEMA loc;
 SET search_path = loc, public;
-\i data/11_types.sql
+\! sed 's/t11_/t25_/g' data/11_types.sql > /tmp/e2e_25_types.sql
+\i /tmp/e2e_25_types.sql
 RESET search_path;
-CREATE TYPE t11_mood AS ENUM ('sad', 'ok', 'happy ''quoted''');
 CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
 CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
 
@@ -23,13 +23,13 @@ CREATE TABLE t25_w (LIKE t25_scalars INCLUDING ALL);
 CREATE TABLE t25_wg (LIKE t25_geo INCLUDING ALL);
 CREATE TABLE t25_del (combo int, kind int, k_f8 float8, k_d date, k_ts timestamp, k_tz timestamptz, k_iv interval, k_n numeric);
 CREATE TABLE t25_direct (id int PRIMARY KEY, f8 float8, f4 float4, d date, ts timestamp, tz timestamptz, iv interval, by bytea, pt point);
-CREATE OR REPLACE FUNCTION t25_rowtext(r record) RETURNS text LANGUAGE sql STABLE AS
+CREATE OR REPLACE FUNCTION t25_rowtext(r anyelement) RETURNS text LANGUAGE sql STABLE AS
   'SELECT substr(r::text, strpos(r::text, '',''))';
 CREATE OR REPLACE FUNCTION t25_diff(t text, ref text) RETURNS TABLE (rows bigint, differing bigint) LANGUAGE plpgsql AS $f$
 BEGIN
   RETURN QUERY EXECUTE format('SELECT (SELECT count(*) FROM %1$I), (SELECT count(*) FROM (
-      (SELECT x::text FROM %1$I x EXCEPT ALL SELECT y::text FROM %2$I y)
-      UNION ALL (SELECT y::text FROM %2$I y EXCEPT ALL SELECT x::text FROM %1$I x)) d)', t, ref);
+      (SELECT pushed_row::text FROM %1$I pushed_row EXCEPT ALL SELECT ref_row::text FROM %2$I ref_row)
+      UNION ALL (SELECT ref_row::text FROM %2$I ref_row EXCEPT ALL SELECT pushed_row::text FROM %1$I pushed_row)) d)', t, ref);
 END $f$;
 $$) AS created;
 CREATE FOREIGN TABLE ft_w (
@@ -42,7 +42,7 @@ CREATE FOREIGN TABLE ft_w (
   pt point, ln line, ls lseg, bx box, pa path, pg polygon, ci circle,
   tsv tsvector, tsq tsquery, r4 int4range, rts tstzrange, rn numrange, mr int4multirange,
   at text[], ai int[], a2 int[][], ajb jsonb[], ats timestamptz[],
-  e t11_mood, o oid, lsn pg_lsn
+  e loc.t25_mood, o oid, lsn pg_lsn
 ) SERVER carto OPTIONS (table_name 't25_w');
 CREATE FOREIGN TABLE ft_wg (cartodb_id int, kind text, the_geom geometry, g4326 geometry(Geometry, 4326), geog geography)
   SERVER carto OPTIONS (table_name 't25_wg');
@@ -55,9 +55,9 @@ CREATE FOREIGN TABLE ft_del_n (combo int, kind int, k_n numeric) SERVER carto OP
 CREATE FOREIGN TABLE ft_direct (id int, f8 float8, f4 float4, d date, ts timestamp, tz timestamptz, iv interval, by bytea, pt point)
   SERVER carto OPTIONS (table_name 't25_direct');
 SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS cols FROM pg_attribute
- WHERE attrelid = 'loc.t11_scalars'::regclass AND attnum > 1 AND NOT attisdropped \gset
+ WHERE attrelid = 'loc.t25_scalars'::regclass AND attnum > 1 AND NOT attisdropped \gset
 SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS gcols FROM pg_attribute
- WHERE attrelid = 'loc.t11_geo'::regclass AND attnum > 1 AND NOT attisdropped \gset
+ WHERE attrelid = 'loc.t25_geo'::regclass AND attnum > 1 AND NOT attisdropped \gset
 
 -- The hostile settings: all together (twice, differently), then one at a time. Combination n writes
 -- cartodb_id n*1000 + path*100 + the corpus row's id (path 1 INSERT, 2 COPY FROM, 3 row-wise UPDATE).
@@ -80,8 +80,8 @@ INSERT INTO combos VALUES
  (15, 'bytea_output escape', '{"bytea_output=escape"}');
 -- COPY FROM reads files written now, under ISO settings (COPY's own input then parses them under each
 -- combination's settings, as a user's file would be).
-SELECT format('COPY (SELECT cartodb_id + %s, %s FROM loc.t11_scalars) TO %L', n * 1000 + 200, :'cols', '/tmp/e2e_25_s_' || n || '.copy'),
-       format('COPY (SELECT cartodb_id + %s, %s FROM loc.t11_geo) TO %L', n * 1000 + 200, :'gcols', '/tmp/e2e_25_g_' || n || '.copy')
+SELECT format('COPY (SELECT cartodb_id + %s, %s FROM loc.t25_scalars) TO %L', n * 1000 + 200, :'cols', '/tmp/e2e_25_s_' || n || '.copy'),
+       format('COPY (SELECT cartodb_id + %s, %s FROM loc.t25_geo) TO %L', n * 1000 + 200, :'gcols', '/tmp/e2e_25_g_' || n || '.copy')
   FROM combos ORDER BY n \gexec
 -- Rows the row-wise statements address: skeletons (only the key) sent by /sql, and the awkward keys.
 SELECT carto.exec('carto', format($$
@@ -101,12 +101,12 @@ PREPARE upd_direct(float8, float4, date, timestamp, timestamptz, interval, bytea
 -- Every write path under each combination. Each generated statement is its own transaction.
 SELECT s FROM combos, LATERAL (
   SELECT format('SET %s = %L', split_part(x, '=', 1), split_part(x, '=', 2)) AS s, 1 AS o, i FROM unnest(settings) WITH ORDINALITY u(x, i)
-  UNION ALL SELECT format('INSERT INTO ft_w (cartodb_id, %s) SELECT cartodb_id + %s, %1$s FROM loc.t11_scalars', :'cols', n * 1000 + 100), 2, 1
-  UNION ALL SELECT format('INSERT INTO ft_wg (cartodb_id, %s) SELECT cartodb_id + %s, %1$s FROM loc.t11_geo', :'gcols', n * 1000 + 100), 2, 2
+  UNION ALL SELECT format('INSERT INTO ft_w (cartodb_id, %s) SELECT cartodb_id + %s, %1$s FROM loc.t25_scalars', :'cols', n * 1000 + 100), 2, 1
+  UNION ALL SELECT format('INSERT INTO ft_wg (cartodb_id, %s) SELECT cartodb_id + %s, %1$s FROM loc.t25_geo', :'gcols', n * 1000 + 100), 2, 2
   UNION ALL SELECT format('COPY ft_w FROM %L', '/tmp/e2e_25_s_' || n || '.copy'), 3, 1
   UNION ALL SELECT format('COPY ft_wg FROM %L', '/tmp/e2e_25_g_' || n || '.copy'), 3, 2
-  UNION ALL SELECT format('UPDATE ft_w w SET (%s) = (SELECT %1$s FROM loc.t11_scalars s WHERE s.cartodb_id = w.cartodb_id - %s) WHERE w.cartodb_id BETWEEN %2$s AND %2$s + 99', :'cols', n * 1000 + 300), 4, 1
-  UNION ALL SELECT format('UPDATE ft_wg w SET (%s) = (SELECT %1$s FROM loc.t11_geo s WHERE s.cartodb_id = w.cartodb_id - %s) WHERE w.cartodb_id BETWEEN %2$s AND %2$s + 99', :'gcols', n * 1000 + 300), 4, 2
+  UNION ALL SELECT format('UPDATE ft_w w SET (%s) = (SELECT %1$s FROM loc.t25_scalars s WHERE s.cartodb_id = w.cartodb_id - %s) WHERE w.cartodb_id BETWEEN %2$s AND %2$s + 99', :'cols', n * 1000 + 300), 4, 1
+  UNION ALL SELECT format('UPDATE ft_wg w SET (%s) = (SELECT %1$s FROM loc.t25_geo s WHERE s.cartodb_id = w.cartodb_id - %s) WHERE w.cartodb_id BETWEEN %2$s AND %2$s + 99', :'gcols', n * 1000 + 300), 4, 2
   UNION ALL SELECT format('DELETE FROM %s WHERE combo = %s AND kind = %s AND random() >= 0', t, n, k), 5, k
     FROM unnest(ARRAY['ft_del_f8', 'ft_del_d', 'ft_del_ts', 'ft_del_tz', 'ft_del_iv', 'ft_del_n']) WITH ORDINALITY d(t, k)
   UNION ALL SELECT format($u$UPDATE ft_direct SET f8 = 0.1234567890123456789, f4 = 0.1234567, d = '2024-03-04',
@@ -116,9 +116,9 @@ SELECT s FROM combos, LATERAL (
   UNION ALL SELECT format($u$EXECUTE upd_direct(0.1234567890123456789, 0.1234567, '2024-03-04', '2024-03-04 05:06:07.123456',
       '2024-03-04 05:06:07.123456+05:45', '-1 year -2 mons +3 days -04:05:06.789', '\x00ff5c0a', '(0.1,0.30000000000000004)', %s)$u$, n * 10 + 2), 6, 3
   UNION ALL SELECT format('SELECT carto.push(%L, %L, %L, mode => %L, key => %L, cartodbfy => false) IS NOT NULL AS pushed',
-      'loc.t11_scalars', 'carto', 't25_p' || left(m, 1) || '_' || n, m, CASE m WHEN 'upsert' THEN 'cartodb_id' END), 7, j
+      'loc.t25_scalars', 'carto', 't25_p' || left(m, 1) || '_' || n, m, CASE m WHEN 'upsert' THEN 'cartodb_id' END), 7, j
     FROM unnest(ARRAY['replace', 'append', 'upsert']) WITH ORDINALITY pm(m, j)
-  UNION ALL SELECT format('SELECT carto.push(%L, %L, %L, mode => %L, cartodbfy => false) IS NOT NULL AS pushed', 'loc.t11_geo', 'carto', 't25_pg_' || n, 'append'), 7, 4
+  UNION ALL SELECT format('SELECT carto.push(%L, %L, %L, mode => %L, cartodbfy => false) IS NOT NULL AS pushed', 'loc.t25_geo', 'carto', 't25_pg_' || n, 'append'), 7, 4
   UNION ALL SELECT 'RESET ALL', 9, 1
 ) g ORDER BY n, o, i \gexec
 
