@@ -6,11 +6,14 @@
 //! An upload that must not commit is normally ended by a poison line (xact.rs, CopyIn's
 //! `abort_gracefully`); when that cannot be done (the backend was killed, the connection broke, a
 //! commit-time finish timed out after the body's end), the COPY may stay open on CARTO. A cleanup
-//! then cancels, through `/sql` (`pg_cancel_backend`: a role may cancel its own backends), every COPY
-//! still running on CARTO whose tag names this local cluster and either a local backend that no
-//! longer exists, or this backend and an upload it no longer has open. Never another live
-//! session's upload: live backends are read from the local pg_stat_activity, and tags of backends
-//! started in the second of that reading or later are left alone.
+//! then ends, through `/sql`, every COPY still running on CARTO whose tag names this local cluster
+//! and either a local backend that no longer exists, or this backend and an upload it no longer has
+//! open (a CARTO role may signal its own sessions). A COPY waiting for client data (`ClientRead`,
+//! the stuck upload of CARTO's race) ignores a query cancel — PostgreSQL handles only a terminate
+//! there — so its session is terminated (`pg_terminate_backend`); any other (e.g. waiting for a
+//! lock) is cancelled (`pg_cancel_backend`). Never another live session's upload: live backends are
+//! read from the local pg_stat_activity, and tags of backends started in the second of that reading
+//! or later are left alone.
 //!
 //! The cleanup runs at the first upload to an account of each backend, then at most once a minute
 //! per account and backend, after an abort that could not be confirmed, and on demand through
@@ -93,8 +96,8 @@ pub fn cleanup_sql(sysid: u64, live: &[String], own_open: &[String], before: i64
         }
     };
     format!(
-        "SELECT count(pg_cancel_backend(pid))::text AS n FROM (\
-         SELECT pid, substring(query from '/\\* carto_fdw upload {sysid}:([0-9]+:[0-9]+:[0-9]+) \\*/') AS tag \
+        "SELECT count(CASE WHEN wait_event = 'ClientRead' THEN pg_terminate_backend(pid) ELSE pg_cancel_backend(pid) END)::text AS n FROM (\
+         SELECT pid, wait_event, substring(query from '/\\* carto_fdw upload {sysid}:([0-9]+:[0-9]+:[0-9]+) \\*/') AS tag \
          FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state <> 'idle' \
          AND query LIKE 'COPY %/* carto_fdw upload {sysid}:%') a \
          WHERE tag IS NOT NULL AND split_part(tag, ':', 2)::bigint < {before} \
@@ -113,12 +116,29 @@ pub fn cleanup(client: &Client, own_open: &[String], deadline: Option<Instant>) 
     // SAFETY: backend thread.
     let (sysid, me) = unsafe { (pg_sys::GetSystemIdentifier(), pg_sys::MyProcPid) };
     let mut live: Vec<String> = Vec::new();
-    let mut now: i64 = 0;
-    Spi::connect(|c| -> FdwResult<()> {
+    // Read before the backends: a backend started in this second or later may be missing from the
+    // list, and its tags are left alone.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // At pre-commit (a commit-time finish that timed out) no snapshot is active: SPI needs one.
+    // SAFETY: backend thread, in a transaction; popped below on the normal path, and by the abort
+    // (AtAbort_Snapshot) when an ERROR unwinds.
+    let pushed = unsafe {
+        // pg_stat_activity is otherwise read once per transaction: the list must be of now.
+        pg_sys::pgstat_clear_snapshot();
+        if pg_sys::ActiveSnapshotSet() {
+            false
+        } else {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            true
+        }
+    };
+    let listed = Spi::connect(|c| -> FdwResult<()> {
         let t = c
             .select(
-                "SELECT pid::text || ':' || extract(epoch FROM date_trunc('second', backend_start))::bigint::text, \
-                 extract(epoch FROM date_trunc('second', clock_timestamp()))::bigint \
+                "SELECT pid::text || ':' || extract(epoch FROM date_trunc('second', backend_start))::bigint::text \
                  FROM pg_stat_activity WHERE backend_start IS NOT NULL AND pid <> $1",
                 None,
                 &[me.into()],
@@ -128,18 +148,14 @@ pub fn cleanup(client: &Client, own_open: &[String], deadline: Option<Instant>) 
             if let Ok(Some(s)) = row.get::<String>(1) {
                 live.push(s);
             }
-            if let Ok(Some(n)) = row.get::<i64>(2) {
-                now = n;
-            }
         }
         Ok(())
-    })?;
-    if now == 0 {
-        now = Spi::get_one::<i64>("SELECT extract(epoch FROM date_trunc('second', clock_timestamp()))::bigint")
-            .ok()
-            .flatten()
-            .unwrap_or(0);
+    });
+    if pushed {
+        // SAFETY: pops the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
     }
+    listed?;
     let sql = cleanup_sql(sysid, &live, own_open, now);
     let resp = crate::pg::runtime::block_on_until(client.query(&sql), deadline)?
         .ok_or_else(|| FdwError::internal("no answer from CARTO in time while cancelling stale uploads"))?

@@ -19,6 +19,19 @@ CREATE FUNCTION remote_count() RETURNS bigint LANGUAGE sql AS
 CREATE FUNCTION open_copies() RETURNS bigint LANGUAGE sql AS
   $$ SELECT n FROM dblink(current_setting('e2e.sim_db'),
        $q$SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY "t26"%' AND state <> 'idle' AND pid <> pg_backend_pid()$q$) AS r(n bigint) $$;
+-- COPYs still open once the aborts are over (an abort ends its upload after the client got the error:
+-- wait up to 5 s for it).
+CREATE FUNCTION open_copies_settled_at(expected bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+  FOR i IN 1..50 LOOP
+    n := open_copies();
+    EXIT WHEN n <= expected;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  RETURN n;
+END $$;
+CREATE FUNCTION open_copies_settled() RETURNS bigint LANGUAGE sql AS $$ SELECT open_copies_settled_at(0) $$;
 -- A second session of this database, through dblink.
 CREATE FUNCTION local_conn() RETURNS text LANGUAGE sql AS
   $$ SELECT format('host=%s port=%s dbname=%s user=%s', split_part(current_setting('unix_socket_directories'), ',', 1),
@@ -31,7 +44,7 @@ DO $$ BEGIN
     ROLLBACK;
   END LOOP;
 END $$;
-SELECT remote_count() AS rows_after_rollbacks, open_copies() AS open_copies;
+SELECT remote_count() AS rows_after_rollbacks, open_copies_settled() AS open_copies;
 
 -- 2. 200 x an INSERT that fails after its first rows were streamed (another session, so each is its own
 -- statement and transaction).
@@ -43,7 +56,7 @@ SELECT count(*) FILTER (WHERE dblink_exec('other', $q$INSERT INTO t26 (name, pad
 RESET client_min_messages;
 SELECT dblink_error_message('other') AS last_error;
 SELECT dblink_disconnect('other');
-SELECT remote_count() AS rows_after_errors, open_copies() AS open_copies;
+SELECT remote_count() AS rows_after_errors, open_copies_settled() AS open_copies;
 
 -- 3. 200 x pg_terminate_backend right after the INSERT (the transaction still open).
 CREATE FUNCTION terminate_cycle(i int) RETURNS boolean LANGUAGE plpgsql AS $$
@@ -58,7 +71,7 @@ BEGIN
   RETURN true;
 END $$;
 SELECT count(*) AS terminated FROM generate_series(1, 200) i WHERE terminate_cycle(i);
-SELECT remote_count() AS rows_after_terminations, open_copies() AS open_copies;
+SELECT remote_count() AS rows_after_terminations, open_copies_settled() AS open_copies;
 
 -- 4. statement_timeout and pg_cancel_backend in the middle of a streaming INSERT.
 SET statement_timeout = '500ms';
@@ -73,7 +86,7 @@ SELECT count(*) AS result_rows FROM dblink_get_result('other', false) AS r(t tex
 RESET client_min_messages;
 SELECT dblink_error_message('other') AS cancelled;
 SELECT dblink_disconnect('other');
-SELECT remote_count() AS rows_after_cancels, open_copies() AS open_copies;
+SELECT remote_count() AS rows_after_cancels, open_copies_settled() AS open_copies;
 
 -- 5. ROLLBACK TO SAVEPOINT of a subtransaction that sent rows: its upload is ended at once.
 BEGIN;
@@ -82,22 +95,22 @@ INSERT INTO t26 (name) SELECT 'savepoint ' || j FROM generate_series(1, 100) j;
 ROLLBACK TO SAVEPOINT s;
 SELECT open_copies() AS open_copies_in_doomed_transaction;
 COMMIT;
-SELECT remote_count() AS rows_after_savepoint, open_copies() AS open_copies;
+SELECT remote_count() AS rows_after_savepoint, open_copies_settled() AS open_copies;
 
--- 6. statement_timeout bounds the commit-time finish: CARTO does not answer (the table is locked on
--- CARTO's side), the INSERT fails after ~3 s, and its COPY is cancelled on CARTO.
-\! psql "$CARTO_SIM_PG dbname=cartosim_demo" -X -q -c "BEGIN; LOCK TABLE t26 IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(15)" >/dev/null 2>&1 &
+-- 6. statement_timeout bounds the commit-time finish: CARTO does not answer (its COPY waits for a lock
+-- another session holds on the table), the INSERT fails after ~3 s, and its COPY is cancelled on CARTO.
+\! psql "$CARTO_SIM_PG dbname=cartosim_demo" -X -q -c "BEGIN; LOCK TABLE t26 IN SHARE MODE; SELECT pg_sleep(15)" >/dev/null 2>&1 &
 SELECT pg_sleep(0.5);
 SET statement_timeout = '3s';
 SELECT clock_timestamp() AS t0 \gset
 INSERT INTO t26 (name) VALUES ('no answer');
 SELECT clock_timestamp() - :'t0'::timestamptz BETWEEN interval '2.5 s' AND interval '8 s' AS bounded_by_statement_timeout;
 RESET statement_timeout;
-SELECT open_copies() AS open_copies_after_commit_timeout;
+SELECT open_copies_settled() AS open_copies_after_commit_timeout;
 SELECT n AS released FROM dblink(current_setting('e2e.sim_db'),
   $q$SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE t26%' AND pid <> pg_backend_pid()$q$) AS r(n bigint);
 SELECT pg_sleep(0.5);
-SELECT remote_count() AS rows_after_commit_timeout, open_copies() AS open_copies;
+SELECT remote_count() AS rows_after_commit_timeout, open_copies_settled() AS open_copies;
 
 -- 7. carto.cleanup_uploads: a COPY left running by a local backend that no longer exists is cancelled;
 -- a live session's upload is not. (The leftover is simulated: an upload through CARTO's /copyfrom whose
@@ -105,15 +118,11 @@ SELECT remote_count() AS rows_after_commit_timeout, open_copies() AS open_copies
 SELECT dblink_connect('other', local_conn());
 SELECT dblink_exec('other', 'BEGIN');
 SELECT dblink_exec('other', $q$INSERT INTO t26 (name) VALUES ('live')$q$);
-SELECT format('COPY "t26" (name) FROM STDIN /* carto_fdw upload %s:999999:1:1 */', system_identifier) AS stale_copy
-  FROM pg_control_system() \gset
-\setenv STALE :'stale_copy'
-\! (printf 'stale row\n'; sleep 20) | curl -sS -o /dev/null -u "demo:$CARTO_SIM_API_KEY" -X POST -T - -H 'Content-Type: application/octet-stream' "$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["STALE"]))')" >/dev/null 2>&1 &
+\! STALE="COPY \"t26\" (name) FROM STDIN /* carto_fdw upload $(psql -X -Atc 'SELECT system_identifier FROM pg_control_system()' -d postgres):999999:1:1 */"; export STALE; (printf 'stale row\n'; sleep 20) | curl -sS -u "demo:$CARTO_SIM_API_KEY" -X POST -T - -H 'Content-Type: application/octet-stream' "$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["STALE"]))')" >/dev/null 2>&1 &
 SELECT pg_sleep(1);
 SELECT open_copies() AS open_before_cleanup;
 SELECT carto.cleanup_uploads('carto') AS cancelled;
-SELECT pg_sleep(0.3);
-SELECT open_copies() AS open_after_cleanup;
+SELECT open_copies_settled_at(1) AS open_after_cleanup;
 SELECT dblink_exec('other', 'COMMIT');
 SELECT dblink_disconnect('other');
 SELECT name, count(*) FROM t26 GROUP BY name ORDER BY name;
