@@ -19,6 +19,7 @@ pub mod setup;
 pub mod sql_api;
 pub mod sql_split;
 pub mod testkit;
+pub mod upload_race;
 
 pub use config::Config;
 pub use testkit::TestSim;

@@ -47,6 +47,8 @@ pub struct AppState {
     pub batch: Arc<Batch>,
     /// TCP connections that get no answer any more (CARTO's bad-gzip bug, when reproduced).
     pub poisoned: Mutex<std::collections::HashSet<SocketAddr>>,
+    /// COPYs left open by the upload race.
+    pub open_copies: crate::upload_race::OpenCopies,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
             log,
             batch: Batch::new(),
             poisoned: Mutex::new(Default::default()),
+            open_copies: Default::default(),
         }))
     }
 

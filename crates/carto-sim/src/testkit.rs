@@ -361,6 +361,15 @@ impl SimAdmin<'_> {
         let cfg = self.sim.config.clone();
         self.sim.block(async move { crate::setup::reapply_grants(&cfg).await.map_err(|e| e.to_string()) }).unwrap_or_else(|e| panic!("TestSim: grants: {e}"))
     }
+    /// The COPYs left open by the upload race.
+    pub fn open_copies(&self) -> Vec<crate::upload_race::OpenCopy> {
+        self.sim.state.open_copies.list()
+    }
+    /// Roll back every COPY left open by the upload race; returns how many.
+    pub fn end_open_copies(&self) -> usize {
+        let st = self.sim.state.clone();
+        self.sim.block(async move { st.open_copies.end(None, Duration::from_secs(10)).await })
+    }
     fn with_user(&self, user: &str, f: impl FnOnce(&mut crate::server::UserRuntime)) {
         let mut m = match self.sim.state.users.write() {
             Ok(m) => m,
