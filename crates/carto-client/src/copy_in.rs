@@ -255,6 +255,8 @@ impl CopyIn {
         }
         // `run` (and its task) is dropped on every return below: the connection is closed.
         match tokio::time::timeout_at(deadline, &mut run.task.0).await {
+            // A success answer (CARTO took the poisoned body whole) comes back as a row-count mismatch.
+            Ok(Ok(Err(e))) if e.kind == ErrorKind::RowCountMismatch => AbortOutcome::Unconfirmed(e.message),
             Ok(Ok(Err(e))) if e.status.is_some() => AbortOutcome::Rejected(e.message),
             Ok(Ok(Err(e))) => AbortOutcome::Unconfirmed(e.message),
             Ok(Ok(Ok(n))) => AbortOutcome::Unconfirmed(format!("CARTO reported {n} rows copied")),
