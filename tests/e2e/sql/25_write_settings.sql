@@ -203,6 +203,8 @@ SET DateStyle = 'Postgres, MDY';
 SELECT carto.pull('carto', 't25_since', 'since_back', mode => 'upsert', key => 'id', since => 'ts', name => 't25 pull since') AS second_pull;
 RESET DateStyle;
 SELECT * FROM since_back ORDER BY id;
+-- The sync ledger this made on the shared account is not left for later files.
+SELECT carto.exec('carto', 'DROP TABLE carto_sync_state') AS dropped;
 
 -- A database whose default settings are hostile, as a pg_cron job runs with them: a session without
 -- client-side settings writes through INSERT and carto.push; CARTO holds the exact values.
