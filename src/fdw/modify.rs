@@ -22,7 +22,7 @@ use crate::fdw::options::{deflist_to_pairs, ServerOptions, TableOptions};
 use crate::fdw::plan::{scan_plan_from_private, RelState};
 use crate::fdw::scan::{explain_int, explain_text};
 use crate::fdw::table::TableDef;
-use crate::fdw::xact::{finish_pending_for, send_rows, StreamKey};
+use crate::fdw::xact::{cleanup_stale_uploads, finish_pending_for, send_rows, StreamKey};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 use crate::pg::typeio::{ColumnOutput, ParamOutput, TransmissionModes};
@@ -644,6 +644,9 @@ unsafe fn new_rowwise_state(
         finish_pending_for(relid)?;
     }
     let client = if explain_only { None } else { Some(client_for(&table.access)?) };
+    if let Some(c) = &client {
+        cleanup_stale_uploads(c);
+    }
     let mut st = RowwiseState {
         label: table.local_name.clone(),
         op: plan.op,
@@ -971,6 +974,8 @@ unsafe fn begin_direct(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     let table = TableDef::load(relid, userid)?;
     finish_pending_for(relid)?;
     let client = client_for(&table.access)?;
+    // A COPY left open on the table would make the statement wait for its lock.
+    cleanup_stale_uploads(&client);
     let mut params = Vec::new();
     for e in PgList::<pg_sys::Expr>::from_pg((*fsplan).fdw_exprs).iter_ptr() {
         params.push(ParamOutput::new(e, node.cast()));
@@ -1068,6 +1073,7 @@ unsafe fn truncate(rels: *mut pg_sys::List, behavior: pg_sys::DropBehavior::Type
             sql.push_str(" CASCADE");
         }
         let client = client_for(&tables[0].access)?;
+        cleanup_stale_uploads(&client);
         let labels: Vec<String> = tables.iter().map(|t| format!("\"{}\"", t.local_name)).collect();
         block_on(client.query(&sql))?
             .map_err(|e| FdwError::remote(e, format!("truncating foreign table {}", labels.join(", "))))?;

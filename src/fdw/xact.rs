@@ -175,13 +175,9 @@ pub fn send_rows(
     // SAFETY: backend thread, in a transaction.
     let subid = unsafe { pg_sys::GetCurrentSubTransactionId() };
     let open = STATE.with(|s| s.borrow().pending.iter().any(|p| p.key == key && p.copy.is_some()));
-    if !open && uploads::cleanup_due(client) {
-        // A new request to this account: first cancel what earlier, killed uploads left (best
-        // effort; its failure does not fail the INSERT).
-        if let Err(e) = uploads::cleanup(client, &open_tags(), None) {
-            let (_, m, _, _) = e.parts();
-            pgrx::debug1!("carto_fdw: cleanup of stale uploads failed: {m}");
-        }
+    if !open {
+        // A new request to this account: first end what earlier, killed uploads left.
+        cleanup_stale_uploads(client);
     }
     let copy = STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -255,6 +251,18 @@ pub fn send_rows(
         });
     }
     Ok(())
+}
+
+/// Before a write to an account (a new upload, an UPDATE, DELETE or TRUNCATE): ends the uploads this
+/// cluster left running there (see uploads.rs), when the cleanup is due. Best effort: its failure
+/// does not fail the write (a cancel or timeout while it waits still does).
+pub fn cleanup_stale_uploads(client: &Client) {
+    if uploads::cleanup_due(client) {
+        if let Err(e) = uploads::cleanup(client, &open_tags(), None) {
+            let (_, m, _, _) = e.parts();
+            pgrx::debug1!("carto_fdw: cleanup of stale uploads failed: {m}");
+        }
+    }
 }
 
 /// The tags of this backend's uploads still open.

@@ -185,3 +185,66 @@ pub fn with_transmission_modes<T>(f: impl FnOnce() -> T) -> T {
     let _modes = TransmissionModes::enter();
     f()
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    use super::{with_transmission_modes, TransmissionModes};
+
+    fn settings() -> String {
+        Spi::get_one::<String>(
+            "SELECT current_setting('DateStyle') || '|' || current_setting('IntervalStyle') || '|' || current_setting('extra_float_digits')",
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn transmission_modes_apply_and_are_restored() {
+        Spi::run("SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'iso_8601'; SET extra_float_digits = -15").unwrap();
+        let inside = with_transmission_modes(|| {
+            (
+                settings(),
+                Spi::get_one::<String>("SELECT (date '2024-03-04')::text || ' ' || (0.1234567890123456789::float8)::text || ' ' || (interval '1 day 02:00')::text")
+                    .unwrap()
+                    .unwrap(),
+            )
+        });
+        // The date order is kept (it only matters for input).
+        assert_eq!(inside.0, "ISO, DMY|postgres|3");
+        assert_eq!(inside.1, "2024-03-04 0.12345678901234568 1 day 02:00:00");
+        assert_eq!(settings(), "SQL, DMY|iso_8601|-15");
+    }
+
+    #[pg_test]
+    fn transmission_modes_are_a_no_op_when_already_portable() {
+        Spi::run("SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1").unwrap();
+        // Already printing as the modes would (extra_float_digits > 0 is shortest-exact too): nothing is set.
+        let g = TransmissionModes::enter();
+        assert!(g.level.is_none());
+        assert_eq!(settings(), "ISO, MDY|postgres|1");
+        drop(g);
+        Spi::run("SET extra_float_digits = 0").unwrap();
+        let g = TransmissionModes::enter();
+        assert!(g.level.is_some());
+        assert_eq!(settings(), "ISO, MDY|postgres|3");
+        drop(g);
+        assert_eq!(settings(), "ISO, MDY|postgres|0");
+    }
+
+    #[pg_test]
+    fn transmission_modes_are_restored_when_an_error_unwinds() {
+        Spi::run("SET DateStyle = 'German'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1").unwrap();
+        // An ERROR reaches Rust code as an unwinding panic: the guard restores the settings on its way.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_transmission_modes(|| {
+                assert!(settings().starts_with("ISO"));
+                panic!("an error while printing values");
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(settings(), "German, DMY|postgres|1");
+    }
+}

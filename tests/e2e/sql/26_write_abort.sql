@@ -126,3 +126,14 @@ SELECT open_copies_settled_at(1) AS open_after_cleanup;
 SELECT dblink_exec('other', 'COMMIT');
 SELECT dblink_disconnect('other');
 SELECT name, count(*) FROM t26 GROUP BY name ORDER BY name;
+
+-- 8. The next write to the account from any backend ends such a leftover first: a TRUNCATE from a new
+-- session is not blocked by the lock of a COPY a killed backend left open.
+\! STALE="COPY \"t26\" (name) FROM STDIN /* carto_fdw upload $(psql -X -Atc 'SELECT system_identifier FROM pg_control_system()' -d postgres):999998:1:1 */"; export STALE; (printf 'stale row\n'; sleep 20) | curl -sS -u "demo:$CARTO_SIM_API_KEY" -X POST -T - -H 'Content-Type: application/octet-stream' "$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["STALE"]))')" >/dev/null 2>&1 &
+SELECT pg_sleep(1);
+SELECT open_copies() AS stale_open;
+SELECT dblink_connect('fresh', local_conn());
+SELECT dblink_exec('fresh', 'SET statement_timeout = ''15s''');
+SELECT dblink_exec('fresh', 'TRUNCATE t26');
+SELECT dblink_disconnect('fresh');
+SELECT open_copies_settled() AS open_after_truncate, remote_count() AS rows_after_truncate;
