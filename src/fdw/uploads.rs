@@ -15,8 +15,9 @@
 //! read from the local pg_stat_activity, and tags of backends started in the second of that reading
 //! or later are left alone.
 //!
-//! The cleanup runs at the first upload to an account of each backend, then at most once a minute
-//! per account and backend, after an abort that could not be confirmed, and on demand through
+//! The cleanup runs before the first write (upload, UPDATE, DELETE, TRUNCATE) to an account of each
+//! backend, then at most once a minute per account and backend, after an abort that could not be
+//! confirmed, after a commit-time finish cut by statement_timeout or a cancel, and on demand through
 //! `carto.cleanup_uploads(server)`.
 
 use std::cell::{Cell, RefCell};

@@ -32,7 +32,7 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::fdw::uploads;
-use crate::pg::runtime::{block_on, block_on_bounded, block_on_until};
+use crate::pg::runtime::{block_on, block_on_bounded, block_on_interruptible, HeldInterrupts, Waited};
 
 /// The longest an abort waits for CARTO to confirm that a poisoned upload is over (all uploads of
 /// the transaction are ended concurrently). Interrupts are held where this runs.
@@ -301,22 +301,31 @@ fn finish_one(key: StreamKey, label: &str, copy: CopyIn, client: &Client, at_com
     } else {
         format!("finishing the pending insert into foreign table \"{label}\" before using it again")
     };
-    // At commit PostgreSQL's statement timer is off: statement_timeout is applied here.
+    // At commit PostgreSQL's statement timer is off: statement_timeout is applied here. A cancel or
+    // terminate while CARTO has not answered is raised only after the COPY was ended on CARTO.
     let deadline = if at_commit { statement_deadline() } else { None };
-    let Some(summary) = block_on_until(copy.finish(), deadline)? else {
-        // The finish was dropped, its connection closed. The body's end may have reached CARTO: cancel
-        // the COPY through /sql if it is still running there (best effort, bounded).
-        if uploads::cleanup(client, &open_tags(), Some(Instant::now() + CANCEL_WAIT)).is_err() {
-            uploads::cleanup_needed();
+    let summary = match block_on_interruptible(copy.finish(), deadline)? {
+        Waited::Done(summary) => summary,
+        stopped => {
+            // The finish was dropped, its connection closed. The body's end may have reached CARTO: end
+            // the COPY through /sql if it is still running there (bounded; interrupts held meanwhile).
+            let held = HeldInterrupts::hold();
+            if uploads::cleanup(client, &open_tags(), Some(Instant::now() + CANCEL_WAIT)).is_err() {
+                uploads::cleanup_needed();
+            }
+            drop(held);
+            if matches!(stopped, Waited::Interrupted) {
+                pgrx::check_for_interrupts!();
+            }
+            return Err(FdwError::Custom {
+                code: pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+                message: "canceling statement due to statement timeout".into(),
+                detail: Some(format!(
+                    "CARTO did not confirm the rows inserted into foreign table \"{label}\" within statement_timeout; the upload was aborted"
+                )),
+                hint: None,
+            });
         }
-        return Err(FdwError::Custom {
-            code: pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
-            message: "canceling statement due to statement timeout".into(),
-            detail: Some(format!(
-                "CARTO did not confirm the rows inserted into foreign table \"{label}\" within statement_timeout; the upload was aborted"
-            )),
-            hint: None,
-        });
     };
     let summary = summary.map_err(|e| FdwError::remote(e, what))?;
     Ok(STATE.with(|s| {

@@ -87,3 +87,68 @@ pub fn block_on_bounded<F: Future>(fut: F) -> Option<F::Output> {
     let rt = runtime().ok()?;
     Some(rt.block_on(fut))
 }
+
+/// How [`block_on_interruptible`] ended.
+pub enum Waited<T> {
+    Done(T),
+    /// The deadline passed; the future was dropped.
+    Deadline,
+    /// A cancel or terminate is pending (not yet raised); the future was dropped. The caller may
+    /// clean up (with interrupts held) and must then call `pgrx::check_for_interrupts!()`.
+    Interrupted,
+}
+
+/// Like [`block_on_until`], but a pending cancel or terminate is returned to the caller instead of
+/// being raised at once, so that what the dropped future leaves behind can be cleaned up first.
+pub fn block_on_interruptible<F: Future>(fut: F, deadline: Option<std::time::Instant>) -> FdwResult<Waited<F::Output>> {
+    let rt = runtime()?;
+    let mut fut = Box::pin(fut);
+    loop {
+        let slice = match deadline {
+            Some(d) => SLICE.min(d.saturating_duration_since(std::time::Instant::now())),
+            None => SLICE,
+        };
+        let done = rt.block_on(async {
+            tokio::select! {
+                biased;
+                out = &mut fut => Some(out),
+                _ = tokio::time::sleep(slice) => None,
+            }
+        });
+        if let Some(out) = done {
+            return Ok(Waited::Done(out));
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Ok(Waited::Deadline);
+        }
+        if pgrx::pg_sys::submodules::elog::interrupt_pending() {
+            // SAFETY: reads of signal flags on the backend thread.
+            if unsafe { pgrx::pg_sys::QueryCancelPending != 0 || pgrx::pg_sys::ProcDiePending != 0 } {
+                return Ok(Waited::Interrupted);
+            }
+            pgrx::check_for_interrupts!();
+        }
+    }
+}
+
+/// Holds PostgreSQL's interrupts while it lives (HOLD_INTERRUPTS / RESUME_INTERRUPTS).
+pub struct HeldInterrupts(());
+
+impl HeldInterrupts {
+    pub fn hold() -> Self {
+        // SAFETY: the backend thread's own counter, as HOLD_INTERRUPTS() does.
+        unsafe { pgrx::pg_sys::InterruptHoldoffCount += 1 };
+        HeldInterrupts(())
+    }
+}
+
+impl Drop for HeldInterrupts {
+    fn drop(&mut self) {
+        // SAFETY: undoes hold(); an ERROR's recovery resets the counter anyway.
+        unsafe {
+            if pgrx::pg_sys::InterruptHoldoffCount > 0 {
+                pgrx::pg_sys::InterruptHoldoffCount -= 1;
+            }
+        }
+    }
+}

@@ -111,6 +111,23 @@ SELECT n AS released FROM dblink(current_setting('e2e.sim_db'),
   $q$SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE t26%' AND pid <> pg_backend_pid()$q$) AS r(n bigint);
 SELECT pg_sleep(0.5);
 SELECT remote_count() AS rows_after_commit_timeout, open_copies_settled() AS open_copies;
+-- The same with pg_cancel_backend while COMMIT waits: the COPY is ended on CARTO before the cancel is raised.
+\! psql "$CARTO_SIM_PG dbname=cartosim_demo" -X -q -c "BEGIN; LOCK TABLE t26 IN SHARE MODE; SELECT pg_sleep(15)" >/dev/null 2>&1 &
+SELECT pg_sleep(0.5);
+SELECT dblink_connect('other', local_conn());
+SELECT dblink_send_query('other', $q$INSERT INTO t26 (name) VALUES ('cancelled at commit')$q$);
+SELECT pg_sleep(1.5);
+SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%''cancelled at commit''%' AND pid <> pg_backend_pid();
+SET client_min_messages = warning;
+SELECT count(*) AS result_rows FROM dblink_get_result('other', false) AS r(t text);
+RESET client_min_messages;
+SELECT dblink_error_message('other') AS cancelled;
+SELECT dblink_disconnect('other');
+SELECT open_copies_settled() AS open_copies_after_cancel_at_commit;
+SELECT n AS released FROM dblink(current_setting('e2e.sim_db'),
+  $q$SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE t26%' AND pid <> pg_backend_pid()$q$) AS r(n bigint);
+SELECT pg_sleep(0.5);
+SELECT remote_count() AS rows_after_cancel_at_commit, open_copies_settled() AS open_copies;
 
 -- 7. carto.cleanup_uploads: a COPY left running by a local backend that no longer exists is cancelled;
 -- a live session's upload is not. (The leftover is simulated: an upload through CARTO's /copyfrom whose
