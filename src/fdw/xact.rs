@@ -304,27 +304,40 @@ fn finish_one(key: StreamKey, label: &str, copy: CopyIn, client: &Client, at_com
     // At commit PostgreSQL's statement timer is off: statement_timeout is applied here. A cancel or
     // terminate while CARTO has not answered is raised only after the COPY was ended on CARTO.
     let deadline = if at_commit { statement_deadline() } else { None };
-    let summary = match block_on_interruptible(copy.finish(), deadline)? {
+    let mut finishing = Box::pin(copy.finish());
+    let summary = match block_on_interruptible(finishing.as_mut(), deadline)? {
         Waited::Done(summary) => summary,
         stopped => {
-            // The finish was dropped, its connection closed. The body's end may have reached CARTO: end
-            // the COPY through /sql if it is still running there (bounded; interrupts held meanwhile).
+            // CARTO has not answered. The body's end may have reached it: end the COPY through /sql if it
+            // is still running there, then give the finish a last, bounded chance to say what CARTO did —
+            // a COPY that committed before it could be ended is a commit, and is reported as one.
             let held = HeldInterrupts::hold();
             if uploads::cleanup(client, &open_tags(), Some(Instant::now() + CANCEL_WAIT)).is_err() {
                 uploads::cleanup_needed();
             }
+            let last = block_on_bounded(async { tokio::time::timeout(ABORT_WAIT, finishing.as_mut()).await });
+            drop(finishing);
             drop(held);
-            if matches!(stopped, Waited::Interrupted) {
-                pgrx::check_for_interrupts!();
+            match last {
+                Some(Ok(Ok(summary))) => Ok(summary),
+                other => {
+                    if !matches!(other, Some(Ok(Err(_)))) {
+                        // No word from CARTO: look again for what may still run there.
+                        uploads::cleanup_needed();
+                    }
+                    if matches!(stopped, Waited::Interrupted) {
+                        pgrx::check_for_interrupts!();
+                    }
+                    return Err(FdwError::Custom {
+                        code: pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+                        message: "canceling statement due to statement timeout".into(),
+                        detail: Some(format!(
+                            "CARTO did not confirm the rows inserted into foreign table \"{label}\" within statement_timeout; the upload was aborted"
+                        )),
+                        hint: None,
+                    });
+                }
             }
-            return Err(FdwError::Custom {
-                code: pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
-                message: "canceling statement due to statement timeout".into(),
-                detail: Some(format!(
-                    "CARTO did not confirm the rows inserted into foreign table \"{label}\" within statement_timeout; the upload was aborted"
-                )),
-                hint: None,
-            });
         }
     };
     let summary = summary.map_err(|e| FdwError::remote(e, what))?;

@@ -75,10 +75,10 @@ SELECT remote_count() AS rows_after_terminations, open_copies_settled() AS open_
 
 -- 4. statement_timeout and pg_cancel_backend in the middle of a streaming INSERT.
 SET statement_timeout = '500ms';
-INSERT INTO t26 (name, pad) SELECT 'timeout ' || j, repeat('t', 1000) FROM generate_series(1, 100000) j, LATERAL pg_sleep(0.0001);
+INSERT INTO t26 (name, pad) SELECT 'timeout ' || j, repeat('t', 1000) FROM generate_series(1, 100000) j, LATERAL pg_sleep(0.001 + j * 0);
 RESET statement_timeout;
 SELECT dblink_connect('other', local_conn());
-SELECT dblink_send_query('other', $q$INSERT INTO t26 (name, pad) SELECT 'cancel ' || j, repeat('c', 1000) FROM generate_series(1, 100000) j, LATERAL pg_sleep(0.0001)$q$);
+SELECT dblink_send_query('other', $q$INSERT INTO t26 (name, pad) SELECT 'cancel ' || j, repeat('c', 1000) FROM generate_series(1, 100000) j, LATERAL pg_sleep(0.001 + j * 0)$q$);
 SELECT pg_sleep(0.5);
 SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%''cancel '' || j%' AND pid <> pg_backend_pid();
 SET client_min_messages = warning;
@@ -129,13 +129,14 @@ SELECT n AS released FROM dblink(current_setting('e2e.sim_db'),
 SELECT pg_sleep(0.5);
 SELECT remote_count() AS rows_after_cancel_at_commit, open_copies_settled() AS open_copies;
 
+\! rm -f /tmp/e2e_26_curl.pids
 -- 7. carto.cleanup_uploads: a COPY left running by a local backend that no longer exists is cancelled;
 -- a live session's upload is not. (The leftover is simulated: an upload through CARTO's /copyfrom whose
 -- COPY carries this cluster's tag with a pid that is no local backend, its body kept open.)
 SELECT dblink_connect('other', local_conn());
 SELECT dblink_exec('other', 'BEGIN');
 SELECT dblink_exec('other', $q$INSERT INTO t26 (name) VALUES ('live')$q$);
-\! STALE="COPY \"t26\" (name) FROM STDIN /* carto_fdw upload $(psql -X -Atc 'SELECT system_identifier FROM pg_control_system()' -d postgres):999999:1:1 */"; export STALE; (printf 'stale row\n'; sleep 20) | curl -sS -u "demo:$CARTO_SIM_API_KEY" -X POST -T - -H 'Content-Type: application/octet-stream' "$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["STALE"]))')" >/dev/null 2>&1 &
+\! STALE="COPY \"t26\" (name) FROM STDIN /* carto_fdw upload $(psql -X -Atc 'SELECT system_identifier FROM pg_control_system()' -d postgres):999999:1:1 */"; export STALE; (printf 'stale row\n'; sleep 8) | curl -sS -u "demo:$CARTO_SIM_API_KEY" -X POST -T - -H 'Content-Type: application/octet-stream' "$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["STALE"]))')" >/dev/null 2>&1 & echo $! >> /tmp/e2e_26_curl.pids
 SELECT pg_sleep(1);
 SELECT open_copies() AS open_before_cleanup;
 SELECT carto.cleanup_uploads('carto') AS cancelled;
@@ -146,7 +147,7 @@ SELECT name, count(*) FROM t26 GROUP BY name ORDER BY name;
 
 -- 8. The next write to the account from any backend ends such a leftover first: a TRUNCATE from a new
 -- session is not blocked by the lock of a COPY a killed backend left open.
-\! STALE="COPY \"t26\" (name) FROM STDIN /* carto_fdw upload $(psql -X -Atc 'SELECT system_identifier FROM pg_control_system()' -d postgres):999998:1:1 */"; export STALE; (printf 'stale row\n'; sleep 20) | curl -sS -u "demo:$CARTO_SIM_API_KEY" -X POST -T - -H 'Content-Type: application/octet-stream' "$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["STALE"]))')" >/dev/null 2>&1 &
+\! STALE="COPY \"t26\" (name) FROM STDIN /* carto_fdw upload $(psql -X -Atc 'SELECT system_identifier FROM pg_control_system()' -d postgres):999998:1:1 */"; export STALE; (printf 'stale row\n'; sleep 8) | curl -sS -u "demo:$CARTO_SIM_API_KEY" -X POST -T - -H 'Content-Type: application/octet-stream' "$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["STALE"]))')" >/dev/null 2>&1 & echo $! >> /tmp/e2e_26_curl.pids
 SELECT pg_sleep(1);
 SELECT open_copies() AS stale_open;
 SELECT dblink_connect('fresh', local_conn());
@@ -154,3 +155,5 @@ SELECT dblink_exec('fresh', 'SET statement_timeout = ''15s''');
 SELECT dblink_exec('fresh', 'TRUNCATE t26');
 SELECT dblink_disconnect('fresh');
 SELECT open_copies_settled() AS open_after_truncate, remote_count() AS rows_after_truncate;
+-- The background uploads are over before the next file runs (its request log must not see them).
+\! for p in $(cat /tmp/e2e_26_curl.pids); do while kill -0 "$p" 2>/dev/null; do sleep 0.2; done; done; rm -f /tmp/e2e_26_curl.pids
