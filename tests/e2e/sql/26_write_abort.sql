@@ -93,7 +93,7 @@ BEGIN;
 SAVEPOINT s;
 INSERT INTO t26 (name) SELECT 'savepoint ' || j FROM generate_series(1, 100) j;
 ROLLBACK TO SAVEPOINT s;
-SELECT open_copies() AS open_copies_in_doomed_transaction;
+SELECT open_copies_settled() AS open_copies_in_doomed_transaction;
 COMMIT;
 SELECT remote_count() AS rows_after_savepoint, open_copies_settled() AS open_copies;
 
