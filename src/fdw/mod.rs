@@ -12,6 +12,7 @@ pub mod plan;
 pub mod pushed;
 pub mod scan;
 pub mod table;
+pub mod uploads;
 pub mod upper;
 pub mod xact;
 

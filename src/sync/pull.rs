@@ -112,8 +112,11 @@ pub fn run(args: &PullArgs, name: &str, prev_wm: Option<&str>) -> FdwResult<RunO
     Spi::run(&format!("DROP FOREIGN TABLE {ft}")).map_err(spi_err("dropping the transient foreign table"))?;
 
     let watermark_to = match &args.since {
-        Some(s) => Spi::get_one::<String>(&format!("SELECT max({})::text FROM {target}", quote_ident(s)))
-            .map_err(spi_err("reading the new watermark"))?
+        // Stored, then parsed back into the next run's filter (maybe under other settings): portable.
+        Some(s) => crate::pg::typeio::with_transmission_modes(|| {
+            Spi::get_one::<String>(&format!("SELECT max({})::text FROM {target}", quote_ident(s)))
+        })
+        .map_err(spi_err("reading the new watermark"))?
             .or_else(|| prev_wm.map(str::to_string)),
         None => None,
     };

@@ -87,7 +87,11 @@ pub fn record(
 }
 
 pub fn now_text() -> String {
-    Spi::get_one::<String>("SELECT clock_timestamp()::text").ok().flatten().unwrap_or_default()
+    // Read back as timestamptz later: ISO, so the round trip holds under any DateStyle.
+    crate::pg::typeio::with_transmission_modes(|| Spi::get_one::<String>("SELECT clock_timestamp()::text"))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// Runs `work` in a subtransaction. On an ERROR the subtransaction is rolled back (undoing every
