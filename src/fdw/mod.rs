@@ -8,6 +8,7 @@ pub mod import;
 pub mod modify;
 pub mod options;
 pub mod plan;
+pub mod query_option;
 pub mod scan;
 pub mod table;
 pub mod xact;
