@@ -106,7 +106,8 @@ unsafe fn parse(sql: &str) -> Result<Vec<*mut pg_sys::RawStmt>, String> {
 }
 
 /// Whether `reader` may run the `query` of foreign table `relid` with its own key: it owns the table
-/// (or is a member of its owner), or the table's owner is a superuser or the owner of the server.
+/// (or is a member of its owner; being a superuser does not count), or the table's owner is a
+/// superuser or the owner of the server.
 ///
 /// # Safety
 /// Must run in a transaction on the backend thread.
@@ -118,7 +119,9 @@ pub unsafe fn check_reader(relid: pg_sys::Oid, serverid: pg_sys::Oid, reader: pg
     let owner = (*(*rel).rd_rel).relowner;
     pg_sys::RelationClose(rel);
     let server_owner = (*pg_sys::GetForeignServer(serverid)).owner;
-    if pg_sys::has_privs_of_role(reader, owner) || owner == server_owner || pg_sys::superuser_arg(owner) {
+    // Membership, not privileges: a superuser reader has every role's privileges, yet its key must not
+    // run a low-privileged role's SQL either (a scheduled job of a superuser reading such a table).
+    if reader == owner || pg_sys::is_member_of_role_nosuper(reader, owner) || owner == server_owner || pg_sys::superuser_arg(owner) {
         return Ok(());
     }
     Err(FdwError::Custom {

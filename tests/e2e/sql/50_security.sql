@@ -62,6 +62,8 @@ SELECT * FROM sec_q;
 -- (A view of it runs with its owner's key, sec_key's regular key: CARTO refuses the private table.)
 SELECT * FROM sec_qv;
 RESET ROLE;
+-- Being a superuser does not make another role's SQL fit to run with the superuser's key either.
+SELECT * FROM sec_q;
 -- A superuser's query table is trusted; through /sql it runs in a read-only transaction on CARTO.
 SELECT carto.exec('carto', 'DROP SEQUENCE IF EXISTS sec50_seq; CREATE SEQUENCE sec50_seq');
 CREATE FOREIGN TABLE sec_writes (x text) SERVER carto OPTIONS (scan_method 'query', query $$SELECT nextval('sec50_seq')::text AS x$$);
