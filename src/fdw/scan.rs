@@ -214,11 +214,14 @@ impl ScanState {
         let mut ptrs = std::mem::take(&mut self.ptr_buf);
         ptrs.clear();
         // Each value checked against the database encoding first (crate::pg::text); a value
-        // converted from UTF-8 (a database in another encoding) lives in `converted`.
+        // converted from UTF-8 (a database in another encoding) lives in `converted`. The decoder
+        // refuses NUL bytes itself, so a row that is all ASCII (nearly every row) needs one scan.
+        let ascii_row = self.decoder.buffer().is_ascii();
         let mut converted: Vec<CString> = Vec::new();
         for i in 0..self.inputs.len() {
             let p = match self.decoder.field(i) {
                 None => std::ptr::null(),
+                Some(_) if ascii_row => self.decoder.field_ptr(i),
                 Some(bytes) => match crate::pg::text::check(bytes) {
                     Ok(None) => self.decoder.field_ptr(i),
                     Ok(Some(c)) => {
