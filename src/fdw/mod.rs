@@ -10,6 +10,7 @@ pub mod modify;
 pub mod options;
 pub mod plan;
 pub mod pushed;
+pub mod query_option;
 pub mod scan;
 pub mod table;
 pub mod uploads;

@@ -339,7 +339,7 @@ unsafe fn remote_estimate(state: &RelState) -> FdwResult<f64> {
         state.table.from_clause(),
         if where_.is_empty() { String::new() } else { format!(" WHERE {}", where_.render(None)) }
     );
-    let resp = block_on(client.query_readonly(&sql))?
+    let resp = block_on(client.query_readonly(&state.table.read_sql(sql)))?
         .map_err(|e| FdwError::remote(e, format!("estimating foreign table \"{}\"", state.table.local_name)))?;
     let plan_rows = resp
         .rows

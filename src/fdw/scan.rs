@@ -46,6 +46,8 @@ pub struct ScanState {
     transport: Transport,
     fell_back: bool,
     scans: u32,
+    /// A query table: its `/sql` reads run in a read-only transaction on CARTO.
+    read_only: bool,
 }
 
 impl ScanState {
@@ -84,7 +86,10 @@ impl ScanState {
     fn fetch_page(&mut self) -> FdwResult<()> {
         let Source::Query { rows, next } = &mut self.source else { return Ok(()) };
         let Some(page) = next.take() else { return Ok(()) };
-        let sql = self.plan.query_sql(Some(&self.rendered_params), &page);
+        let mut sql = self.plan.query_sql(Some(&self.rendered_params), &page);
+        if self.read_only {
+            sql = crate::fdw::query_option::read_only(&sql);
+        }
         let resp = block_on(self.client.query_readonly(&sql))?
             .map_err(|e| FdwError::remote(e, format!("reading foreign table \"{}\"", self.plan.table_label)))?;
         self.stats.add(&resp.stats);
@@ -208,10 +213,29 @@ impl ScanState {
         // Pointers straight into the decoder's buffer (each field NUL-terminated): no copy per value.
         let mut ptrs = std::mem::take(&mut self.ptr_buf);
         ptrs.clear();
-        let decoder = &self.decoder;
-        ptrs.extend((0..self.inputs.len()).map(|i| {
-            if decoder.field(i).is_some() { decoder.field_ptr(i) } else { std::ptr::null() }
-        }));
+        // Each value checked against the database encoding first (crate::pg::text); a value
+        // converted from UTF-8 (a database in another encoding) lives in `converted`. The decoder
+        // refuses NUL bytes itself, so a row that is all ASCII (nearly every row) needs one scan.
+        let ascii_row = self.decoder.buffer().is_ascii();
+        let mut converted: Vec<CString> = Vec::new();
+        for i in 0..self.inputs.len() {
+            let p = match self.decoder.field(i) {
+                None => std::ptr::null(),
+                Some(_) if ascii_row => self.decoder.field_ptr(i),
+                Some(bytes) => match crate::pg::text::check(bytes) {
+                    Ok(None) => self.decoder.field_ptr(i),
+                    Ok(Some(c)) => {
+                        converted.push(c);
+                        converted.last().map_or(std::ptr::null(), |c| c.as_ptr())
+                    }
+                    Err(bad) => {
+                        self.ptr_buf = ptrs;
+                        return Err(bad.error(self.names.get(i).map_or("?", String::as_str), &self.plan.table_label));
+                    }
+                },
+            };
+            ptrs.push(p);
+        }
         self.fill_slot(slot, &ptrs);
         self.ptr_buf = ptrs;
         Ok(())
@@ -222,10 +246,15 @@ impl ScanState {
         slot: *mut pg_sys::TupleTableSlot,
         row: Vec<Option<String>>,
     ) -> FdwResult<()> {
-        let owned: Vec<Option<CString>> = row
-            .into_iter()
-            .map(|v| v.map(|s| CString::new(s).unwrap_or_default()))
-            .collect();
+        let mut owned: Vec<Option<CString>> = Vec::with_capacity(row.len());
+        for (i, v) in row.into_iter().enumerate() {
+            owned.push(match v {
+                None => None,
+                Some(s) => Some(crate::pg::text::checked_cstring(s).map_err(|bad| {
+                    bad.error(self.names.get(i).map_or("?", String::as_str), &self.plan.table_label)
+                })?),
+            });
+        }
         let ptrs: Vec<*const c_char> =
             owned.iter().map(|v| v.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())).collect();
         self.fill_slot(slot, &ptrs);
@@ -372,6 +401,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
         transport,
         fell_back: false,
         scans: 0,
+        read_only: table.options.query.is_some(),
     };
     (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
     Ok(())

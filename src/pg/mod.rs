@@ -1,4 +1,6 @@
 //! Small safe-ish wrappers over PostgreSQL that several modules share.
+pub mod bookkeeping;
 pub mod error;
 pub mod runtime;
+pub mod text;
 pub mod typeio;

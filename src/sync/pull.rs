@@ -15,7 +15,10 @@ use crate::sync::Mode;
 
 pub struct PullArgs {
     pub server: String,
+    /// A remote table name ([schema.]table), unless `query` is given.
     pub remote: String,
+    /// A query to pull instead of a table (checked as a foreign table's option query is).
+    pub query: Option<String>,
     pub target: String,
     pub mode: Mode,
     pub key: Option<String>,
@@ -62,12 +65,17 @@ pub fn run(args: &PullArgs, name: &str, prev_wm: Option<&str>) -> FdwResult<RunO
     let ft = format!(
         "{}.{}",
         quote_ident(&schema),
-        // Per sync, not per backend: the sync's advisory lock makes it unique, and names stay stable.
-        quote_ident(&format!("carto_pull_{}", crate::sync::push::stage_prefix(name).trim_start_matches("carto_sync_stage_").trim_end_matches('_')))
+        // Per role and sync, not per backend: the sync's lock makes it unique, and names stay stable.
+        quote_ident(&format!(
+            "carto_pull_{}",
+            crate::sync::push::stage_prefix(&format!("{}/{name}", u32::from(crate::pg::bookkeeping::caller())))
+                .trim_start_matches("carto_sync_stage_")
+                .trim_end_matches('_')
+        ))
     );
     let defs: Vec<String> = cols.iter().map(|(n, t)| format!("{} {t}", quote_ident(n))).collect();
-    let remote_opt = if args.remote.trim().contains(char::is_whitespace) {
-        format!("query {}", quote_literal(&args.remote))
+    let remote_opt = if let Some(q) = &args.query {
+        format!("query {}", quote_literal(q))
     } else {
         match args.remote.split_once('.') {
             Some((s, t)) => format!("schema_name {}, table_name {}", quote_literal(s), quote_literal(t)),

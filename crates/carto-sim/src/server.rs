@@ -339,6 +339,12 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
         if inj.body.is_some() {
             r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
         }
+        if let Some(bytes) = &inj.body_bytes {
+            let mut raw = Response::new(Body::from(bytes.clone()));
+            *raw.status_mut() = status;
+            raw.headers_mut().insert("content-type", HeaderValue::from_static("application/octet-stream"));
+            r = raw;
+        }
         let mut rate = None;
         if let Some(n) = inj.retry_after {
             r.headers_mut().insert("retry-after", HeaderValue::from(n));

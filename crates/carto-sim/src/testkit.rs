@@ -393,6 +393,7 @@ pub fn fault_spec() -> FaultSpec {
         status: None,
         body: None,
         json: None,
+        body_hex: None,
         retry_after: None,
         html_502: false,
         cut_response_after: None,
