@@ -48,7 +48,7 @@ unsafe fn sample(relation: pg_sys::Relation, rows: *mut pg_sys::HeapTuple, targr
     // How many rows CARTO has: the count decides the sampling fraction.
     let from = table.from_clause();
     let count_sql = format!("SELECT count(*)::text AS n FROM {from}");
-    let resp = block_on(client.query_readonly(&count_sql))?.map_err(|e| FdwError::remote(e, context()))?;
+    let resp = block_on(client.query_readonly(&table.read_sql(count_sql)))?.map_err(|e| FdwError::remote(e, context()))?;
     let total: f64 = resp
         .text_rows(&["n"])
         .map_err(|e| FdwError::remote(e, context()))?
@@ -68,7 +68,7 @@ unsafe fn sample(relation: pg_sys::Relation, rows: *mut pg_sys::HeapTuple, targr
     } else {
         format!("SELECT {select} FROM {from} ORDER BY random() LIMIT {targrows}")
     };
-    let resp = block_on(client.query_readonly(&sample_sql))?.map_err(|e| FdwError::remote(e, context()))?;
+    let resp = block_on(client.query_readonly(&table.read_sql(sample_sql)))?.map_err(|e| FdwError::remote(e, context()))?;
     let names = text_aliases(cols.len());
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let sampled = if cols.is_empty() {
@@ -84,8 +84,15 @@ unsafe fn sample(relation: pg_sys::Relation, rows: *mut pg_sys::HeapTuple, targr
     for row in sampled.into_iter().take(targrows.max(0) as usize) {
         let mut values = vec![pg_sys::Datum::from(0usize); natts];
         let mut nulls = vec![true; natts];
-        let owned: Vec<Option<CString>> =
-            row.into_iter().map(|v| v.map(|s| CString::new(s).unwrap_or_default())).collect();
+        let mut owned: Vec<Option<CString>> = Vec::with_capacity(row.len());
+        for (i, v) in row.into_iter().enumerate() {
+            owned.push(match v {
+                None => None,
+                Some(s) => Some(crate::pg::text::checked_cstring(s).map_err(|bad| {
+                    bad.error(cols.get(i).map_or("?", |c| c.local_name.as_str()), &table.local_name)
+                })?),
+            });
+        }
         for (i, input) in inputs.iter_mut().enumerate() {
             let idx = input.attnum as usize - 1;
             if let Some(c) = owned.get(i).and_then(|v| v.as_ref()) {

@@ -1,4 +1,11 @@
-//! From a foreign server and the current user's mapping to a carto-client `Client`.
+//! From a foreign server and the current user's mapping to a carto-client `Client`, and the one
+//! privilege rule every entry point goes through (docs/security.md):
+//! - a foreign table (scan, modify, ANALYZE, IMPORT) is reached through PostgreSQL's own checks (the
+//!   table's privileges; USAGE on the server to create it or to IMPORT into it) and uses the mapping of
+//!   the user it runs as ([`server_access`]);
+//! - every function that names a server (`carto.query`, `carto.exec`, table management, Batch SQL,
+//!   `carto.push`, `carto.pull`) goes through [`server_for_caller`]: a carto_fdw server, USAGE on it for
+//!   the current user, and the current user's own or the PUBLIC mapping — as postgres_fdw and dblink do.
 //!
 //! Clients are cached per backend, keyed by everything that shapes them (URL, key, timeouts, TLS),
 //! so every scan and modify of a statement shares one HTTP connection pool, and an ALTER SERVER or
@@ -8,8 +15,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::ffi::CString;
+
 use carto_client::{ApiKey, Client, ClientConfig};
-use pgrx::pg_sys;
+use pgrx::{pg_sys, PgSqlErrorCode};
 
 use crate::fdw::options::{deflist_to_pairs, ServerOptions};
 use crate::pg::error::{FdwError, FdwResult};
@@ -40,6 +49,59 @@ pub unsafe fn server_access(serverid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwRe
         .find(|(n, _)| n == "api_key")
         .map(|(_, v)| v);
     Ok(ServerAccess { server_name, options, api_key })
+}
+
+/// A server named by a function's argument, for the current user: it must be a carto_fdw server, the
+/// current user needs USAGE on it, and its own or the PUBLIC user mapping (a missing mapping is
+/// PostgreSQL's own error). The one check of every function that names a server.
+pub fn server_for_caller(server: &str) -> FdwResult<ServerAccess> {
+    let serverid = carto_server_oid(server)?;
+    unsafe {
+        let userid = pg_sys::GetUserId();
+        check_server_usage(serverid, userid, server)?;
+        server_access(serverid, userid)
+    }
+}
+
+/// The OID of a carto_fdw server by name (PostgreSQL's own error when there is none).
+pub fn carto_server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
+    let cname = CString::new(server).map_err(|_| FdwError::InvalidOptionValue {
+        message: "a server name cannot contain a NUL byte".into(),
+    })?;
+    unsafe {
+        // missing_ok = false: PostgreSQL's own "server \"x\" does not exist".
+        let srv = pg_sys::GetForeignServerByName(cname.as_ptr(), false);
+        let fdw = pg_sys::GetForeignDataWrapper((*srv).fdwid);
+        let handler = if (*fdw).fdwhandler == pg_sys::InvalidOid {
+            None
+        } else {
+            crate::fdw::deparse::cstr_owned(pg_sys::get_func_name((*fdw).fdwhandler))
+        };
+        if handler.as_deref() != Some("carto_fdw_handler") {
+            return Err(FdwError::Custom {
+                code: PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                message: format!("server \"{server}\" is not a carto_fdw server"),
+                detail: None,
+                hint: Some("Pass the name of a server created with FOREIGN DATA WRAPPER carto_fdw (see \\des).".into()),
+            });
+        }
+        Ok((*srv).serverid)
+    }
+}
+
+/// USAGE on a foreign server, as PostgreSQL checks it for CREATE FOREIGN TABLE.
+///
+/// # Safety
+/// Must run in a transaction on the backend thread.
+pub unsafe fn check_server_usage(serverid: pg_sys::Oid, userid: pg_sys::Oid, server: &str) -> FdwResult<()> {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    let acl = pg_sys::pg_foreign_server_aclcheck(serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    let acl = pg_sys::object_aclcheck(pg_sys::ForeignServerRelationId, serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);
+    if acl != pg_sys::AclResult::ACLCHECK_OK {
+        return Err(FdwError::InsufficientPrivilege { message: format!("permission denied for foreign server {server}") });
+    }
+    Ok(())
 }
 
 /// The client configuration a server's options describe.

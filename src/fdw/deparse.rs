@@ -100,6 +100,20 @@ pub struct RelInfo {
     pub remote_names: Vec<Option<String>>,
     /// OID of the local postgis extension when the server lists postgis, else None.
     pub postgis_ext: Option<pg_sys::Oid>,
+    /// For a statement over several relations (a pushed join, an aggregate): every base relation
+    /// in it, whose columns are written qualified by its alias. Empty for a plain scan.
+    pub members: Vec<Member>,
+}
+
+/// A base relation inside a pushed join or aggregate.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// Range-table index.
+    pub relid: u32,
+    /// Its alias in the remote statement (`r<relid>`).
+    pub alias: String,
+    /// Remote column name per local attribute number (index attnum - 1).
+    pub remote_names: Vec<Option<String>>,
 }
 
 /// Deparse state: the SQL being written and the execution-time parameters found so far.
@@ -109,11 +123,18 @@ pub struct Deparser<'a> {
     pub params: Vec<*mut pg_sys::Expr>,
     /// Whether Vars of other relations may become parameters (parameterized paths).
     pub allow_outer_params: bool,
+    /// Whether aggregates may appear (the target list, HAVING and ORDER BY of a pushed aggregate).
+    pub allow_aggs: bool,
+    /// Set for one argument of COALESCE, CASE, NULLIF, GREATEST/LEAST: an implicit cast there is
+    /// written out, since those resolve one common type from all their arguments, and without it
+    /// CARTO could resolve another (`COALESCE(geom, 'N'::text)` fails where `COALESCE(geom::text, …)`
+    /// does not). Columns there are cast to their local type for the same reason.
+    cast_implicit: bool,
 }
 
 impl<'a> Deparser<'a> {
     pub fn new(rel: &'a RelInfo) -> Self {
-        Deparser { rel, params: Vec::new(), allow_outer_params: false }
+        Deparser { rel, params: Vec::new(), allow_outer_params: false, allow_aggs: false, cast_implicit: false }
     }
 
     /// Deparses a clause, or returns None when any part of it cannot be shipped.
@@ -167,6 +188,28 @@ impl<'a> Deparser<'a> {
                 true
             }
             pg_sys::NodeTag::T_ArrayExpr => self.array_expr(node.cast(), out),
+            pg_sys::NodeTag::T_Aggref if self.allow_aggs => self.aggref(node.cast(), out),
+            pg_sys::NodeTag::T_CaseExpr => self.case_expr(node.cast(), out),
+            pg_sys::NodeTag::T_CoalesceExpr => {
+                let c: *mut pg_sys::CoalesceExpr = node.cast();
+                self.collation_ok((*c).coalescecollid) && self.call("COALESCE", (*c).args, out)
+            }
+            pg_sys::NodeTag::T_MinMaxExpr => {
+                let m: *mut pg_sys::MinMaxExpr = node.cast();
+                let name = if (*m).op == pg_sys::MinMaxOp::IS_GREATEST { "GREATEST" } else { "LEAST" };
+                self.collation_ok((*m).minmaxcollid)
+                    && self.collation_ok((*m).inputcollid)
+                    && self.type_name((*m).minmaxtype, -1).is_some()
+                    && self.call(name, (*m).args, out)
+            }
+            pg_sys::NodeTag::T_NullIfExpr => {
+                let op: *mut pg_sys::NullIfExpr = node.cast();
+                self.shippable_operator((*op).opno, (*op).inputcollid).is_some()
+                    && self.collation_ok((*op).opcollid)
+                    && self.call("NULLIF", (*op).args, out)
+            }
+            pg_sys::NodeTag::T_BooleanTest => self.boolean_test(node.cast(), out),
+            pg_sys::NodeTag::T_SubscriptingRef => self.subscript(node.cast(), out),
             _ => false,
         }
     }
@@ -178,6 +221,22 @@ impl<'a> Deparser<'a> {
     }
 
     unsafe fn var(&mut self, var: *mut pg_sys::Var, out: &mut SqlTemplate) -> bool {
+        if !self.rel.members.is_empty() && (*var).varlevelsup == 0 {
+            let member = self.rel.members.iter().find(|m| m.relid == (*var).varno as u32);
+            if let Some(m) = member {
+                let attno = (*var).varattno;
+                if attno <= 0 || !self.collation_ok((*var).varcollid) {
+                    return false;
+                }
+                return match m.remote_names.get(attno as usize - 1) {
+                    Some(Some(name)) => {
+                        out.push_str(&format!("{}.{}", m.alias, quote_ident(name)));
+                        true
+                    }
+                    _ => false,
+                };
+            }
+        }
         if (*var).varno as u32 == self.rel.relid && (*var).varlevelsup == 0 {
             let attno = (*var).varattno;
             if attno <= 0 || !self.collation_ok((*var).varcollid) {
@@ -344,12 +403,12 @@ impl<'a> Deparser<'a> {
         }
         let args = PgList::<pg_sys::Node>::from_pg((*f).args);
         match (*f).funcformat {
-            pg_sys::CoercionForm::COERCE_IMPLICIT_CAST => {
+            pg_sys::CoercionForm::COERCE_IMPLICIT_CAST if !std::mem::take(&mut self.cast_implicit) => {
                 // As postgres_fdw: the remote side applies the same implicit cast.
                 return args.len() >= 1
                     && self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out);
             }
-            pg_sys::CoercionForm::COERCE_EXPLICIT_CAST => {
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CAST | pg_sys::CoercionForm::COERCE_IMPLICIT_CAST => {
                 let typmod = if args.len() >= 2 {
                     let m = args.get_ptr(1).unwrap_or(std::ptr::null_mut());
                     if !m.is_null() && (*m).type_ == pg_sys::NodeTag::T_Const {
@@ -402,6 +461,224 @@ impl<'a> Deparser<'a> {
         true
     }
 
+    /// An argument of a node that resolves a common type: its own implicit cast written out.
+    /// A column is cast to its local type too: it may be declared `text` over a remote geometry.
+    unsafe fn typed_arg(&mut self, node: *mut pg_sys::Node, out: &mut SqlTemplate) -> bool {
+        if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_Var {
+            let Some(ty) = self.type_name(pg_sys::exprType(node), -1) else { return false };
+            out.push_str("(");
+            if !self.expr(node, out) {
+                return false;
+            }
+            out.push_str(&format!(")::{ty}"));
+            return true;
+        }
+        self.cast_implicit = !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_FuncExpr;
+        let ok = self.expr(node, out);
+        self.cast_implicit = false;
+        ok
+    }
+
+    /// `NAME(arg, ...)` for a list of arguments (of one common type).
+    unsafe fn call(&mut self, name: &str, args: *mut pg_sys::List, out: &mut SqlTemplate) -> bool {
+        out.push_str(name);
+        out.push_str("(");
+        for (i, arg) in PgList::<pg_sys::Node>::from_pg(args).iter_ptr().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            if !self.typed_arg(arg, out) {
+                return false;
+            }
+        }
+        out.push_str(")");
+        true
+    }
+
+    unsafe fn case_expr(&mut self, c: *mut pg_sys::CaseExpr, out: &mut SqlTemplate) -> bool {
+        if !self.collation_ok((*c).casecollid) {
+            return false;
+        }
+        let simple = !(*c).arg.is_null();
+        out.push_str("(CASE");
+        if simple {
+            out.push_str(" ");
+            if !self.expr((*c).arg.cast(), out) {
+                return false;
+            }
+        }
+        for w in PgList::<pg_sys::CaseWhen>::from_pg((*c).args).iter_ptr() {
+            out.push_str(" WHEN ");
+            let cond = (*w).expr.cast::<pg_sys::Node>();
+            let ok = if simple {
+                // `CASE x WHEN v`: the parser made `CaseTestExpr = v`; only v is written.
+                self.simple_case_value(cond, out)
+            } else {
+                self.expr(cond, out)
+            };
+            if !ok {
+                return false;
+            }
+            out.push_str(" THEN ");
+            if !self.typed_arg((*w).result.cast(), out) {
+                return false;
+            }
+        }
+        if !(*c).defresult.is_null() {
+            out.push_str(" ELSE ");
+            if !self.typed_arg((*c).defresult.cast(), out) {
+                return false;
+            }
+        }
+        out.push_str(" END)");
+        true
+    }
+
+    unsafe fn simple_case_value(&mut self, cond: *mut pg_sys::Node, out: &mut SqlTemplate) -> bool {
+        if cond.is_null() || (*cond).type_ != pg_sys::NodeTag::T_OpExpr {
+            return false;
+        }
+        let op: *mut pg_sys::OpExpr = cond.cast();
+        if self.shippable_operator((*op).opno, (*op).inputcollid).as_deref() != Some("=") {
+            return false;
+        }
+        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
+        let (Some(mut left), Some(right)) = (args.get_ptr(0), args.get_ptr(1)) else { return false };
+        while (*left).type_ == pg_sys::NodeTag::T_RelabelType {
+            left = (*left.cast::<pg_sys::RelabelType>()).arg.cast();
+        }
+        if (*left).type_ != pg_sys::NodeTag::T_CaseTestExpr {
+            return false;
+        }
+        self.expr(right, out)
+    }
+
+    unsafe fn boolean_test(&mut self, b: *mut pg_sys::BooleanTest, out: &mut SqlTemplate) -> bool {
+        use pg_sys::BoolTestType::*;
+        let test = match (*b).booltesttype {
+            IS_TRUE => " IS TRUE)",
+            IS_NOT_TRUE => " IS NOT TRUE)",
+            IS_FALSE => " IS FALSE)",
+            IS_NOT_FALSE => " IS NOT FALSE)",
+            IS_UNKNOWN => " IS UNKNOWN)",
+            IS_NOT_UNKNOWN => " IS NOT UNKNOWN)",
+            _ => return false,
+        };
+        out.push_str("(");
+        if !self.expr((*b).arg.cast(), out) {
+            return false;
+        }
+        out.push_str(test);
+        true
+    }
+
+    /// `(array)[i]` / `[i][j]`: element fetches of built-in array types (no slices, no assignment).
+    unsafe fn subscript(&mut self, r: *mut pg_sys::SubscriptingRef, out: &mut SqlTemplate) -> bool {
+        if !(*r).refassgnexpr.is_null()
+            || !(*r).reflowerindexpr.is_null()
+            || !self.collation_ok((*r).refcollid)
+            || u32::from((*r).refcontainertype) >= FIRST_NON_BUILTIN_OID
+            || self.type_name((*r).refcontainertype, -1).is_none_or(|t| !t.ends_with("[]"))
+        {
+            return false;
+        }
+        out.push_str("(");
+        if !self.expr((*r).refexpr.cast(), out) {
+            return false;
+        }
+        out.push_str(")");
+        for i in PgList::<pg_sys::Node>::from_pg((*r).refupperindexpr).iter_ptr() {
+            out.push_str("[");
+            if !self.expr(i, out) {
+                return false;
+            }
+            out.push_str("]");
+        }
+        true
+    }
+
+    /// An aggregate call: built-in or PostGIS, plain (not ordered-set), not split for partial
+    /// aggregation; its arguments, ORDER BY and FILTER shippable like any expression.
+    unsafe fn aggref(&mut self, a: *mut pg_sys::Aggref, out: &mut SqlTemplate) -> bool {
+        if (*a).aggkind as u8 != b'n'
+            || (*a).aggsplit != pg_sys::AggSplit::AGGSPLIT_SIMPLE
+            || (*a).agglevelsup != 0
+            || (*a).aggvariadic
+            || !self.object_ok(pg_sys::ProcedureRelationId, (*a).aggfnoid)
+            || !default_collation((*a).inputcollid)
+            || !default_collation((*a).aggcollid)
+        {
+            return false;
+        }
+        let Some(name) = cstr_owned(pg_sys::get_func_name((*a).aggfnoid)) else { return false };
+        out.push_str(&quote_func_name(&name));
+        out.push_str("(");
+        if (*a).aggstar {
+            out.push_str("*");
+        } else {
+            if !(*a).aggdistinct.is_null() {
+                out.push_str("DISTINCT ");
+            }
+            let args = PgList::<pg_sys::TargetEntry>::from_pg((*a).args);
+            let mut first = true;
+            for te in args.iter_ptr() {
+                if (*te).resjunk {
+                    continue;
+                }
+                if !first {
+                    out.push_str(", ");
+                }
+                first = false;
+                if !self.expr((*te).expr.cast(), out) {
+                    return false;
+                }
+            }
+            if !(*a).aggorder.is_null() {
+                out.push_str(" ORDER BY ");
+                let sorts = PgList::<pg_sys::SortGroupClause>::from_pg((*a).aggorder);
+                for (i, sgc) in sorts.iter_ptr().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    let te = pg_sys::get_sortgroupclause_tle(sgc, (*a).args);
+                    if te.is_null() || !self.expr((*te).expr.cast(), out) {
+                        return false;
+                    }
+                    let Some(dir) = self.sort_direction((*sgc).sortop, pg_sys::exprType((*te).expr.cast())) else {
+                        return false;
+                    };
+                    out.push_str(&dir);
+                    out.push_str(if (*sgc).nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
+                }
+            }
+        }
+        out.push_str(")");
+        if !(*a).aggfilter.is_null() {
+            out.push_str(" FILTER (WHERE ");
+            if !self.expr((*a).aggfilter.cast(), out) {
+                return false;
+            }
+            out.push_str(")");
+        }
+        true
+    }
+
+    /// ` ASC` / ` DESC` when `sortop` is the `<` / `>` of the type's default btree opclass, else
+    /// ` USING op` for a shippable operator; None when the sort cannot be written.
+    unsafe fn sort_direction(&self, sortop: pg_sys::Oid, typid: pg_sys::Oid) -> Option<String> {
+        let mut lt = pg_sys::InvalidOid;
+        let mut gt = pg_sys::InvalidOid;
+        pg_sys::get_sort_group_operators(typid, false, false, false, &mut lt, std::ptr::null_mut(), &mut gt, std::ptr::null_mut());
+        if sortop == lt {
+            Some(" ASC".into())
+        } else if sortop == gt {
+            Some(" DESC".into())
+        } else {
+            let name = self.shippable_operator(sortop, pg_sys::InvalidOid)?;
+            Some(format!(" USING {name}"))
+        }
+    }
+
     /// Built in, or part of PostGIS when PostGIS is enabled for the server.
     unsafe fn object_ok(&self, class: pg_sys::Oid, oid: pg_sys::Oid) -> bool {
         if u32::from(oid) < FIRST_NON_BUILTIN_OID {
@@ -425,6 +702,13 @@ impl<'a> Deparser<'a> {
             Some(strip_schema(&name))
         }
     }
+}
+
+/// The default collation (or none): what CARTO applies to a statement that names no collation.
+/// Sorting, `min`/`max` and other collation-dependent results ship only under it (a `COLLATE "C"`
+/// is not written into the remote statement).
+pub fn default_collation(coll: pg_sys::Oid) -> bool {
+    coll == pg_sys::InvalidOid || coll == pg_sys::DEFAULT_COLLATION_OID
 }
 
 /// Drops a schema qualification before a type's name (`public.geometry(Point,4326)` →

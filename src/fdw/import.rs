@@ -183,9 +183,16 @@ pub fn parse_catalog(rows: &[serde_json::Map<String, Value>]) -> FdwResult<Catal
 
 
 /// How a remote column's type is spelled locally; `None` when the local database lacks the type.
+///
+/// The type text comes from CARTO's answer and is never pasted into local DDL: it is parsed here as a
+/// type name (PostgreSQL's parseTypeString, which accepts exactly one type name and nothing after it)
+/// and the local catalogue's own spelling of the type found is used.
 pub trait LocalTypes {
     /// The local spelling of an extension type (schema-qualified), or None.
     fn resolve(&self, type_text: &str) -> Option<String>;
+    /// The local spelling of a built-in type (unqualified, as format_type writes it), or None when the
+    /// text is not the name of a built-in type.
+    fn builtin(&self, type_text: &str) -> Option<String>;
 }
 
 /// Local type decisions of one import, with the notices to give.
@@ -201,7 +208,16 @@ pub fn local_type(table: &str, c: &RemoteColumn, types: &dyn LocalTypes, report:
     // wrongly as text[]: it becomes one text value holding the array literal.
     let text = if c.is_array && c.delim == "," { "text[]" } else { "text" };
     if c.builtin {
-        return c.type_text.clone();
+        if let Some(local) = types.builtin(&c.type_text) {
+            return local;
+        }
+        report.as_text.push(format!(
+            "column {} of table {}: CARTO described its type as {}, which is not the name of a built-in type here; imported as {text}",
+            quote_ident(&c.name),
+            quote_ident(table),
+            quote_literal(&c.type_text)
+        ));
+        return text.to_string();
     }
     if c.ext_type {
         if let Some(local) = types.resolve(&strip_schema(&c.type_text)) {
@@ -282,10 +298,13 @@ pub fn create_statement(
 /// Types resolved in the local database's catalogs.
 struct Backend;
 
-impl LocalTypes for Backend {
-    fn resolve(&self, type_text: &str) -> Option<String> {
+impl Backend {
+    /// Parses `type_text` as one type name (anything else, e.g. a DEFAULT or a second statement, is a
+    /// syntax error there) and writes the type found as the local catalogue spells it.
+    fn parse(type_text: &str, builtin: bool) -> Option<String> {
         let c = CString::new(type_text).ok()?;
-        // A typmod the local type rejects raises an ERROR: take it as "unknown locally".
+        // A typmod the local type rejects, or text that is not a type name, raises an ERROR: take it
+        // as "unknown locally".
         PgTryBuilder::new(|| unsafe {
             let mut oid = pg_sys::InvalidOid;
             let mut typmod: i32 = -1;
@@ -293,11 +312,28 @@ impl LocalTypes for Backend {
             if oid == pg_sys::InvalidOid {
                 return None;
             }
-            let flags = (pg_sys::FORMAT_TYPE_TYPEMOD_GIVEN | pg_sys::FORMAT_TYPE_FORCE_QUALIFY) as u16;
-            cstr_owned(pg_sys::format_type_extended(oid, typmod, flags))
+            let mut flags = pg_sys::FORMAT_TYPE_TYPEMOD_GIVEN;
+            if builtin {
+                if u32::from(oid) >= pg_sys::FirstNormalObjectId {
+                    return None;
+                }
+            } else {
+                flags |= pg_sys::FORMAT_TYPE_FORCE_QUALIFY;
+            }
+            cstr_owned(pg_sys::format_type_extended(oid, typmod, flags as u16))
         })
         .catch_others(|_| None)
         .execute()
+    }
+}
+
+impl LocalTypes for Backend {
+    fn resolve(&self, type_text: &str) -> Option<String> {
+        Backend::parse(type_text, false)
+    }
+
+    fn builtin(&self, type_text: &str) -> Option<String> {
+        Backend::parse(type_text, true)
     }
 }
 
@@ -386,10 +422,17 @@ pub unsafe extern "C-unwind" fn import_foreign_schema(
 mod unit {
     use super::*;
 
+    /// Built-in type names of the tests, as the local catalogue would spell them.
+    fn builtin_of(t: &str) -> Option<String> {
+        ["integer", "text", "numeric(10,2)", "text[]"].contains(&t).then(|| t.to_string())
+    }
     struct NoPostgis;
     impl LocalTypes for NoPostgis {
         fn resolve(&self, _: &str) -> Option<String> {
             None
+        }
+        fn builtin(&self, t: &str) -> Option<String> {
+            builtin_of(t)
         }
     }
     struct WithPostgis;
@@ -397,6 +440,27 @@ mod unit {
         fn resolve(&self, t: &str) -> Option<String> {
             t.starts_with("geometry").then(|| format!("public.{t}"))
         }
+        fn builtin(&self, t: &str) -> Option<String> {
+            builtin_of(t)
+        }
+    }
+
+    #[test]
+    fn hostile_type_text_is_never_pasted() {
+        let evil = "integer DEFAULT 42) SERVER s; CREATE FOREIGN TABLE injected (z text) SERVER s; --";
+        let t = RemoteTable {
+            name: "t".into(),
+            kind: "r".into(),
+            columns: vec![col("cartodb_id", "integer", true, false, "b", "int4", false), col("x", evil, true, false, "b", "int4", false)],
+            pkey: vec![],
+        };
+        let cat = Catalog { current_schema: "public".into(), schema_exists: true, tables: vec![] };
+        let o = ImportOptions { views: false, webmercator: true, not_null: true };
+        let mut r = TypeReport::default();
+        let s = create_statement(&t, "srv", "public", &cat, &o, &NoPostgis, &mut r, &mut Vec::new());
+        assert!(!s.contains("DEFAULT") && !s.contains("injected"), "{s}");
+        assert!(s.contains("\"x\" text"), "{s}");
+        assert_eq!(r.as_text.len(), 1);
     }
 
     fn col(name: &str, ty: &str, builtin: bool, ext: bool, kind: &str, elem: &str, array: bool) -> RemoteColumn {

@@ -5,12 +5,17 @@ pub mod analyze;
 pub mod connection;
 pub mod deparse;
 pub mod import;
+pub mod join;
 pub mod modify;
 pub mod options;
 pub mod plan;
+pub mod pushed;
+pub mod query_option;
 pub mod scan;
 pub mod table;
 pub mod transport;
+pub mod uploads;
+pub mod upper;
 pub mod xact;
 
 use pgrx::prelude::*;
@@ -33,10 +38,10 @@ fn carto_fdw_handler() -> PgBox<pg_sys::FdwRoutine, AllocatedByRust> {
     r.ImportForeignSchema = Some(import::import_foreign_schema); // import.rs
     r.AnalyzeForeignTable = Some(analyze::analyze_foreign_table);
 
-    // Joins between two foreign tables are not pushed down: CARTO tables join locally
-    // (each side is one remote statement). Aggregates are not pushed down either.
-    r.GetForeignJoinPaths = None;
-    r.GetForeignUpperPaths = None;
+    // Joins, aggregates, DISTINCT, ORDER BY and LIMIT computed by CARTO (join.rs, upper.rs;
+    // their statement and plan in pushed.rs).
+    r.GetForeignJoinPaths = Some(join::get_foreign_join_paths);
+    r.GetForeignUpperPaths = Some(upper::get_foreign_upper_paths);
     // No parallel scans: one HTTP stream per scan, and COPY requests are rate-limited.
     r.IsForeignScanParallelSafe = None;
     // Row locking (SELECT FOR UPDATE) has no meaning over CARTO's SQL API.

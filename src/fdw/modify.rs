@@ -22,10 +22,10 @@ use crate::fdw::options::{deflist_to_pairs, ServerOptions, TableOptions};
 use crate::fdw::plan::{scan_plan_from_private, RelState};
 use crate::fdw::scan::{explain_int, explain_text};
 use crate::fdw::table::TableDef;
-use crate::fdw::xact::{finish_pending_for, send_rows, StreamKey};
+use crate::fdw::xact::{cleanup_stale_uploads, finish_pending_for, send_rows, StreamKey};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
-use crate::pg::typeio::{ColumnOutput, ParamOutput};
+use crate::pg::typeio::{ColumnOutput, ParamOutput, TransmissionModes};
 
 /// CARTO's trigger fills it from the_geom: never sent on INSERT.
 const WEBMERCATOR: &str = "the_geom_webmercator";
@@ -316,8 +316,9 @@ unsafe fn new_insert_state(
 }
 
 impl InsertState {
-    /// Appends one row as a COPY text line; hands full chunks to the upload.
-    unsafe fn add_row(&mut self, slot: *mut pg_sys::TupleTableSlot) -> FdwResult<()> {
+    /// Appends one row as a COPY text line, printed under the transmission modes. The caller
+    /// hands full chunks to the upload with [`InsertState::flush_full`] once the modes are gone.
+    unsafe fn encode_row(&mut self, modes: &TransmissionModes, slot: *mut pg_sys::TupleTableSlot) {
         let natts = (*(*slot).tts_tupleDescriptor).natts;
         if ((*slot).tts_nvalid as i32) < natts {
             pg_sys::slot_getsomeattrs_int(slot, natts);
@@ -351,7 +352,7 @@ impl InsertState {
             if nulls[idx] {
                 encode_null(buf);
             } else {
-                let p = c.output.output(values[idx]);
+                let p = c.output.output(modes, values[idx]);
                 encode_field(std::ffi::CStr::from_ptr(p).to_bytes(), buf);
             }
         }
@@ -362,14 +363,18 @@ impl InsertState {
         pg_sys::MemoryContextReset(self.tmp);
         if without {
             self.rows_without += 1;
-            if self.buf_without.len() >= COPY_CHUNK {
-                self.flush(true)?;
-            }
         } else {
             self.rows_with += 1;
-            if self.buf_with.len() >= COPY_CHUNK {
-                self.flush(false)?;
-            }
+        }
+    }
+
+    /// Hands the chunks that reached [`COPY_CHUNK`] to the upload.
+    fn flush_full(&mut self) -> FdwResult<()> {
+        if self.buf_with.len() >= COPY_CHUNK {
+            self.flush(false)?;
+        }
+        if self.buf_without.len() >= COPY_CHUNK {
+            self.flush(true)?;
         }
         Ok(())
     }
@@ -388,7 +393,8 @@ impl InsertState {
         let n = std::mem::take(rows);
         let key = StreamKey { relid: self.relid, userid: self.userid, with_rowid: !without, binary: self.binary.is_some() };
         let sql = sql.to_string();
-        send_rows(key, &self.label, &sql, &client, data, n)
+        let columns = if without { self.cols.len() - 1 } else { self.cols.len() };
+        send_rows(key, &self.label, &sql, columns, &client, data, n)
     }
 
     fn flush_all(&mut self) -> FdwResult<()> {
@@ -468,11 +474,17 @@ impl RowwiseState {
         }
     }
 
-    unsafe fn literal(output: &mut ColumnOutput, typid: pg_sys::Oid, type_name: &str, value: Option<pg_sys::Datum>) -> String {
+    unsafe fn literal(
+        modes: &TransmissionModes,
+        output: &mut ColumnOutput,
+        typid: pg_sys::Oid,
+        type_name: &str,
+        value: Option<pg_sys::Datum>,
+    ) -> String {
         match value {
             None => format!("NULL::{type_name}"),
             Some(d) => {
-                let text = cstr_owned(output.output(d)).unwrap_or_default();
+                let text = cstr_owned(output.output(modes, d)).unwrap_or_default();
                 literal_for_type(typid, &text, type_name)
             }
         }
@@ -494,7 +506,9 @@ impl RowwiseState {
             });
         }
         let k = *(*plan_slot).tts_values.add(pn as usize - 1);
-        let k_lit = Self::literal(&mut self.rowid_output, self.rowid_type_oid, &self.rowid_type, Some(k));
+        // The row's values are printed under the transmission modes, the request sent without them.
+        let modes = TransmissionModes::enter();
+        let k_lit = Self::literal(&modes, &mut self.rowid_output, self.rowid_type_oid, &self.rowid_type, Some(k));
         let row = if self.is_update() {
             let natts = (*(*slot).tts_tupleDescriptor).natts;
             if ((*slot).tts_nvalid as i32) < natts {
@@ -504,12 +518,13 @@ impl RowwiseState {
             for c in self.set.iter_mut() {
                 let idx = c.attnum as usize - 1;
                 let v = if *(*slot).tts_isnull.add(idx) { None } else { Some(*(*slot).tts_values.add(idx)) };
-                parts.push(Self::literal(&mut c.output, c.type_oid, &c.type_name, v));
+                parts.push(Self::literal(&modes, &mut c.output, c.type_oid, &c.type_name, v));
             }
             format!("({})", parts.join(", "))
         } else {
             k_lit
         };
+        drop(modes);
         self.batch_bytes += row.len() + 2;
         self.batch.push(row);
         if !self.hold_until_end && (self.batch.len() >= ROWWISE_BATCH_ROWS || self.batch_bytes >= ROWWISE_BATCH_BYTES) {
@@ -644,6 +659,9 @@ unsafe fn new_rowwise_state(
         finish_pending_for(relid)?;
     }
     let client = if explain_only { None } else { Some(client_for(&table.access)?) };
+    if let Some(c) = &client {
+        cleanup_stale_uploads(c);
+    }
     let mut st = RowwiseState {
         label: table.local_name.clone(),
         op: plan.op,
@@ -684,7 +702,10 @@ pub unsafe extern "C-unwind" fn exec_foreign_insert(
     _plan_slot: *mut pg_sys::TupleTableSlot,
 ) -> *mut pg_sys::TupleTableSlot {
     if let Some(ModifyState::Insert(st)) = modify_state(rinfo) {
-        st.add_row(slot).or_report();
+        let modes = TransmissionModes::enter();
+        st.encode_row(&modes, slot);
+        drop(modes);
+        st.flush_full().or_report();
     }
     slot
 }
@@ -699,9 +720,13 @@ pub unsafe extern "C-unwind" fn exec_foreign_batch_insert(
 ) -> *mut *mut pg_sys::TupleTableSlot {
     let n = (*num_slots).max(0) as usize;
     if let Some(ModifyState::Insert(st)) = modify_state(rinfo) {
+        // The settings are switched once for the whole batch, not per row or value.
+        let modes = TransmissionModes::enter();
         for i in 0..n {
-            st.add_row(*slots.add(i)).or_report();
+            st.encode_row(&modes, *slots.add(i));
         }
+        drop(modes);
+        st.flush_full().or_report();
     }
     slots
 }
@@ -822,6 +847,9 @@ struct DirectPlan {
     label: String,
     sql: SqlTemplate,
     can_set_tag: bool,
+    /// The other foreign tables an UPDATE ... FROM / DELETE ... USING reads (pending inserts flushed first).
+    #[serde(default)]
+    members: Vec<u32>,
 }
 
 unsafe fn find_modifytable_subplan(
@@ -884,7 +912,28 @@ unsafe fn plan_direct(
         return Ok(false);
     }
     let fscan = find_modifytable_subplan(plan, rti, subplan_index);
-    if fscan.is_null() || !(*fscan).scan.plan.qual.is_null() || (*fscan).scan.scanrelid != rti {
+    if fscan.is_null() || !(*fscan).scan.plan.qual.is_null() {
+        return Ok(false);
+    }
+    if (*fscan).scan.scanrelid == 0 {
+        // UPDATE ... FROM / DELETE ... USING over a join computed by CARTO (pushed.rs).
+        let mut params: Vec<*mut pg_sys::Expr> = PgList::<pg_sys::Expr>::from_pg((*fscan).fdw_exprs).iter_ptr().collect();
+        let Some((sql, members)) = crate::fdw::pushed::direct_modify_sql(root, fscan, rti, &mut params) else {
+            return Ok(false);
+        };
+        let label = cstr_owned(pg_sys::get_rel_name(relid)).unwrap_or_default();
+        let dp = DirectPlan { label, sql, can_set_tag: (*plan).canSetTag, members };
+        let mut exprs = PgList::<pg_sys::Expr>::new();
+        for p in &params {
+            exprs.push(*p);
+        }
+        (*fscan).operation = op;
+        (*fscan).resultRelation = rti;
+        (*fscan).fdw_exprs = exprs.into_pg();
+        (*fscan).fdw_private = json_list(&dp);
+        return Ok(true);
+    }
+    if (*fscan).scan.scanrelid != rti {
         return Ok(false);
     }
     let Ok(scan) = scan_plan_from_private((*fscan).fdw_private) else { return Ok(false) };
@@ -927,7 +976,7 @@ unsafe fn plan_direct(
         sql.push_str(" WHERE ");
         sql.append(w);
     }
-    let dp = DirectPlan { label: rs.table.local_name.clone(), sql, can_set_tag: (*plan).canSetTag };
+    let dp = DirectPlan { label: rs.table.local_name.clone(), sql, can_set_tag: (*plan).canSetTag, members: Vec::new() };
     let mut exprs = PgList::<pg_sys::Expr>::new();
     for p in &d.params {
         exprs.push(*p);
@@ -964,7 +1013,12 @@ unsafe fn begin_direct(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     let userid = result_user(estate, rinfo);
     let table = TableDef::load(relid, userid)?;
     finish_pending_for(relid)?;
+    for r in &plan.members {
+        finish_pending_for(pg_sys::Oid::from(*r))?;
+    }
     let client = client_for(&table.access)?;
+    // A COPY left open on the table would make the statement wait for its lock.
+    cleanup_stale_uploads(&client);
     let mut params = Vec::new();
     for e in PgList::<pg_sys::Expr>::from_pg((*fsplan).fdw_exprs).iter_ptr() {
         params.push(ParamOutput::new(e, node.cast()));
@@ -1062,6 +1116,7 @@ unsafe fn truncate(rels: *mut pg_sys::List, behavior: pg_sys::DropBehavior::Type
             sql.push_str(" CASCADE");
         }
         let client = client_for(&tables[0].access)?;
+        cleanup_stale_uploads(&client);
         let labels: Vec<String> = tables.iter().map(|t| format!("\"{}\"", t.local_name)).collect();
         block_on(client.query(&sql))?
             .map_err(|e| FdwError::remote(e, format!("truncating foreign table {}", labels.join(", "))))?;

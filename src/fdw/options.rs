@@ -132,13 +132,17 @@ fn check_value(spec: &Spec, value: &str) -> Result<(), String> {
             if value.contains("api_key=") || value.contains("map_key=") {
                 return Err("option \"base_url\" must not carry an API key: put it in the user mapping's api_key option".into());
             }
+            // Never echoed: a URL may hold credentials, and server options are readable by everyone
+            // with USAGE on the server. The client's own parse decides (credentials, query string,
+            // fragment and other schemes are refused there), so a server that passes here works.
             let ok = (value.starts_with("https://") || value.starts_with("http://"))
                 && value.len() > "https://".len()
                 && !value.contains(char::is_whitespace);
             if !ok {
-                return Err(format!(
-                    "option \"base_url\" must be an http:// or https:// URL, got \"{value}\""
-                ));
+                return Err("option \"base_url\" must be an http:// or https:// URL".into());
+            }
+            if let Err(e) = carto_client::ClientConfig::for_base_url(value) {
+                return Err(format!("option \"base_url\" is not valid: {}", e.message));
             }
         }
         Kind::Bool => {
@@ -257,6 +261,13 @@ fn carto_fdw_validator(options: Option<Vec<Option<String>>>, catalog: Option<pg_
     let is_superuser = unsafe { pg_sys::superuser() };
     if let Err(e) = validate(target, &pairs, is_superuser) {
         e.report();
+    }
+    if target == OptionTarget::Table {
+        if let Some(q) = get(&pairs, "query") {
+            if let Err(e) = crate::fdw::query_option::check(q) {
+                e.report();
+            }
+        }
     }
 }
 
@@ -493,6 +504,22 @@ mod unit {
         let e = validate(OptionTarget::Server, &pairs(&[("base_url", "http://h/user/a?api_key=SECRET")]), true)
             .unwrap_err();
         assert!(!format!("{e:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn base_url_without_credentials_or_query_string_and_never_echoed() {
+        for url in [
+            "http://demo:SECRET@h/user/demo",
+            "http://SECRET@h/user/demo",
+            "https://h/user/demo?token=SECRET",
+            "https://h/user/demo#SECRET",
+            "ftp://SECRET/user/demo",
+            "http://SECRET host/",
+        ] {
+            let e = validate(OptionTarget::Server, &pairs(&[("base_url", url)]), true).unwrap_err();
+            assert!(!format!("{e:?}").contains("SECRET"), "{url}: {e:?}");
+        }
+        assert!(validate(OptionTarget::Server, &pairs(&[("base_url", "https://team.carto.com/user/alice")]), true).is_ok());
     }
 
     #[test]

@@ -72,6 +72,19 @@ pub struct ScanPlan {
     /// COPY binary (transport.rs): the remote casts of the columns, parallel to `columns`; None for COPY text.
     #[serde(default)]
     pub binary_casts: Option<Vec<String>>,
+    /// A pushed join or aggregate (pushed.rs): the whole remote SELECT, whose columns are named
+    /// `c0`, `c1`, … as the columns above; read as `FROM (subquery) s`.
+    #[serde(default)]
+    pub subquery: Option<SqlTemplate>,
+    /// What a pushed join or aggregate covers, for EXPLAIN (`Aggregate on (ft)`).
+    #[serde(default)]
+    pub relations: Option<String>,
+    /// Foreign tables read by a pushed join or aggregate (their pending inserts are flushed first).
+    #[serde(default)]
+    pub member_relids: Vec<u32>,
+    /// Range-table index whose checkAsUser picks the user mapping of a pushed join or aggregate.
+    #[serde(default)]
+    pub user_rti: u32,
 }
 
 impl ScanPlan {
@@ -85,6 +98,14 @@ impl ScanPlan {
             "NULL".into()
         } else {
             list.join(", ")
+        }
+    }
+
+    /// What follows FROM: the table, or the pushed statement as a subquery.
+    fn from_sql(&self, params: Option<&[String]>) -> String {
+        match &self.subquery {
+            Some(q) => format!("({}) s", q.render(params)),
+            None => self.from.clone(),
         }
     }
 
@@ -116,7 +137,7 @@ impl ScanPlan {
         format!(
             "COPY (SELECT {} FROM {}{}) TO STDOUT",
             self.select_list(false),
-            self.from,
+            self.from_sql(params),
             self.tail(params, None, self.order_by.as_deref(), self.limit)
         )
     }
@@ -132,7 +153,7 @@ impl ScanPlan {
         format!(
             "COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)",
             list.join(", "),
-            self.from,
+            self.from_sql(params),
             self.tail(params, None, self.order_by.as_deref(), self.limit)
         )
     }
@@ -148,7 +169,7 @@ impl ScanPlan {
             return format!(
                 "SELECT {} FROM {}{}",
                 self.select_list(true),
-                self.from,
+                self.from_sql(params),
                 self.tail(params, None, self.order_by.as_deref(), self.limit)
             );
         }
@@ -200,7 +221,7 @@ thread_local! {
 
 const REMOTE_ROWS_TTL: Duration = Duration::from_secs(300);
 
-unsafe fn rel_state<'a>(baserel: *mut pg_sys::RelOptInfo) -> &'a mut RelState {
+pub(crate) unsafe fn rel_state<'a>(baserel: *mut pg_sys::RelOptInfo) -> &'a mut RelState {
     &mut *((*baserel).fdw_private as *mut RelState)
 }
 
@@ -233,7 +254,7 @@ unsafe fn rel_size(
     } else {
         None
     };
-    let info = RelInfo { relid: (*baserel).relid, remote_names: table.remote_names(), postgis_ext };
+    let info = RelInfo { relid: (*baserel).relid, remote_names: table.remote_names(), postgis_ext, members: Vec::new() };
 
     let mut remote_conds = Vec::new();
     let mut local_conds = Vec::new();
@@ -340,7 +361,7 @@ unsafe fn remote_estimate(state: &RelState) -> FdwResult<f64> {
         state.table.from_clause(),
         if where_.is_empty() { String::new() } else { format!(" WHERE {}", where_.render(None)) }
     );
-    let resp = block_on(client.query_readonly(&sql))?
+    let resp = block_on(client.query_readonly(&state.table.read_sql(sql)))?
         .map_err(|e| FdwError::remote(e, format!("estimating foreign table \"{}\"", state.table.local_name)))?;
     let plan_rows = resp
         .rows
@@ -467,7 +488,8 @@ unsafe extern "C-unwind" fn ec_member_is_our_column(
     (*v).varno as u32 == (*rel).relid && (*v).varattno > 0 && (*v).varlevelsup == 0
 }
 
-/// ORDER BY text for pathkeys, when every key is an expression of this relation we can ship,
+/// ORDER BY text for pathkeys, when every key is an expression of this relation we can ship
+/// (columns, or expressions of them without parameters),
 /// sorted by its type's default btree order.
 unsafe fn deparse_pathkeys(state: &RelState, pathkeys: *mut pg_sys::List) -> Option<String> {
     let mut parts = Vec::new();
@@ -476,7 +498,7 @@ unsafe fn deparse_pathkeys(state: &RelState, pathkeys: *mut pg_sys::List) -> Opt
             return None;
         }
         let ec = (*pk).pk_eclass;
-        if (*ec).ec_has_volatile {
+        if (*ec).ec_has_volatile || !crate::fdw::deparse::default_collation((*ec).ec_collation) {
             return None;
         }
         let mut found = None;
@@ -484,12 +506,10 @@ unsafe fn deparse_pathkeys(state: &RelState, pathkeys: *mut pg_sys::List) -> Opt
             if (*em).em_is_const || (*em).em_is_child {
                 continue;
             }
+            // A column or an expression over this relation's columns alone (`lower(t)`,
+            // `the_geom <-> point`), shippable like a WHERE clause.
             let e = (*em).em_expr;
-            if (*e.cast::<pg_sys::Node>()).type_ != pg_sys::NodeTag::T_Var {
-                continue;
-            }
-            let v: *mut pg_sys::Var = e.cast();
-            if (*v).varno as u32 != state.info.relid {
+            if !pg_sys::bms_equal((*em).em_relids, pg_sys::bms_make_singleton(state.info.relid as i32)) {
                 continue;
             }
             let mut d = Deparser::new(&state.info);
@@ -548,7 +568,7 @@ unsafe fn pushable_limit(
     count.checked_add(offset)
 }
 
-unsafe fn const_int(node: *mut pg_sys::Node) -> Option<i64> {
+pub(crate) unsafe fn const_int(node: *mut pg_sys::Node) -> Option<i64> {
     if (*node).type_ != pg_sys::NodeTag::T_Const {
         return None;
     }
@@ -569,6 +589,10 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
     scan_clauses: *mut pg_sys::List,
     outer_plan: *mut pg_sys::Plan,
 ) -> *mut pg_sys::ForeignScan {
+    if !crate::fdw::pushed::is_scan_rel(baserel) {
+        // A join or an aggregate computed by CARTO (scanrelid 0).
+        return crate::fdw::pushed::plan(root, baserel, best_path, tlist, outer_plan).or_report();
+    }
     let state = rel_state(baserel);
     let mut d = Deparser::new(&state.info);
     d.allow_outer_params = true;
@@ -655,6 +679,10 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         binary_casts,
         transport,
         fetch_size: opts.fetch_size,
+        subquery: None,
+        relations: None,
+        member_relids: Vec::new(),
+        user_rti: 0,
     };
     let json = serde_json::to_string(&plan).unwrap_or_default();
     let mut private = PgList::<pg_sys::Node>::new();

@@ -53,6 +53,8 @@ pub struct ScanState {
     binary: Option<BinaryRows>,
     /// Whether the current COPY read is binary (not when client_encoding forbade it).
     binary_active: bool,
+    /// A query table: its `/sql` reads run in a read-only transaction on CARTO.
+    read_only: bool,
 }
 
 impl ScanState {
@@ -103,7 +105,10 @@ impl ScanState {
     fn fetch_page(&mut self) -> FdwResult<()> {
         let Source::Query { rows, next } = &mut self.source else { return Ok(()) };
         let Some(page) = next.take() else { return Ok(()) };
-        let sql = self.plan.query_sql(Some(&self.rendered_params), &page);
+        let mut sql = self.plan.query_sql(Some(&self.rendered_params), &page);
+        if self.read_only {
+            sql = crate::fdw::query_option::read_only(&sql);
+        }
         let resp = block_on(self.client.query_readonly(&sql))?
             .map_err(|e| FdwError::remote(e, format!("reading foreign table \"{}\"", self.plan.table_label)))?;
         self.stats.add(&resp.stats);
@@ -235,10 +240,29 @@ impl ScanState {
         // Pointers straight into the decoder's buffer (each field NUL-terminated): no copy per value.
         let mut ptrs = std::mem::take(&mut self.ptr_buf);
         ptrs.clear();
-        let decoder = &self.decoder;
-        ptrs.extend((0..self.inputs.len()).map(|i| {
-            if decoder.field(i).is_some() { decoder.field_ptr(i) } else { std::ptr::null() }
-        }));
+        // Each value checked against the database encoding first (crate::pg::text); a value
+        // converted from UTF-8 (a database in another encoding) lives in `converted`. The decoder
+        // refuses NUL bytes itself, so a row that is all ASCII (nearly every row) needs one scan.
+        let ascii_row = self.decoder.buffer().is_ascii();
+        let mut converted: Vec<CString> = Vec::new();
+        for i in 0..self.inputs.len() {
+            let p = match self.decoder.field(i) {
+                None => std::ptr::null(),
+                Some(_) if ascii_row => self.decoder.field_ptr(i),
+                Some(bytes) => match crate::pg::text::check(bytes) {
+                    Ok(None) => self.decoder.field_ptr(i),
+                    Ok(Some(c)) => {
+                        converted.push(c);
+                        converted.last().map_or(std::ptr::null(), |c| c.as_ptr())
+                    }
+                    Err(bad) => {
+                        self.ptr_buf = ptrs;
+                        return Err(bad.error(self.names.get(i).map_or("?", String::as_str), &self.plan.table_label));
+                    }
+                },
+            };
+            ptrs.push(p);
+        }
         self.fill_slot(slot, &ptrs);
         self.ptr_buf = ptrs;
         Ok(())
@@ -249,10 +273,15 @@ impl ScanState {
         slot: *mut pg_sys::TupleTableSlot,
         row: Vec<Option<String>>,
     ) -> FdwResult<()> {
-        let owned: Vec<Option<CString>> = row
-            .into_iter()
-            .map(|v| v.map(|s| CString::new(s).unwrap_or_default()))
-            .collect();
+        let mut owned: Vec<Option<CString>> = Vec::with_capacity(row.len());
+        for (i, v) in row.into_iter().enumerate() {
+            owned.push(match v {
+                None => None,
+                Some(s) => Some(crate::pg::text::checked_cstring(s).map_err(|bad| {
+                    bad.error(self.names.get(i).map_or("?", String::as_str), &self.plan.table_label)
+                })?),
+            });
+        }
         let ptrs: Vec<*const c_char> =
             owned.iter().map(|v| v.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())).collect();
         self.fill_slot(slot, &ptrs);
@@ -338,18 +367,44 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
     let plan = scan_plan_from_private((*fsplan).fdw_private)?;
     let rel = (*node).ss.ss_currentRelation;
-    let relid = (*rel).rd_id;
+    // A pushed join or aggregate (scanrelid 0) has no relation of its own: its first table gives
+    // the server and user mapping (all of them share both), its rows fdw_scan_tlist's types.
+    let pushed = rel.is_null();
+    let relid = if pushed { pg_sys::Oid::from(plan.relid) } else { (*rel).rd_id };
+    for r in &plan.member_relids {
+        crate::fdw::xact::finish_pending_for(pg_sys::Oid::from(*r))?;
+    }
     crate::fdw::xact::finish_pending_for(relid)?; // rows this transaction inserted are read back
-    let userid = scan_user(node, fsplan);
+    let rti = if pushed { plan.user_rti } else { (*fsplan).scan.scanrelid };
+    let userid = scan_user(node, rti);
     let table = TableDef::load(relid, userid)?;
     let client = client_for(&table.access)?;
 
     let mut inputs = Vec::with_capacity(plan.columns.len());
-    for (attnum, _) in &plan.columns {
-        let col = table
-            .column(*attnum)
-            .ok_or_else(|| FdwError::internal(format!("column {attnum} of \"{}\" vanished", table.local_name)))?;
-        inputs.push(ColumnInput::new(col));
+    let mut plan_names = Vec::with_capacity(plan.columns.len());
+    if pushed {
+        let tlist = PgList::<pg_sys::TargetEntry>::from_pg((*fsplan).fdw_scan_tlist);
+        for (i, te) in tlist.iter_ptr().enumerate() {
+            let expr = (*te).expr.cast::<pg_sys::Node>();
+            let col = crate::fdw::table::Column {
+                attnum: (i + 1) as i16,
+                local_name: format!("c{i}"),
+                remote_name: format!("c{i}"),
+                type_oid: pushed_column_type(node, expr),
+                typmod: pg_sys::exprTypmod(expr),
+                collation: pg_sys::exprCollation(expr),
+            };
+            inputs.push(ColumnInput::new(&col));
+            plan_names.push(col.local_name);
+        }
+    } else {
+        for (attnum, _) in &plan.columns {
+            let col = table
+                .column(*attnum)
+                .ok_or_else(|| FdwError::internal(format!("column {attnum} of \"{}\" vanished", table.local_name)))?;
+            inputs.push(ColumnInput::new(col));
+            plan_names.push(col.local_name.clone());
+        }
     }
 
     let exprs = PgList::<pg_sys::Expr>::from_pg((*fsplan).fdw_exprs);
@@ -366,11 +421,6 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
         None => None,
     };
     let transport = plan.transport;
-    let plan_names: Vec<String> = plan
-        .columns
-        .iter()
-        .map(|(a, _)| table.column(*a).map(|c| c.local_name.clone()).unwrap_or_default())
-        .collect();
     let state = ScanState {
         plan,
         client,
@@ -387,16 +437,38 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
         scans: 0,
         binary,
         binary_active: false,
+        read_only: table.options.query.is_some(),
     };
     (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
     Ok(())
 }
 
+/// The type whose input function reads a pushed statement's column: the expression's, except for
+/// a whole row typed `record` (an UPDATE's old target row), read as its table's row type.
+unsafe fn pushed_column_type(node: *mut pg_sys::ForeignScanState, expr: *mut pg_sys::Node) -> pg_sys::Oid {
+    let typ = pg_sys::exprType(expr);
+    if typ != pg_sys::RECORDOID || (*expr).type_ != pg_sys::NodeTag::T_Var {
+        return typ;
+    }
+    let var: *mut pg_sys::Var = expr.cast();
+    if (*var).varattno != 0 {
+        return typ;
+    }
+    let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*(*node).ss.ps.state).es_range_table);
+    match rtable.get_ptr(((*var).varno as usize).wrapping_sub(1)) {
+        Some(rte) if (*rte).relid != pg_sys::InvalidOid => {
+            let rowtype = pg_sys::get_rel_type_id((*rte).relid);
+            if rowtype == pg_sys::InvalidOid { typ } else { rowtype }
+        }
+        _ => typ,
+    }
+}
+
 /// The user whose mapping applies: the view owner's for a scan inside a view (checkAsUser),
 /// else the current user, as postgres_fdw does.
-unsafe fn scan_user(node: *mut pg_sys::ForeignScanState, fsplan: *mut pg_sys::ForeignScan) -> pg_sys::Oid {
+unsafe fn scan_user(node: *mut pg_sys::ForeignScanState, rti: u32) -> pg_sys::Oid {
     let estate = (*node).ss.ps.state;
-    let rti = (*fsplan).scan.scanrelid as usize;
+    let rti = rti as usize;
     let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*estate).es_range_table);
     match rtable.get_ptr(rti.wrapping_sub(1)) {
         Some(rte) if (*rte).checkAsUser != pg_sys::InvalidOid => (*rte).checkAsUser,
@@ -466,6 +538,9 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
     let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
     let Ok(plan) = scan_plan_from_private((*fsplan).fdw_private) else { return };
     let state = state_of(node);
+    if let Some(relations) = &plan.relations {
+        explain_text(es, "Relations", relations);
+    }
     let transport = state.as_ref().map(|s| s.transport).unwrap_or(plan.transport);
     let label = match transport {
         Transport::Copy => "COPY (/copyto)",

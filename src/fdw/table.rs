@@ -74,6 +74,12 @@ impl TableDef {
         let options =
             TableOptions::from_pairs(&deflist_to_pairs((*table).options), &local_name, &access.options);
 
+        if let Some(q) = &options.query {
+            // Checked again at every use: the option may predate the check, and the reader's key
+            // runs it only when its owner is trusted to choose that SQL (fdw::query_option).
+            crate::fdw::query_option::check(q)?;
+            crate::fdw::query_option::check_reader(relid, (*table).serverid, userid, &local_name)?;
+        }
         let columns = columns_of(relid);
         Ok(TableDef { relid, local_name, access, options, columns })
     }
@@ -86,6 +92,15 @@ impl TableDef {
                 Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&self.options.table_name)),
                 None => quote_ident(&self.options.table_name),
             },
+        }
+    }
+
+    /// A `/sql` read of this table as sent: a query table's in a read-only transaction on CARTO.
+    pub fn read_sql(&self, sql: String) -> String {
+        if self.options.query.is_some() {
+            crate::fdw::query_option::read_only(&sql)
+        } else {
+            sql
         }
     }
 

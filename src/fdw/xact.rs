@@ -3,26 +3,42 @@
 //! An INSERT or COPY into a foreign table streams its rows into ONE `/copyfrom` request per foreign
 //! table (and user, and column list) and transaction. The request stays open after the statement:
 //! it is finished at the local transaction's pre-commit, so CARTO commits the rows only when the
-//! local transaction commits. Any abort drops it; a dropped upload breaks its connection and CARTO
-//! rolls it back. A later statement that reads, updates, deletes or truncates the same foreign
+//! local transaction commits. Any abort ends it deterministically: a poison line CARTO's COPY must
+//! reject, a finished gzip stream and the body's end, a bounded wait for CARTO's answer, then the
+//! connection is closed (CopyIn::abort_gracefully) — closing alone is not a reliable abort on
+//! CARTO. What cannot be ended that way (a killed backend, a broken connection, a commit-time
+//! finish that timed out after the body's end) is found later by its tag and cancelled
+//! (uploads.rs). A later statement that reads, updates, deletes or truncates the same foreign
 //! table first finishes the pending upload (`finish_pending_for`), so it sees the rows.
 //!
 //! Rows already sent cannot be withdrawn from an open COPY: when a subtransaction that sent rows
 //! is rolled back, the upload is aborted at once and the transaction is doomed (COMMIT fails).
 //!
 //! Everything here runs on the backend thread. No RefCell borrow is ever held across `block_on`
-//! (which may raise an ERROR): uploads are taken out of the list while they are waited on, so an
-//! ERROR drops (aborts) them.
+//! (which may raise an ERROR): uploads are taken out of the list while they are waited on, in a
+//! guard that, if an ERROR unwinds through it, hands the upload to the orphans the abort ends.
+//!
+//! The commit-time finish is bounded by statement_timeout itself: PostgreSQL disables its statement
+//! timer before committing, so the deadline is derived from statement_timeout and the statement's
+//! start (cancel and terminate still work, as everywhere).
 
 use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
 
-use carto_client::{Bytes, Client, CopyIn};
+use carto_client::{AbortOutcome, Bytes, Client, CopyIn};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use crate::pg::error::{FdwError, FdwResult, OrReport};
-use crate::pg::runtime::block_on;
+use crate::fdw::uploads;
+use crate::pg::runtime::{block_on, block_on_bounded, block_on_interruptible, HeldInterrupts, Waited};
+
+/// The longest an abort waits for CARTO to confirm that a poisoned upload is over (all uploads of
+/// the transaction are ended concurrently). Interrupts are held where this runs.
+const ABORT_WAIT: Duration = Duration::from_millis(1500);
+/// After a commit-time finish timed out: the longest spent cancelling the upload through /sql.
+const CANCEL_WAIT: Duration = Duration::from_secs(2);
 
 /// What one upload is for: a foreign table, the user whose mapping is used, and whether the rowid
 /// column is in the COPY column list (rows with a NULL rowid go to a COPY without it).
@@ -39,10 +55,14 @@ struct Pending {
     key: StreamKey,
     label: String,
     sql: String,
+    /// Columns of the COPY column list (the poison line has one more).
+    columns: usize,
     client: Client,
     /// The open request; None before the first row, after a roll-over or a mid-transaction finish,
     /// and while it is taken out to be waited on.
     copy: Option<CopyIn>,
+    /// The tag of the open request's COPY statement.
+    tag: Option<String>,
     /// Requests finished before commit (roll-overs and mid-transaction finishes).
     finished_requests: u64,
     rows_total: u64,
@@ -55,6 +75,66 @@ struct State {
     pending: Vec<Pending>,
     /// Set when a subtransaction that sent rows was rolled back: the message COMMIT fails with.
     doomed: Option<String>,
+    /// Uploads an ERROR unwound while they were out of `pending`: ended at the next (sub)abort.
+    orphans: Vec<(CopyIn, usize)>,
+}
+
+/// An upload taken out of the state while it is waited on. Dropped with the upload still in it (an
+/// ERROR unwinding), it hands it to the orphans, so the abort ends it with its poison line.
+struct Taken {
+    copy: Option<CopyIn>,
+    columns: usize,
+}
+
+impl Taken {
+    fn take(mut self) -> Option<CopyIn> {
+        self.copy.take()
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if let Some(c) = self.copy.take() {
+            let columns = self.columns;
+            let kept = STATE.with(|s| match s.try_borrow_mut() {
+                Ok(mut s) => {
+                    s.orphans.push((c, columns));
+                    None
+                }
+                Err(_) => Some(c),
+            });
+            // Unreachable in practice (no borrow is held across a wait); dropping breaks the connection.
+            drop(kept);
+        }
+    }
+}
+
+/// Ends uploads that must not commit, all at once: each gets its poison line and the end of its
+/// body, then CARTO's answer is awaited at most ABORT_WAIT; connections are closed. Never raises.
+fn end_uploads(list: Vec<(CopyIn, usize)>) {
+    if list.is_empty() {
+        return;
+    }
+    let outcomes = block_on_bounded(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for (copy, columns) in list {
+            let poison = Bytes::from(carto_client::copy_text::poison_line(columns));
+            set.spawn(copy.abort_gracefully(poison, ABORT_WAIT));
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            out.push(r.ok());
+        }
+        out
+    });
+    let unconfirmed = match outcomes {
+        Some(v) => v.iter().any(|o| matches!(o, Some(AbortOutcome::Unconfirmed(_)) | None)),
+        None => true,
+    };
+    if unconfirmed {
+        // The next upload of this backend looks for what may have stayed open.
+        uploads::cleanup_needed();
+    }
 }
 
 thread_local! {
@@ -80,10 +160,12 @@ fn notice(message: String) {
 
 /// Sends whole COPY text lines holding `rows` rows into the upload for `key`, opening it (one
 /// request) on the first data and rolling over to a new request before CARTO's byte limit.
+#[allow(clippy::too_many_arguments)]
 pub fn send_rows(
     key: StreamKey,
     label: &str,
     sql: &str,
+    columns: usize,
     client: &Client,
     data: Vec<u8>,
     rows: u64,
@@ -94,7 +176,12 @@ pub fn send_rows(
     ensure_callbacks();
     // SAFETY: backend thread, in a transaction.
     let subid = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    let mut copy = STATE.with(|s| {
+    let open = STATE.with(|s| s.borrow().pending.iter().any(|p| p.key == key && p.copy.is_some()));
+    if !open {
+        // A new request to this account: first end what earlier, killed uploads left.
+        cleanup_stale_uploads(client);
+    }
+    let copy = STATE.with(|s| {
         let mut s = s.borrow_mut();
         let idx = match s.pending.iter().position(|p| p.key == key) {
             Some(i) => i,
@@ -103,8 +190,10 @@ pub fn send_rows(
                     key,
                     label: label.to_string(),
                     sql: sql.to_string(),
+                    columns,
                     client: client.clone(),
                     copy: None,
+                    tag: None,
                     finished_requests: 0,
                     rows_total: 0,
                     subids: Vec::new(),
@@ -116,17 +205,30 @@ pub fn send_rows(
         if !p.subids.contains(&subid) {
             p.subids.push(subid);
         }
-        p.copy.take().unwrap_or_else(|| match p.key.binary {
-            true => p.client.copy_from_binary(&p.sql),
-            false => p.client.copy_from(&p.sql),
-        })
+        match p.copy.take() {
+            Some(c) => c,
+            None => {
+                // Binary COPYs carry the same tag: the cleanup finds every upload by it.
+                let (tagged, tag) = uploads::tag_copy(&p.sql);
+                p.tag = Some(tag);
+                match p.key.binary {
+                    true => p.client.copy_from_binary(&tagged),
+                    false => p.client.copy_from(&tagged),
+                }
+            }
+        }
     });
-    // If this raises (cancel, statement_timeout), `copy` is dropped by the unwinding: aborted.
-    let sent = block_on(copy.send(Bytes::from(data), rows))?;
+    // If this raises (cancel, statement_timeout), the guard hands the upload to the orphans.
+    let mut taken = Taken { copy: Some(copy), columns };
+    let sent = match taken.copy.as_mut() {
+        Some(c) => block_on(c.send(Bytes::from(data), rows))?,
+        None => return Err(FdwError::internal("upload lost")),
+    };
     if let Err(e) = sent {
         // The upload failed (CARTO rejected a row, or the connection broke): it is gone.
         return Err(FdwError::remote(e, format!("inserting into foreign table \"{label}\"")));
     }
+    let Some(copy) = taken.take() else { return Err(FdwError::internal("upload lost")) };
     let rollover = copy.needs_rollover();
     if rollover {
         let summary = block_on(copy.finish())?.map_err(|e| {
@@ -157,25 +259,94 @@ pub fn send_rows(
     Ok(())
 }
 
-/// Takes out the open upload of the first pending entry matching `pred`, with its label.
-fn take_open(pred: &dyn Fn(&Pending) -> bool) -> Option<(StreamKey, String, CopyIn)> {
+/// Before a write to an account (a new upload, an UPDATE, DELETE or TRUNCATE): ends the uploads this
+/// cluster left running there (see uploads.rs), when the cleanup is due. Best effort: its failure
+/// does not fail the write (a cancel or timeout while it waits still does).
+pub fn cleanup_stale_uploads(client: &Client) {
+    if uploads::cleanup_due(client) {
+        if let Err(e) = uploads::cleanup(client, &open_tags(), None) {
+            let (_, m, _, _) = e.parts();
+            pgrx::debug1!("carto_fdw: cleanup of stale uploads failed: {m}");
+        }
+    }
+}
+
+/// The tags of this backend's uploads still open.
+pub fn open_tags() -> Vec<String> {
+    STATE.with(|s| s.borrow().pending.iter().filter(|p| p.copy.is_some()).filter_map(|p| p.tag.clone()).collect())
+}
+
+/// Takes out the open upload of the first pending entry matching `pred`, with its label and client.
+fn take_open(pred: &dyn Fn(&Pending) -> bool) -> Option<(StreamKey, String, CopyIn, Client)> {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         s.pending
             .iter_mut()
             .filter(|p| pred(p))
-            .find_map(|p| p.copy.take().map(|c| (p.key, p.label.clone(), c)))
+            .find_map(|p| p.copy.take().map(|c| (p.key, p.label.clone(), c, p.client.clone())))
     })
 }
 
+/// When the current statement must end by statement_timeout (None: no timeout).
+fn statement_deadline() -> Option<Instant> {
+    // SAFETY: plain reads of GUC variables and timestamps on the backend thread.
+    let (ms, start, now) = unsafe {
+        (pg_sys::StatementTimeout, pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetCurrentTimestamp())
+    };
+    if ms <= 0 {
+        return None;
+    }
+    let left_us = (i64::from(ms) * 1000 - (now - start).max(0)).max(0);
+    Some(Instant::now() + Duration::from_micros(left_us as u64))
+}
+
 /// Finishes one upload; CARTO commits its rows. Returns the finished entry's totals.
-fn finish_one(key: StreamKey, label: &str, copy: CopyIn, at_commit: bool) -> FdwResult<(u64, u64)> {
+fn finish_one(key: StreamKey, label: &str, copy: CopyIn, client: &Client, at_commit: bool) -> FdwResult<(u64, u64)> {
     let what = if at_commit {
         format!("committing the rows inserted into foreign table \"{label}\"")
     } else {
         format!("finishing the pending insert into foreign table \"{label}\" before using it again")
     };
-    let summary = block_on(copy.finish())?.map_err(|e| FdwError::remote(e, what))?;
+    // At commit PostgreSQL's statement timer is off: statement_timeout is applied here. A cancel or
+    // terminate while CARTO has not answered is raised only after the COPY was ended on CARTO.
+    let deadline = if at_commit { statement_deadline() } else { None };
+    let mut finishing = Box::pin(copy.finish());
+    let summary = match block_on_interruptible(finishing.as_mut(), deadline)? {
+        Waited::Done(summary) => summary,
+        stopped => {
+            // CARTO has not answered. The body's end may have reached it: end the COPY through /sql if it
+            // is still running there, then give the finish a last, bounded chance to say what CARTO did —
+            // a COPY that committed before it could be ended is a commit, and is reported as one.
+            let held = HeldInterrupts::hold();
+            if uploads::cleanup(client, &open_tags(), Some(Instant::now() + CANCEL_WAIT)).is_err() {
+                uploads::cleanup_needed();
+            }
+            let last = block_on_bounded(async { tokio::time::timeout(ABORT_WAIT, finishing.as_mut()).await });
+            drop(finishing);
+            drop(held);
+            match last {
+                Some(Ok(Ok(summary))) => Ok(summary),
+                other => {
+                    if !matches!(other, Some(Ok(Err(_)))) {
+                        // No word from CARTO: look again for what may still run there.
+                        uploads::cleanup_needed();
+                    }
+                    if matches!(stopped, Waited::Interrupted) {
+                        pgrx::check_for_interrupts!();
+                    }
+                    return Err(FdwError::Custom {
+                        code: pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+                        message: "canceling statement due to statement timeout".into(),
+                        detail: Some(format!(
+                            "CARTO did not confirm the rows inserted into foreign table \"{label}\" within statement_timeout; the upload was aborted"
+                        )),
+                        hint: None,
+                    });
+                }
+            }
+        }
+    };
+    let summary = summary.map_err(|e| FdwError::remote(e, what))?;
     Ok(STATE.with(|s| {
         let mut s = s.borrow_mut();
         match s.pending.iter_mut().find(|p| p.key == key) {
@@ -193,10 +364,17 @@ fn finish_one(key: StreamKey, label: &str, copy: CopyIn, at_commit: bool) -> Fdw
 /// statement reading, updating, deleting or truncating it sees the rows. Called at the start of
 /// every scan and modification of a foreign table.
 pub fn finish_pending_for(relid: pg_sys::Oid) -> FdwResult<()> {
-    while let Some((key, label, copy)) = take_open(&|p| p.key.relid == relid) {
-        finish_one(key, &label, copy, false)?;
+    while let Some((key, label, copy, client)) = take_open(&|p| p.key.relid == relid) {
+        finish_one(key, &label, copy, &client, false)?;
     }
     Ok(())
+}
+
+/// Hands an upload that must not commit to the transaction's orphans: the next abort (or the end of
+/// the transaction) ends it with its poison line. For uploads outside `pending` (carto.push).
+pub fn adopt_orphan(copy: CopyIn, columns: usize) {
+    ensure_callbacks();
+    drop(Taken { copy: Some(copy), columns });
 }
 
 /// True when an upload of this transaction is still open.
@@ -211,8 +389,8 @@ fn pre_commit() -> FdwResult<()> {
             hint: Some("Rows streamed to CARTO cannot be withdrawn by ROLLBACK TO SAVEPOINT or an exception block, so the whole transaction is rolled back and CARTO rolls the open upload back (rows it already committed — after a read of the table or a roll-over — stay).".into()),
         });
     }
-    while let Some((key, label, copy)) = take_open(&|_| true) {
-        let (requests, rows) = finish_one(key, &label, copy, true)?;
+    while let Some((key, label, copy, client)) = take_open(&|_| true) {
+        let (requests, rows) = finish_one(key, &label, copy, &client, true)?;
         if requests > 1 {
             notice(format!(
                 "foreign table \"{label}\": {rows} rows were sent in {requests} COPY requests, each its own transaction on CARTO"
@@ -222,10 +400,16 @@ fn pre_commit() -> FdwResult<()> {
     Ok(())
 }
 
+/// Ends every upload still open (poisoned, see [`end_uploads`]) and forgets the transaction's state.
 fn clear() {
-    // Dropping the uploads breaks their connections: CARTO rolls back what they carried.
     let old = STATE.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    drop(old);
+    let mut open: Vec<(CopyIn, usize)> = old.orphans;
+    for p in old.pending {
+        if let Some(c) = p.copy {
+            open.push((c, p.columns));
+        }
+    }
+    end_uploads(open);
 }
 
 #[pgrx::pg_guard]
@@ -268,13 +452,15 @@ unsafe extern "C-unwind" fn subxact_callback(
             }
         }),
         SUBXACT_EVENT_ABORT_SUB => {
-            let dropped: Vec<CopyIn> = STATE.with(|s| {
+            let dropped: Vec<(CopyIn, usize)> = STATE.with(|s| {
                 let mut s = s.borrow_mut();
-                let mut out = Vec::new();
+                let mut out = std::mem::take(&mut s.orphans);
                 let mut first_label = None;
                 for p in s.pending.iter_mut().filter(|p| p.subids.contains(&my_subid)) {
                     first_label.get_or_insert_with(|| p.label.clone());
-                    out.extend(p.copy.take());
+                    if let Some(c) = p.copy.take() {
+                        out.push((c, p.columns));
+                    }
                 }
                 if let Some(label) = first_label {
                     s.doomed.get_or_insert_with(|| format!(
@@ -283,8 +469,8 @@ unsafe extern "C-unwind" fn subxact_callback(
                 }
                 out
             });
-            // Aborted at once: CARTO rolls the open upload back; COMMIT will fail.
-            drop(dropped);
+            // Ended at once (poisoned): CARTO rolls the open upload back; COMMIT will fail.
+            end_uploads(dropped);
         }
         _ => {}
     }

@@ -11,66 +11,83 @@ use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::Value;
 
 use crate::functions::{bad_argument, remote, required, Remote};
+use crate::pg::bookkeeping;
 use crate::pg::error::{sqlstate_from_message, FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 
-/// Records a job CARTO described (upsert: the submission row, or a later status).
+/// Records a job CARTO described (upsert: the submission row, or a later status), as the caller's
+/// row: written as the table's owner (crate::pg::bookkeeping), and a job another role recorded is
+/// left as it is.
 fn record(server: &str, job: &BatchJob, submitted: Option<(&[String], Option<&str>, Option<&str>)>) -> FdwResult<()> {
     let (queries, onsuccess, onerror) = match submitted {
         Some((q, s, e)) => (Some(q.to_vec()), s, e),
         None => (None, None, None),
     };
-    Spi::run_with_args(
-        "INSERT INTO carto.batch_jobs AS b (job_id, server, queries, onsuccess, onerror, last_status, last_checked_at, failed_reason, last_job) \
-         VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8) \
-         ON CONFLICT (job_id) DO UPDATE SET last_status = excluded.last_status, last_checked_at = excluded.last_checked_at, \
-           failed_reason = excluded.failed_reason, last_job = excluded.last_job",
-        &[
-            job.job_id.as_str().into(),
-            server.into(),
-            queries.into(),
-            onsuccess.into(),
-            onerror.into(),
-            job.status.as_str().into(),
-            job.failed_reason.as_deref().into(),
-            JsonB(job.raw.clone()).into(),
-        ],
-    )
-    .map_err(|e| FdwError::internal(format!("recording the job in carto.batch_jobs: {e}")))
+    let role = bookkeeping::caller();
+    let role_name = bookkeeping::caller_name();
+    bookkeeping::as_owner_of("batch_jobs", || {
+        Spi::run_with_args(
+            "INSERT INTO carto.batch_jobs AS b (job_id, server, queries, onsuccess, onerror, last_status, last_checked_at, failed_reason, last_job, submitted_by, role_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9, $10) \
+             ON CONFLICT (job_id) DO UPDATE SET last_status = excluded.last_status, last_checked_at = excluded.last_checked_at, \
+               failed_reason = excluded.failed_reason, last_job = excluded.last_job \
+             WHERE b.role_id = excluded.role_id",
+            &[
+                job.job_id.as_str().into(),
+                server.into(),
+                queries.into(),
+                onsuccess.into(),
+                onerror.into(),
+                job.status.as_str().into(),
+                job.failed_reason.as_deref().into(),
+                JsonB(job.raw.clone()).into(),
+                role_name.as_str().into(),
+                role.into(),
+            ],
+        )
+        .map_err(|e| FdwError::internal(format!("recording the job in carto.batch_jobs: {e}")))
+    })
 }
 
-/// Fails early (before anything is sent) when the current user cannot record jobs.
-fn check_can_record() -> FdwResult<()> {
-    let ok = Spi::get_one::<bool>(
-        "SELECT has_table_privilege('carto.batch_jobs', 'INSERT') AND has_table_privilege('carto.batch_jobs', 'UPDATE')",
-    )
-    .map_err(|e| FdwError::internal(format!("checking privileges on carto.batch_jobs: {e}")))?;
-    if ok != Some(true) {
-        return Err(FdwError::Custom {
-            code: PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            message: "permission denied for table carto.batch_jobs".into(),
-            detail: Some("Every Batch SQL job is recorded there; nothing was sent to CARTO.".into()),
-            hint: Some("GRANT SELECT, INSERT, UPDATE ON carto.batch_jobs TO this role (docs/functions.md, Privileges).".into()),
+/// A Batch SQL job id is CARTO's uuid; anything else is refused before a request is made (it
+/// becomes part of the request's path).
+fn check_job_id(job_id: &str) -> FdwResult<()> {
+    let b = job_id.as_bytes();
+    let ok = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
         });
+    if ok {
+        Ok(())
+    } else {
+        Err(FdwError::Custom {
+            code: PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            message: "invalid Batch SQL job id: a job id is a uuid".into(),
+            detail: None,
+            hint: Some("Pass the value carto.batch_submit returned (see carto.batch_jobs).".into()),
+        })
     }
-    Ok(())
 }
 
 fn job_json(job: &BatchJob) -> JsonB {
     JsonB(job.raw.clone())
 }
 
-/// The job as carto.batch_jobs last saw it, when CARTO no longer knows it.
+/// The job as carto.batch_jobs last saw it (among the caller's own jobs), when CARTO no longer knows it.
 fn last_known(job_id: &str) -> FdwResult<Option<(String, Value)>> {
-    let (status, job) = Spi::get_two_with_args::<String, JsonB>(
-        "SELECT last_status, last_job FROM carto.batch_jobs WHERE job_id = $1",
-        &[job_id.into()],
-    )
-    .or_else(|e| match e {
-        pgrx::spi::Error::InvalidPosition => Ok((None, None)),
-        e => Err(e),
-    })
-    .map_err(|e| FdwError::internal(format!("reading carto.batch_jobs: {e}")))?;
+    let role = bookkeeping::caller();
+    let (status, job) = bookkeeping::as_owner_of("batch_jobs", || {
+        Spi::get_two_with_args::<String, JsonB>(
+            "SELECT last_status, last_job FROM carto.batch_jobs WHERE job_id = $1 AND pg_catalog.pg_has_role($2, role_id, 'USAGE')",
+            &[job_id.into(), role.into()],
+        )
+        .or_else(|e| match e {
+            pgrx::spi::Error::InvalidPosition => Ok((None, None)),
+            e => Err(e),
+        })
+        .map_err(|e| FdwError::internal(format!("reading carto.batch_jobs: {e}")))
+    })?;
     Ok(status.map(|s| (s, job.map(|j| j.0).unwrap_or(Value::Null))))
 }
 
@@ -129,7 +146,6 @@ fn batch_submit(
             .map(|q| q.filter(|q| !q.trim().is_empty()))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| bad_argument("a query of a Batch SQL job is NULL or empty", None))?;
-        check_can_record()?;
         let req = if onsuccess.is_none() && onerror.is_none() {
             BatchJobRequest::Multi(queries.clone())
         } else {
@@ -156,6 +172,7 @@ fn batch_submit(
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn batch_status(server: &str, job_id: &str) -> JsonB {
     (|| {
+        check_job_id(job_id)?;
         let r = remote(server)?;
         match read(&r, server, job_id)? {
             Ok(job) => {
@@ -191,6 +208,7 @@ fn batch_wait(
 ) -> JsonB {
     (|| {
         let limit = interval_to_duration(&timeout)?;
+        check_job_id(job_id)?;
         let r = remote(server)?;
         let start = std::time::Instant::now();
         let mut wait = Duration::from_millis(500);
@@ -252,6 +270,7 @@ fn batch_wait(
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn batch_cancel(server: &str, job_id: &str) -> JsonB {
     (|| {
+        check_job_id(job_id)?;
         let r = remote(server)?;
         let job = block_on(r.client.batch_cancel(job_id))?.map_err(|e| {
             FdwError::remote(e, format!("cancelling Batch SQL job {job_id} on server \"{server}\""))
@@ -273,6 +292,7 @@ CREATE TABLE carto.batch_jobs (
   onerror         text,
   submitted_at    timestamptz NOT NULL DEFAULT now(),
   submitted_by    name NOT NULL DEFAULT current_user,
+  role_id         oid NOT NULL DEFAULT 0,  -- the role that submitted it: it alone (and its members) sees the row
   last_status     text,
   last_checked_at timestamptz,
   failed_reason   text,
@@ -280,8 +300,13 @@ CREATE TABLE carto.batch_jobs (
 );
 COMMENT ON TABLE carto.batch_jobs IS 'Batch SQL jobs submitted with carto.batch_submit, and their last known status';
 SELECT pg_catalog.pg_extension_config_dump('carto.batch_jobs', '');
+-- Each role sees its own jobs (a job's SQL may hold secrets); only the batch functions write the
+-- table (as its owner, crate::pg::bookkeeping): no role gets INSERT, UPDATE or DELETE, and with row
+-- level security on and no policy for those commands, a grant of them would still allow nothing.
+ALTER TABLE carto.batch_jobs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY batch_jobs_own_rows ON carto.batch_jobs FOR SELECT USING (pg_catalog.pg_has_role(role_id, 'USAGE'));
 
-CREATE VIEW carto.batch_jobs_latest AS
+CREATE VIEW carto.batch_jobs_latest WITH (security_invoker = true) AS
 SELECT j.job_id, j.server, j.submitted_by, j.submitted_at, j.last_status AS status,
        j.last_status IN ('done', 'failed', 'cancelled', 'canceled', 'unknown') AS finished,
        j.failed_reason, j.last_checked_at,

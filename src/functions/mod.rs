@@ -16,13 +16,12 @@ pub mod tables;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CString;
 
 use carto_client::Client;
-use pgrx::{pg_sys, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 
-use crate::fdw::connection::{client_for, server_access, ServerAccess};
-use crate::fdw::deparse::{cstr_owned, quote_literal};
+use crate::fdw::connection::{client_for, server_for_caller, ServerAccess};
+use crate::fdw::deparse::quote_literal;
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
 
@@ -32,54 +31,12 @@ pub struct Remote {
     pub client: Client,
 }
 
-/// Looks a `carto_fdw` server up by name, checks the current user's USAGE on it, and builds the client
-/// from the current user's mapping (a missing mapping is PostgreSQL's own error).
+/// Looks a `carto_fdw` server up by name and builds the client from the current user's mapping,
+/// after the privilege check every entry point shares ([`server_for_caller`]).
 pub fn remote(server: &str) -> FdwResult<Remote> {
-    let serverid = server_oid(server)?;
-    let access = unsafe { server_access(serverid, pg_sys::GetUserId())? };
+    let access = server_for_caller(server)?;
     let client = client_for(&access)?;
     Ok(Remote { access, client })
-}
-
-/// The OID of a carto_fdw server by name, after a USAGE check.
-pub fn server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
-    let cname = CString::new(server).map_err(|_| FdwError::InvalidOptionValue {
-        message: "a server name cannot contain a NUL byte".into(),
-    })?;
-    unsafe {
-        // missing_ok = false: PostgreSQL's own "server \"x\" does not exist".
-        let srv = pg_sys::GetForeignServerByName(cname.as_ptr(), false);
-        let fdw = pg_sys::GetForeignDataWrapper((*srv).fdwid);
-        let handler = if (*fdw).fdwhandler == pg_sys::InvalidOid {
-            None
-        } else {
-            cstr_owned(pg_sys::get_func_name((*fdw).fdwhandler))
-        };
-        if handler.as_deref() != Some("carto_fdw_handler") {
-            return Err(FdwError::Custom {
-                code: PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-                message: format!("server \"{server}\" is not a carto_fdw server"),
-                detail: None,
-                hint: Some("Pass the name of a server created with FOREIGN DATA WRAPPER carto_fdw (see \\des).".into()),
-            });
-        }
-        let oid = (*srv).serverid;
-        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-        let acl = pg_sys::pg_foreign_server_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_USAGE as pg_sys::AclMode);
-        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
-        let acl = pg_sys::object_aclcheck(
-            pg_sys::ForeignServerRelationId,
-            oid,
-            pg_sys::GetUserId(),
-            pg_sys::ACL_USAGE as pg_sys::AclMode,
-        );
-        if acl != pg_sys::AclResult::ACLCHECK_OK {
-            return Err(FdwError::InsufficientPrivilege {
-                message: format!("permission denied for foreign server {server}"),
-            });
-        }
-        Ok(oid)
-    }
 }
 
 /// An error for a NULL where a value is required (functions that are not STRICT because of

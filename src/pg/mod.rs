@@ -1,5 +1,7 @@
 //! Small safe-ish wrappers over PostgreSQL that several modules share.
 pub mod binary;
+pub mod bookkeeping;
 pub mod error;
 pub mod runtime;
+pub mod text;
 pub mod typeio;

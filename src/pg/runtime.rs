@@ -67,3 +67,88 @@ pub fn block_on<F: Future>(fut: F) -> FdwResult<F::Output> {
         }
     }
 }
+
+/// Like [`block_on`], but gives up at `deadline` (None: never) and returns `Ok(None)` then, the
+/// future dropped. For waits PostgreSQL's own timer does not bound: the pre-commit finish of an
+/// upload runs after PostgreSQL disabled the statement timer, so its deadline is derived from
+/// statement_timeout by the caller. Cancel and terminate still stop it (as in [`block_on`]).
+pub fn block_on_until<F: Future>(fut: F, deadline: Option<std::time::Instant>) -> FdwResult<Option<F::Output>> {
+    let Some(deadline) = deadline else {
+        return block_on(fut).map(Some);
+    };
+    let deadline = tokio::time::Instant::from_std(deadline);
+    block_on(async move { tokio::time::timeout_at(deadline, fut).await.ok() })
+}
+
+/// Runs a future that is bounded by its own deadline to completion WITHOUT checking for interrupts,
+/// so it never raises an ERROR: for the abort callbacks (interrupts are held there anyway, and an
+/// ERROR during an abort is not allowed) and for a FATAL exit, where the ABORT callback still runs.
+pub fn block_on_bounded<F: Future>(fut: F) -> Option<F::Output> {
+    let rt = runtime().ok()?;
+    Some(rt.block_on(fut))
+}
+
+/// How [`block_on_interruptible`] ended.
+pub enum Waited<T> {
+    Done(T),
+    /// The deadline passed; the future was dropped.
+    Deadline,
+    /// A cancel or terminate is pending (not yet raised); the future was dropped. The caller may
+    /// clean up (with interrupts held) and must then call `pgrx::check_for_interrupts!()`.
+    Interrupted,
+}
+
+/// Like [`block_on_until`], but a pending cancel or terminate is returned to the caller instead of
+/// being raised at once, so that what the dropped future leaves behind can be cleaned up first.
+pub fn block_on_interruptible<F: Future>(fut: F, deadline: Option<std::time::Instant>) -> FdwResult<Waited<F::Output>> {
+    let rt = runtime()?;
+    let mut fut = Box::pin(fut);
+    loop {
+        let slice = match deadline {
+            Some(d) => SLICE.min(d.saturating_duration_since(std::time::Instant::now())),
+            None => SLICE,
+        };
+        let done = rt.block_on(async {
+            tokio::select! {
+                biased;
+                out = &mut fut => Some(out),
+                _ = tokio::time::sleep(slice) => None,
+            }
+        });
+        if let Some(out) = done {
+            return Ok(Waited::Done(out));
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Ok(Waited::Deadline);
+        }
+        if pgrx::pg_sys::submodules::elog::interrupt_pending() {
+            // SAFETY: reads of signal flags on the backend thread.
+            if unsafe { pgrx::pg_sys::QueryCancelPending != 0 || pgrx::pg_sys::ProcDiePending != 0 } {
+                return Ok(Waited::Interrupted);
+            }
+            pgrx::check_for_interrupts!();
+        }
+    }
+}
+
+/// Holds PostgreSQL's interrupts while it lives (HOLD_INTERRUPTS / RESUME_INTERRUPTS).
+pub struct HeldInterrupts(());
+
+impl HeldInterrupts {
+    pub fn hold() -> Self {
+        // SAFETY: the backend thread's own counter, as HOLD_INTERRUPTS() does.
+        unsafe { pgrx::pg_sys::InterruptHoldoffCount += 1 };
+        HeldInterrupts(())
+    }
+}
+
+impl Drop for HeldInterrupts {
+    fn drop(&mut self) {
+        // SAFETY: undoes hold(); an ERROR's recovery resets the counter anyway.
+        unsafe {
+            if pgrx::pg_sys::InterruptHoldoffCount > 0 {
+                pgrx::pg_sys::InterruptHoldoffCount -= 1;
+            }
+        }
+    }
+}

@@ -58,8 +58,9 @@ impl ColumnOutput {
         ColumnOutput { flinfo }
     }
 
-    /// The value's text form, palloc'd in the current memory context.
-    pub unsafe fn output(&mut self, value: pg_sys::Datum) -> *mut c_char {
+    /// The value's text form, palloc'd in the current memory context. Only under the
+    /// transmission modes: the guard is asked for so no caller can forget them.
+    pub unsafe fn output(&mut self, _modes: &TransmissionModes, value: pg_sys::Datum) -> *mut c_char {
         pg_sys::OutputFunctionCall(self.flinfo.as_mut(), value)
     }
 }
@@ -103,23 +104,147 @@ impl ParamOutput {
         if isnull {
             return format!("NULL::{}", self.type_name);
         }
-        let text = with_transmission_modes(|| cstr_owned(self.output.output(value)).unwrap_or_default());
+        let modes = TransmissionModes::enter();
+        let text = cstr_owned(self.output.output(&modes, value)).unwrap_or_default();
+        drop(modes);
         literal_for_type(self.type_oid, &text, &self.type_name)
     }
 }
 
-/// Runs `f` with the settings that make values' text forms portable (as postgres_fdw's
-/// set_transmission_modes): DateStyle ISO, IntervalStyle postgres, extra_float_digits 3. So a
-/// constant or parameter sent to CARTO means the same there whatever the local session's settings.
-pub fn with_transmission_modes<T>(f: impl FnOnce() -> T) -> T {
-    unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        for (name, value) in [(c"datestyle", c"ISO"), (c"intervalstyle", c"postgres"), (c"extra_float_digits", c"3")] {
-            pg_sys::set_config_option(name.as_ptr(), value.as_ptr(), pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION, pg_sys::GucAction::GUC_ACTION_SAVE, true, 0, false);
+/// The settings under which every value sent to CARTO is printed — the one place that owns the
+/// rule (as postgres_fdw's set_transmission_modes): `DateStyle` ISO (the date order is kept, it
+/// only matters for input), `IntervalStyle` postgres, `extra_float_digits` 3. So a value means the
+/// same on CARTO whatever the local session's (or database's, or cron job's) settings.
+///
+/// `TimeZone` is deliberately left alone: `timestamp without time zone`, `date` and `time` print
+/// no zone and do not depend on it (they never shift), and `timestamptz`/`timetz` print with their
+/// UTC offset (`2024-03-04 05:06:07+05:45`), so the instant CARTO stores is the local one whatever
+/// the session's zone. `bytea_output` is left alone too: CARTO's bytea input reads both the hex
+/// and the escape form exactly.
+///
+/// A guard: the settings hold while it lives and are restored when it is dropped — also when an
+/// ERROR unwinds through it (pgrx turns the ERROR into an unwinding panic, which runs the drop;
+/// and an abort unwinds any GUC nest level left open anyway). Set it once around a batch of
+/// values, never per value: with the settings already equivalent (the defaults: DateStyle ISO,
+/// IntervalStyle postgres, extra_float_digits > 0 — which all print floats shortest-exact) it
+/// costs three comparisons; otherwise it opens one GUC nest level.
+///
+/// Only output functions may run while it lives: user code (triggers, the statement's own
+/// expressions) must see the session's settings.
+pub struct TransmissionModes {
+    level: Option<i32>,
+}
+
+const MODES: [(&std::ffi::CStr, &std::ffi::CStr); 3] =
+    [(c"datestyle", c"ISO"), (c"intervalstyle", c"postgres"), (c"extra_float_digits", c"3")];
+
+impl TransmissionModes {
+    /// Applies the transmission modes until the guard is dropped. Backend thread, in a transaction.
+    pub fn enter() -> Self {
+        // SAFETY: plain reads of GUC variables and the GUC API, on the backend thread.
+        unsafe {
+            if Self::already_portable() {
+                return TransmissionModes { level: None };
+            }
+            let level = pg_sys::NewGUCNestLevel();
+            for (name, value) in MODES {
+                pg_sys::set_config_option(
+                    name.as_ptr(),
+                    value.as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SAVE,
+                    true,
+                    0,
+                    false,
+                );
+            }
+            TransmissionModes { level: Some(level) }
         }
-        let out = f();
-        pg_sys::AtEOXact_GUC(true, level);
-        out
+    }
+
+    /// True when the session's settings print every value as the transmission modes would.
+    unsafe fn already_portable() -> bool {
+        pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
+            && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
+            && pg_sys::extra_float_digits > 0
+    }
+}
+
+impl Drop for TransmissionModes {
+    fn drop(&mut self) {
+        if let Some(level) = self.level.take() {
+            // SAFETY: pops the nest level opened in enter(), restoring the session's values.
+            unsafe { pg_sys::AtEOXact_GUC(true, level) };
+        }
+    }
+}
+
+/// Runs `f` under [`TransmissionModes`].
+pub fn with_transmission_modes<T>(f: impl FnOnce() -> T) -> T {
+    let _modes = TransmissionModes::enter();
+    f()
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    use super::{with_transmission_modes, TransmissionModes};
+
+    fn settings() -> String {
+        Spi::get_one::<String>(
+            "SELECT current_setting('DateStyle') || '|' || current_setting('IntervalStyle') || '|' || current_setting('extra_float_digits')",
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn transmission_modes_apply_and_are_restored() {
+        Spi::run("SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'iso_8601'; SET extra_float_digits = -15").unwrap();
+        let inside = with_transmission_modes(|| {
+            (
+                settings(),
+                Spi::get_one::<String>("SELECT (date '2024-03-04')::text || ' ' || (0.1234567890123456789::float8)::text || ' ' || (interval '1 day 02:00')::text")
+                    .unwrap()
+                    .unwrap(),
+            )
+        });
+        // The date order is kept (it only matters for input).
+        assert_eq!(inside.0, "ISO, DMY|postgres|3");
+        assert_eq!(inside.1, "2024-03-04 0.12345678901234568 1 day 02:00:00");
+        assert_eq!(settings(), "SQL, DMY|iso_8601|-15");
+    }
+
+    #[pg_test]
+    fn transmission_modes_are_a_no_op_when_already_portable() {
+        Spi::run("SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1").unwrap();
+        // Already printing as the modes would (extra_float_digits > 0 is shortest-exact too): nothing is set.
+        let g = TransmissionModes::enter();
+        assert!(g.level.is_none());
+        assert_eq!(settings(), "ISO, MDY|postgres|1");
+        drop(g);
+        Spi::run("SET extra_float_digits = 0").unwrap();
+        let g = TransmissionModes::enter();
+        assert!(g.level.is_some());
+        assert_eq!(settings(), "ISO, MDY|postgres|3");
+        drop(g);
+        assert_eq!(settings(), "ISO, MDY|postgres|0");
+    }
+
+    #[pg_test]
+    fn transmission_modes_are_restored_when_an_error_unwinds() {
+        Spi::run("SET DateStyle = 'German'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1").unwrap();
+        // An ERROR reaches Rust code as an unwinding panic: the guard restores the settings on its way.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_transmission_modes(|| {
+                assert!(settings().starts_with("ISO"));
+                panic!("an error while printing values");
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(settings(), "German, DMY|postgres|1");
     }
 }

@@ -12,7 +12,7 @@ pub mod runs;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Spi};
 
-use crate::fdw::connection::{client_for, server_access};
+use crate::fdw::connection::{client_for, server_for_caller};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::sync::runs::RunInfo;
 
@@ -97,12 +97,6 @@ pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
     Ok(cols)
 }
 
-fn server_oid(server: &str) -> pg_sys::Oid {
-    let c = std::ffi::CString::new(server).unwrap_or_default();
-    // Raises "server ... does not exist" itself.
-    unsafe { (*pg_sys::GetForeignServerByName(c.as_ptr(), false)).serverid }
-}
-
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "_push", volatile, parallel_unsafe)]
 fn push_impl(
@@ -126,7 +120,8 @@ fn push_impl(
             _ => FdwError::InvalidOptionValue { message: "lnglat must be two column names: ARRAY['lng', 'lat']".into() }.report(),
         },
     };
-    let access = unsafe { server_access(server_oid(server), pg_sys::GetUserId()) }.or_report();
+    // The privilege rule of every entry point: USAGE on the server, the caller's own or PUBLIC mapping.
+    let access = server_for_caller(server).or_report();
     let client = client_for(&access).or_report();
     let name = name.map(str::to_string).unwrap_or_else(|| format!("push {source} -> {server}.{remote_table}"));
     let args = push::PushArgs {
@@ -172,22 +167,53 @@ fn push_impl(
     }
 }
 
+/// What a pull reads: a remote table, or — only when asked for explicitly — a query.
+fn pull_source(remote: Option<&str>, query: Option<&str>) -> FdwResult<(String, Option<String>)> {
+    match (remote, query) {
+        (Some(r), None) => {
+            // It used to be taken as SQL when it held whitespace; now a table name is only a table
+            // name, and SQL in its place says how to pass it.
+            let t = r.trim();
+            if t.contains(char::is_whitespace) && crate::fdw::query_option::check(t).is_ok() {
+                return Err(FdwError::InvalidOptionValue {
+                    message: "carto.pull's remote argument is a table name ([schema.]table): to pull a query, pass remote => NULL, query => '...'".into(),
+                });
+            }
+            Ok((r.to_string(), None))
+        }
+        (None, Some(q)) => Ok((String::new(), Some(q.to_string()))),
+        (Some(_), Some(_)) => Err(FdwError::InvalidOptionValue {
+            message: "carto.pull takes a remote table or a query, not both: pass remote => NULL with query".into(),
+        }),
+        (None, None) => Err(FdwError::InvalidOptionValue {
+            message: "carto.pull needs a remote table (remote) or a query (query => '...')".into(),
+        }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "_pull", volatile, parallel_unsafe)]
 fn pull_impl(
     server: &str,
-    remote: &str,
+    remote: Option<&str>,
     target: &str,
     mode: &str,
     key: Option<&str>,
     since: Option<&str>,
     name: Option<&str>,
     wait: bool,
+    query: Option<&str>,
 ) -> Option<i64> {
     let mode = Mode::parse(mode, key).or_report();
-    let _ = server_oid(server);
-    let name = name.map(str::to_string).unwrap_or_else(|| format!("pull {server}.{remote} -> {target}"));
+    let (remote, query) = pull_source(remote, query).or_report();
+    // Checked before anything else, as push does (the transient foreign table would check it too).
+    let _ = server_for_caller(server).or_report();
+    let source = match &query {
+        Some(q) => format!("{server}:({q})"),
+        None => format!("{server}.{remote}"),
+    };
+    let name = name.map(str::to_string).unwrap_or_else(|| format!("pull {source} -> {target}"));
     let started = runs::now_text();
-    let source = format!("{server}.{remote}");
     let mut info = RunInfo { name: &name, direction: "pull", mode: mode.as_str(), server, source: &source, target, watermark_from: None };
     if !runs::lock_or_skip(&info, &started, wait).or_report() {
         return Some(0);
@@ -196,7 +222,8 @@ fn pull_impl(
     info.watermark_from = prev.as_deref();
     let args = pull::PullArgs {
         server: server.to_string(),
-        remote: remote.to_string(),
+        remote,
+        query,
         target: target.to_string(),
         mode,
         key: key.map(str::to_string),
@@ -236,22 +263,40 @@ CREATE TABLE carto.sync_runs (
     status          text NOT NULL CHECK (status IN ('succeeded', 'failed', 'skipped')),
     error           text,
     watermark_from  text,
-    watermark_to    text
+    watermark_to    text,
+    run_by          name NOT NULL DEFAULT current_user,
+    role_id         oid NOT NULL DEFAULT 0   -- the role that ran it: it alone (and its members) sees the row
 );
-CREATE INDEX sync_runs_name_idx ON carto.sync_runs (name, run_id DESC);
+CREATE INDEX sync_runs_name_idx ON carto.sync_runs (role_id, name, run_id DESC);
 COMMENT ON TABLE carto.sync_runs IS 'One row per carto.push / carto.pull run';
 SELECT pg_catalog.pg_extension_config_dump('carto.sync_runs', '');
 SELECT pg_catalog.pg_extension_config_dump('carto.sync_runs_run_id_seq', '');
+-- Each role sees its own runs; only carto.push / carto.pull write them (as the table's owner,
+-- crate::pg::bookkeeping), so no role can forge a run or a watermark for another one.
+ALTER TABLE carto.sync_runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY sync_runs_own_rows ON carto.sync_runs FOR SELECT USING (pg_catalog.pg_has_role(role_id, 'USAGE'));
 
-CREATE VIEW carto.sync_status AS
-SELECT DISTINCT ON (r.name)
+-- One row per (role, sync): the run holds a row lock on it (crate::sync::runs::lock). Nobody but
+-- its owner may read, write or lock it.
+CREATE TABLE carto.sync_locks (
+    role_id oid NOT NULL,
+    name    text NOT NULL,
+    PRIMARY KEY (role_id, name)
+);
+COMMENT ON TABLE carto.sync_locks IS 'Row locks that keep two runs of one sync of one role apart (internal)';
+ALTER TABLE carto.sync_locks ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON carto.sync_locks FROM PUBLIC;
+
+CREATE VIEW carto.sync_status WITH (security_invoker = true) AS
+SELECT DISTINCT ON (r.name, r.role_id)
        r.name, r.direction, r.mode, r.server, r.source, r.target,
        r.status AS last_status, r.started_at AS last_started_at, r.finished_at AS last_finished_at,
        r.rows AS last_rows, r.error AS last_error,
-       (SELECT max(s.finished_at) FROM carto.sync_runs s WHERE s.name = r.name AND s.status = 'succeeded') AS last_success_at,
-       (SELECT s.watermark_to FROM carto.sync_runs s WHERE s.name = r.name AND s.status = 'succeeded' ORDER BY s.run_id DESC LIMIT 1) AS watermark
+       (SELECT max(s.finished_at) FROM carto.sync_runs s WHERE s.role_id = r.role_id AND s.name = r.name AND s.status = 'succeeded') AS last_success_at,
+       (SELECT s.watermark_to FROM carto.sync_runs s WHERE s.role_id = r.role_id AND s.name = r.name AND s.status = 'succeeded' ORDER BY s.run_id DESC LIMIT 1) AS watermark,
+       r.run_by
 FROM carto.sync_runs r
-ORDER BY r.name, r.run_id DESC;
+ORDER BY r.name, r.role_id, r.run_id DESC;
 COMMENT ON VIEW carto.sync_status IS 'The latest state of every sync';
 
 -- The SQL-facing signatures (named arguments; CREATE is a reserved word, hence create_table).
@@ -263,17 +308,18 @@ CREATE FUNCTION carto.push(
 RETURNS bigint LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$ SELECT carto._push($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) $$;
 
+-- remote is a table name ([schema.]table); a query is pulled only when passed as query (remote NULL).
 CREATE FUNCTION carto.pull(
     server text, remote text, target text,
     mode text DEFAULT 'replace', key text DEFAULT NULL, since text DEFAULT NULL,
-    name text DEFAULT NULL, wait boolean DEFAULT false)
+    name text DEFAULT NULL, wait boolean DEFAULT false, query text DEFAULT NULL)
 RETURNS bigint LANGUAGE sql VOLATILE PARALLEL UNSAFE
-AS $$ SELECT carto._pull($1, $2, $3, $4, $5, $6, $7, $8) $$;
+AS $$ SELECT carto._pull($1, $2, $3, $4, $5, $6, $7, $8, $9) $$;
 
 REVOKE ALL ON FUNCTION carto.push(text, text, text, text, text, text, boolean, boolean, text[], text, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION carto.pull(text, text, text, text, text, text, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION carto.pull(text, text, text, text, text, text, text, boolean, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION carto._push(text, text, text, text, text, text, boolean, boolean, text[], text, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION carto._pull(text, text, text, text, text, text, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION carto._pull(text, text, text, text, text, text, text, boolean, text) FROM PUBLIC;
 "#,
     name = "sync_objects",
     requires = [push_impl, pull_impl]

@@ -15,7 +15,10 @@ use crate::sync::Mode;
 
 pub struct PullArgs {
     pub server: String,
+    /// A remote table name ([schema.]table), unless `query` is given.
     pub remote: String,
+    /// A query to pull instead of a table (checked as a foreign table's option query is).
+    pub query: Option<String>,
     pub target: String,
     pub mode: Mode,
     pub key: Option<String>,
@@ -62,12 +65,17 @@ pub fn run(args: &PullArgs, name: &str, prev_wm: Option<&str>) -> FdwResult<RunO
     let ft = format!(
         "{}.{}",
         quote_ident(&schema),
-        // Per sync, not per backend: the sync's advisory lock makes it unique, and names stay stable.
-        quote_ident(&format!("carto_pull_{}", crate::sync::push::stage_prefix(name).trim_start_matches("carto_sync_stage_").trim_end_matches('_')))
+        // Per role and sync, not per backend: the sync's lock makes it unique, and names stay stable.
+        quote_ident(&format!(
+            "carto_pull_{}",
+            crate::sync::push::stage_prefix(&format!("{}/{name}", u32::from(crate::pg::bookkeeping::caller())))
+                .trim_start_matches("carto_sync_stage_")
+                .trim_end_matches('_')
+        ))
     );
     let defs: Vec<String> = cols.iter().map(|(n, t)| format!("{} {t}", quote_ident(n))).collect();
-    let remote_opt = if args.remote.trim().contains(char::is_whitespace) {
-        format!("query {}", quote_literal(&args.remote))
+    let remote_opt = if let Some(q) = &args.query {
+        format!("query {}", quote_literal(q))
     } else {
         match args.remote.split_once('.') {
             Some((s, t)) => format!("schema_name {}, table_name {}", quote_literal(s), quote_literal(t)),
@@ -112,8 +120,11 @@ pub fn run(args: &PullArgs, name: &str, prev_wm: Option<&str>) -> FdwResult<RunO
     Spi::run(&format!("DROP FOREIGN TABLE {ft}")).map_err(spi_err("dropping the transient foreign table"))?;
 
     let watermark_to = match &args.since {
-        Some(s) => Spi::get_one::<String>(&format!("SELECT max({})::text FROM {target}", quote_ident(s)))
-            .map_err(spi_err("reading the new watermark"))?
+        // Stored, then parsed back into the next run's filter (maybe under other settings): portable.
+        Some(s) => crate::pg::typeio::with_transmission_modes(|| {
+            Spi::get_one::<String>(&format!("SELECT max({})::text FROM {target}", quote_ident(s)))
+        })
+        .map_err(spi_err("reading the new watermark"))?
             .or_else(|| prev_wm.map(str::to_string)),
         None => None,
     };

@@ -13,6 +13,7 @@ use pgrx::Spi;
 use crate::fdw::deparse::{quote_ident, quote_literal};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
+use crate::pg::typeio::with_transmission_modes;
 use crate::sync::runs::RunOutcome;
 use crate::sync::{Mode, SourceColumn};
 
@@ -148,7 +149,8 @@ pub fn run(args: &PushArgs, client: &Client, prev_wm: Option<&str>, stage: &str)
             Some(w) => format!(" WHERE {qc} > {}::{}", quote_literal(w), sc.type_name),
             None => String::new(),
         };
-        new_wm = Spi::get_one::<String>(&format!("SELECT max({qc})::text FROM ({src}) s{past}"))
+        // The watermark's text goes to CARTO's ledger and back into later runs' filters: portable.
+        new_wm = with_transmission_modes(|| Spi::get_one::<String>(&format!("SELECT max({qc})::text FROM ({src}) s{past}")))
             .map_err(|e| FdwError::internal(format!("reading the source: {e}")))?;
         let Some(upto) = &new_wm else {
             return Ok(RunOutcome { rows: 0, watermark_to: prev_wm.map(str::to_string) });
@@ -219,7 +221,7 @@ pub fn run(args: &PushArgs, client: &Client, prev_wm: Option<&str>, stage: &str)
             }
             rows
         }
-        None => stream_rows(client, &format!("SELECT {select} FROM ({src}) s{filter}"), &format!("COPY {copy_target} ({col_list}) FROM STDIN"), lnglat_idx)?,
+        None => stream_rows(client, &format!("SELECT {select} FROM ({src}) s{filter}"), &format!("COPY {copy_target} ({col_list}) FROM STDIN"), names.len(), lnglat_idx)?,
     };
 
     if !direct {
@@ -248,16 +250,23 @@ pub fn run(args: &PushArgs, client: &Client, prev_wm: Option<&str>, stage: &str)
 
 /// Streams the cursor's rows as COPY text into one `/copyfrom` request (rolling over to a new
 /// one before CARTO's size limit, with a NOTICE). Returns the rows CARTO confirmed.
-fn stream_rows(client: &Client, select: &str, copy_sql: &str, lnglat: Option<(usize, usize)>) -> FdwResult<i64> {
-    let mut copy = client.copy_from(copy_sql);
+fn stream_rows(client: &Client, select: &str, copy_sql: &str, columns: usize, lnglat: Option<(usize, usize)>) -> FdwResult<i64> {
+    // Each request's COPY is tagged, and an ERROR (cancel, timeout, a bad row) hands the open
+    // upload to the transaction's abort, which ends it with a poison line (fdw/xact.rs).
+    let open = || client.copy_from(&crate::fdw::uploads::tag_copy(copy_sql).0);
+    let mut copy = Orphanable { copy: Some(open()), columns };
     let mut total: i64 = 0;
     let mut requests = 1;
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut pending_rows: u64 = 0;
     Spi::connect(|c| -> FdwResult<()> {
-        let mut cursor = c.try_open_cursor(select, &[]).map_err(|e| FdwError::internal(format!("reading the source: {e}")))?;
+        // The `::text` casts of the select list run when rows are fetched: the cursor is opened
+        // and every FETCH runs under the transmission modes, so the text CARTO gets is portable.
+        let mut cursor = with_transmission_modes(|| c.try_open_cursor(select, &[]))
+            .map_err(|e| FdwError::internal(format!("reading the source: {e}")))?;
         loop {
-            let table = cursor.fetch(2000).map_err(|e| FdwError::internal(format!("reading the source: {e}")))?;
+            let table = with_transmission_modes(|| cursor.fetch(2000))
+                .map_err(|e| FdwError::internal(format!("reading the source: {e}")))?;
             if table.is_empty() {
                 break;
             }
@@ -279,10 +288,10 @@ fn stream_rows(client: &Client, select: &str, copy_sql: &str, lnglat: Option<(us
             }
             if buf.len() >= 1 << 20 {
                 let data = Bytes::from(std::mem::take(&mut buf));
-                block_on(copy.send(data, pending_rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
+                block_on(copy.get()?.send(data, pending_rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
                 pending_rows = 0;
-                if copy.needs_rollover() {
-                    let done = std::mem::replace(&mut copy, client.copy_from(copy_sql));
+                if copy.get()?.needs_rollover() {
+                    let done = std::mem::replace(&mut copy.copy, Some(open())).ok_or_else(|| FdwError::internal("upload lost"))?;
                     total += block_on(done.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
                     requests += 1;
                 }
@@ -291,13 +300,35 @@ fn stream_rows(client: &Client, select: &str, copy_sql: &str, lnglat: Option<(us
         Ok(())
     })?;
     if pending_rows > 0 {
-        block_on(copy.send(Bytes::from(buf), pending_rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
+        block_on(copy.get()?.send(Bytes::from(buf), pending_rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
     }
-    total += block_on(copy.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
+    let last = copy.copy.take().ok_or_else(|| FdwError::internal("upload lost"))?;
+    total += block_on(last.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
     if requests > 1 {
         pgrx::notice!("carto_fdw: the rows went to CARTO in {requests} COPY requests (each request is its own remote transaction)");
     }
     Ok(total)
+}
+
+/// An upload that, dropped before it is finished (an ERROR unwinding), is handed to the transaction's
+/// abort to be ended with a poison line rather than left to CARTO noticing a closed connection.
+struct Orphanable {
+    copy: Option<carto_client::CopyIn>,
+    columns: usize,
+}
+
+impl Orphanable {
+    fn get(&mut self) -> FdwResult<&mut carto_client::CopyIn> {
+        self.copy.as_mut().ok_or_else(|| FdwError::internal("upload lost"))
+    }
+}
+
+impl Drop for Orphanable {
+    fn drop(&mut self) {
+        if let Some(c) = self.copy.take() {
+            crate::fdw::xact::adopt_orphan(c, self.columns);
+        }
+    }
 }
 
 /// One remote transaction: the staged rows into the target, the ledger's watermark, the staging

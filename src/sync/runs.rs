@@ -1,9 +1,10 @@
-//! The bookkeeping of a sync run: the advisory lock that keeps two runs of one sync apart, the
+//! The bookkeeping of a sync run: the lock that keeps two runs of one sync apart, the
 //! record in `carto.sync_runs`, and the subtransaction that lets a failed run be recorded.
 
 use pgrx::pg_sys;
 use pgrx::{PgTryBuilder, Spi};
 
+use crate::pg::bookkeeping;
 use crate::pg::error::{mask_secrets, FdwError, FdwResult};
 
 /// What a run ended as.
@@ -23,15 +24,32 @@ pub struct RunInfo<'a> {
     pub watermark_from: Option<&'a str>,
 }
 
-/// Takes the sync's advisory lock for the rest of the transaction. Returns false when another
-/// run holds it and `wait` is false.
+/// Takes the sync's lock for the rest of the transaction. Returns false when another run holds it
+/// and `wait` is false.
+///
+/// The lock is a row lock on the (role, sync) row of carto.sync_locks, taken as the table's owner:
+/// syncs of different roles never share a lock, and no other role can take it (an advisory lock
+/// could be taken by anyone who guessed or saw its key in pg_locks, making scheduled runs skip).
 pub fn lock(name: &str, wait: bool) -> FdwResult<bool> {
-    let f = if wait { "pg_advisory_xact_lock" } else { "pg_try_advisory_xact_lock" };
-    let sql = format!("SELECT {f}(hashtextextended('carto_fdw sync ' || $1, 0))::text");
-    let got: Option<String> = Spi::get_one_with_args(&sql, &[name.into()])
-        .map_err(|e| FdwError::internal(format!("advisory lock: {e}")))?;
-    // pg_advisory_xact_lock returns void (text ''), the try form 'true'/'false'.
-    Ok(got.as_deref() != Some("false"))
+    let role = bookkeeping::caller();
+    bookkeeping::as_owner_of("sync_locks", || {
+        Spi::run_with_args(
+            "INSERT INTO carto.sync_locks (role_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[role.into(), name.into()],
+        )
+        .map_err(|e| FdwError::internal(format!("sync lock: {e}")))?;
+        let sql = format!(
+            "SELECT true FROM carto.sync_locks WHERE role_id = $1 AND name = $2 FOR UPDATE{}",
+            if wait { "" } else { " SKIP LOCKED" }
+        );
+        let got: Option<bool> = Spi::get_one_with_args(&sql, &[role.into(), name.into()])
+            .or_else(|e| match e {
+                pgrx::spi::Error::InvalidPosition => Ok(None),
+                e => Err(e),
+            })
+            .map_err(|e| FdwError::internal(format!("sync lock: {e}")))?;
+        Ok(got == Some(true))
+    })
 }
 
 /// Takes the sync's lock; when another run holds it (and `wait` is false), records a skipped run,
@@ -46,16 +64,20 @@ pub fn lock_or_skip(info: &RunInfo, started: &str, wait: bool) -> FdwResult<bool
     Ok(false)
 }
 
-/// The watermark reached by the last successful run of the sync, if any.
+/// The watermark reached by the last successful run of the caller's sync, if any.
 pub fn last_watermark(name: &str) -> FdwResult<Option<String>> {
-    Spi::get_one_with_args::<String>(
-        // A scalar subquery: always one row (get_one errors on none).
-        "SELECT (SELECT watermark_to FROM carto.sync_runs WHERE name = $1 AND status = 'succeeded' AND watermark_to IS NOT NULL ORDER BY run_id DESC LIMIT 1)",
-        &[name.into()],
-    )
-    .map_err(|e| FdwError::internal(format!("reading carto.sync_runs: {e}")))
+    let role = bookkeeping::caller();
+    bookkeeping::as_owner_of("sync_runs", || {
+        Spi::get_one_with_args::<String>(
+            // A scalar subquery: always one row (get_one errors on none).
+            "SELECT (SELECT watermark_to FROM carto.sync_runs WHERE role_id = $2 AND name = $1 AND status = 'succeeded' AND watermark_to IS NOT NULL ORDER BY run_id DESC LIMIT 1)",
+            &[name.into(), role.into()],
+        )
+        .map_err(|e| FdwError::internal(format!("reading carto.sync_runs: {e}")))
+    })
 }
 
+/// Records a run as the caller's row (written as the table's owner: crate::pg::bookkeeping).
 pub fn record(
     info: &RunInfo,
     started: &str,
@@ -65,29 +87,39 @@ pub fn record(
 ) -> FdwResult<()> {
     let rows = outcome.map(|o| o.rows);
     let wm_to = outcome.and_then(|o| o.watermark_to.clone());
-    Spi::run_with_args(
-        "INSERT INTO carto.sync_runs (name, direction, mode, server, source, target, started_at, finished_at, rows, status, error, watermark_from, watermark_to) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz, clock_timestamp(), $8, $9, $10, $11, $12)",
-        &[
-            info.name.into(),
-            info.direction.into(),
-            info.mode.into(),
-            info.server.into(),
-            info.source.into(),
-            info.target.into(),
-            started.into(),
-            rows.into(),
-            status.into(),
-            error.map(mask_secrets).into(),
-            info.watermark_from.into(),
-            wm_to.into(),
-        ],
-    )
-    .map_err(|e| FdwError::internal(format!("recording the run in carto.sync_runs: {e}")))
+    let role = bookkeeping::caller();
+    let role_name = bookkeeping::caller_name();
+    bookkeeping::as_owner_of("sync_runs", || {
+        Spi::run_with_args(
+            "INSERT INTO carto.sync_runs (name, direction, mode, server, source, target, started_at, finished_at, rows, status, error, watermark_from, watermark_to, run_by, role_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz, clock_timestamp(), $8, $9, $10, $11, $12, $13, $14)",
+            &[
+                info.name.into(),
+                info.direction.into(),
+                info.mode.into(),
+                info.server.into(),
+                info.source.into(),
+                info.target.into(),
+                started.into(),
+                rows.into(),
+                status.into(),
+                error.map(mask_secrets).into(),
+                info.watermark_from.into(),
+                wm_to.into(),
+                role_name.as_str().into(),
+                role.into(),
+            ],
+        )
+        .map_err(|e| FdwError::internal(format!("recording the run in carto.sync_runs: {e}")))
+    })
 }
 
 pub fn now_text() -> String {
-    Spi::get_one::<String>("SELECT clock_timestamp()::text").ok().flatten().unwrap_or_default()
+    // Read back as timestamptz later: ISO, so the round trip holds under any DateStyle.
+    crate::pg::typeio::with_transmission_modes(|| Spi::get_one::<String>("SELECT clock_timestamp()::text"))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// Runs `work` in a subtransaction. On an ERROR the subtransaction is rolled back (undoing every

@@ -27,6 +27,7 @@ PREFIX = "fid"
 DEMO_KEY = "demo-master-key-0123456789"
 DEMO_READER_KEY = "demo-reader-key-0123456789"
 DEMO_WRITER_KEY = "demo-writer-key-0123456789"
+DEMO_MAPS_KEY = "demo-maps-key-0123456789"      # a regular key without the SQL grant (maps only)
 FREE_KEY = "free-master-key-0123456789"
 ALICE_KEY = "alice-master-key-0123456789"
 
@@ -159,6 +160,11 @@ name = "writer"
 token = "{writer_key}"
 grants = [{{ table = "writer_table", privileges = ["select", "insert", "update"] }}]
 
+[[users.keys]]
+name = "maps"
+token = "{maps_key}"
+sql = false
+
 [[users]]
 name = "freebie"
 plan = "free"
@@ -190,7 +196,7 @@ def sim():
         cfg_path = os.path.join(workdir, "sim.toml")
         with open(cfg_path, "w") as f:
             f.write(CONFIG.format(port=port, pg_port=pg_port, prefix=PREFIX, demo_key=DEMO_KEY,
-                                  reader_key=DEMO_READER_KEY, writer_key=DEMO_WRITER_KEY, free_key=FREE_KEY, alice_key=ALICE_KEY))
+                                  reader_key=DEMO_READER_KEY, writer_key=DEMO_WRITER_KEY, maps_key=DEMO_MAPS_KEY, free_key=FREE_KEY, alice_key=ALICE_KEY))
         with open(log_path, "ab") as log:
             p = subprocess.run([SIM_BIN, "setup", "--config", cfg_path], stdout=log, stderr=subprocess.STDOUT,
                                timeout=600)

@@ -14,7 +14,7 @@ from carto.auth import APIKeyAuthClient
 from carto.exceptions import CartoException, CartoRateLimitException
 from carto.sql import BatchSQLClient, CopySQLClient, SQLClient
 
-from conftest import ALICE_KEY, DEMO_KEY, DEMO_READER_KEY, DEMO_WRITER_KEY, FREE_KEY
+from conftest import ALICE_KEY, DEMO_KEY, DEMO_MAPS_KEY, DEMO_READER_KEY, DEMO_WRITER_KEY, FREE_KEY
 
 warnings.filterwarnings("ignore", message=".*unencrypted API key.*")
 
@@ -152,6 +152,43 @@ def test_sql_unknown_key_unknown_user_and_permissions(sim):
         reader.send("INSERT INTO reader_table (name) VALUES ('nope')")
     assert type(inner(ei)).__name__ == "ForbiddenErrorException"
     assert sim.psql("SELECT count(*) FROM reader_table").strip() == "1"
+
+
+def test_key_without_the_sql_grant_is_forbidden_everywhere(sim):
+    """A maps-only key (no SQL grant): CARTO answers 403 {"error":["forbidden"]} on every SQL API request.
+    carto-python raises pyrestcli's ForbiddenErrorException ("Access denied": the body is not read), except copyto,
+    which reports "403 Client Error: forbidden"."""
+    sim.clear_log()
+    calls = (lambda a: SQLClient(a).send("SELECT 1"),
+             lambda a: SQLClient(a).send("SELECT 1", do_post=False),
+             lambda a: BatchSQLClient(a).create(["SELECT 1"]),
+             lambda a: CopySQLClient(a).copyfrom("COPY reader_table (name) FROM stdin", [b"x\n"]))
+    for call in calls:
+        with pytest.raises(CartoException) as ei:
+            call(auth(sim, key=DEMO_MAPS_KEY))
+        e = inner(ei)
+        assert type(e).__name__ == "ForbiddenErrorException", repr(e)
+        assert e.args[0] == "Access denied"
+    with pytest.raises(CartoException) as ei:
+        CopySQLClient(auth(sim, key=DEMO_MAPS_KEY)).copyto("COPY reader_table TO stdout")
+    assert str(ei.value) == "403 Client Error: forbidden"
+    assert sim.psql("SELECT count(*) FROM reader_table").strip() == "1"
+    groups = sorted((e["group"], e["status"]) for e in sim.requests_log())
+    assert groups == [("copy_from", 403), ("copy_to", 403), ("job_create", 403), ("query", 403), ("query", 403)]
+
+
+def test_sql_csv_download(sim, unique):
+    """format=csv comes back raw (not parsed as JSON), every line ended with CRLF, values as CSV quotes them."""
+    sql = SQLClient(auth(sim))
+    sql.send(f"CREATE TABLE {unique} (cartodb_id int PRIMARY KEY, name text); "
+             f"INSERT INTO {unique} VALUES (1, 'plain'), (2, 'a, \"quoted\" one'), (3, NULL)")
+    body = sql.send(f"SELECT cartodb_id, name FROM {unique} ORDER BY 1", format="csv")
+    assert isinstance(body, bytes)
+    assert body == b'cartodb_id,name\r\n1,plain\r\n2,"a, ""quoted"" one"\r\n3,\r\n'
+    import csv
+    rows = list(csv.reader(io.StringIO(body.decode(), newline="")))
+    assert rows == [["cartodb_id", "name"], ["1", "plain"], ["2", 'a, "quoted" one'], ["3", ""]]
+    assert sql.send(f"SELECT name FROM {unique} ORDER BY 1", format="csv", do_post=False).startswith(b"name\r\n")
 
 
 def test_cloud_style_host_routing_and_v1(sim, monkeypatch):

@@ -143,10 +143,18 @@ impl BatchJob {
             query: v.get("query").cloned().unwrap_or(Value::Null),
             created_at: s("created_at"),
             updated_at: s("updated_at"),
-            failed_reason: s("failed_reason"),
+            // The fallback form has no top-level failed_reason: the failed query's own says why.
+            failed_reason: s("failed_reason").or_else(|| fallback_failed_reason(&v)),
             raw: v,
         })
     }
+}
+
+/// The failed_reason of the first failed query of a job in the fallback form (`{"query":{"query":[..]}}`).
+fn fallback_failed_reason(v: &Value) -> Option<String> {
+    v.get("query")?.get("query")?.as_array()?.iter().find_map(|q| {
+        (q.get("status").and_then(Value::as_str) == Some("failed")).then(|| q.get("failed_reason").and_then(Value::as_str).map(str::to_string)).flatten()
+    })
 }
 
 impl Client {
@@ -257,5 +265,18 @@ mod tests {
         .unwrap();
         assert_eq!(j.status, JobStatus::Failed);
         assert_eq!(j.failed_reason.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn the_fallback_form_takes_its_failed_reason_from_the_failed_query() {
+        // CARTO's fallback form has no top-level failed_reason (carto-sql-api.md 11.8).
+        let j = BatchJob::parse(
+            Endpoint::BatchRead,
+            br#"{"job_id":"j1","status":"failed","query":{"query":[{"query":"a","status":"done"},{"query":"b","status":"failed","failed_reason":"division by zero","fallback_status":"done"}],"onerror":"x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(j.failed_reason.as_deref(), Some("division by zero"));
+        let j = BatchJob::parse(Endpoint::BatchRead, br#"{"job_id":"j1","status":"done","query":{"query":[{"query":"a","status":"done"}]}}"#).unwrap();
+        assert_eq!(j.failed_reason, None);
     }
 }

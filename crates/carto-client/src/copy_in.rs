@@ -10,6 +10,12 @@
 //! * ends the body with an error, never with a clean end, when it is dropped or aborted, so the connection
 //!   breaks and CARTO rolls the COPY back. Copy requests carry `Connection: close`: their connection is never
 //!   reused, whether they failed or not.
+//!
+//! Breaking the connection is not a reliable abort on CARTO's server: a client that leaves in the first
+//! milliseconds of an upload is never noticed, and the COPY stays open holding its table lock (section 11 of
+//! the protocol notes). [`CopyIn::abort_gracefully`] ends an upload deterministically instead: a line the COPY
+//! must reject, a properly finished gzip stream and the body's end, so CARTO's COPY fails by itself; then a
+//! bounded wait for CARTO's answer, and the connection is closed.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -44,6 +50,22 @@ pub struct CopyInSummary {
 enum In {
     Data(Bytes),
     Finish(u64),
+    /// End the upload with this line (one CARTO must reject), so the COPY fails and rolls back.
+    Poison(Bytes),
+}
+
+/// How [`CopyIn::abort_gracefully`] ended an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AbortOutcome {
+    /// Nothing had been sent: there was no request.
+    NothingSent,
+    /// The upload had already failed (CARTO rejected it or the connection broke): nothing to end.
+    AlreadyEnded,
+    /// CARTO answered with the COPY's error (its message): the COPY is over and rolled back.
+    Rejected(String),
+    /// No answer within the wait (or the connection broke): the poisoned body may still be on its way;
+    /// the connection was closed. When the poison line was sent, CARTO's COPY fails when it reads it.
+    Unconfirmed(String),
 }
 
 enum BodyMsg {
@@ -231,6 +253,41 @@ impl CopyIn {
     pub fn abort(self) {
         drop(self)
     }
+
+    /// End the upload so that CARTO's COPY fails by itself: `poison` (whole lines CARTO must reject, e.g.
+    /// [`crate::copy_text::poison_line`]) after the rows sent, a finished gzip stream and the body's end;
+    /// then wait at most `wait` for CARTO's answer, and close the connection (never reused). Unlike
+    /// dropping, this does not rely on CARTO noticing a closed connection. Everything is bounded by `wait`,
+    /// so it may be called where the caller cannot be interrupted.
+    pub async fn abort_gracefully(mut self, poison: Bytes, wait: Duration) -> AbortOutcome {
+        let deadline = Instant::now() + wait;
+        if self.failed.is_some() {
+            return AbortOutcome::AlreadyEnded;
+        }
+        let Some(mut run) = self.run.take() else {
+            return AbortOutcome::NothingSent;
+        };
+        if poison.last() != Some(&b'\n') {
+            // Not a whole line: it could merge with nothing and prove nothing; break the connection instead.
+            return AbortOutcome::Unconfirmed("the poison is not a whole line".into());
+        }
+        match tokio::time::timeout_at(deadline, run.tx.send(In::Poison(poison))).await {
+            Ok(Ok(())) => {}
+            // The pump already ended: the upload failed (or the answer is there) — see what it said.
+            Ok(Err(_)) => {}
+            Err(_) => return AbortOutcome::Unconfirmed("the upload did not take the poison line in time".into()),
+        }
+        // `run` (and its task) is dropped on every return below: the connection is closed.
+        match tokio::time::timeout_at(deadline, &mut run.task.0).await {
+            // A success answer (CARTO took the poisoned body whole) comes back as a row-count mismatch.
+            Ok(Ok(Err(e))) if e.kind == ErrorKind::RowCountMismatch => AbortOutcome::Unconfirmed(e.message),
+            Ok(Ok(Err(e))) if e.status.is_some() => AbortOutcome::Rejected(e.message),
+            Ok(Ok(Err(e))) => AbortOutcome::Unconfirmed(e.message),
+            Ok(Ok(Ok(n))) => AbortOutcome::Unconfirmed(format!("CARTO reported {n} rows copied")),
+            Ok(Err(j)) => AbortOutcome::Unconfirmed(format!("upload task failed: {j}")),
+            Err(_) => AbortOutcome::Unconfirmed(format!("no answer from CARTO within {} ms", wait.as_millis())),
+        }
+    }
 }
 
 impl Drop for CopyIn {
@@ -378,6 +435,19 @@ impl Pump {
                             }
                             self.raw_done.fetch_add(b.len() as u64, Ordering::Relaxed);
                         }
+                        Some(In::Poison(line)) => {
+                            // The rows sent so far, then a line the COPY rejects, then a proper end: CARTO's
+                            // COPY fails by itself. Never replayed, whatever CARTO answers.
+                            enc.write_all(&line).map_err(gz_err)?;
+                            enc.try_finish().map_err(gz_err)?;
+                            let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
+                            produced += out.len() as u64;
+                            self.compressed.store(produced, Ordering::Relaxed);
+                            out_q.push_back(Bytes::from(out));
+                            replayable = false;
+                            replay = Vec::new();
+                            rows_expected = Some(u64::MAX);
+                        }
                         Some(In::Finish(rows)) => {
                             enc.try_finish().map_err(gz_err)?;
                             let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
@@ -475,7 +545,7 @@ impl Pump {
 
     fn check_answer(&self, status: u16, body: &[u8], rows_sent: u64) -> Result<u64> {
         if let Some(p) = parse_error_body(body) {
-            return Err(Error::from_body_error(Endpoint::CopyFrom, p));
+            return Err(Error::from_body_error(Endpoint::CopyFrom, p).with_status(status));
         }
         let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
             Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, format!("malformed answer to the upload: {e}"))

@@ -255,6 +255,16 @@ where
     out.push(b'\n');
 }
 
+/// A COPY text line that PostgreSQL always rejects for a COPY of `columns` columns: one field more
+/// than the column list (`extra data after last expected column`), checked before any value is read.
+/// Used to end an upload that must not commit so that the server's COPY fails by itself (see
+/// `CopyIn::abort_gracefully`).
+pub fn poison_line(columns: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 * (columns + 1));
+    encode_row(std::iter::repeat_n(None, columns + 1), &mut out);
+    out
+}
+
 /// The lines of a chunk of whole lines, each without its `\n`. A last line without `\n` is yielded too.
 pub fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = chunk;

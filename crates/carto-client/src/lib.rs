@@ -24,7 +24,7 @@ mod stats;
 pub use batch::{BatchJob, BatchJobRequest, BatchQuery, JobStatus};
 pub use client::Client;
 pub use config::{ApiKey, ClientConfig, DEFAULT_COPYFROM_MAX_BYTES};
-pub use copy_in::{CopyIn, CopyInSummary};
+pub use copy_in::{AbortOutcome, CopyIn, CopyInSummary};
 pub use copy_out::CopyOutStream;
 pub use error::{Endpoint, Error, ErrorKind, RateLimit, Result};
 pub use query::{FieldInfo, QueryResponse};

@@ -510,6 +510,64 @@ async fn copy_from_abort_and_drop_roll_back() {
     assert_eq!(ok(up.finish().await).total_rows, 10);
 }
 
+/// COPYs still running on the sim's database for `table`, as pg_stat_activity shows them.
+fn open_copies(sim: &TestSim, table: &str) -> i64 {
+    sim.psql_admin(
+        "demo",
+        &format!("select count(*) from pg_stat_activity where query ilike 'COPY {table} %' and state <> 'idle' and pid <> pg_backend_pid()"),
+    )
+    .unwrap()[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_abort_gracefully_ends_the_copy() {
+    use carto_client::AbortOutcome;
+    let sim = TestSim::start_default();
+    create_t(&sim, "tg");
+    let c = demo(&sim);
+    let poison = || Bytes::from(copy_text::poison_line(2));
+    assert_eq!(poison(), Bytes::from_static(b"\\N\t\\N\t\\N\n"));
+    // Right after the first rows (inside the server's race window), and after a while.
+    for (i, pause_ms) in [0u64, 0, 50, 300].into_iter().enumerate() {
+        let mut up = c.copy_from("COPY tg (id, t) FROM STDIN");
+        ok(up.send(make_rows(0, 2000), 2000).await);
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        let t0 = Instant::now();
+        let out = up.abort_gracefully(poison(), Duration::from_secs(2)).await;
+        assert!(t0.elapsed() < Duration::from_millis(2500), "case {i}: the wait is bounded");
+        match &out {
+            AbortOutcome::Rejected(m) => assert!(m.contains("extra data after last expected column"), "case {i}: {m}"),
+            other => panic!("case {i}: expected CARTO's rejection, got {other:?}"),
+        }
+        assert_eq!(count(&sim, "tg"), 0, "case {i}");
+        assert_eq!(open_copies(&sim, "tg"), 0, "case {i}");
+    }
+    // Nothing sent: no request.
+    sim.admin().clear_log();
+    let up = c.copy_from("COPY tg (id, t) FROM STDIN");
+    assert_eq!(up.abort_gracefully(poison(), Duration::from_secs(1)).await, AbortOutcome::NothingSent);
+    assert!(sim.admin().log().iter().all(|e| !e.path.ends_with("/copyfrom")));
+    // CARTO not answering: the wait is bounded all the same.
+    sim.admin().fault(FaultSpec { group: Some("copy_from".into()), latency_ms: Some(3000), ..fault_spec() });
+    let mut up = c.copy_from("COPY tg (id, t) FROM STDIN");
+    ok(up.send(make_rows(0, 10), 10).await);
+    let t0 = Instant::now();
+    let out = up.abort_gracefully(poison(), Duration::from_millis(500)).await;
+    assert!(t0.elapsed() < Duration::from_millis(1500), "{:?}", t0.elapsed());
+    assert!(matches!(out, AbortOutcome::Unconfirmed(_)), "{out:?}");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(count(&sim, "tg"), 0);
+    assert_eq!(open_copies(&sim, "tg"), 0);
+    // The table is not locked: a new upload goes through.
+    let mut up = c.copy_from("COPY tg (id, t) FROM STDIN");
+    ok(up.send(make_rows(0, 10), 10).await);
+    assert_eq!(ok(up.finish().await).total_rows, 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_from_row_count_mismatch() {
     let sim = TestSim::start_default();

@@ -484,13 +484,11 @@ AS $$
 DECLARE
   t text;
 BEGIN
-  -- Only the triggers that exist: DROP TRIGGER IF EXISTS would emit a "does not exist, skipping"
-  -- NOTICE per missing trigger, which CARTO's cartodbfy does not (on a fresh table it is quiet).
-  FOR t IN SELECT tgname FROM pg_catalog.pg_trigger
-           WHERE tgrelid = reloid AND NOT tgisinternal
-             AND tgname IN ('track_updates', 'update_the_geom_webmercator_trigger', 'test_quota',
-                            'test_quota_per_row') LOOP
-    EXECUTE format('DROP TRIGGER %I ON %s', t, reloid);
+  -- As cartodb-postgresql: DROP TRIGGER IF EXISTS, in this order, so a new table gets PostgreSQL's four
+  -- 'trigger "..." for relation "..." does not exist, skipping' notices, as on CARTO (carto-sql-api.md 11.6).
+  FOREACH t IN ARRAY ARRAY['track_updates', 'update_the_geom_webmercator_trigger', 'test_quota',
+                           'test_quota_per_row'] LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', t, reloid);
   END LOOP;
 END
 $$ LANGUAGE plpgsql VOLATILE;

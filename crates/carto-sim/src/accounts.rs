@@ -22,6 +22,8 @@ pub struct KeyAccount {
     pub role: String,
     pub grants: Vec<GrantConfig>,
     pub schema_create: bool,
+    /// The key may use the SQL API (a maps-only key may not).
+    pub sql: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -44,14 +46,15 @@ pub struct Account {
 
 impl Account {
     /// Which role a token maps to, if any.
-    pub fn role_for_token(&self, token: &str) -> Option<(KeyKind, String)> {
+    /// Kind, role and SQL grant of a token, if it is one of this account's keys.
+    pub fn key_for_token(&self, token: &str) -> Option<(KeyKind, String, bool)> {
         if crate::auth::ct_eq(token, &self.master_key) {
-            return Some((KeyKind::Master, self.owner_role.clone()));
+            return Some((KeyKind::Master, self.owner_role.clone(), true));
         }
         self.keys
             .iter()
             .find(|k| crate::auth::ct_eq(token, &k.token))
-            .map(|k| (KeyKind::Regular, k.role.clone()))
+            .map(|k| (KeyKind::Regular, k.role.clone(), k.sql))
     }
     pub fn search_path(&self) -> String {
         if self.schema == "public" {
@@ -132,6 +135,7 @@ pub fn accounts(config: &Config) -> HashMap<String, Account> {
                     role: key_role(p, &u.name, &k.name),
                     grants: k.grants.clone(),
                     schema_create: k.schema_create,
+                    sql: k.sql,
                 })
                 .collect(),
             setup_sql: u.setup_sql.clone(),

@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// How long ending open COPYs may take before the admin API answers anyway.
+const END_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn ok(v: Value) -> Response {
     json_response(StatusCode::OK, v.to_string())
 }
@@ -95,6 +98,21 @@ pub async fn handle(state: Arc<AppState>, req: Request) -> Response {
         (Method::POST, ["grants"]) => match crate::setup::reapply_grants(&state.config).await {
             Ok(w) => ok(json!({"ok": true, "warnings": w})),
             Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
+        (Method::GET, ["open_copies"]) => {
+            let l = state.open_copies.list();
+            ok(json!({"count": l.len(), "open_copies": l}))
+        }
+        (Method::DELETE, ["open_copies"]) => {
+            let n = state.open_copies.end(None, END_WAIT).await;
+            ok(json!({"ended": n}))
+        }
+        (Method::DELETE, ["open_copies", id]) => match id.parse::<u64>() {
+            Ok(id) => match state.open_copies.end(Some(id), END_WAIT).await {
+                0 => err(StatusCode::NOT_FOUND, format!("no open COPY {id}")),
+                n => ok(json!({"ended": n})),
+            },
+            Err(_) => err(StatusCode::BAD_REQUEST, format!("bad id {id}")),
         },
         (Method::POST, ["pool", "clear"]) => {
             state.pool.clear();

@@ -65,8 +65,10 @@ pub fn authorize(account: &Account, creds: &Credentials, master_only: bool) -> R
     }
     let auth = match &creds.token {
         None => Authorized { kind: KeyKind::DefaultPublic, role: PUBLIC_ROLE.to_string() },
-        Some(t) => match account.role_for_token(t) {
-            Some((kind, role)) => Authorized { kind, role },
+        Some(t) => match account.key_for_token(t) {
+            Some((kind, role, true)) => Authorized { kind, role },
+            // A key without the SQL grant (CARTO's maps-only keys).
+            Some((_, _, false)) => return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden")),
             None => return Err(ApiError::unauthorized()),
         },
     };

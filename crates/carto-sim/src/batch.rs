@@ -105,6 +105,10 @@ impl Job {
                 }
             }
             o.insert("status".into(), json!(q.status.as_str()));
+            // Items of a plain array job carry only query and status (as CARTO's).
+            if !fallback {
+                return Value::Object(o);
+            }
             if let Some(s) = &q.started_at {
                 o.insert("started_at".into(), json!(s));
             }
@@ -137,7 +141,8 @@ impl Job {
         m.insert("query".into(), query);
         m.insert("created_at".into(), json!(self.created_at));
         m.insert("updated_at".into(), json!(self.updated_at));
-        if let Some(s) = &self.failed_reason {
+        // The fallback form reports failures per query only.
+        if let Some(s) = self.failed_reason.as_ref().filter(|_| self.shape != Shape::Fallback) {
             m.insert("failed_reason".into(), json!(s));
         }
         if let Some(s) = self.fallback_status {
@@ -227,26 +232,34 @@ fn parse_query(v: &Value) -> Option<Parsed> {
     }
 }
 
-pub async fn create(ctx: Ctx) -> Response {
-    let state = &ctx.state;
-    let limits = state.limits();
-    // CARTO measures JSON.stringify(req.body).
-    let payload = match &ctx.json_body {
+/// CARTO's payload limit of job creation, on `JSON.stringify(req.body)`; checked before the rate limit.
+pub fn check_payload(
+    json_body: Option<&Value>,
+    params: &HashMap<String, String>,
+    query: &HashMap<String, String>,
+    max: usize,
+) -> Result<(), ApiError> {
+    let payload = match json_body {
         Some(v) => v.to_string(),
         None => {
-            let body: Map<String, Value> = ctx.params.iter().filter(|(k, _)| !ctx.query.contains_key(*k)).map(|(k, v)| (k.clone(), json!(v))).collect();
+            let body: Map<String, Value> = params.iter().filter(|(k, _)| !query.contains_key(*k)).map(|(k, v)| (k.clone(), json!(v))).collect();
             Value::Object(body).to_string()
         }
     };
-    if payload.len() > limits.batch_max_payload {
-        return ApiError::bad_request(format!(
+    if payload.len() > max {
+        return Err(ApiError::bad_request(format!(
             "Your payload is too large: {} bytes. Max size allowed is {} bytes ({}kb). Are you trying to import data?. Please, check out import api http://docs.cartodb.com/cartodb-platform/import-api/",
             payload.len(),
-            limits.batch_max_payload,
-            (limits.batch_max_payload as f64 / 1024.0).round()
-        ))
-        .into_response();
+            max,
+            (max as f64 / 1024.0).round()
+        )));
     }
+    Ok(())
+}
+
+pub async fn create(ctx: Ctx) -> Response {
+    let state = &ctx.state;
+    let limits = state.limits();
     let qv = match &ctx.json_body {
         Some(v) => v.get("query").cloned(),
         None => ctx.params.get("query").map(|s| json!(s)),
@@ -389,6 +402,10 @@ async fn cancellable(client: &Client, token: &CancelToken, notify: &Notify, sql:
 /// Kept for symmetry with `serve`: the worker starts on demand, nothing runs at startup.
 pub fn start_worker(_state: Arc<AppState>) {}
 
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+}
+
 fn template(s: &str, job_id: &str, error: Option<&str>) -> String {
     s.replace("<%= job_id %>", job_id).replace("<%= error_message %>", error.unwrap_or(""))
 }
@@ -436,18 +453,22 @@ async fn run_job(state: &Arc<AppState>, id: &str) {
             Ok(()) => cancellable(&conn.client, &conn.cancel, &notify, &q.query).await,
             Err(e) => Err(e),
         };
-        let err = res.err().map(|e| e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()));
+        let err = res.err().map(|e| pg_message(&e));
         if cancelled(&batch) {
             break;
         }
         // Per-query fallbacks.
         let mut fb_status = None;
+        let mut fb_err = None;
         let fb = match &err {
             None => q.onsuccess.as_ref().map(|s| template(s, id, None)),
             Some(e) => q.onerror.as_ref().map(|s| template(s, id, Some(e))),
         };
         if let Some(sql) = fb {
-            fb_status = Some(if conn.client.batch_execute(&sql).await.is_ok() { Status::Done } else { Status::Failed });
+            // `<%= error_message %>` is pasted as is (unquoted), so such a fallback usually fails: CARTO then
+            // reports the fallback's error as the query's failed_reason.
+            fb_err = conn.client.batch_execute(&sql).await.err().map(|e| pg_message(&e));
+            fb_status = Some(if fb_err.is_none() { Status::Done } else { Status::Failed });
         } else if q.fallback_status.is_some() {
             fb_status = Some(Status::Skipped);
         }
@@ -455,7 +476,7 @@ async fn run_job(state: &Arc<AppState>, id: &str) {
             let it = &mut j.queries[i];
             it.ended_at = Some(now_iso());
             it.status = if err.is_some() { Status::Failed } else { Status::Done };
-            it.failed_reason = err.clone();
+            it.failed_reason = fb_err.clone().or_else(|| err.clone());
             if fb_status.is_some() {
                 it.fallback_status = fb_status;
             }

@@ -97,6 +97,12 @@ pub struct Limits {
     /// An error inside the first window is then a 4xx JSON answer, and a later error drops the held rows
     /// before the appended error JSON: both as seen on CARTO (PostgreSQL/Node buffering).
     pub copyto_holdback_bytes: usize,
+    /// Reproduce CARTO's upload race (carto-sql-api.md section 11.1): a /copyfrom client that leaves before
+    /// the server listens (the COPY started, and at least `copyfrom_upload_race_window_ms` after the request
+    /// head) is never noticed; its COPY stays open until `copy_statement_timeout_ms`. On by default.
+    pub copyfrom_upload_race: bool,
+    /// The race window after the request head, milliseconds.
+    pub copyfrom_upload_race_window_ms: f64,
 }
 
 impl Default for Limits {
@@ -118,6 +124,8 @@ impl Default for Limits {
             copyfrom_bad_gzip_bug: false,
             copyfrom_request_timeout_secs: 0.0,
             copyto_holdback_bytes: 8192,
+            copyfrom_upload_race: true,
+            copyfrom_upload_race_window_ms: 5.0,
         }
     }
 }
@@ -202,6 +210,10 @@ pub struct KeyConfig {
     /// Grant CREATE on the user's schema (CARTO's "schema create" permission).
     #[serde(default)]
     pub schema_create: bool,
+    /// The key's SQL grant (CARTO's `apis: ["sql"]`). A key without it (a maps-only key) gets 403
+    /// `{"error":["forbidden"]}` on every SQL API request.
+    #[serde(default = "yes")]
+    pub sql: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

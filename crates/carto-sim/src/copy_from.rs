@@ -9,7 +9,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{SinkExt, Stream, StreamExt};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 /// Why reading the request body stopped early.
 #[derive(Debug)]
@@ -37,8 +39,35 @@ pub fn starts_with_copy(q: &str) -> bool {
     q.trim_start().get(..4).is_some_and(|s| s.eq_ignore_ascii_case("copy"))
 }
 
+type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, axum::Error>> + Send>>;
+
+/// At most this much of what had arrived when the server starts listening is taken at once (what is in the
+/// socket's buffers; more is read as it comes).
+const ARRIVED_CAP: u64 = 256 * 1024;
+/// hyper hands over what is in the socket from its connection task, not at once: what comes within this
+/// gap counts as already there.
+const DELIVERY_GAP: Duration = Duration::from_millis(2);
+
+/// What the client had sent when the server starts listening: the data that had arrived (at most `cap`
+/// bytes), and whether the body had already ended (`Some(true)`) or broken (`Some(false)`).
+async fn arrived(body: &mut axum::body::BodyDataStream, cap: u64) -> (Vec<Bytes>, Option<bool>) {
+    let (mut chunks, mut size) = (Vec::new(), 0u64);
+    while size < cap {
+        match tokio::time::timeout(DELIVERY_GAP, body.next()).await.ok() {
+            Some(Some(Ok(b))) => {
+                size += b.len() as u64;
+                chunks.push(b);
+            }
+            Some(Some(Err(_))) => return (chunks, Some(false)),
+            Some(None) => return (chunks, Some(true)),
+            None => break,
+        }
+    }
+    (chunks, None)
+}
+
 struct Guard {
-    body: axum::body::BodyDataStream,
+    body: BodyStream,
     record: std::sync::Arc<crate::request_log::Record>,
     received: u64,
     max: u64,
@@ -50,6 +79,12 @@ struct Guard {
     cut_after: Option<u64>,
     /// Node's request timeout (None = off).
     deadline: Option<Instant>,
+    /// The upload race: until this moment a client that leaves is not noticed (None = race off).
+    listen_at: Option<Instant>,
+    /// The client was gone before the server listened (the body's error follows what had arrived).
+    gone_before_listening: bool,
+    /// Told when the client left before `listen_at`; the stream then waits forever.
+    unnoticed: Arc<Notify>,
     done: bool,
 }
 
@@ -94,6 +129,12 @@ fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
                 }
                 Ok(None) => return None,
                 Ok(Some(Err(e))) => {
+                    if g.gone_before_listening || g.listen_at.is_some_and(|l| Instant::now() <= l) {
+                        // CARTO's server was not listening yet: the data that came is fed to the COPY, and
+                        // then it waits for more, forever (see upload_race).
+                        g.unnoticed.notify_one();
+                        std::future::pending::<()>().await;
+                    }
                     g.done = true;
                     return Some((Err(input_err(InputError::Client(e.to_string()))), g));
                 }
@@ -126,6 +167,16 @@ fn guarded(g: Guard) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
 }
 
 pub async fn handle(ctx: Ctx, body: Body) -> Response {
+    // On a task of its own: hyper drops a request's future when it reads the client's EOF after a complete
+    // body, and then the COPY would be rolled back; CARTO finishes it (the whole body had arrived).
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(run(ctx, body).await);
+    });
+    rx.await.unwrap_or_else(|_| cut_response())
+}
+
+async fn run(ctx: Ctx, body: Body) -> Response {
     let q = ctx.query.get("q").map(|s| s.trim().to_string()).unwrap_or_default();
     if q.is_empty() {
         return ApiError::bad_request("SQL is missing").into_response();
@@ -140,14 +191,23 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
     let limits = ctx.state.limits();
     let start = Instant::now();
+    let race = limits.copyfrom_upload_race;
 
     let conn = match ctx.state.pool.get(&ctx.account.database, &ctx.auth.role).await {
         Ok(c) => c,
         Err(e) => return crate::sql_api::connect_error(&e).into_response(),
     };
-    if let Err(e) = conn.client.batch_execute(&format!("SET statement_timeout = {}", limits.copy_statement_timeout_ms)).await {
-        return ApiError::from_pg(&e).into_response();
-    }
+    // The backend's pid names the COPY if the upload race leaves it open.
+    let pid = match conn.client.simple_query(&format!("SET statement_timeout = {}; SELECT pg_backend_pid()", limits.copy_statement_timeout_ms)).await {
+        Ok(msgs) => msgs
+            .into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse::<i32>().ok()),
+                _ => None,
+            })
+            .unwrap_or(0),
+        Err(e) => return ApiError::from_pg(&e).into_response(),
+    };
     // DB quota, as CARTO checks it before and during the load (quota 0 = unlimited).
     let remaining_quota = remaining_quota(&conn.client, &ctx.account.schema).await;
     if remaining_quota.is_some_and(|r| r <= 0) {
@@ -164,9 +224,24 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     };
     // Boxed so that dropping it really drops the sink (which then sends CopyFail).
     let mut sink = Box::pin(sink);
+    // CARTO listens for the client only from now on, and the sim at least the race window after the head.
+    let window = Duration::from_secs_f64((limits.copyfrom_upload_race_window_ms.max(0.0) / 1000.0).min(3.2e8));
+    let listen_at = race.then(|| (start + window).max(Instant::now()));
+    let unnoticed = Arc::new(Notify::new());
+    let mut body = body.into_data_stream();
+    // What the client did before the COPY started is never noticed (it had all arrived before CARTO listens).
+    // Never more than a fault or the byte limit lets through: those cut the upload where they always did.
+    let cap = ARRIVED_CAP.min(ctx.faults.cut_upload_after.unwrap_or(u64::MAX)).min(limits.copyfrom_max_bytes.saturating_add(1));
+    let (early, early_end) = if race { arrived(&mut body, cap).await } else { (Vec::new(), None) };
+    let early = futures_util::stream::iter(early.into_iter().map(Ok));
+    let body: BodyStream = match early_end {
+        None => Box::pin(early.chain(body)),
+        Some(true) => Box::pin(early),
+        Some(false) => Box::pin(early.chain(futures_util::stream::once(async { Err(axum::Error::new("connection closed before the body's end")) }))),
+    };
 
     let raw = guarded(Guard {
-        body: body.into_data_stream(),
+        body,
         record: ctx.record.clone(),
         received: 0,
         max: limits.copyfrom_max_bytes,
@@ -177,6 +252,9 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
         window_bytes: 0,
         cut_after: ctx.faults.cut_upload_after,
         deadline: (limits.copyfrom_request_timeout_secs > 0.0).then(|| start + crate::config::secs(limits.copyfrom_request_timeout_secs, 0.0)),
+        listen_at,
+        gone_before_listening: early_end == Some(false),
+        unnoticed: unnoticed.clone(),
         done: false,
     });
     let mut data: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>> = if gzip {
@@ -190,7 +268,15 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     let mut failure: Option<Response> = None;
     let mut gunzip_failed = false;
     let mut decompressed: i64 = 0;
-    while let Some(item) = data.next().await {
+    loop {
+        let item = tokio::select! {
+            item = data.next() => item,
+            _ = unnoticed.notified() => {
+                leave_open(&ctx, &q, pid, conn, sink, data, remaining_quota, decompressed);
+                return cut_response();
+            }
+        };
+        let Some(item) = item else { break };
         match item {
             Ok(b) => {
                 decompressed += b.len() as i64;
@@ -245,6 +331,35 @@ pub async fn handle(ctx: Ctx, body: Body) -> Response {
     }
     let time = crate::json_values::js_number(start.elapsed().as_millis() as f64 / 1000.0);
     crate::errors::json_response(StatusCode::OK, format!("{{\"time\":{time},\"total_rows\":{rows}}}"))
+}
+
+/// The client left before the server listened: the COPY stays open (upload_race), the request gets no answer.
+#[allow(clippy::too_many_arguments)]
+fn leave_open(
+    ctx: &Ctx,
+    q: &str,
+    pid: i32,
+    conn: crate::pool::Pooled,
+    sink: Pin<Box<tokio_postgres::CopyInSink<Bytes>>>,
+    data: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
+    remaining_quota: Option<i64>,
+    decompressed: i64,
+) {
+    ctx.record.leave_open("left open: the client left before the server listened (upload race)");
+    let limits = ctx.state.limits();
+    let k = crate::upload_race::KeepOpen {
+        state: ctx.state.clone(),
+        record: ctx.record.clone(),
+        user: ctx.account.name.clone(),
+        database: ctx.account.database.clone(),
+        role: ctx.auth.role.clone(),
+        query: q.to_string(),
+        pid,
+        remaining_quota,
+        decompressed,
+        statement_timeout: Duration::from_millis(limits.copy_statement_timeout_ms),
+    };
+    crate::upload_race::keep_open(k, conn, sink, data);
 }
 
 /// Bytes left in the user's DB quota; None when unlimited or unknown (no CDB quota functions).

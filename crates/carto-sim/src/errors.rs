@@ -10,7 +10,7 @@ pub const RATE_LIMIT_MESSAGE: &str = "You are over platform's limits. Please con
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    /// The JSON body: `{"error":[msg], "context"?, "detail"?, "hint"?}`.
+    /// The JSON body: `{"error":[msg], "detail"?, "hint"?}`, or CARTO's limit errors with `"context":"limit"`.
     pub body: Map<String, Value>,
     pub retry_after: Option<u64>,
 }
@@ -58,10 +58,9 @@ impl ApiError {
         match e.as_db_error() {
             Some(db) => {
                 let mut err = Self::from_message(db.message().to_string());
+                // Never PostgreSQL's context (`COPY t, line 2`, PL/pgSQL frames): CARTO drops it; `context` is
+                // only ever CARTO's own ("limit").
                 if err.status != StatusCode::TOO_MANY_REQUESTS {
-                    if let Some(c) = db.where_() {
-                        err.body.insert("context".into(), json!(c));
-                    }
                     if let Some(d) = db.detail() {
                         err.body.insert("detail".into(), json!(d));
                     }

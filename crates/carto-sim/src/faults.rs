@@ -27,6 +27,10 @@ pub struct FaultSpec {
     /// JSON body for `status`.
     #[serde(default)]
     pub json: Option<serde_json::Value>,
+    /// Raw body bytes for `status`, in hex (e.g. a COPY stream with bytes that are not UTF-8, for a
+    /// hostile answer to `/copyto`); sent as `application/octet-stream`.
+    #[serde(default)]
+    pub body_hex: Option<String>,
     /// Seconds for a `Retry-After` header on the `status` answer. With status 429 this makes it CARTO's
     /// rate-limit refusal (its JSON by default, plus the `Carto-Rate-Limit-*` headers); a 429 without it
     /// is the statement-timeout kind (no `Retry-After`).
@@ -72,6 +76,7 @@ pub struct Applied {
 pub struct InjectedStatus {
     pub status: u16,
     pub body: Option<String>,
+    pub body_bytes: Option<Vec<u8>>,
     pub json: Option<serde_json::Value>,
     pub retry_after: Option<u64>,
 }
@@ -91,6 +96,12 @@ impl Faults {
         }
         if spec.retry_after.is_some() && spec.status.is_none() {
             return Err("retry_after needs a status".into());
+        }
+        if let Some(h) = &spec.body_hex {
+            if spec.status.is_none() {
+                return Err("body_hex needs a status".into());
+            }
+            decode_hex(h)?;
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut l) = self.list.lock() {
@@ -131,6 +142,7 @@ impl Faults {
                     a.status = Some(InjectedStatus {
                         status: s,
                         body: f.spec.body.clone(),
+                        body_bytes: f.spec.body_hex.as_deref().and_then(|h| decode_hex(h).ok()),
                         json: f.spec.json.clone(),
                         retry_after: f.spec.retry_after,
                     });
@@ -148,4 +160,33 @@ impl Faults {
     }
 }
 
+/// Hex digits (whitespace ignored) to bytes.
+fn decode_hex(h: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = h.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !digits.len().is_multiple_of(2) {
+        return Err("body_hex needs an even number of hex digits".into());
+    }
+    digits
+        .chunks(2)
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 16).ok())
+                .ok_or_else(|| "body_hex holds a character that is not a hex digit".to_string())
+        })
+        .collect()
+}
+
 pub const HTML_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::decode_hex;
+
+    #[test]
+    fn hex_bodies() {
+        assert_eq!(decode_hex("ff fe 61\n0a").unwrap(), vec![0xff, 0xfe, 0x61, 0x0a]);
+        assert!(decode_hex("f").is_err());
+        assert!(decode_hex("zz").is_err());
+    }
+}

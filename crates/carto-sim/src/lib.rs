@@ -11,6 +11,7 @@ pub mod errors;
 pub mod faults;
 pub mod json_values;
 pub mod linger;
+pub mod outer_routes;
 pub mod pool;
 pub mod rate_limit;
 pub mod request_log;
@@ -19,6 +20,7 @@ pub mod setup;
 pub mod sql_api;
 pub mod sql_split;
 pub mod testkit;
+pub mod upload_race;
 
 pub use config::Config;
 pub use testkit::TestSim;

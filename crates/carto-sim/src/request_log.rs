@@ -20,6 +20,8 @@ pub struct Entry {
     pub bytes_out: u64,
     pub duration_ms: f64,
     pub aborted: bool,
+    /// An upload whose client left unnoticed: its COPY was left open (see upload_race).
+    pub left_open: bool,
     pub error: Option<String>,
     pub started_at: String,
 }
@@ -39,6 +41,7 @@ pub struct Record {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub aborted: AtomicBool,
+    pub left_open: AtomicBool,
     done: AtomicBool,
 }
 
@@ -51,7 +54,17 @@ impl Record {
     pub fn add_in(&self, n: u64) {
         self.bytes_in.fetch_add(n, Ordering::Relaxed);
     }
+    /// The client left unnoticed and the COPY stays open: no answer is written, and that is no abort.
+    pub fn leave_open(&self, why: &str) {
+        self.left_open.store(true, Ordering::Relaxed);
+        if let Ok(mut e) = self.error.lock() {
+            *e = Some(why.to_string());
+        }
+    }
     pub fn abort(&self, why: &str) {
+        if self.left_open.load(Ordering::Relaxed) {
+            return;
+        }
         self.aborted.store(true, Ordering::Relaxed);
         if let Ok(mut e) = self.error.lock() {
             if e.is_none() {
@@ -85,6 +98,7 @@ impl RequestLog {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             aborted: AtomicBool::new(false),
+            left_open: AtomicBool::new(false),
             done: AtomicBool::new(false),
         }
     }
@@ -94,6 +108,8 @@ impl RequestLog {
         if r.done.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Held while the record is read, so that an `amend` racing with this sees the stored entry.
+        let Ok(mut entries) = self.entries.lock() else { return };
         let get = |m: &Mutex<Option<String>>| m.lock().ok().and_then(|g| g.clone());
         let e = Entry {
             id: r.id,
@@ -107,6 +123,7 @@ impl RequestLog {
             bytes_out: r.bytes_out.load(Ordering::Relaxed),
             duration_ms: r.started.elapsed().as_secs_f64() * 1000.0,
             aborted: r.aborted.load(Ordering::Relaxed),
+            left_open: r.left_open.load(Ordering::Relaxed),
             error: get(&r.error),
             started_at: r.started_at.clone(),
         };
@@ -121,14 +138,29 @@ impl RequestLog {
                 e.bytes_in,
                 e.bytes_out,
                 e.duration_ms,
-                if e.aborted { format!(" aborted ({})", e.error.as_deref().unwrap_or("")) } else { String::new() }
+                if e.left_open {
+                    " left open".to_string()
+                } else if e.aborted {
+                    format!(" aborted ({})", e.error.as_deref().unwrap_or(""))
+                } else {
+                    String::new()
+                }
             );
         }
+        if entries.len() >= MAX_ENTRIES {
+            entries.pop_front();
+        }
+        entries.push_back(e);
+    }
+
+    /// Change the error of a request, logged or not yet (a left-open upload's COPY ends long after its
+    /// request was logged).
+    pub fn set_error(&self, r: &Record, error: String) {
+        Record::set(&r.error, Some(error.clone()));
         if let Ok(mut v) = self.entries.lock() {
-            if v.len() >= MAX_ENTRIES {
-                v.pop_front();
+            if let Some(e) = v.iter_mut().rev().find(|e| e.id == r.id) {
+                e.error = Some(error);
             }
-            v.push_back(e);
         }
     }
 

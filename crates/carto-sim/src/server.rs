@@ -47,6 +47,8 @@ pub struct AppState {
     pub batch: Arc<Batch>,
     /// TCP connections that get no answer any more (CARTO's bad-gzip bug, when reproduced).
     pub poisoned: Mutex<std::collections::HashSet<SocketAddr>>,
+    /// COPYs left open by the upload race.
+    pub open_copies: crate::upload_race::OpenCopies,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
             log,
             batch: Batch::new(),
             poisoned: Mutex::new(Default::default()),
+            open_copies: Default::default(),
         }))
     }
 
@@ -261,7 +264,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             Ok(o) => o,
             Err(_) => {
                 record.abort("idle socket timeout");
-                Outcome { resp: crate::copy_from::cut_response(), account: None, rate: None, cut: None }
+                Outcome { resp: crate::copy_from::cut_response(), account: None, rate: None, cut: None, bare: false }
             }
         }
     };
@@ -273,10 +276,12 @@ struct Outcome {
     account: Option<Arc<Account>>,
     rate: Option<Decision>,
     cut: Option<u64>,
+    /// Answered outside the SQL API's middleware (health, version, the 404 page): none of its headers.
+    bare: bool,
 }
 
 async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>, peer: Option<SocketAddr>) -> Outcome {
-    let out = |resp: Response, account: Option<Arc<Account>>| Outcome { resp, account, rate: None, cut: None };
+    let out = |resp: Response, account: Option<Arc<Account>>| Outcome { resp, account, rate: None, cut: None, bare: false };
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let (user, rest) = match path.strip_prefix("/user/") {
@@ -286,14 +291,24 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
         },
         None => (user_from_host(req.headers()), path.clone()),
     };
+    if let Some(r) = crate::outer_routes::info(&method, &rest) {
+        return Outcome { resp: r, account: None, rate: None, cut: None, bare: true };
+    }
+    if method == Method::OPTIONS && [Method::GET, Method::POST, Method::DELETE].iter().any(|m| route_of(&rest, m).is_some()) {
+        return out(crate::outer_routes::preflight(), None);
+    }
     let Some((route, group)) = route_of(&rest, &method) else {
-        return out(ApiError::new(StatusCode::NOT_FOUND, format!("Cannot {} {}", method, path)).into_response(), None);
+        return Outcome { resp: crate::outer_routes::not_found(&method, &path), account: None, rate: None, cut: None, bare: true };
     };
     Record::set(&record.group, Some(group.name().to_string()));
     Record::set(&record.user, user.clone());
     let user = user.unwrap_or_default();
     let Some(account) = state.accounts.get(&user).cloned() else {
-        return out(ApiError::unknown_user(&user).into_response(), None);
+        let mut r = ApiError::unknown_user(&user).into_response();
+        if let Ok(v) = HeaderValue::from_str(&user) {
+            r.headers_mut().insert("carto-user", v);
+        }
+        return out(r, None);
     };
 
     // Faults first: they simulate what happens in front of (or instead of) the API.
@@ -305,7 +320,7 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
         let mut r = Response::new(Body::from(HTML_502));
         *r.status_mut() = StatusCode::BAD_GATEWAY;
         r.headers_mut().insert("content-type", HeaderValue::from_static("text/html"));
-        return Outcome { resp: r, account: None, rate: None, cut: faults.cut_response_after };
+        return Outcome { resp: r, account: None, rate: None, cut: faults.cut_response_after, bare: false };
     }
     if let Some(inj) = &faults.status {
         let status = StatusCode::from_u16(inj.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -324,6 +339,12 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
         if inj.body.is_some() {
             r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
         }
+        if let Some(bytes) = &inj.body_bytes {
+            let mut raw = Response::new(Body::from(bytes.clone()));
+            *raw.status_mut() = status;
+            raw.headers_mut().insert("content-type", HeaderValue::from_static("application/octet-stream"));
+            r = raw;
+        }
         let mut rate = None;
         if let Some(n) = inj.retry_after {
             r.headers_mut().insert("retry-after", HeaderValue::from(n));
@@ -333,18 +354,9 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
                 rate = Some(Decision { allowed: false, limit, remaining: 0, reset_secs: n, retry_after_secs: n });
             }
         }
-        return Outcome { resp: r, account: Some(account), rate, cut: faults.cut_response_after };
+        return Outcome { resp: r, account: Some(account), rate, cut: faults.cut_response_after, bare: false };
     }
 
-    // Rate limit (CARTO checks it before the credentials).
-    let mut rate = None;
-    if let Some(spec) = state.rate_spec(&account.name, group) {
-        let d = state.rate.check(&account.name, group, &spec);
-        rate = Some(d);
-        if !d.allowed {
-            return Outcome { resp: ApiError::rate_limited(d.retry_after_secs).into_response(), account: Some(account), rate, cut: None };
-        }
-    }
     let cut = faults.cut_response_after;
     let query = parse_query(req.uri().query());
 
@@ -361,14 +373,30 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
                 params.extend(p);
                 json_body = j;
             }
-            Err(e) => return Outcome { resp: e.into_response(), account: Some(account), rate, cut },
+            Err(e) => return Outcome { resp: e.into_response(), account: Some(account), rate: None, cut, bare: false },
+        }
+    }
+    // CARTO refuses a job body that is too large before its rate limit.
+    if matches!(route, Route::JobCreate) {
+        if let Err(e) = crate::batch::check_payload(json_body.as_ref(), &params, &query, state.limits().batch_max_payload) {
+            return Outcome { resp: e.into_response(), account: Some(account), rate: None, cut, bare: false };
+        }
+    }
+
+    // Rate limit (CARTO checks it before the credentials).
+    let mut rate = None;
+    if let Some(spec) = state.rate_spec(&account.name, group) {
+        let d = state.rate.check(&account.name, group, &spec);
+        rate = Some(d);
+        if !d.allowed {
+            return Outcome { resp: ApiError::rate_limited(d.retry_after_secs).into_response(), account: Some(account), rate, cut: None, bare: false };
         }
     }
     let creds = auth::credentials(&parts.headers, &query, if copy_body.is_some() { None } else { Some(&params) });
     let master_only = matches!(route, Route::JobCreate | Route::Job(_));
     let auth = match auth::authorize(&account, &creds, master_only) {
         Ok(a) => a,
-        Err(e) => return Outcome { resp: e.into_response(), account: Some(account), rate, cut },
+        Err(e) => return Outcome { resp: e.into_response(), account: Some(account), rate, cut, bare: false },
     };
     Record::set(&record.key_kind, Some(serde_json::to_value(auth.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()));
     let job_id = if let Route::Job(id) = &route { Some(id.clone()) } else { None };
@@ -400,7 +428,7 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
             }
         }
     };
-    Outcome { resp, account: Some(account), rate, cut }
+    Outcome { resp, account: Some(account), rate, cut, bare: false }
 }
 
 /// Parameters from a urlencoded, multipart or JSON body.
@@ -451,9 +479,25 @@ async fn read_params(
 }
 
 fn finish(state: &Arc<AppState>, o: Outcome, record: Arc<Record>) -> Response {
-    let Outcome { resp, account, rate, cut } = o;
+    let Outcome { resp, account, rate, cut, bare } = o;
     let (mut parts, body) = resp.into_parts();
     let h = &mut parts.headers;
+    if bare {
+        Record::set(&record.status, parts.status.as_u16());
+        let idle = crate::config::secs(state.limits().idle_timeout_secs, 0.01);
+        let body = LoggedBody { inner: body, record, state: state.clone(), cut, sent: 0, ended: false, idle, idle_timer: None, cut_timer: None };
+        return Response::from_parts(parts, Body::new(body));
+    }
+    // CARTO's JSON errors of /sql, /copyfrom and /copyto are shown inline.
+    let group = record.group.lock().ok().and_then(|g| g.clone());
+    let is_json = h.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    if (parts.status.is_client_error() || parts.status.is_server_error())
+        && is_json
+        && matches!(group.as_deref(), Some("query" | "copy_from" | "copy_to"))
+        && !h.contains_key("content-disposition")
+    {
+        h.insert("content-disposition", HeaderValue::from_static("inline"));
+    }
     if let Some(a) = &account {
         if let Ok(v) = HeaderValue::from_str(&a.name) {
             h.insert("carto-user", v);

@@ -241,7 +241,8 @@ impl Layout {
     fn csv_header(&self, out: &mut String) {
         let cells: Vec<String> = self.names.iter().map(|n| csv_cell(n)).collect();
         out.push_str(&cells.join(","));
-        out.push('\n');
+        // CARTO's csv (ogr2ogr's) ends every line, the header's too, with CRLF.
+        out.push_str("\r\n");
     }
 
     fn csv_row(&self, row: &tokio_postgres::SimpleQueryRow, out: &mut String) {
@@ -255,7 +256,7 @@ impl Layout {
             }
         }
         out.push_str(&vals.join(","));
-        out.push('\n');
+        out.push_str("\r\n");
     }
 }
 

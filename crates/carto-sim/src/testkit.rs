@@ -19,12 +19,14 @@ pub const ADMIN_URL_ENV: &str = "CARTO_SIM_ADMIN_URL";
 /// Keys of the default config.
 pub const DEMO_MASTER_KEY: &str = "demo-master-key";
 pub const DEMO_REGULAR_KEY: &str = "demo-regular-key";
+/// A regular key of demo without the SQL grant (CARTO's maps-only keys): 403 `forbidden` everywhere.
+pub const DEMO_MAPS_KEY: &str = "demo-maps-key";
 pub const ALICE_MASTER_KEY: &str = "alice-master-key";
 pub const BOB_MASTER_KEY: &str = "bob-master-key";
 
 /// The default test configuration: user `demo` (plan unlimited) with a table `cities`
 /// (cartodb_id, the_geom, the_geom_webmercator, name, 3 rows), a regular key `regular` with SELECT on
-/// `cities`, and organisation `acme` with members `alice` and `bob` (plan unlimited). Admin API on.
+/// `cities`, a maps-only key `maps` (no SQL grant), and organisation `acme` with members `alice` and `bob` (plan unlimited). Admin API on.
 pub fn default_config() -> Config {
     let user = |name: &str, key: &str| UserConfig {
         name: name.into(),
@@ -50,7 +52,9 @@ pub fn default_config() -> Config {
         token: DEMO_REGULAR_KEY.into(),
         grants: vec![GrantConfig { table: "cities".into(), privileges: vec!["select".into()] }],
         schema_create: false,
+        sql: true,
     });
+    demo.keys.push(KeyConfig { name: "maps".into(), token: DEMO_MAPS_KEY.into(), grants: vec![], schema_create: false, sql: false });
     Config {
         listen: "127.0.0.1:0".into(),
         admin_url: String::new(),
@@ -361,6 +365,15 @@ impl SimAdmin<'_> {
         let cfg = self.sim.config.clone();
         self.sim.block(async move { crate::setup::reapply_grants(&cfg).await.map_err(|e| e.to_string()) }).unwrap_or_else(|e| panic!("TestSim: grants: {e}"))
     }
+    /// The COPYs left open by the upload race.
+    pub fn open_copies(&self) -> Vec<crate::upload_race::OpenCopy> {
+        self.sim.state.open_copies.list()
+    }
+    /// Roll back every COPY left open by the upload race; returns how many.
+    pub fn end_open_copies(&self) -> usize {
+        let st = self.sim.state.clone();
+        self.sim.block(async move { st.open_copies.end(None, Duration::from_secs(10)).await })
+    }
     fn with_user(&self, user: &str, f: impl FnOnce(&mut crate::server::UserRuntime)) {
         let mut m = match self.sim.state.users.write() {
             Ok(m) => m,
@@ -380,6 +393,7 @@ pub fn fault_spec() -> FaultSpec {
         status: None,
         body: None,
         json: None,
+        body_hex: None,
         retry_after: None,
         html_502: false,
         cut_response_after: None,

@@ -345,3 +345,22 @@ async fn an_upload_answered_early_is_drained_so_the_client_reads_the_answer() {
     assert!(a.starts_with("HTTP/1.1 401"), "{a}");
     assert_eq!(sim.psql_value("demo", "select count(*) from t_linger").as_deref(), Some("0"));
 }
+
+#[tokio::test]
+async fn a_fault_answers_raw_bytes_for_hostile_answers() {
+    let sim = TestSim::start_default();
+    let c = client();
+    let faults = format!("{}/_sim/faults", sim.url());
+    // Bytes that are not UTF-8, as a /copyto stream: what carto_fdw must refuse (tests/e2e 50_security).
+    let r = c.post(&faults).json(&json!({"group": "copy_to", "status": 200, "body_hex": "ff fe 61 62 63 0a"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let url = format!("{}/api/v2/sql/copyto?api_key={DEMO_MASTER_KEY}&q=COPY+cities+(name)+TO+STDOUT", sim.base_url("demo"));
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(h(&r, "content-type").as_deref(), Some("application/octet-stream"));
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"\xff\xfeabc\n");
+    // Not hex, or without a status: refused.
+    for spec in [json!({"group": "copy_to", "status": 200, "body_hex": "zz"}), json!({"group": "copy_to", "body_hex": "00"})] {
+        assert_eq!(c.post(&faults).json(&spec).send().await.unwrap().status(), 400);
+    }
+}

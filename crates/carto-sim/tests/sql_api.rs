@@ -129,10 +129,10 @@ async fn query_errors_and_statuses() {
     let (s, v) = sql(&sim, "demo", "select foo()").await;
     assert_eq!(s, 400);
     assert!(v["hint"].as_str().unwrap_or_default().contains("No function matches"), "{v}");
-    // RAISE with context
+    // RAISE in PL/pgSQL: detail and hint, never PostgreSQL's context (carto-sql-api.md 11.2)
     let (s, v) = sql(&sim, "demo", "do $$ begin raise exception 'boom' using detail = 'd', hint = 'h'; end $$").await;
     assert_eq!(s, 400);
-    assert_eq!(v, json!({"error": ["boom"], "context": "PL/pgSQL function inline_code_block line 1 at RAISE", "detail": "d", "hint": "h"}));
+    assert_eq!(v, json!({"error": ["boom"], "detail": "d", "hint": "h"}));
     // Invalid format
     let (s, _, b) = get(&format!("{url}?q=select+1&format=xls&api_key={DEMO_MASTER_KEY}")).await;
     assert_eq!(s, 400, "{b}");
@@ -241,7 +241,8 @@ async fn statements_writes_notices_and_params() {
     // csv: NULL and '' alike, char padding dropped
     let r = c.get(format!("{}?q={}&format=csv&api_key={key}", sim.sql_url("demo"), enc("select 1 as a, NULL::text as b, ''::text as c, 'x'::char(3) as d, 'p,q' as e"))).send().await.unwrap();
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
-    assert_eq!(r.text().await.unwrap(), "a,b,c,d,e\n1,,,x,\"p,q\"\n");
+    // every line ends with CRLF, the header's too (carto-sql-api.md 11.5)
+    assert_eq!(r.text().await.unwrap(), "a,b,c,d,e\r\n1,,,x,\"p,q\"\r\n");
     // geojson
     let r = c.get(format!("{}?q={}&format=geojson&api_key={key}", sim.sql_url("demo"), enc("select cartodb_id, the_geom from cities where cartodb_id = 1"))).send().await.unwrap();
     let v: Value = r.json().await.unwrap();
@@ -385,16 +386,24 @@ async fn explicit_transactions_inside_one_q_run_as_in_one_simple_query() {
 
 /// CARTO's cartodbfy is quiet on a fresh table (no "trigger ... does not exist, skipping" notices).
 #[tokio::test]
-async fn cartodbfy_emits_no_notices() {
+async fn cartodbfy_of_a_new_table_reports_the_missing_triggers() {
+    // carto-sql-api.md 11.6: CARTO's cartodbfy drops its triggers with DROP TRIGGER IF EXISTS, so a new table gets
+    // PostgreSQL's four "does not exist, skipping" notices; an already cartodbfied one none.
     let sim = TestSim::start_default();
     let (s, v) = sql(&sim, "demo", "CREATE TABLE fresh (cartodb_id serial PRIMARY KEY, the_geom geometry(Geometry,4326), the_geom_webmercator geometry(Geometry,3857), name text)").await;
     assert_eq!(s, 200, "{v}");
-    for _ in 0..2 {
-        // fresh, then already cartodbfied (its triggers are dropped and made again)
-        let (s, v) = sql(&sim, "demo", "SELECT CDB_CartodbfyTable('fresh'::regclass)").await;
-        assert_eq!(s, 200, "{v}");
-        assert!(v.get("notices").is_none() && v.get("warnings").is_none(), "{v}");
-    }
+    let (s, v) = sql(&sim, "demo", "SELECT CDB_CartodbfyTable('fresh'::regclass)").await;
+    assert_eq!(s, 200, "{v}");
+    let notices: Vec<String> = ["track_updates", "update_the_geom_webmercator_trigger", "test_quota", "test_quota_per_row"]
+        .iter()
+        .map(|t| format!("trigger \"{t}\" for relation \"fresh\" does not exist, skipping"))
+        .collect();
+    assert_eq!(v["notices"], json!(notices), "{v}");
+    assert!(v.get("warnings").is_none(), "{v}");
+    // Already cartodbfied: its triggers are dropped and made again, quietly.
+    let (s, v) = sql(&sim, "demo", "SELECT CDB_CartodbfyTable('fresh'::regclass)").await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v.get("notices").is_none() && v.get("warnings").is_none(), "{v}");
     let n = sim.psql_value("demo", "select count(*) from pg_trigger where tgrelid = 'fresh'::regclass and not tgisinternal");
     assert_eq!(n.as_deref(), Some("4"), "all four triggers are there");
 }

@@ -69,7 +69,9 @@ SELECT * FROM carto.query('carto', $$SELECT count(*) AS n, (SELECT name FROM s40
 SELECT status, count(*) FROM carto.sync_runs WHERE target = 'carto.s40_ups' GROUP BY status ORDER BY status;
 
 -- Two runs of one sync never overlap: while another session holds the sync's lock, a run is skipped.
-\! psql -X -q -d e2e_40_sync -c "SELECT pg_advisory_lock(hashtextextended('carto_fdw sync ' || 'locked sync', 0)), pg_sleep(4)" >/dev/null 2>&1 &
+-- (The lock is a row of carto.sync_locks per role and sync, locked by the run: here a superuser takes it.)
+INSERT INTO carto.sync_locks VALUES ((SELECT oid FROM pg_roles WHERE rolname = current_user), 'locked sync');
+\! psql -X -q -d e2e_40_sync -c "SELECT 1 FROM carto.sync_locks WHERE name = 'locked sync' FOR UPDATE; SELECT pg_sleep(4)" >/dev/null 2>&1 &
 SELECT pg_sleep(1.5);
 SELECT carto.push('src', 'carto', 's40_ups', mode => 'upsert', key => 'id', name => 'locked sync') AS skipped;
 SELECT status, error FROM carto.sync_runs WHERE name = 'locked sync';

@@ -112,12 +112,17 @@ CREATE TABLE perfect (cartodb_id serial PRIMARY KEY, the_geom geometry(Point,432
                       the_geom_webmercator geometry(Point,3857), name text CHECK (name <> ''));
 INSERT INTO perfect (the_geom, name) VALUES (CDB_LatLng(1, 2), 'a');
 SELECT 'perfect'::regclass::oid AS oid_before \gset
+-- a new table: PostgreSQL's four "does not exist, skipping" notices of DROP TRIGGER IF EXISTS, as on CARTO
+SET client_min_messages = notice;
 SELECT CDB_CartodbfyTable('perfect');
+SET client_min_messages = warning;
 SELECT 'perfect'::regclass::oid = :oid_before AS oid_unchanged;
 SELECT * FROM pg_temp.shape('perfect');
 SELECT * FROM pg_temp.extras('perfect');
--- idempotent
+-- idempotent (and quiet: the triggers exist)
+SET client_min_messages = notice;
 SELECT CDB_CartodbfyTable('perfect');
+SET client_min_messages = warning;
 SELECT 'perfect'::regclass::oid = :oid_before AS oid_unchanged_again;
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'perfect'::regclass AND NOT tgisinternal;
 SELECT count(*) AS indexes FROM pg_index WHERE indrelid = 'perfect'::regclass;

@@ -1,0 +1,186 @@
+//! The `query` option of a foreign table: SQL that runs on CARTO with the key of whoever reads the
+//! table. Two rules keep it from being a way to run one role's SQL with another role's key
+//! (docs/security.md):
+//!
+//! - its text must be exactly one plain SELECT, checked with PostgreSQL's own parser here (no other
+//!   statement, no data-modifying WITH, no SELECT INTO, no FOR UPDATE/SHARE), and it must stay one
+//!   subquery when wrapped (`SELECT ... FROM (query) AS q`), so nothing in it can close the
+//!   parenthesis and go on; through `/sql` it runs in a read-only transaction on CARTO;
+//! - it runs only for a reader who is trusted to choose the SQL their key runs: the table's owner (or
+//!   a member of it), or any reader when the table's owner is a superuser or owns the server.
+
+use std::ffi::CString;
+
+use pgrx::pg_sys;
+use pgrx::{PgList, PgTryBuilder};
+
+use crate::pg::error::{FdwError, FdwResult};
+
+/// Checks the text of a `query` option; the error says what is wrong without echoing the text.
+pub fn check(query: &str) -> FdwResult<()> {
+    check_text(query).map_err(|why| FdwError::InvalidOptionValue {
+        message: format!("option \"query\" must be exactly one SELECT statement: {why}"),
+    })
+}
+
+fn check_text(query: &str) -> Result<(), String> {
+    if query.trim().is_empty() {
+        return Err("it is empty".into());
+    }
+    unsafe {
+        let stmts = parse(query)?;
+        if stmts.len() != 1 {
+            return Err(format!("it holds {} statements", stmts.len()));
+        }
+        let raw = stmts[0];
+        // A ';' after the statement would end the wrapping subquery.
+        let end = usize::try_from((*raw).stmt_location).unwrap_or(0)
+            + usize::try_from((*raw).stmt_len).unwrap_or(0);
+        if (*raw).stmt_len != 0 && query.get(end..).is_some_and(|rest| rest.contains(';')) {
+            return Err("remove the trailing semicolon".into());
+        }
+        check_select((*raw).stmt)?;
+        // Wrapped as every remote statement wraps it: still one SELECT, so the text cannot end the
+        // subquery early (an unbalanced parenthesis, a trailing -- comment).
+        let wrapped = parse(&format!("SELECT * FROM ({query}) AS q"))
+            .map_err(|_| "it does not stay one subquery when wrapped in parentheses".to_string())?;
+        if wrapped.len() != 1 || !is_a((*wrapped[0]).stmt, pg_sys::NodeTag::T_SelectStmt) {
+            return Err("it does not stay one subquery when wrapped in parentheses".into());
+        }
+    }
+    Ok(())
+}
+
+unsafe fn is_a(node: *mut pg_sys::Node, tag: pg_sys::NodeTag) -> bool {
+    !node.is_null() && (*node).type_ == tag
+}
+
+/// A plain SELECT: no INTO, no locking clause, WITH queries that are SELECTs themselves, and the
+/// same for both sides of a UNION / INTERSECT / EXCEPT.
+unsafe fn check_select(node: *mut pg_sys::Node) -> Result<(), String> {
+    if !is_a(node, pg_sys::NodeTag::T_SelectStmt) {
+        return Err("it is not a SELECT".into());
+    }
+    let s = node as *mut pg_sys::SelectStmt;
+    if !(*s).intoClause.is_null() {
+        return Err("SELECT INTO creates a table".into());
+    }
+    if !(*s).lockingClause.is_null() {
+        return Err("FOR UPDATE / FOR SHARE lock rows".into());
+    }
+    if !(*s).withClause.is_null() {
+        let ctes = PgList::<pg_sys::Node>::from_pg((*(*s).withClause).ctes);
+        for cte in ctes.iter_ptr() {
+            if is_a(cte, pg_sys::NodeTag::T_CommonTableExpr) {
+                let q = (*(cte as *mut pg_sys::CommonTableExpr)).ctequery;
+                check_select(q).map_err(|_| "a WITH query that is not a plain SELECT".to_string())?;
+            }
+        }
+    }
+    if (*s).op != pg_sys::SetOperation::SETOP_NONE {
+        check_select((*s).larg.cast())?;
+        check_select((*s).rarg.cast())?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL's raw parser over `sql`, with `standard_conforming_strings` on as on CARTO, whatever
+/// this session says (so a string literal ends where CARTO's lexer ends it). A syntax error is an Err.
+unsafe fn parse(sql: &str) -> Result<Vec<*mut pg_sys::RawStmt>, String> {
+    let c = CString::new(sql).map_err(|_| "it contains a NUL byte".to_string())?;
+    let saved = pg_sys::standard_conforming_strings;
+    pg_sys::standard_conforming_strings = true;
+    let list = PgTryBuilder::new(|| Ok(pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)))
+        .catch_others(|e| {
+            let msg = match &e {
+                pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+                | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
+                pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+            };
+            Err(msg)
+        })
+        .execute();
+    pg_sys::standard_conforming_strings = saved;
+    let list = list?;
+    Ok(PgList::<pg_sys::RawStmt>::from_pg(list).iter_ptr().collect())
+}
+
+/// Whether `reader` may run the `query` of foreign table `relid` with its own key: it owns the table
+/// (or is a member of its owner; being a superuser does not count), or the table's owner is a
+/// superuser or the owner of the server.
+///
+/// # Safety
+/// Must run in a transaction on the backend thread.
+pub unsafe fn check_reader(relid: pg_sys::Oid, serverid: pg_sys::Oid, reader: pg_sys::Oid, label: &str) -> FdwResult<()> {
+    let rel = pg_sys::RelationIdGetRelation(relid);
+    if rel.is_null() {
+        return Ok(());
+    }
+    let owner = (*(*rel).rd_rel).relowner;
+    pg_sys::RelationClose(rel);
+    let server_owner = (*pg_sys::GetForeignServer(serverid)).owner;
+    // Membership, not privileges: a superuser reader has every role's privileges, yet its key must not
+    // run a low-privileged role's SQL either (a scheduled job of a superuser reading such a table).
+    if reader == owner || pg_sys::is_member_of_role_nosuper(reader, owner) || owner == server_owner || pg_sys::superuser_arg(owner) {
+        return Ok(());
+    }
+    Err(FdwError::Custom {
+        code: pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        message: format!("permission denied to run the query of foreign table \"{label}\" with this role's API key"),
+        detail: Some("A foreign table with the option \"query\" runs its SQL with the key of the role that reads it: it runs only for its owner, or for anyone when a superuser or the server's owner owns it.".into()),
+        hint: Some("Ask the server's owner to create the table, or read it as its owner.".into()),
+    })
+}
+
+/// The text sent through `/sql` for a read of a query table: in a read-only transaction on CARTO
+/// (several statements of one `q` run in one transaction there, carto-sql-api.md section 3).
+pub fn read_only(sql: &str) -> String {
+    format!("SET TRANSACTION READ ONLY; {sql}")
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn err(q: &str) -> String {
+        match super::check(q) {
+            Ok(()) => String::new(),
+            Err(e) => e.parts().1,
+        }
+    }
+
+    #[pg_test]
+    fn accepts_selects() {
+        for q in [
+            "SELECT 1 AS x",
+            "select a, b from t where c = 'it''s' order by a",
+            "WITH w AS (SELECT 1 AS x) SELECT * FROM w",
+            "SELECT 1 UNION ALL SELECT 2",
+            "VALUES (1), (2)",
+            "SELECT $$a ) b$$ AS x -- note\n",
+            "SELECT 'a\\' AS x",
+        ] {
+            assert_eq!(err(q), "", "{q}");
+        }
+    }
+
+    #[pg_test]
+    fn refuses_anything_else() {
+        for (q, why) in [
+            ("SELECT '1' AS x) AS q0; CREATE TABLE loot AS SELECT 1; SELECT * FROM (SELECT 1", "syntax error"),
+            ("SELECT 1; SELECT 2", "2 statements"),
+            ("SELECT 1;", "trailing semicolon"),
+            ("DELETE FROM t", "not a SELECT"),
+            ("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "WITH query"),
+            ("SELECT * INTO loot FROM t", "SELECT INTO"),
+            ("SELECT * FROM t FOR UPDATE", "FOR UPDATE"),
+            ("SELECT 1 UNION SELECT * FROM t FOR SHARE", "FOR UPDATE"),
+            ("SELECT 1 AS x --", "wrapped"),
+            ("", "empty"),
+        ] {
+            let e = err(q);
+            assert!(e.contains(why), "{q}: {e}");
+        }
+    }
+}

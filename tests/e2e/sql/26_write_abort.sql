@@ -1,0 +1,159 @@
+-- 26_write_abort: an upload that must not commit is ended deterministically (a poison row CARTO's COPY
+-- rejects, then the body's end), with carto-sim's upload race on: after 200 cycles each of ROLLBACK, an
+-- ERROR mid-statement and pg_terminate_backend right after the INSERT, and after statement_timeout,
+-- pg_cancel_backend and ROLLBACK TO SAVEPOINT, no COPY is left open on CARTO's database and the table is
+-- unchanged. statement_timeout bounds the commit-time finish while CARTO does not answer; the COPY is
+-- cancelled on CARTO. carto.cleanup_uploads cancels what a killed backend left, and nothing of others.
+CREATE EXTENSION carto_fdw;
+CREATE EXTENSION dblink;
+\set SHOW_CONTEXT never
+\set VERBOSITY terse
+CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
+SELECT carto.exec('carto', 'DROP TABLE IF EXISTS t26; CREATE TABLE t26 (cartodb_id serial PRIMARY KEY, name text, pad text); INSERT INTO t26 (name) VALUES (''kept'')') AS created;
+CREATE FOREIGN TABLE t26 (cartodb_id int, name text, pad text) SERVER carto;
+-- Behind CARTO's back (the sim's database, superuser): committed rows, and COPYs still open.
+SELECT set_config('e2e.sim_db', :'sim_pg' || ' dbname=cartosim_demo', false) IS NOT NULL AS ok;
+CREATE FUNCTION remote_count() RETURNS bigint LANGUAGE sql AS
+  $$ SELECT n FROM dblink(current_setting('e2e.sim_db'), 'SELECT count(*) FROM t26') AS r(n bigint) $$;
+CREATE FUNCTION open_copies() RETURNS bigint LANGUAGE sql AS
+  $$ SELECT n FROM dblink(current_setting('e2e.sim_db'),
+       $q$SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY "t26"%' AND state <> 'idle' AND pid <> pg_backend_pid()$q$) AS r(n bigint) $$;
+-- COPYs still open once the aborts are over (an abort ends its upload after the client got the error:
+-- wait up to 5 s for it).
+CREATE FUNCTION open_copies_settled_at(expected bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+  FOR i IN 1..50 LOOP
+    n := open_copies();
+    EXIT WHEN n <= expected;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  RETURN n;
+END $$;
+CREATE FUNCTION open_copies_settled() RETURNS bigint LANGUAGE sql AS $$ SELECT open_copies_settled_at(0) $$;
+-- A second session of this database, through dblink.
+CREATE FUNCTION local_conn() RETURNS text LANGUAGE sql AS
+  $$ SELECT format('host=%s port=%s dbname=%s user=%s', split_part(current_setting('unix_socket_directories'), ',', 1),
+                   current_setting('port'), current_database(), current_user) $$;
+
+-- 1. 200 x BEGIN; INSERT; ROLLBACK.
+DO $$ BEGIN
+  FOR i IN 1..200 LOOP
+    INSERT INTO t26 (name) SELECT 'rollback ' || i || '.' || j FROM generate_series(1, 100) j;
+    ROLLBACK;
+  END LOOP;
+END $$;
+SELECT remote_count() AS rows_after_rollbacks, open_copies_settled() AS open_copies;
+
+-- 2. 200 x an INSERT that fails after its first rows were streamed (another session, so each is its own
+-- statement and transaction).
+SELECT dblink_connect('other', local_conn());
+SET client_min_messages = warning;
+SELECT count(*) FILTER (WHERE dblink_exec('other', $q$INSERT INTO t26 (name, pad) SELECT 'error ' || j,
+         CASE WHEN j < 300 THEN repeat('e', 1000) ELSE (1 / (j - 300))::text END FROM generate_series(1, 301) j$q$, false) = 'ERROR') AS failed
+  FROM generate_series(1, 200) i;
+RESET client_min_messages;
+SELECT dblink_error_message('other') AS last_error;
+SELECT dblink_disconnect('other');
+SELECT remote_count() AS rows_after_errors, open_copies_settled() AS open_copies;
+
+-- 3. 200 x pg_terminate_backend right after the INSERT (the transaction still open).
+CREATE FUNCTION terminate_cycle(i int) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE p int;
+BEGIN
+  PERFORM dblink_connect('victim', local_conn());
+  SELECT pid INTO p FROM dblink('victim', 'SELECT pg_backend_pid()') AS r(pid int);
+  PERFORM dblink_exec('victim', 'BEGIN');
+  PERFORM dblink_exec('victim', format($q$INSERT INTO t26 (name) SELECT 'killed %s.' || j FROM generate_series(1, 100) j$q$, i));
+  PERFORM pg_terminate_backend(p, 10000);
+  PERFORM dblink_disconnect('victim');
+  RETURN true;
+END $$;
+SELECT count(*) AS terminated FROM generate_series(1, 200) i WHERE terminate_cycle(i);
+SELECT remote_count() AS rows_after_terminations, open_copies_settled() AS open_copies;
+
+-- 4. statement_timeout and pg_cancel_backend in the middle of a streaming INSERT.
+SET statement_timeout = '500ms';
+INSERT INTO t26 (name, pad) SELECT 'timeout ' || j, repeat('t', 1000) FROM generate_series(1, 100000) j, LATERAL pg_sleep(0.001 + j * 0);
+RESET statement_timeout;
+SELECT dblink_connect('other', local_conn());
+SELECT dblink_send_query('other', $q$INSERT INTO t26 (name, pad) SELECT 'cancel ' || j, repeat('c', 1000) FROM generate_series(1, 100000) j, LATERAL pg_sleep(0.001 + j * 0)$q$);
+SELECT pg_sleep(0.5);
+SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%''cancel '' || j%' AND pid <> pg_backend_pid();
+SET client_min_messages = warning;
+SELECT count(*) AS result_rows FROM dblink_get_result('other', false) AS r(t text);
+RESET client_min_messages;
+SELECT dblink_error_message('other') AS cancelled;
+SELECT dblink_disconnect('other');
+SELECT remote_count() AS rows_after_cancels, open_copies_settled() AS open_copies;
+
+-- 5. ROLLBACK TO SAVEPOINT of a subtransaction that sent rows: its upload is ended at once.
+BEGIN;
+SAVEPOINT s;
+INSERT INTO t26 (name) SELECT 'savepoint ' || j FROM generate_series(1, 100) j;
+ROLLBACK TO SAVEPOINT s;
+SELECT open_copies_settled() AS open_copies_in_doomed_transaction;
+COMMIT;
+SELECT remote_count() AS rows_after_savepoint, open_copies_settled() AS open_copies;
+
+-- 6. statement_timeout bounds the commit-time finish: CARTO does not answer (its COPY waits for a lock
+-- another session holds on the table), the INSERT fails after ~3 s, and its COPY is cancelled on CARTO.
+\! psql "$CARTO_SIM_PG dbname=cartosim_demo" -X -q -c "BEGIN; LOCK TABLE t26 IN SHARE MODE; SELECT pg_sleep(15)" >/dev/null 2>&1 &
+SELECT pg_sleep(0.5);
+SET statement_timeout = '3s';
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO t26 (name) VALUES ('no answer');
+SELECT clock_timestamp() - :'t0'::timestamptz BETWEEN interval '2.5 s' AND interval '8 s' AS bounded_by_statement_timeout;
+RESET statement_timeout;
+SELECT open_copies_settled() AS open_copies_after_commit_timeout;
+SELECT n AS released FROM dblink(current_setting('e2e.sim_db'),
+  $q$SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE t26%' AND pid <> pg_backend_pid()$q$) AS r(n bigint);
+SELECT pg_sleep(0.5);
+SELECT remote_count() AS rows_after_commit_timeout, open_copies_settled() AS open_copies;
+-- The same with pg_cancel_backend while COMMIT waits: the COPY is ended on CARTO before the cancel is raised.
+\! psql "$CARTO_SIM_PG dbname=cartosim_demo" -X -q -c "BEGIN; LOCK TABLE t26 IN SHARE MODE; SELECT pg_sleep(15)" >/dev/null 2>&1 &
+SELECT pg_sleep(0.5);
+SELECT dblink_connect('other', local_conn());
+SELECT dblink_send_query('other', $q$INSERT INTO t26 (name) VALUES ('cancelled at commit')$q$);
+SELECT pg_sleep(1.5);
+SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%''cancelled at commit''%' AND pid <> pg_backend_pid();
+SET client_min_messages = warning;
+SELECT count(*) AS result_rows FROM dblink_get_result('other', false) AS r(t text);
+RESET client_min_messages;
+SELECT dblink_error_message('other') AS cancelled;
+SELECT dblink_disconnect('other');
+SELECT open_copies_settled() AS open_copies_after_cancel_at_commit;
+SELECT n AS released FROM dblink(current_setting('e2e.sim_db'),
+  $q$SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE t26%' AND pid <> pg_backend_pid()$q$) AS r(n bigint);
+SELECT pg_sleep(0.5);
+SELECT remote_count() AS rows_after_cancel_at_commit, open_copies_settled() AS open_copies;
+
+\! rm -f /tmp/e2e_26_curl.pids
+-- 7. carto.cleanup_uploads: a COPY left running by a local backend that no longer exists is cancelled;
+-- a live session's upload is not. (The leftover is simulated: an upload through CARTO's /copyfrom whose
+-- COPY carries this cluster's tag with a pid that is no local backend, its body kept open.)
+SELECT dblink_connect('other', local_conn());
+SELECT dblink_exec('other', 'BEGIN');
+SELECT dblink_exec('other', $q$INSERT INTO t26 (name) VALUES ('live')$q$);
+\! STALE="COPY \"t26\" (name) FROM STDIN /* carto_fdw upload $(psql -X -Atc 'SELECT system_identifier FROM pg_control_system()' -d postgres):999999:1:1 */"; export STALE; (printf 'stale row\n'; sleep 8) | curl -sS -u "demo:$CARTO_SIM_API_KEY" -X POST -T - -H 'Content-Type: application/octet-stream' "$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["STALE"]))')" >/dev/null 2>&1 & echo $! >> /tmp/e2e_26_curl.pids
+SELECT pg_sleep(1);
+SELECT open_copies() AS open_before_cleanup;
+SELECT carto.cleanup_uploads('carto') AS cancelled;
+SELECT open_copies_settled_at(1) AS open_after_cleanup;
+SELECT dblink_exec('other', 'COMMIT');
+SELECT dblink_disconnect('other');
+SELECT name, count(*) FROM t26 GROUP BY name ORDER BY name;
+
+-- 8. The next write to the account from any backend ends such a leftover first: a TRUNCATE from a new
+-- session is not blocked by the lock of a COPY a killed backend left open.
+\! STALE="COPY \"t26\" (name) FROM STDIN /* carto_fdw upload $(psql -X -Atc 'SELECT system_identifier FROM pg_control_system()' -d postgres):999998:1:1 */"; export STALE; (printf 'stale row\n'; sleep 8) | curl -sS -u "demo:$CARTO_SIM_API_KEY" -X POST -T - -H 'Content-Type: application/octet-stream' "$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["STALE"]))')" >/dev/null 2>&1 & echo $! >> /tmp/e2e_26_curl.pids
+SELECT pg_sleep(1);
+SELECT open_copies() AS stale_open;
+SELECT dblink_connect('fresh', local_conn());
+SELECT dblink_exec('fresh', 'SET statement_timeout = ''15s''');
+SELECT dblink_exec('fresh', 'TRUNCATE t26');
+SELECT dblink_disconnect('fresh');
+SELECT open_copies_settled() AS open_after_truncate, remote_count() AS rows_after_truncate;
+-- The background uploads are over before the next file runs (its request log must not see them).
+\! for p in $(cat /tmp/e2e_26_curl.pids); do while kill -0 "$p" 2>/dev/null; do sleep 0.2; done; done; rm -f /tmp/e2e_26_curl.pids
