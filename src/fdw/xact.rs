@@ -118,7 +118,8 @@ fn end_uploads(list: Vec<(CopyIn, usize)>) {
     let outcomes = block_on_bounded(async move {
         let mut set = tokio::task::JoinSet::new();
         for (copy, columns) in list {
-            let poison = Bytes::from(carto_client::copy_text::poison_line(columns));
+            // A text line or a binary tuple, as the upload's format (the binary trailer would commit).
+            let poison = copy.poison(columns);
             set.spawn(copy.abort_gracefully(poison, ABORT_WAIT));
         }
         let mut out = Vec::new();

@@ -398,8 +398,43 @@ impl Encoder {
     }
 }
 
+/// A binary COPY tuple that PostgreSQL always rejects for a COPY of `columns` columns: its field
+/// count is one more than the column list (`row field count is N, expected M`), checked before any
+/// value is read. Never the trailer (a field count of -1 would end the COPY successfully). The
+/// binary counterpart of [`crate::copy_text::poison_line`], for `CopyIn::abort_gracefully`.
+pub fn poison_tuple(columns: usize) -> Vec<u8> {
+    // Any count but -1 and `columns` is refused; one more than the list (at most MAX_FIELDS + 1, far
+    // from i16::MAX), every field NULL, keeps the tuple well formed.
+    let fields = columns.min(MAX_FIELDS) + 1;
+    let mut out = Vec::with_capacity(2 + 4 * fields);
+    out.extend_from_slice(&(fields as i16).to_be_bytes());
+    for _ in 0..fields {
+        Encoder::null(&mut out);
+    }
+    out
+}
+
+/// True when `data` starts with a tuple header that is not the trailer (what a poison must be).
+pub fn is_poison_tuple(data: &[u8]) -> bool {
+    data.len() >= 2 && i16::from_be_bytes([data[0], data[1]]) >= 0
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn poison_tuple_has_one_field_more_and_is_never_the_trailer() {
+        for cols in [0usize, 1, 2, 17, MAX_FIELDS] {
+            let p = poison_tuple(cols);
+            let n = i16::from_be_bytes([p[0], p[1]]);
+            assert_eq!(n as usize, cols + 1);
+            assert_ne!(&p[..2], &TRAILER[..]);
+            assert_eq!(p.len(), 2 + 4 * (cols + 1));
+            assert!(is_poison_tuple(&p));
+        }
+        assert!(!is_poison_tuple(TRAILER));
+        assert!(!is_poison_tuple(b"\x00"));
+    }
+
     use super::*;
 
     type Row = Vec<Option<Vec<u8>>>;

@@ -254,8 +254,23 @@ impl CopyIn {
         drop(self)
     }
 
+    /// The poison for this upload's format and a COPY column list of `columns` columns:
+    /// [`crate::copy_text::poison_line`] for COPY text, [`crate::copy_binary::poison_tuple`] for binary.
+    pub fn poison(&self, columns: usize) -> Bytes {
+        match self.binary {
+            true => Bytes::from(crate::copy_binary::poison_tuple(columns)),
+            false => Bytes::from(crate::copy_text::poison_line(columns)),
+        }
+    }
+
+    /// True for an upload opened with [`Client::copy_from_binary`].
+    pub fn is_binary(&self) -> bool {
+        self.binary
+    }
+
     /// End the upload so that CARTO's COPY fails by itself: `poison` (whole lines CARTO must reject, e.g.
-    /// [`crate::copy_text::poison_line`]) after the rows sent, a finished gzip stream and the body's end;
+    /// [`crate::copy_text::poison_line`], or for a binary upload a tuple with the wrong field count,
+    /// [`crate::copy_binary::poison_tuple`]: see [`CopyIn::poison`]; never the binary trailer) after the rows sent, a finished gzip stream and the body's end;
     /// then wait at most `wait` for CARTO's answer, and close the connection (never reused). Unlike
     /// dropping, this does not rely on CARTO noticing a closed connection. Everything is bounded by `wait`,
     /// so it may be called where the caller cannot be interrupted.
@@ -267,7 +282,11 @@ impl CopyIn {
         let Some(mut run) = self.run.take() else {
             return AbortOutcome::NothingSent;
         };
-        if poison.last() != Some(&b'\n') {
+        if self.binary && !crate::copy_binary::is_poison_tuple(&poison) {
+            // No tuple header (or the trailer, which would end the COPY successfully): break the connection.
+            return AbortOutcome::Unconfirmed("the poison is not a binary COPY tuple".into());
+        }
+        if !self.binary && poison.last() != Some(&b'\n') {
             // Not a whole line: it could merge with nothing and prove nothing; break the connection instead.
             return AbortOutcome::Unconfirmed("the poison is not a whole line".into());
         }

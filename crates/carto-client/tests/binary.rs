@@ -143,3 +143,55 @@ async fn copy_from_binary_round_trip_rollover_and_type_mismatch() {
     assert!(e.message.contains("insufficient data left in message"), "{e}");
     assert_eq!(sim.psql_value("demo", "select count(*) from tb").as_deref(), Some("10000"));
 }
+
+fn open_copies(sim: &TestSim, table: &str) -> i64 {
+    sim.psql_admin(
+        "demo",
+        &format!("select count(*) from pg_stat_activity where query ilike 'COPY {table} %' and state <> 'idle' and pid <> pg_backend_pid()"),
+    )
+    .unwrap()[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A binary upload ended by `abort_gracefully` with its format's poison (a tuple with one field more than
+/// the column list, never the trailer): CARTO's COPY fails by itself ("row field count"), no row stays
+/// and no COPY stays open, even right after the first tuples (inside the sim's upload race, on by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_binary_abort_gracefully_ends_the_copy() {
+    use carto_client::AbortOutcome;
+    let sim = TestSim::start_default();
+    sim.psql("demo", "create table tgb (id bigint primary key, t text)").unwrap();
+    let c = demo(&sim, |_| {});
+    let sql = "COPY tgb (id, t) FROM STDIN (FORMAT binary)";
+    for (i, pause_ms) in [0u64, 0, 50, 300].into_iter().enumerate() {
+        let mut up = c.copy_from_binary(sql);
+        assert!(up.is_binary());
+        up.send(tuples(0, 2000), 2000).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        let poison = up.poison(2);
+        assert_eq!(&poison[..2], &3i16.to_be_bytes()[..], "one field more than the column list");
+        let t0 = std::time::Instant::now();
+        let out = up.abort_gracefully(poison, Duration::from_secs(2)).await;
+        assert!(t0.elapsed() < Duration::from_millis(2500), "case {i}: the wait is bounded");
+        match &out {
+            AbortOutcome::Rejected(m) => assert!(m.contains("row field count is 3, expected 2"), "case {i}: {m}"),
+            other => panic!("case {i}: expected CARTO's rejection, got {other:?}"),
+        }
+        assert_eq!(sim.psql_value("demo", "select count(*) from tgb").as_deref(), Some("0"), "case {i}");
+        assert_eq!(open_copies(&sim, "tgb"), 0, "case {i}");
+    }
+    // A text poison line (or the trailer) is no poison for a binary upload: refused, the connection broken.
+    // (On its own table: a broken connection may leave its COPY open in the sim's race.)
+    sim.psql("demo", "create table tgb2 (id bigint primary key, t text)").unwrap();
+    let mut up = c.copy_from_binary("COPY tgb2 (id, t) FROM STDIN (FORMAT binary)");
+    up.send(tuples(0, 10), 10).await.unwrap();
+    let out = up.abort_gracefully(Bytes::from_static(carto_client::copy_binary::TRAILER), Duration::from_secs(1)).await;
+    assert!(matches!(&out, AbortOutcome::Unconfirmed(m) if m.contains("not a binary COPY tuple")), "{out:?}");
+    // The poisoned table is not locked: a new upload goes through.
+    let mut up = c.copy_from_binary(sql);
+    up.send(tuples(0, 10), 10).await.unwrap();
+    assert_eq!(up.finish().await.unwrap().total_rows, 10);
+}
