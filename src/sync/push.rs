@@ -312,13 +312,13 @@ fn stream_rows(client: &Client, select: &str, copy_sql: &str, columns: usize, ln
 
 /// An upload that, dropped before it is finished (an ERROR unwinding), is handed to the transaction's
 /// abort to be ended with a poison line rather than left to CARTO noticing a closed connection.
-struct Orphanable {
-    copy: Option<carto_client::CopyIn>,
-    columns: usize,
+pub(crate) struct Orphanable {
+    pub(crate) copy: Option<carto_client::CopyIn>,
+    pub(crate) columns: usize,
 }
 
 impl Orphanable {
-    fn get(&mut self) -> FdwResult<&mut carto_client::CopyIn> {
+    pub(crate) fn get(&mut self) -> FdwResult<&mut carto_client::CopyIn> {
         self.copy.as_mut().ok_or_else(|| FdwError::internal("upload lost"))
     }
 }
