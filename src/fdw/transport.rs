@@ -10,7 +10,13 @@
 //!   an ERROR for a column whose type cannot go binary at all.
 //!
 //! Binary is never used while client_encoding differs from the database encoding (text-like receive
-//! functions would convert the bytes): such a scan or upload goes as text.
+//! functions would convert the bytes), nor in a database whose encoding is not UTF8 (or SQL_ASCII): CARTO's
+//! text is UTF-8, which only the text transports convert (crate::pg::text). Such a scan or upload goes as
+//! text. Where binary is used, text-like receive functions check the bytes against the encoding (invalid
+//! UTF-8 and NUL refused), and the error names the column as on the text transports.
+//!
+//! A pushed join or aggregate (pushed.rs, scanrelid 0) always reads as text: its columns are expressions,
+//! not table columns whose CARTO types were looked up.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

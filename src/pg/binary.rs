@@ -3,8 +3,11 @@
 //!
 //! A binary form is only portable when it does not hold anything local to one database: arrays embed their
 //! element type's OID (array_recv refuses another), composites their columns' OIDs, reg* types are OIDs.
-//! Text-like receive functions convert from the session's client_encoding, so binary needs client_encoding
-//! = the database encoding (the text transport converts nothing either). See docs/reads.md "Transports".
+//! Text-like receive functions convert from the session's client_encoding, and CARTO's binary text is UTF-8,
+//! so binary needs client_encoding = the database encoding = UTF8 (or SQL_ASCII, which PostgreSQL checks for
+//! NUL only, as the text transport does): then the receive functions validate the bytes themselves (invalid
+//! UTF-8 and NUL refused) like crate::pg::text does on the text transports; in any other database encoding
+//! the text transports convert from UTF-8 and binary is not used. See docs/reads.md "Transports".
 
 use pgrx::pg_sys;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
@@ -88,9 +91,14 @@ pub unsafe fn binary_type(type_oid: pg_sys::Oid) -> Result<BinaryType, String> {
     }
 }
 
-/// Binary text-like values convert from client_encoding: binary only when that is the database encoding.
+/// Binary text-like values convert from client_encoding, and CARTO's are UTF-8: binary only when
+/// client_encoding is the database encoding and that is UTF8 (or SQL_ASCII). A LATIN1 database would
+/// otherwise take CARTO's UTF-8 bytes as LATIN1 unchecked, where the text transports convert them.
 pub fn encodings_agree() -> bool {
-    unsafe { pg_sys::GetDatabaseEncoding() == pg_sys::pg_get_client_encoding() }
+    // SAFETY: plain reads of backend globals.
+    let (db, client) = unsafe { (pg_sys::GetDatabaseEncoding(), pg_sys::pg_get_client_encoding()) };
+    let utf8_like = db == pg_sys::pg_enc::PG_UTF8 as i32 || db == pg_sys::pg_enc::PG_SQL_ASCII as i32;
+    db == client && utf8_like
 }
 
 /// A column's receive function, looked up once per scan.

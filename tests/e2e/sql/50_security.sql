@@ -97,6 +97,16 @@ CREATE FOREIGN TABLE sec_text_sql (x text) SERVER carto OPTIONS (scan_method 'qu
 SELECT x FROM sec_text_sql;
 \! curl -sS -o /dev/null -X POST "$CARTO_SIM_ADMIN/faults" -d '{"group":"query","status":200,"json":{"rows":[{"c0":"ünïcödé ✓"}],"fields":{},"total_rows":1}}'
 SELECT x FROM sec_text_sql;
+-- The same over COPY binary: the text type's receive function checks CARTO's bytes (client_encoding and
+-- the database are UTF8), and the error names the column.
+CREATE FOREIGN TABLE sec_text_bin (x text) SERVER carto OPTIONS (scan_method 'copy', copy_format 'binary', table_name 'sec50_private');
+EXPLAIN (VERBOSE, COSTS OFF) SELECT x FROM sec_text_bin;
+\! curl -sS -o /dev/null -X POST "$CARTO_SIM_ADMIN/faults" -d '{"group":"copy_to","status":200,"body_hex":"5047434f50590aff0d0a0000000000000000000001000000026f6b0001000000056162fffe63ffff"}'
+SELECT x FROM sec_text_bin;
+\! curl -sS -o /dev/null -X POST "$CARTO_SIM_ADMIN/faults" -d '{"group":"copy_to","status":200,"body_hex":"5047434f50590aff0d0a00000000000000000000010000000761626300646566ffff"}'
+SELECT x FROM sec_text_bin;
+\! curl -sS -o /dev/null -X POST "$CARTO_SIM_ADMIN/faults" -d '{"group":"copy_to","status":200,"body_hex":"5047434f50590aff0d0a00000000000000000000010000000fc3bc6ec3af63c3b664c3a920e29c93ffff"}'
+SELECT x FROM sec_text_bin;
 \! curl -sS -o /dev/null -X DELETE "$CARTO_SIM_ADMIN/faults"
 
 -- ---------------------------------------------------------------------------------------------
