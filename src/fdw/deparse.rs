@@ -214,10 +214,10 @@ impl<'a> Deparser<'a> {
         }
     }
 
+    /// Only the default collation ships: the remote SQL never names a collation, so a `COLLATE "C"`
+    /// comparison shipped as is would be made under CARTO's default collation instead.
     fn collation_ok(&self, coll: pg_sys::Oid) -> bool {
-        coll == pg_sys::InvalidOid
-            || coll == pg_sys::DEFAULT_COLLATION_OID
-            || coll == pg_sys::C_COLLATION_OID
+        default_collation(coll)
     }
 
     unsafe fn var(&mut self, var: *mut pg_sys::Var, out: &mut SqlTemplate) -> bool {

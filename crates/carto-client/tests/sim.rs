@@ -510,8 +510,22 @@ async fn copy_from_abort_and_drop_roll_back() {
     assert_eq!(ok(up.finish().await).total_rows, 10);
 }
 
-/// COPYs still running on the sim's database for `table`, as pg_stat_activity shows them.
+/// COPYs still running on the sim's database for `table`, once the sim's backends have settled:
+/// CARTO's answer to a failed COPY can reach the client a moment before its backend leaves the
+/// COPY state, so a count above zero is re-checked for up to 3 s before it is returned.
 fn open_copies(sim: &TestSim, table: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let n = open_copies_now(sim, table);
+        if n == 0 || Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// COPYs running on the sim's database for `table` right now, as pg_stat_activity shows them.
+fn open_copies_now(sim: &TestSim, table: &str) -> i64 {
     sim.psql_admin(
         "demo",
         &format!("select count(*) from pg_stat_activity where query ilike 'COPY {table} %' and state <> 'idle' and pid <> pg_backend_pid()"),
