@@ -144,7 +144,21 @@ async fn copy_from_binary_round_trip_rollover_and_type_mismatch() {
     assert_eq!(sim.psql_value("demo", "select count(*) from tb").as_deref(), Some("10000"));
 }
 
+/// COPYs still running on the sim's database for `table`, once the sim's backends have settled (CARTO's
+/// answer to a failed COPY can reach the client a moment before its backend leaves the COPY state): a
+/// count above zero is re-checked for up to 3 s, as tests/sim.rs does.
 fn open_copies(sim: &TestSim, table: &str) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let n = open_copies_now(sim, table);
+        if n == 0 || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn open_copies_now(sim: &TestSim, table: &str) -> i64 {
     sim.psql_admin(
         "demo",
         &format!("select count(*) from pg_stat_activity where query ilike 'COPY {table} %' and state <> 'idle' and pid <> pg_backend_pid()"),
