@@ -253,10 +253,7 @@ pub fn run(args: &PushArgs, client: &Client, prev_wm: Option<&str>, stage: &str)
 fn stream_rows(client: &Client, select: &str, copy_sql: &str, columns: usize, lnglat: Option<(usize, usize)>) -> FdwResult<i64> {
     // Each request's COPY is tagged, and an ERROR (cancel, timeout, a bad row) hands the open
     // upload to the transaction's abort, which ends it with a poison line (fdw/xact.rs).
-    let open = || client.copy_from(&crate::fdw::uploads::tag_copy(copy_sql).0);
-    let mut copy = Orphanable { copy: Some(open()), columns };
-    let mut total: i64 = 0;
-    let mut requests = 1;
+    let mut upload = PushUpload::new(|| client.copy_from(&crate::fdw::uploads::tag_copy(copy_sql).0), columns);
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut pending_rows: u64 = 0;
     Spi::connect(|c| -> FdwResult<()> {
@@ -287,43 +284,66 @@ fn stream_rows(client: &Client, select: &str, copy_sql: &str, columns: usize, ln
                 pending_rows += 1;
             }
             if buf.len() >= 1 << 20 {
-                let data = Bytes::from(std::mem::take(&mut buf));
-                block_on(copy.get()?.send(data, pending_rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
+                upload.send(std::mem::take(&mut buf), pending_rows)?;
                 pending_rows = 0;
-                if copy.get()?.needs_rollover() {
-                    let done = std::mem::replace(&mut copy.copy, Some(open())).ok_or_else(|| FdwError::internal("upload lost"))?;
-                    total += block_on(done.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
-                    requests += 1;
-                }
             }
         }
         Ok(())
     })?;
-    if pending_rows > 0 {
-        block_on(copy.get()?.send(Bytes::from(buf), pending_rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
-    }
-    let last = copy.copy.take().ok_or_else(|| FdwError::internal("upload lost"))?;
-    total += block_on(last.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
+    let (total, requests) = upload.finish(buf, pending_rows)?;
     if requests > 1 {
         pgrx::notice!("carto_fdw: the rows went to CARTO in {requests} COPY requests (each request is its own remote transaction)");
     }
     Ok(total)
 }
 
-/// An upload that, dropped before it is finished (an ERROR unwinding), is handed to the transaction's
-/// abort to be ended with a poison line rather than left to CARTO noticing a closed connection.
-pub(crate) struct Orphanable {
-    pub(crate) copy: Option<carto_client::CopyIn>,
-    pub(crate) columns: usize,
+/// The upload of a push (text or binary): one request, rolled over to a new one before CARTO's
+/// size limit. Dropped before it is finished (an ERROR unwinding), its open request is handed to
+/// the transaction's abort to be ended with a poison row rather than left to CARTO noticing a
+/// closed connection.
+pub(crate) struct PushUpload<'a> {
+    copy: Option<carto_client::CopyIn>,
+    open: Box<dyn Fn() -> carto_client::CopyIn + 'a>,
+    columns: usize,
+    total: i64,
+    requests: u32,
 }
 
-impl Orphanable {
-    pub(crate) fn get(&mut self) -> FdwResult<&mut carto_client::CopyIn> {
+impl<'a> PushUpload<'a> {
+    /// `open` starts one request (its COPY tagged); `columns` is the COPY column count (for the poison).
+    pub(crate) fn new(open: impl Fn() -> carto_client::CopyIn + 'a, columns: usize) -> Self {
+        PushUpload { copy: Some(open()), open: Box::new(open), columns, total: 0, requests: 1 }
+    }
+
+    fn get(&mut self) -> FdwResult<&mut carto_client::CopyIn> {
         self.copy.as_mut().ok_or_else(|| FdwError::internal("upload lost"))
+    }
+
+    /// Sends whole rows; finishes the request and opens the next when it nears CARTO's limit.
+    pub(crate) fn send(&mut self, data: Vec<u8>, rows: u64) -> FdwResult<()> {
+        block_on(self.get()?.send(Bytes::from(data), rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
+        if self.get()?.needs_rollover() {
+            let next = (self.open)();
+            let done = self.copy.replace(next).ok_or_else(|| FdwError::internal("upload lost"))?;
+            self.total += block_on(done.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
+            self.requests += 1;
+        }
+        Ok(())
+    }
+
+    /// Sends the last rows (if any) and finishes the request: the rows CARTO confirmed in all
+    /// requests, and how many requests there were.
+    pub(crate) fn finish(mut self, data: Vec<u8>, rows: u64) -> FdwResult<(i64, u32)> {
+        if rows > 0 {
+            block_on(self.get()?.send(Bytes::from(data), rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
+        }
+        let last = self.copy.take().ok_or_else(|| FdwError::internal("upload lost"))?;
+        self.total += block_on(last.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
+        Ok((self.total, self.requests))
     }
 }
 
-impl Drop for Orphanable {
+impl Drop for PushUpload<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.copy.take() {
             crate::fdw::xact::adopt_orphan(c, self.columns);

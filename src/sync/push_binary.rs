@@ -7,14 +7,13 @@
 //! to the database encoding. Otherwise push streams COPY text as before.
 
 use carto_client::copy_binary::Encoder;
-use carto_client::{Bytes, Client};
+use carto_client::Client;
 use pgrx::Spi;
 
 use crate::fdw::deparse::quote_ident;
 use crate::pg::binary::{binary_type, encodings_agree};
 use crate::pg::error::{FdwError, FdwResult};
-use crate::pg::runtime::block_on;
-use crate::sync::push::Orphanable;
+use crate::sync::push::PushUpload;
 use crate::sync::SourceColumn;
 
 /// The send function of each column (`int4send`, `geometry_send`, `array_send`...), when the columns can go
@@ -52,9 +51,7 @@ pub fn stream_rows(client: &Client, cols: &[&SourceColumn], sends: &[String], fr
     let select = format!("SELECT {select} FROM {from}");
     // Each request's COPY is tagged like the text push's, and an ERROR (cancel, timeout, a bad row) hands
     // the open upload to the transaction's abort, which ends it with a binary poison tuple (fdw/xact.rs).
-    let open = || client.copy_from_binary(&crate::fdw::uploads::tag_copy(copy_sql).0);
-    let mut copy = Orphanable { copy: Some(open()), columns: cols.len() };
-    let (mut total, mut requests): (i64, u32) = (0, 1);
+    let mut upload = PushUpload::new(|| client.copy_from_binary(&crate::fdw::uploads::tag_copy(copy_sql).0), cols.len());
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut pending_rows: u64 = 0;
     let n = cols.len();
@@ -76,22 +73,11 @@ pub fn stream_rows(client: &Client, cols: &[&SourceColumn], sends: &[String], fr
                 pending_rows += 1;
             }
             if buf.len() >= 1 << 20 {
-                let data = Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(1 << 20)));
-                block_on(copy.get()?.send(data, pending_rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
+                upload.send(std::mem::replace(&mut buf, Vec::with_capacity(1 << 20)), pending_rows)?;
                 pending_rows = 0;
-                if copy.get()?.needs_rollover() {
-                    let done = std::mem::replace(&mut copy.copy, Some(open())).ok_or_else(|| FdwError::internal("upload lost"))?;
-                    total += block_on(done.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
-                    requests += 1;
-                }
             }
         }
         Ok(())
     })?;
-    if pending_rows > 0 {
-        block_on(copy.get()?.send(Bytes::from(buf), pending_rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
-    }
-    let last = copy.copy.take().ok_or_else(|| FdwError::internal("upload lost"))?;
-    total += block_on(last.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
-    Ok((total, requests))
+    upload.finish(buf, pending_rows)
 }
