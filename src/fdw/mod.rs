@@ -2,6 +2,7 @@
 //! after postgres_fdw's split.
 
 pub mod analyze;
+pub mod binary_scan;
 pub mod connection;
 pub mod deparse;
 pub mod import;

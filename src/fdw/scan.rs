@@ -8,15 +8,15 @@ use std::collections::VecDeque;
 use std::ffi::{c_char, CString};
 
 use carto_client::copy_text::Decoder;
-use carto_client::{Bytes, Client, CopyOutStream, ErrorKind, RequestStats};
+use carto_client::{Bytes, Client, CopyOutStream, ErrorKind, RequestStats, StatsHandle};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::{PgList, PgLogLevel, PgMemoryContexts, PgTryBuilder};
 
 use crate::fdw::connection::client_for;
 use crate::fdw::plan::{scan_plan_from_private, Page, ScanPlan, Transport};
+use crate::fdw::binary_scan::BinaryRows;
 use crate::fdw::table::TableDef;
-use crate::fdw::transport::BinaryRows;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 use crate::pg::typeio::{ColumnInput, ParamOutput};
@@ -24,11 +24,22 @@ use crate::pg::typeio::{ColumnInput, ParamOutput};
 enum Source {
     NotStarted,
     Copy { stream: CopyOutStream, chunk: Bytes, pos: usize },
-    /// COPY binary (transport.rs); the decoder lives in ScanState::binary.
-    Binary { stream: CopyOutStream },
+    /// COPY binary: the stream went to ScanState::binary's decode task (binary_scan.rs); its counters.
+    Binary { stats: StatsHandle },
     /// `next` is the page to ask for, None once the read is complete.
     Query { rows: VecDeque<Vec<Option<String>>>, next: Option<Page> },
     Done,
+}
+
+impl Source {
+    /// The counters of a running COPY read.
+    fn stats(&self) -> Option<RequestStats> {
+        match self {
+            Source::Copy { stream, .. } => Some(stream.stats()),
+            Source::Binary { stats } => Some(stats.snapshot()),
+            _ => None,
+        }
+    }
 }
 
 pub struct ScanState {
@@ -67,8 +78,7 @@ impl ScanState {
         match self.transport {
             Transport::Copy => {
                 let binary = match (&mut self.binary, &self.plan.binary_casts) {
-                    (Some(rows), Some(casts)) if crate::pg::binary::encodings_agree() => {
-                        rows.reset();
+                    (Some(_), Some(casts)) if crate::pg::binary::encodings_agree() => {
                         Some(self.plan.copy_sql_binary(Some(&self.rendered_params), casts))
                     }
                     _ => None,
@@ -80,7 +90,10 @@ impl ScanState {
                     None => block_on(self.client.copy_to_with(&self.plan.copy_sql(Some(&self.rendered_params)), false))?,
                 };
                 match started {
-                    Ok(stream) if binary.is_some() => self.source = Source::Binary { stream },
+                    Ok(stream) if binary.is_some() => {
+                        let Some(rows) = self.binary.as_mut() else { return Err(FdwError::internal("binary scan without its reader")) };
+                        self.source = Source::Binary { stats: rows.start(stream)? };
+                    }
                     Ok(stream) => {
                         self.source = Source::Copy { stream, chunk: Bytes::new(), pos: 0 };
                     }
@@ -201,12 +214,12 @@ impl ScanState {
                         }
                     }
                 }
-                Source::Binary { stream } => {
+                Source::Binary { stats } => {
                     let Some(rows) = self.binary.as_mut() else { return Err(FdwError::internal("binary scan without its reader")) };
-                    if rows.next(stream, slot, &self.names, &self.plan.table_label)? {
+                    if rows.next(slot, &self.names, &self.plan.table_label)? {
                         return Ok(true);
                     }
-                    self.stats.add(&stream.stats());
+                    self.stats.add(&stats.snapshot());
                     self.source = Source::Done;
                 }
                 Source::Query { rows, next } => {
@@ -327,8 +340,8 @@ impl ScanState {
 
     fn stats_total(&self) -> RequestStats {
         let mut s = self.stats;
-        if let Source::Copy { stream, .. } | Source::Binary { stream } = &self.source {
-            s.add(&stream.stats());
+        if let Some(stream) = self.source.stats() {
+            s.add(&stream);
         }
         s
     }
@@ -508,10 +521,13 @@ pub unsafe extern "C-unwind" fn iterate_foreign_scan(
 pub unsafe extern "C-unwind" fn rescan_foreign_scan(node: *mut pg_sys::ForeignScanState) {
     let Some(state) = state_of(node) else { return };
     let prev = std::mem::replace(&mut state.source, Source::NotStarted);
-    if let Source::Copy { stream, .. } | Source::Binary { stream } = &prev {
-        state.stats.add(&stream.stats());
+    if let Some(stream) = prev.stats() {
+        state.stats.add(&stream);
     }
     drop(prev);
+    if let Some(rows) = state.binary.as_mut() {
+        rows.stop();
+    }
     // A second COPY request a statement would soon hit CARTO's rate limit: rescans read via /sql.
     if state.scans > 0 {
         state.transport = Transport::Query;
@@ -524,8 +540,11 @@ pub unsafe extern "C-unwind" fn end_foreign_scan(node: *mut pg_sys::ForeignScanS
     if let Some(state) = state_of(node) {
         // Dropping the stream closes its connection at once: CARTO cancels the query.
         let prev = std::mem::replace(&mut state.source, Source::Done);
-        if let Source::Copy { stream, .. } | Source::Binary { stream } = &prev {
-            state.stats.add(&stream.stats());
+        if let Some(stream) = prev.stats() {
+            state.stats.add(&stream);
+        }
+        if let Some(rows) = state.binary.as_mut() {
+            rows.stop();
         }
     }
 }

@@ -21,16 +21,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use carto_client::copy_binary::{Decoder, Step};
-use carto_client::{Client, CopyOutStream};
+use carto_client::Client;
 use pgrx::pg_sys;
-use pgrx::PgTryBuilder;
 
 use crate::fdw::connection::client_for;
 use crate::fdw::deparse::{quote_literal, strip_schema};
 use crate::fdw::options::CopyFormat;
 use crate::fdw::table::{Column, TableDef};
-use crate::pg::binary::{binary_type, ColumnRecv};
+use crate::pg::binary::binary_type;
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
 
@@ -131,100 +129,6 @@ pub unsafe fn read_casts(table: &TableDef, columns: &[(i16, String)]) -> FdwResu
     binary_casts(table, &cols, table.options.copy_format)
 }
 
-/// A scan's rows from a binary COPY stream, each field through its column's receive function.
-pub struct BinaryRows {
-    decoder: Decoder,
-    recvs: Vec<ColumnRecv>,
-    ended: bool,
-}
-
-impl BinaryRows {
-    /// # Safety
-    /// Backend thread, in a transaction; `columns` the scan's retrieved columns, in order.
-    pub unsafe fn new(columns: &[&Column]) -> Self {
-        let recvs = columns.iter().map(|c| ColumnRecv::new(c.attnum, c.type_oid, c.typmod)).collect();
-        BinaryRows { decoder: Decoder::new(Some(columns.len())), recvs, ended: false }
-    }
-
-    /// Ready for a new stream (a rescan).
-    pub fn reset(&mut self) {
-        self.decoder = Decoder::new(Some(self.recvs.len()));
-        self.ended = false;
-    }
-
-    /// Fills `slot` with the next row; false at the clean end of the stream. CARTO's appended error, a cut
-    /// or malformed stream are errors; a value the receive function
-    /// refuses raises an ERROR naming its column (`names`) and `table`.
-    ///
-    /// # Safety
-    /// Backend thread; `slot` the scan's slot.
-    pub unsafe fn next(
-        &mut self,
-        stream: &mut CopyOutStream,
-        slot: *mut pg_sys::TupleTableSlot,
-        names: &[String],
-        table: &str,
-    ) -> FdwResult<bool> {
-        let context = || format!("reading foreign table \"{table}\"");
-        loop {
-            if self.ended {
-                return Ok(false);
-            }
-            let step = self.decoder.next_tuple().map_err(|e| FdwError::remote(e, context()))?;
-            match step {
-                Step::Tuple => {
-                    self.fill(slot, names, table);
-                    return Ok(true);
-                }
-                Step::NeedData | Step::End => match block_on(stream.next_chunk())? {
-                    Ok(Some(chunk)) => self.decoder.push(chunk),
-                    Ok(None) => {
-                        self.decoder.finish().map_err(|e| FdwError::remote(e, context()))?;
-                        self.ended = true;
-                    }
-                    Err(e) => return Err(FdwError::remote(e, context())),
-                },
-            }
-        }
-    }
-
-    unsafe fn fill(&mut self, slot: *mut pg_sys::TupleTableSlot, names: &[String], table: &str) {
-        if let Some(clear) = (*(*slot).tts_ops).clear {
-            clear(slot);
-        }
-        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-        let datums = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
-        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
-        nulls.fill(true);
-        let current = std::sync::atomic::AtomicUsize::new(0);
-        let recvs = &mut self.recvs;
-        let decoder = &self.decoder;
-        PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-            for (i, recv) in recvs.iter_mut().enumerate() {
-                current.store(i, std::sync::atomic::Ordering::Relaxed);
-                let idx = recv.attnum as usize - 1;
-                match decoder.field(i) {
-                    None => {
-                        datums[idx] = recv.recv_null();
-                        nulls[idx] = true;
-                    }
-                    Some(bytes) => {
-                        datums[idx] = recv.recv(bytes);
-                        nulls[idx] = false;
-                    }
-                }
-            }
-        }))
-        .catch_others(|e| {
-            let i = current.load(std::sync::atomic::Ordering::Relaxed);
-            let name = names.get(i).map(String::as_str).unwrap_or("?");
-            crate::fdw::scan::reraise_with_column(e, name, table)
-        })
-        .execute();
-        pg_sys::ExecStoreVirtualTuple(slot);
-    }
-}
-
 /// `COPY ... FROM STDIN` becomes this for a binary upload; xact.rs opens such uploads with copy_from_binary.
 pub const BINARY_COPY_SUFFIX: &str = " (FORMAT binary)";
 
@@ -269,7 +173,7 @@ impl BinaryRowWriter {
             if nulls[idx] {
                 carto_client::copy_binary::Encoder::null(out);
             } else {
-                carto_client::copy_binary::Encoder::field(out, send.send(values[idx]));
+                send.send_field(values[idx], out);
             }
         }
     }

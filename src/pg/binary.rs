@@ -129,15 +129,22 @@ impl ColumnRecv {
     /// # Safety
     /// Backend thread.
     pub unsafe fn recv(&mut self, bytes: &[u8]) -> pg_sys::Datum {
-        self.scratch.clear();
-        self.scratch.extend_from_slice(bytes);
-        self.scratch.push(0);
-        let mut buf = pg_sys::StringInfoData {
-            data: self.scratch.as_mut_ptr().cast(),
-            len: bytes.len() as i32,
-            maxlen: bytes.len() as i32 + 1,
-            cursor: 0,
-        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(bytes);
+        scratch.push(0);
+        let d = self.recv_in_place(scratch.as_mut_ptr(), bytes.len());
+        self.scratch = scratch;
+        d
+    }
+
+    /// [`ColumnRecv::recv`] of the `len` bytes at `data`, which are followed by a NUL (StringInfo's
+    /// convention) and stay valid, unchanged by anyone else, during the call.
+    ///
+    /// # Safety
+    /// Backend thread; `data` points to `len + 1` writable bytes.
+    pub unsafe fn recv_in_place(&mut self, data: *mut u8, len: usize) -> pg_sys::Datum {
+        let mut buf = pg_sys::StringInfoData { data: data.cast(), len: len as i32, maxlen: len as i32 + 1, cursor: 0 };
         let d = pg_sys::ReceiveFunctionCall(self.flinfo.as_mut(), &mut buf, self.ioparam, self.typmod);
         if buf.cursor != buf.len {
             pgrx::ereport!(
@@ -161,6 +168,8 @@ impl ColumnRecv {
 /// A column's send function, for values uploaded in binary.
 pub struct ColumnSend {
     flinfo: Box<pg_sys::FmgrInfo>,
+    /// Set for the built-in types whose binary form carto_fdw writes itself (binary_fast.rs).
+    fast: Option<crate::pg::binary_fast::FastType>,
 }
 
 impl ColumnSend {
@@ -172,7 +181,27 @@ impl ColumnSend {
         pg_sys::getTypeBinaryOutputInfo(type_oid, &mut func, &mut varlena);
         let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
         pg_sys::fmgr_info(func, flinfo.as_mut());
-        ColumnSend { flinfo }
+        ColumnSend { flinfo, fast: crate::pg::binary_fast::FastType::for_send(pg_sys::getBaseType(type_oid)) }
+    }
+
+    /// Appends the value as one field of a binary COPY tuple: its length word, then its binary form,
+    /// written directly for built-in types (binary_fast.rs), else through the send function (which
+    /// allocates in the current memory context).
+    ///
+    /// # Safety
+    /// Backend thread; `value` a non-NULL datum of the column's type.
+    pub unsafe fn send_field(&mut self, value: pg_sys::Datum, out: &mut Vec<u8>) {
+        if let Some(fast) = self.fast {
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            if fast.encode(value, out) {
+                let len = (out.len() - at - 4) as i32;
+                out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                return;
+            }
+            out.truncate(at);
+        }
+        carto_client::copy_binary::Encoder::field(out, self.send(value));
     }
 
     /// The value's binary form, palloc'd in the current memory context (valid until it is reset).

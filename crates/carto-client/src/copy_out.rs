@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::client::{Client, Retry};
 use crate::error::{parse_error_object, Endpoint, Error, ErrorKind, Result};
-use crate::stats::{AtomicStats, RequestStats};
+use crate::stats::{AtomicStats, RequestStats, StatsHandle};
 
 /// Lines are handed to the caller as soon as the channel has room, and in chunks of at most about this size.
 const CHUNK_TARGET: usize = 64 * 1024;
@@ -73,6 +73,11 @@ impl CopyOutStream {
     /// Requests, bytes received (after gzip decoding) and retries so far.
     pub fn stats(&self) -> RequestStats {
         self.stats.snapshot()
+    }
+
+    /// A handle on the same counters, for a caller that hands the stream to a task of its own.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.stats.clone())
     }
 }
 

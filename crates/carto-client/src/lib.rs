@@ -28,6 +28,6 @@ pub use copy_in::{AbortOutcome, CopyIn, CopyInSummary};
 pub use copy_out::CopyOutStream;
 pub use error::{Endpoint, Error, ErrorKind, RateLimit, Result};
 pub use query::{FieldInfo, QueryResponse};
-pub use stats::RequestStats;
+pub use stats::{RequestStats, StatsHandle};
 
 pub use bytes::Bytes;

@@ -24,6 +24,16 @@ impl RequestStats {
     }
 }
 
+/// A stream's counters, readable after the stream itself moved to another task.
+#[derive(Debug, Clone)]
+pub struct StatsHandle(pub(crate) std::sync::Arc<AtomicStats>);
+
+impl StatsHandle {
+    pub fn snapshot(&self) -> RequestStats {
+        self.0.snapshot()
+    }
+}
+
 /// Shared, lock-free counters for streams whose network side runs on another task.
 #[derive(Debug, Default)]
 pub(crate) struct AtomicStats {

@@ -1,0 +1,351 @@
+//! Built-in types whose binary COPY form carto_fdw converts itself, without the type's receive or send
+//! function: integers, floats, booleans, dates, timestamps, uuid, and text, varchar and bytea.
+//!
+//! Why: on a binary read most of the backend's time went into calling receive functions through fmgr for
+//! values that are a big-endian integer or a run of bytes, and a scan's rows are made on the backend thread
+//! alone. The conversions here are plain data (no PostgreSQL call), so the scan runs them on the I/O thread
+//! beside the backend (src/fdw/binary_scan.rs), and the backend only hands the finished values to the slot.
+//!
+//! Exactness: each conversion gives the very Datum the type's receive function would (the same bits, the
+//! same range checks), and only for the type itself with no typmod to apply. Anything else — a value out of
+//! range, a field of the wrong length, text that is not valid in the database encoding or holds a NUL —
+//! is [`Wire::Recv`]: it goes to the type's own receive function on the backend, which accepts it or raises
+//! PostgreSQL's own error (named after the column by the scan). Domains, other typmods and every other type
+//! always go through their receive and send functions. `#[pg_test]`s below compare every conversion with
+//! the type's own functions, edges included.
+
+use pgrx::pg_sys;
+
+/// The types converted here. Their binary forms are PostgreSQL's `*send` / `*recv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastType {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Date,
+    /// timestamp and timestamptz: the same int64 of microseconds and the same range.
+    Timestamp,
+    Uuid,
+    /// text, varchar without a length, bytea: a varlena holding the bytes.
+    Varlena { checks_encoding: bool },
+}
+
+// Ranges of date_recv and timestamp_recv (datatype/timestamp.h): IS_VALID_DATE, MIN_/END_TIMESTAMP; the
+// infinities (the int's extremes) are accepted too.
+const DATE_MIN: i32 = pg_sys::DATETIME_MIN_JULIAN as i32 - pg_sys::POSTGRES_EPOCH_JDATE as i32;
+const DATE_END: i32 = pg_sys::DATE_END_JULIAN as i32 - pg_sys::POSTGRES_EPOCH_JDATE as i32;
+const TIMESTAMP_MIN: i64 = -211_813_488_000_000_000;
+const TIMESTAMP_END: i64 = 9_223_371_331_200_000_000;
+/// varlena header size (VARHDRSZ).
+const VARHDRSZ: usize = 4;
+
+impl FastType {
+    /// The conversion a column of `type_oid` and `typmod` can take on a read, if any. Only the type itself
+    /// (a domain has constraints to check) and only typmods the receive function would not apply.
+    pub fn for_recv(type_oid: pg_sys::Oid, typmod: i32) -> Option<FastType> {
+        use pg_sys::BuiltinOid as B;
+        let t = Self::for_base(type_oid)?;
+        let typmod_free = match type_oid {
+            o if o == B::VARCHAROID.value() => typmod < 0,
+            // AdjustTimestampForTypmod leaves -1 and the full precision (6) alone.
+            o if o == B::TIMESTAMPOID.value() || o == B::TIMESTAMPTZOID.value() => typmod < 0 || typmod == 6,
+            _ => true,
+        };
+        typmod_free.then_some(t)
+    }
+
+    /// The conversion of a value of `base_type` on a write (send functions ignore typmods; a domain's
+    /// values are its base type's).
+    pub fn for_send(base_type: pg_sys::Oid) -> Option<FastType> {
+        Self::for_base(base_type)
+    }
+
+    fn for_base(type_oid: pg_sys::Oid) -> Option<FastType> {
+        use pg_sys::BuiltinOid as B;
+        let o = type_oid;
+        Some(match () {
+            _ if o == B::BOOLOID.value() => FastType::Bool,
+            _ if o == B::INT2OID.value() => FastType::Int2,
+            _ if o == B::INT4OID.value() => FastType::Int4,
+            _ if o == B::INT8OID.value() => FastType::Int8,
+            _ if o == B::FLOAT4OID.value() => FastType::Float4,
+            _ if o == B::FLOAT8OID.value() => FastType::Float8,
+            _ if o == B::DATEOID.value() => FastType::Date,
+            _ if o == B::TIMESTAMPOID.value() || o == B::TIMESTAMPTZOID.value() => FastType::Timestamp,
+            _ if o == B::UUIDOID.value() => FastType::Uuid,
+            // text and varchar are checked against the encoding (pq_getmsgtext); bytea is bytes.
+            _ if o == B::TEXTOID.value() || o == B::VARCHAROID.value() => FastType::Varlena { checks_encoding: true },
+            _ if o == B::BYTEAOID.value() => FastType::Varlena { checks_encoding: false },
+            _ => return None,
+        })
+    }
+}
+
+/// How one received field becomes a Datum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// A pass-by-value Datum, as the receive function returns it.
+    Value(usize),
+    /// A pass-by-reference value of this many bytes, laid out by [`write_by_ref`].
+    ByRef(usize),
+    /// For the type's receive function on the backend.
+    Recv,
+}
+
+/// The text rule of the database: UTF8 (valid UTF-8, no NUL) or SQL_ASCII (no NUL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextRule {
+    Utf8,
+    SqlAscii,
+}
+
+fn text_ok(bytes: &[u8], rule: TextRule) -> bool {
+    // pg_verify_mbstr refuses NUL in every encoding; UTF-8 validity is RFC 3629's in both Rust and
+    // PostgreSQL (no surrogates, nothing above U+10FFFF, no overlong forms).
+    memchr::memchr(0, bytes).is_none() && (rule == TextRule::SqlAscii || std::str::from_utf8(bytes).is_ok())
+}
+
+/// Sign-extends like C's `(Datum) (int32) x`: Int32GetDatum and friends.
+fn datum_i64(v: i64) -> usize {
+    v as usize
+}
+
+impl FastType {
+    /// What the receive function would make of `bytes`. Plain data: callable on any thread.
+    pub fn decode(self, bytes: &[u8], rule: TextRule) -> Wire {
+        match self {
+            FastType::Bool => match bytes {
+                [b] => Wire::Value(usize::from(*b != 0)),
+                _ => Wire::Recv,
+            },
+            FastType::Int2 => match <[u8; 2]>::try_from(bytes) {
+                Ok(b) => Wire::Value(datum_i64(i16::from_be_bytes(b).into())),
+                Err(_) => Wire::Recv,
+            },
+            FastType::Int4 | FastType::Float4 => match <[u8; 4]>::try_from(bytes) {
+                // Float4GetDatum is Int32GetDatum of the float's bits.
+                Ok(b) => Wire::Value(datum_i64(i32::from_be_bytes(b).into())),
+                Err(_) => Wire::Recv,
+            },
+            FastType::Int8 | FastType::Float8 => match <[u8; 8]>::try_from(bytes) {
+                Ok(b) => Wire::Value(datum_i64(i64::from_be_bytes(b))),
+                Err(_) => Wire::Recv,
+            },
+            FastType::Date => match <[u8; 4]>::try_from(bytes).map(i32::from_be_bytes) {
+                Ok(d) if d == i32::MIN || d == i32::MAX || (DATE_MIN..DATE_END).contains(&d) => Wire::Value(datum_i64(d.into())),
+                _ => Wire::Recv,
+            },
+            FastType::Timestamp => match <[u8; 8]>::try_from(bytes).map(i64::from_be_bytes) {
+                Ok(t) if t == i64::MIN || t == i64::MAX || (TIMESTAMP_MIN..TIMESTAMP_END).contains(&t) => Wire::Value(datum_i64(t)),
+                _ => Wire::Recv,
+            },
+            FastType::Uuid if bytes.len() == 16 => Wire::ByRef(16),
+            FastType::Uuid => Wire::Recv,
+            FastType::Varlena { checks_encoding } => {
+                if cfg!(target_endian = "little") && (!checks_encoding || text_ok(bytes, rule)) {
+                    Wire::ByRef(VARHDRSZ + bytes.len())
+                } else {
+                    Wire::Recv
+                }
+            }
+        }
+    }
+
+    /// Lays out the by-reference value of `bytes` (after [`FastType::decode`] said [`Wire::ByRef`]) in
+    /// `out`, which must be 4-byte aligned and exactly as long as ByRef said.
+    pub fn write_by_ref(self, bytes: &[u8], out: &mut [u8]) {
+        match self {
+            FastType::Varlena { .. } => {
+                // SET_VARSIZE_4B on a little-endian machine: the total size shifted left by two.
+                let header = ((VARHDRSZ + bytes.len()) as u32) << 2;
+                out[..VARHDRSZ].copy_from_slice(&header.to_ne_bytes());
+                out[VARHDRSZ..].copy_from_slice(bytes);
+            }
+            _ => out.copy_from_slice(bytes),
+        }
+    }
+
+    /// Appends the binary form of a non-NULL `value` to `out` as its send function would (without the
+    /// field's length word); false when the value is left to the send function.
+    ///
+    /// # Safety
+    /// Backend thread; `value` a Datum of this type (a varlena may be toasted: it is detoasted here).
+    pub unsafe fn encode(self, value: pg_sys::Datum, out: &mut Vec<u8>) -> bool {
+        let v = value.value();
+        match self {
+            FastType::Bool => out.push(u8::from(v != 0)),
+            FastType::Int2 => out.extend_from_slice(&(v as i16).to_be_bytes()),
+            FastType::Int4 | FastType::Float4 | FastType::Date => out.extend_from_slice(&(v as i32).to_be_bytes()),
+            FastType::Int8 | FastType::Float8 | FastType::Timestamp => out.extend_from_slice(&(v as i64).to_be_bytes()),
+            FastType::Uuid => out.extend_from_slice(std::slice::from_raw_parts(value.cast_mut_ptr::<u8>(), 16)),
+            FastType::Varlena { .. } => {
+                // Short or plain headers are read in place; compressed or external values are detoasted
+                // (in the current memory context). Same encodings on both sides: textsend does not convert.
+                let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
+                let len = pgrx::varlena::varsize_any_exhdr(v);
+                let data = pgrx::varlena::vardata_any(v);
+                out.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), len));
+            }
+        }
+        true
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use crate::pg::binary::{ColumnRecv, ColumnSend};
+    use pgrx::prelude::*;
+    use std::ffi::CString;
+
+    fn oid(t: &str) -> pg_sys::Oid {
+        Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{t}'::regtype::oid")).unwrap().unwrap()
+    }
+
+    unsafe fn input(ty: pg_sys::Oid, v: &str) -> pg_sys::Datum {
+        let (mut f, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+        pg_sys::getTypeInputInfo(ty, &mut f, &mut ioparam);
+        let c = CString::new(v).unwrap();
+        pg_sys::OidInputFunctionCall(f, c.as_ptr() as *mut _, ioparam, -1)
+    }
+
+    /// The Datum `decode` gives, made real (by-ref values laid out in palloc'd memory).
+    unsafe fn decoded(t: FastType, bytes: &[u8]) -> Option<pg_sys::Datum> {
+        match t.decode(bytes, TextRule::Utf8) {
+            Wire::Value(v) => Some(pg_sys::Datum::from(v)),
+            Wire::ByRef(n) => {
+                let p = pg_sys::palloc(n).cast::<u8>();
+                t.write_by_ref(bytes, std::slice::from_raw_parts_mut(p, n));
+                Some(pg_sys::Datum::from(p))
+            }
+            Wire::Recv => None,
+        }
+    }
+
+    /// A by-reference value's bytes: a varlena's whole (header included), else `len` bytes.
+    unsafe fn by_ref_bytes(d: pg_sys::Datum, len: i16) -> Vec<u8> {
+        let p = d.cast_mut_ptr::<u8>();
+        let n = if len == -1 { pgrx::varlena::varsize_any(p.cast()) } else { len as usize };
+        std::slice::from_raw_parts(p, n).to_vec()
+    }
+
+    /// Every value: the same bytes as the send function, and back the same Datum as the receive function
+    /// (bit for bit for by-value types, datumIsEqual for the others).
+    #[pg_test]
+    fn conversions_equal_the_types_own_functions() {
+        let cases: &[(&str, &[&str])] = &[
+            ("boolean", &["true", "false"]),
+            ("smallint", &["0", "-1", "32767", "-32768"]),
+            ("integer", &["0", "-1", "2147483647", "-2147483648"]),
+            ("bigint", &["0", "-1", "9223372036854775807", "-9223372036854775808"]),
+            ("real", &["0", "-0", "1.5", "-3.4e38", "NaN", "Infinity", "-Infinity", "1e-45"]),
+            ("double precision", &["0", "-0", "0.1", "1.7976931348623157e308", "NaN", "-Infinity", "5e-324"]),
+            ("date", &["2000-01-01", "4713-01-01 BC", "5874897-12-31", "infinity", "-infinity", "1999-12-31"]),
+            ("timestamp", &["2000-01-01 00:00:00", "4713-01-01 00:00:00 BC", "294276-12-31 23:59:59.999999", "infinity", "-infinity"]),
+            ("timestamptz", &["2026-12-04 18:00:00.123456+00", "4713-01-01 00:00:00+00 BC", "294276-12-31 23:59:59.999999+00", "infinity"]),
+            ("uuid", &["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "00000000-0000-0000-0000-000000000000"]),
+            ("text", &["", "plain", "quote ' \" \\ tab\t newline\n", "ünïcödé 🌍", "\u{10FFFF}"]),
+            ("character varying", &["", "abc", "日本"]),
+            ("bytea", &["\\x", "\\x00ff00", "\\x5c0a0d"]),
+        ];
+        unsafe {
+            for (t, values) in cases {
+                let ty = oid(t);
+                let fast = FastType::for_recv(ty, -1).unwrap_or_else(|| panic!("{t} has no fast path"));
+                assert_eq!(FastType::for_send(ty), Some(fast));
+                let (mut byval, mut len) = (false, 0i16);
+                pg_sys::get_typlenbyval(ty, &mut len, &mut byval);
+                for v in *values {
+                    let d = input(ty, v);
+                    let sent = ColumnSend::new(ty).send(d).to_vec();
+                    let mut mine = Vec::new();
+                    assert!(fast.encode(d, &mut mine));
+                    assert_eq!(mine, sent, "send of {t} {v:?}");
+                    let theirs = ColumnRecv::new(1, ty, -1).recv(&sent);
+                    let ours = decoded(fast, &sent).unwrap_or_else(|| panic!("{t} {v:?} not converted"));
+                    if byval {
+                        assert_eq!(ours.value(), theirs.value(), "recv of {t} {v:?}");
+                    } else {
+                        assert_eq!(by_ref_bytes(ours, len), by_ref_bytes(theirs, len), "recv of {t} {v:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A compressed text value (as a table scan hands it over) is detoasted before it is sent.
+    #[pg_test]
+    fn compressed_text_is_sent_whole() {
+        let long = "abc".repeat(10_000);
+        Spi::run(&format!("CREATE TABLE big (t text); INSERT INTO big VALUES ('{long}')")).unwrap();
+        assert_eq!(Spi::get_one::<String>("SELECT pg_column_compression(t) FROM big").unwrap().as_deref(), Some("pglz"));
+        unsafe {
+            pg_sys::SPI_connect();
+            let q = CString::new("SELECT t FROM big").unwrap();
+            // Not read-only: that would not see the row this transaction just inserted.
+            assert_eq!(pg_sys::SPI_execute(q.as_ptr(), false, 0), pg_sys::SPI_OK_SELECT as i32);
+            assert_eq!(pg_sys::SPI_processed, 1);
+            let tab = pg_sys::SPI_tuptable;
+            let mut isnull = false;
+            let d = pg_sys::SPI_getbinval(*(*tab).vals, (*tab).tupdesc, 1, &mut isnull);
+            assert!(!isnull);
+            assert_eq!(*d.cast_mut_ptr::<u8>() & 0x03, 0x02, "the value is compressed in place");
+            let mut out = Vec::new();
+            assert!(FastType::Varlena { checks_encoding: true }.encode(d, &mut out));
+            pg_sys::SPI_finish();
+            assert_eq!(out, long.as_bytes());
+        }
+    }
+
+    /// What the receive function must judge goes to it: out of range, wrong length, bad text.
+    #[pg_test]
+    fn doubtful_fields_go_to_the_receive_function() {
+        let t = |b: &[u8], f: FastType| f.decode(b, TextRule::Utf8);
+        assert_eq!(t(&[0, 0, 1], FastType::Int4), Wire::Recv);
+        assert_eq!(t(&[1, 2], FastType::Bool), Wire::Recv);
+        assert_eq!(t(&(DATE_END).to_be_bytes(), FastType::Date), Wire::Recv);
+        assert_eq!(t(&(DATE_MIN - 1).to_be_bytes(), FastType::Date), Wire::Recv);
+        assert_eq!(t(&(DATE_END - 1).to_be_bytes(), FastType::Date), Wire::Value((DATE_END - 1) as usize));
+        assert_eq!(t(&TIMESTAMP_END.to_be_bytes(), FastType::Timestamp), Wire::Recv);
+        assert_eq!(t(&(TIMESTAMP_MIN - 1).to_be_bytes(), FastType::Timestamp), Wire::Recv);
+        assert_eq!(t(&i64::MAX.to_be_bytes(), FastType::Timestamp), Wire::Value(i64::MAX as usize));
+        let text = FastType::Varlena { checks_encoding: true };
+        assert_eq!(t(b"a\0b", text), Wire::Recv);
+        assert_eq!(t(b"\xed\xa0\x80", text), Wire::Recv, "a UTF-8 surrogate");
+        assert_eq!(t(b"\xc0\xaf", text), Wire::Recv, "an overlong form");
+        assert_eq!(FastType::Varlena { checks_encoding: true }.decode(b"\xe9", TextRule::SqlAscii), Wire::ByRef(5));
+        assert_eq!(FastType::Varlena { checks_encoding: false }.decode(b"a\0b", TextRule::Utf8), Wire::ByRef(7));
+        // The receive functions themselves refuse what was left to them.
+        unsafe {
+            for (ty, bytes) in [
+                (pg_sys::DATEOID, DATE_END.to_be_bytes().to_vec()),
+                (pg_sys::TIMESTAMPTZOID, TIMESTAMP_END.to_be_bytes().to_vec()),
+                (pg_sys::TEXTOID, b"a\0b".to_vec()),
+            ] {
+                let caught = PgTryBuilder::new(|| {
+                    ColumnRecv::new(1, ty, -1).recv(&bytes);
+                    false
+                })
+                .catch_others(|_| true)
+                .execute();
+                assert!(caught, "{ty:?} accepted {bytes:?}");
+            }
+        }
+    }
+
+    #[pg_test]
+    fn only_the_types_themselves_without_typmods() {
+        Spi::run("CREATE DOMAIN d_int AS int CHECK (VALUE > 0)").unwrap();
+        assert_eq!(FastType::for_recv(oid("d_int"), -1), None, "a domain's constraints need its receive function");
+        assert_eq!(FastType::for_send(oid("integer")), Some(FastType::Int4));
+        assert_eq!(FastType::for_recv(pg_sys::VARCHAROID, 7), None, "varchar(3)");
+        assert_eq!(FastType::for_recv(pg_sys::TIMESTAMPTZOID, 3), None, "timestamptz(3) rounds");
+        assert_eq!(FastType::for_recv(pg_sys::TIMESTAMPTZOID, 6), Some(FastType::Timestamp));
+        assert_eq!(FastType::for_recv(pg_sys::NUMERICOID, -1), None);
+        assert_eq!(FastType::for_recv(pg_sys::BPCHAROID, -1), None);
+    }
+}
