@@ -95,14 +95,16 @@ time_curl() {  # time_curl SQL -> "seconds bytes sim_cpu"
     --data-urlencode "q=$1")
   echo "$(echo "$(now) - $t0" | bc -l) $b $(echo "$(sim_cpu) - $c0" | bc -l)"
 }
-time_fdw() {  # time_fdw TABLE -> "seconds backend_thread_cpu io_threads_cpu sim_cpu"
-  local c0 out
+time_fdw() {  # time_fdw TABLE [STATEMENT] -> "seconds backend_thread_cpu io_threads_cpu sim_cpu"
+  local c0 out stmt=${2:-"COPY (SELECT * FROM $1) TO '/dev/null'"}
   c0=$(sim_cpu)
   out=$("${PSQL[@]}" -At <<SQL
 SELECT pg_backend_pid() AS pid \gset
 \setenv BPID :pid
 SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
-COPY (SELECT * FROM $1) TO '/dev/null';
+\o /dev/null
+$stmt;
+\o
 SELECT extract(epoch FROM clock_timestamp()) - :t0;
 \! for f in /proc/\$BPID/task/\$BPID/stat /proc/\$BPID/stat; do awk -v hz="\$(getconf CLK_TCK)" '{sub(/^.*\\) /, ""); print (\$12 + \$13) / hz}' \$f; done
 SQL
@@ -124,6 +126,11 @@ read -r curl_best bytes curl_sim_cpu < <(best time_curl "$remote_copy_text")
 read -r curlb_best bytes_bin curlb_sim_cpu < <(best time_curl "$remote_copy")
 read -r fdw_best fdw_cpu fdw_io fdw_sim_cpu < <(best time_fdw ft)
 read -r fdwt_best fdwt_cpu fdwt_io fdwt_sim_cpu < <(best time_fdw ft_text)
+# The same read without the COPY TO's sink: every row made into a tuple of all columns and handed to the
+# executor, which drops it (EXPLAIN ANALYZE without timing). The sink prints every value as text (geometry
+# as hex EWKB, timestamptz, numeric), work curl never does; file_fdw is measured both ways below too.
+nosink() { echo "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF, COSTS OFF) SELECT * FROM $1"; }
+read -r fdwn_best fdwn_cpu fdwn_io fdwn_sim_cpu < <(best time_fdw ft "$(nosink ft)")
 say "curl text ${curl_best}s, curl binary ${curlb_best}s, carto_fdw $transport ${fdw_best}s, carto_fdw text ${fdwt_best}s"
 # 1a. PERF=1: where the backend's time goes in one COPY binary read (perf over the backend's threads).
 perf_top=""
@@ -189,8 +196,11 @@ CREATE FOREIGN TABLE ft_file (cartodb_id int, the_geom geometry(Point, 4326), na
 CREATE FOREIGN TABLE ft_file_bin (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
   SERVER files OPTIONS (filename :'bfile', format 'binary');
 SQL
-file_best=999999 fileb_best=999999
+file_best=999999 fileb_best=999999 filen_best=999999
 for i in 1 2 3; do
+  t0=$(now)
+  "${PSQL[@]}" -c "$(nosink ft_file_bin)" >/dev/null
+  t=$(echo "$(now) - $t0" | bc -l); filen_best=$(echo "if ($t < $filen_best) $t else $filen_best" | bc -l)
   t0=$(now)
   "${PSQL[@]}" -c "COPY (SELECT * FROM ft_file) TO '/dev/null'"
   t=$(echo "$(now) - $t0" | bc -l); file_best=$(echo "if ($t < $file_best) $t else $file_best" | bc -l)
@@ -201,7 +211,6 @@ done
 rm -f "$DIR/rows.copy" "$DIR/rows.bin"
 say "file_fdw over the same bytes: best ${file_best}s"
 file_rps=$(echo "$ROWS / $file_best" | bc -l)
-file_ratio=$(echo "$file_best / $fdw_best" | bc -l)
 curl_rps=$(echo "$ROWS / $curl_best" | bc -l)
 fdw_rps=$(echo "$ROWS / $fdw_best" | bc -l)
 ratio=$(echo "$fdw_rps / $curl_rps" | bc -l)
@@ -209,11 +218,15 @@ curlb_rps=$(echo "$ROWS / $curlb_best" | bc -l)
 fdwt_rps=$(echo "$ROWS / $fdwt_best" | bc -l)
 ratio_t=$(echo "$fdwt_rps / $curl_rps" | bc -l)
 fileb_rps=$(echo "$ROWS / $fileb_best" | bc -l)
+fdwn_rps=$(echo "$ROWS / $fdwn_best" | bc -l)
+filen_rps=$(echo "$ROWS / $filen_best" | bc -l)
 # Machine-readable lines for bench/plot.py (method, rows, rows/s).
 {
   echo "read,carto_fdw binary,$ROWS,$fdw_rps"; echo "read,carto_fdw text,$ROWS,$fdwt_rps"
   echo "read,curl text,$ROWS,$curl_rps"; echo "read,curl binary,$ROWS,$curlb_rps"
   echo "read,file_fdw text,$ROWS,$file_rps"; echo "read,file_fdw binary,$ROWS,$fileb_rps"
+  echo "read no sink,carto_fdw binary,$ROWS,$fdwn_rps"; echo "read no sink,file_fdw binary,$ROWS,$filen_rps"
+  echo "read no sink,curl text,$ROWS,$curl_rps"
 } >> "${BENCH_CSV:-$DIR/results.csv}"
 # The rows really arrived, exactly: count and a checksum through the FDW vs CARTO's own.
 fdw_sum=$("${PSQL[@]}" -Atc "SELECT count(*) || ' ' || md5(string_agg(cartodb_id || the_geom::text || name || price || n || seen, ',' ORDER BY cartodb_id)) FROM ft")
@@ -292,8 +305,9 @@ cat <<EOF
 |---|---|---|---|
 | COPY (SELECT * FROM ft) TO '/dev/null', scan_method copy, $transport (best of 3) | $(printf '%.2f s, %.0f rows/s; CPU backend %.2f s + I/O threads %.2f s, sim %.2f s' "$fdw_best" "$fdw_rps" "$fdw_cpu" "$fdw_io" "$fdw_sim_cpu") | text: $(printf '%.2f s, %.0f rows/s, %d bytes; CPU sim %.2f s' "$curl_best" "$curl_rps" "$bytes" "$curl_sim_cpu") | $(printf '%.2f' "$ratio") of curl text (goal >= 1.0) |
 | the same, copy_format 'text' | $(printf '%.2f s, %.0f rows/s; CPU backend %.2f s + I/O threads %.2f s, sim %.2f s' "$fdwt_best" "$fdwt_rps" "$fdwt_cpu" "$fdwt_io" "$fdwt_sim_cpu") | binary: $(printf '%.2f s, %.0f rows/s, %d bytes; CPU sim %.2f s' "$curlb_best" "$curlb_rps" "$bytes_bin" "$curlb_sim_cpu") | $(printf '%.2f' "$ratio_t") of curl text |
-| PostgreSQL's own COPY of /copyto's bytes (file_fdw, binary) | | $(printf '%.2f s, %.0f rows/s' "$fileb_best" "$fileb_rps") | |
-| the same rows from a file of /copyto's bytes through file_fdw (local raw limit: PostgreSQL's COPY parser and input functions, no network), same COPY TO /dev/null | $(printf '%.2f s, %.0f rows/s' "$fdw_best" "$fdw_rps") | file_fdw $(printf '%.2f s, %.0f rows/s' "$file_best" "$file_rps") | $(printf '%.2f' "$file_ratio") of file_fdw's rate |
+| the same binary read without the sink: \`EXPLAIN (ANALYZE, TIMING OFF) SELECT * FROM ft\` (every row made and handed to the executor, not printed) | $(printf '%.2f s, %.0f rows/s; CPU backend %.2f s + I/O threads %.2f s, sim %.2f s' "$fdwn_best" "$fdwn_rps" "$fdwn_cpu" "$fdwn_io" "$fdwn_sim_cpu") | text: $(printf '%.2f s' "$curl_best") | $(printf '%.2f' "$(echo "$curl_best / $fdwn_best" | bc -l)") of curl text (goal >= 1.0) |
+| local raw limit: file_fdw over a file of /copyto's very bytes (PostgreSQL's own COPY FROM, no network), same COPY TO /dev/null | binary $(printf '%.2f s' "$fdw_best"), text $(printf '%.2f s' "$fdwt_best") | file_fdw binary $(printf '%.2f s, %.0f rows/s' "$fileb_best" "$fileb_rps"), text $(printf '%.2f s, %.0f rows/s' "$file_best" "$file_rps") | binary $(printf '%.2f' "$(echo "$fileb_best / $fdw_best" | bc -l)"), text $(printf '%.2f' "$(echo "$file_best / $fdwt_best" | bc -l)") of file_fdw's rate |
+| the same without the sink (EXPLAIN ANALYZE) | binary $(printf '%.2f s' "$fdwn_best") | file_fdw binary $(printf '%.2f s, %.0f rows/s' "$filen_best" "$filen_rps") | $(printf '%.2f' "$(echo "$filen_best / $fdwn_best" | bc -l)") of file_fdw's rate |
 | point lookup by cartodb_id (mean of $LOOKUPS, endpoint $endpoint_lookup) | $(printf '%.2f ms' "$fdw_lookup_ms") | $(printf '%.2f ms' "$curl_lookup_ms") | requests seen by the sim: $lookup_requests |
 | backend VmHWM, 10k rows | $((hwm10k / 1024)) MB (baseline $((base10k / 1024)) MB) | | |
 | backend VmHWM, $ROWS rows | $((hwm1m / 1024)) MB (baseline $((base1m / 1024)) MB) | | difference $(((hwm1m - hwm10k) / 1024)) MB (goal: within 20 MB) |
