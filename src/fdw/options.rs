@@ -380,7 +380,7 @@ impl ServerOptions {
             copy_threshold: num(p, "copy_threshold", 10_000.0),
             copy_format: get(p, "copy_format").map(CopyFormat::parse).unwrap_or(CopyFormat::Auto),
             fetch_size: num(p, "fetch_size", 1000),
-            compression_level: num(p, "compression_level", 1),
+            compression_level: num(p, "compression_level", 2),
             copyfrom_max_bytes: num(p, "copyfrom_max_bytes", carto_client::DEFAULT_COPYFROM_MAX_BYTES),
             connect_timeout: num(p, "connect_timeout", 10),
             request_timeout: num(p, "request_timeout", 300),
