@@ -26,7 +26,7 @@
 # from and to the sim's HTTP port is shaped on lo by htb classes with a tbf leaf (rate LINK, burst 256kb, latency
 # 100ms; bandwidth only, no added round-trip time: tc's netem is not available here). The sim's own connection
 # to its PostgreSQL and the local psql connections stay unshaped, as they would be with a remote CARTO. It only
-# shapes inside a private network namespace (e.g. /work/iso/iso NAME ..., or unshare -n) and refuses otherwise.
+# shapes inside a private network namespace (e.g. `unshare -n`, with lo brought up) and refuses otherwise.
 #
 # "Forced local" reads the table through a subquery with OFFSET 0, which keeps the scan apart from what is above
 # it. Uses the extension installed for $PG_CONFIG (a release build: cargo pgrx install --release).
@@ -59,7 +59,7 @@ shape_link() {
   self=$(readlink /proc/self/ns/net 2>/dev/null || true)
   host=$(readlink /proc/1/ns/net 2>/dev/null || true)  # unreadable without CAP_SYS_PTRACE: then empty
   [ -n "$self" ] || die "LINK=$LINK: cannot read /proc/self/ns/net; refusing to shape"
-  [ "$self" != "$host" ] || die "LINK=$LINK: this is the host's network namespace ($self): refusing to shape its loopback (run inside /work/iso/iso NAME ... or unshare -n)"
+  [ "$self" != "$host" ] || die "LINK=$LINK: this is the host's network namespace ($self): refusing to shape its loopback (run inside unshare -n, with lo brought up)"
   # /proc/1 may be unreadable (then the comparison above proves nothing): a private namespace has only lo.
   others=$(ip -o link show | awk -F': ' '$2 != "lo" {print $2}' | tr '\n' ' ')
   [ -z "$others" ] || die "LINK=$LINK: this network namespace has interfaces besides lo ($others): not a private one, refusing to shape"
