@@ -531,7 +531,7 @@ mod unit {
     fn defaults() {
         let s = ServerOptions::from_pairs(&pairs(&[("username", "a"), ("extensions", "PostGIS, h3")]));
         assert!(s.has_postgis());
-        assert_eq!(s.compression_level, 1);
+        assert_eq!(s.compression_level, 2);
         let t = TableOptions::from_pairs(&[], "cities", &s);
         assert_eq!(t.table_name, "cities");
         assert_eq!(t.rowid_column, "cartodb_id");
