@@ -58,7 +58,15 @@ pub enum Shape {
     /// ORDER BY over a pushed join or aggregate.
     Ordered { input: *mut pg_sys::RelOptInfo, pathkeys: *mut pg_sys::List },
     /// LIMIT/OFFSET over a pushed join, aggregate or sort.
-    Final { input: *mut pg_sys::RelOptInfo, limit: Option<i64>, offset: i64 },
+    Final { input: *mut pg_sys::RelOptInfo, limit: Option<Count>, offset: Option<Count> },
+}
+
+/// A LIMIT or OFFSET count: a constant, or an expression of parameters (a prepared statement's `LIMIT $1` on
+/// a generic plan) sent as its value at execution, like any other parameter.
+#[derive(Clone, Copy, Debug)]
+pub enum Count {
+    Const(i64),
+    Expr(*mut pg_sys::Node),
 }
 
 /// Plan-time state of a pushed join or upper relation (its fdw_private).
@@ -219,8 +227,16 @@ struct Parts {
     empty_grouping: bool,
     having: Vec<SqlTemplate>,
     order_by: Option<SqlTemplate>,
-    limit: Option<i64>,
-    offset: i64,
+    limit: Option<SqlTemplate>,
+    offset: Option<SqlTemplate>,
+}
+
+/// A LIMIT or OFFSET count as SQL; None when its expression does not ship.
+unsafe fn count_sql(c: Count, d: &mut Deparser) -> Option<SqlTemplate> {
+    match c {
+        Count::Const(n) => Some(SqlTemplate::text(n.to_string())),
+        Count::Expr(e) => d.clause(e),
+    }
 }
 
 /// A join's (or a table's) FROM item.
@@ -318,7 +334,7 @@ unsafe fn parts(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo, d:
                 having: Vec::new(),
                 order_by: None,
                 limit: None,
-                offset: 0,
+                offset: None,
             })
         }
         Shape::Grouped { input, tlist, group_by, having } => {
@@ -341,7 +357,7 @@ unsafe fn parts(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo, d:
                 having: having_sql,
                 order_by: None,
                 limit: None,
-                offset: 0,
+                offset: None,
             })
         }
         Shape::Ordered { input, pathkeys } => {
@@ -351,8 +367,14 @@ unsafe fn parts(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo, d:
         }
         Shape::Final { input, limit, offset } => {
             let mut parts = parts(root, *input, d)?;
-            parts.limit = *limit;
-            parts.offset = *offset;
+            parts.limit = match limit {
+                Some(c) => Some(count_sql(*c, d)?),
+                None => None,
+            };
+            parts.offset = match offset {
+                None | Some(Count::Const(0)) => None,
+                Some(c) => Some(count_sql(*c, d)?),
+            };
             Some(parts)
         }
     }
@@ -463,11 +485,13 @@ pub unsafe fn statement(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOpt
         sql.push_str(" ORDER BY ");
         sql.append(o);
     }
-    if let Some(l) = parts.limit {
-        sql.push_str(&format!(" LIMIT {l}"));
+    if let Some(l) = &parts.limit {
+        sql.push_str(" LIMIT ");
+        sql.append(l);
     }
-    if parts.offset > 0 {
-        sql.push_str(&format!(" OFFSET {}", parts.offset));
+    if let Some(o) = &parts.offset {
+        sql.push_str(" OFFSET ");
+        sql.append(o);
     }
     Some((parts.tlist, sql))
 }

@@ -10,14 +10,15 @@
 //! - ORDER BY (UPPERREL_ORDERED) over a pushed aggregate, DISTINCT or join ships when every sort
 //!   key does (over an aggregate: an output column); a plain table's sort is a sorted scan path
 //!   (plan.rs).
-//! - LIMIT/OFFSET (UPPERREL_FINAL) over any of those ships when both are constants, there are no
+//! - LIMIT/OFFSET (UPPERREL_FINAL) over any of those ships when both are constants or shippable
+//!   expressions of parameters (`LIMIT $1` of a generic plan, sent as its value), there are no
 //!   set-returning functions or row locks, and the rows come in the query's order when it has one.
 
 use pgrx::pg_sys;
 use pgrx::PgList;
 
 use crate::fdw::deparse::{Deparser, RelInfo};
-use crate::fdw::pushed::{attach, can_write, pushed_state, remote_estimate, Input, PushedRel, Shape};
+use crate::fdw::pushed::{attach, can_write, pushed_state, remote_estimate, Count, Input, PushedRel, Shape};
 
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_upper_paths(
@@ -263,7 +264,7 @@ unsafe fn add_distinct_path(root: *mut pg_sys::PlannerInfo, input_rel: *mut pg_s
             return;
         }
     }
-    let Some(mut state) = upper_state(root, input_rel, Shape::Final { input: input_rel, limit: None, offset: 0 }) else {
+    let Some(mut state) = upper_state(root, input_rel, Shape::Final { input: input_rel, limit: None, offset: None }) else {
         return;
     };
     // The distinct relation's own reltarget is left empty by the planner.
@@ -328,33 +329,31 @@ unsafe fn add_final_path(
     if !(*q).sortClause.is_null() && !matches!(input.shape, Shape::Ordered { .. }) {
         return;
     }
-    let limit = if (*q).limitCount.is_null() {
-        None
-    } else {
-        match crate::fdw::plan::const_int((*q).limitCount) {
-            Some(l) => Some(l),
-            None => return,
-        }
+    // Constants, or expressions of parameters (`LIMIT $1` on a generic plan): whether those ship is the
+    // deparser's to say (upper_state writes the statement once).
+    let count = |node: *mut pg_sys::Node| match crate::fdw::plan::const_int(node) {
+        Some(n) => Count::Const(n),
+        None => Count::Expr(node),
     };
-    let offset = if (*q).limitOffset.is_null() {
-        0
-    } else {
-        match crate::fdw::plan::const_int((*q).limitOffset) {
-            Some(o) => o,
-            None => return,
-        }
-    };
+    let limit = (!(*q).limitCount.is_null()).then(|| count((*q).limitCount));
+    let offset = (!(*q).limitOffset.is_null()).then(|| count((*q).limitOffset));
     let pathkeys = if (*q).sortClause.is_null() { std::ptr::null_mut() } else { (*root).sort_pathkeys };
     let join_input = matches!(input.shape, Shape::Join { .. });
     let Some(mut state) = upper_state(root, input_rel, Shape::Final { input: input_rel, limit, offset }) else { return };
     let in_rows = rows_of(input_rel);
+    // A count known only at execution is estimated as PostgreSQL estimates a local Limit's: 10 % of the rows.
+    let offset = match offset {
+        Some(Count::Const(o)) => o as f64,
+        _ => 0.0,
+    };
     let rows = match limit {
-        Some(l) => (in_rows - offset as f64).max(0.0).min(l as f64),
-        None => (in_rows - offset as f64).max(0.0),
+        Some(Count::Const(l)) => (in_rows - offset).max(0.0).min(l as f64),
+        Some(Count::Expr(_)) => (in_rows - offset).max(0.0) * 0.10,
+        None => (in_rows - offset).max(0.0),
     };
     if join_input {
         // A join streams: CARTO stops joining once the rows past the limit are not wanted.
-        state.remote_cost *= ((rows + offset as f64) / in_rows).min(1.0);
+        state.remote_cost *= ((rows + offset) / in_rows).min(1.0);
     }
     attach(final_rel, state);
     let target = (*root).upper_targets[pg_sys::UpperRelationKind::UPPERREL_FINAL as usize];

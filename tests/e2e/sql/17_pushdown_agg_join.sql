@@ -297,13 +297,22 @@ CREATE TEMP TABLE b3 AS EXECUTE l2(12, 0);
 CREATE TEMP TABLE a4 AS EXECUTE f2(3.5, -20);
 CREATE TEMP TABLE b4 AS EXECUTE l2(3.5, -20);
 SELECT pg_temp.diff('a3', 'b3'), pg_temp.diff('a4', 'b4');
--- A LIMIT that is a parameter stays local; the sort below it still ships.
+-- A LIMIT or OFFSET that is a parameter ships too, sent as its value (NULL: no limit, as locally).
 PREPARE f3(int) AS SELECT cat, count(*) FROM pts GROUP BY cat ORDER BY 2 DESC, 1 LIMIT $1;
 PREPARE l3(int) AS SELECT cat, count(*) FROM loc.p17_pts GROUP BY cat ORDER BY 2 DESC, 1 LIMIT $1;
 EXPLAIN (VERBOSE, COSTS OFF) EXECUTE f3(2);
 CREATE TEMP TABLE a5 AS EXECUTE f3(2);
 CREATE TEMP TABLE b5 AS EXECUTE l3(2);
 SELECT pg_temp.diff('a5', 'b5');
+PREPARE f4(bigint, bigint) AS SELECT p.cat, r.name FROM pts p JOIN reg r ON ST_Intersects(p.the_geom, r.the_geom) ORDER BY 1, 2 LIMIT $1 OFFSET $2;
+PREPARE l4(bigint, bigint) AS SELECT p.cat, r.name FROM loc.p17_pts p JOIN loc.p17_reg r ON ST_Intersects(p.the_geom, r.the_geom) ORDER BY 1, 2 LIMIT $1 OFFSET $2;
+EXPLAIN (VERBOSE, COSTS OFF) EXECUTE f4(3, 1);
+CREATE TEMP TABLE a6 AS EXECUTE f4(3, 1);
+CREATE TEMP TABLE b6 AS EXECUTE l4(3, 1);
+CREATE TEMP TABLE a7 AS EXECUTE f4(NULL, 2);
+CREATE TEMP TABLE b7 AS EXECUTE l4(NULL, 2);
+SELECT pg_temp.diff('a6', 'b6'), pg_temp.diff('a7', 'b7');
+EXECUTE f4(-1, 0);
 RESET plan_cache_mode;
 
 -- With use_remote_estimate, CARTO's planner sizes the join and the aggregate; the results are the same.
