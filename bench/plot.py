@@ -21,6 +21,13 @@ from html import escape
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
+def bar(parts, y, left, width, height, label, color, value):
+    """One labelled bar of the chart, its value printed after it."""
+    parts.append(f'<text x="10" y="{y + height - 4}" font-size="12">{escape(label)}</text>')
+    parts.append(f'<rect x="{left}" y="{y}" width="{width}" height="{height}" fill="{color}"/>')
+    parts.append(f'<text x="{left + width + 6}" y="{y + height - 4}" font-size="12">{escape(value)}</text>')
+
+
 def to_png(svg, out):
     """Writes the SVG beside OUT and converts it to OUT."""
     svg_path = out.rsplit(".", 1)[0] + ".svg"
@@ -75,9 +82,7 @@ def seconds(src, out):
                     continue
                 s = by_link[link]
                 w = max(1, int(x_of(s) - left))
-                parts.append(f'<text x="10" y="{y + bar_h - 4}" font-size="12">{escape(m)}</text>')
-                parts.append(f'<rect x="{left}" y="{y}" width="{w}" height="{bar_h}" fill="{COLORS[i % len(COLORS)]}"/>')
-                parts.append(f'<text x="{left + w + 6}" y="{y + bar_h - 4}" font-size="12">{s:.3f} s</text>')
+                bar(parts, y, left, w, bar_h, m, COLORS[i % len(COLORS)], f"{s:.3f} s")
                 y += bar_h + 3
             y += 4
         y += 12
@@ -130,9 +135,7 @@ def main(src, out):
                     continue
                 rps = by_size[n]
                 w = max(1, int((width - left - 120) * rps / top))
-                parts.append(f'<text x="10" y="{y + bar_h - 4}" font-size="12">{escape(m)}, {n:,} rows</text>')
-                parts.append(f'<rect x="{left}" y="{y}" width="{w}" height="{bar_h}" fill="{COLORS[k % len(COLORS)]}"/>')
-                parts.append(f'<text x="{left + w + 6}" y="{y + bar_h - 4}" font-size="12">{rps:,.0f}</text>')
+                bar(parts, y, left, w, bar_h, f"{m}, {n:,} rows", COLORS[k % len(COLORS)], f"{rps:,.0f}")
                 y += bar_h + 3
             y += 4
         y += gap + 20

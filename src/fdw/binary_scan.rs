@@ -254,13 +254,7 @@ impl BinaryRows {
 
 /// Puts row `row` of `batch` into `slot`.
 unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: *mut pg_sys::TupleTableSlot, names: &[String], table: &str) {
-    if let Some(clear) = (*(*slot).tts_ops).clear {
-        clear(slot);
-    }
-    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-    let datums = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
-    let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
-    nulls.fill(true);
+    let (datums, nulls) = crate::fdw::scan::empty_slot(slot);
     let n = columns.len();
     let cells = &batch.cells[row * n..(row + 1) * n];
     let base = batch.arena.as_mut_ptr().cast::<u8>();

@@ -304,13 +304,7 @@ impl ScanState {
     /// Converts one row's text values into the slot; a value that does not convert raises an
     /// ERROR naming the column and the foreign table.
     unsafe fn fill_slot(&mut self, slot: *mut pg_sys::TupleTableSlot, values: &[*const c_char]) {
-        if let Some(clear) = (*(*slot).tts_ops).clear {
-            clear(slot);
-        }
-        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-        let datums = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
-        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
-        nulls.fill(true);
+        let (datums, nulls) = empty_slot(slot);
         let current = std::sync::atomic::AtomicUsize::new(0);
         let inputs = &mut self.inputs;
         let names = &self.names;
@@ -345,6 +339,21 @@ impl ScanState {
         }
         s
     }
+}
+
+/// Clears `slot` for a new virtual tuple: its values and null flags, every column NULL until set.
+///
+/// # Safety
+/// Backend thread; `slot` a valid slot, not used through other references while these live.
+pub(crate) unsafe fn empty_slot<'a>(slot: *mut pg_sys::TupleTableSlot) -> (&'a mut [pg_sys::Datum], &'a mut [bool]) {
+    if let Some(clear) = (*(*slot).tts_ops).clear {
+        clear(slot);
+    }
+    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+    let datums = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
+    let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
+    nulls.fill(true);
+    (datums, nulls)
 }
 
 pub(crate) fn reraise_with_column(e: CaughtError, column: &str, table: &str) -> ! {
