@@ -636,13 +636,12 @@ async fn copy_from_rollover_at_small_limit() {
         assert_eq!(e.status, 200);
         assert!(e.bytes_in <= LIMIT, "{e:?}");
     }
-    // Level 1 on compressible rows: requests end close to the threshold, never far below it.
+    // The default level on compressible rows: requests end close to the threshold, never far below it (how
+    // far below depends on how many chunks wait in the channel when the estimate crosses it: they count at the
+    // ratio seen so far plus 25 %).
     sim.admin().clear_log();
     create_t(&sim, "tr3");
-    let c1 = with(&sim, |c| {
-        c.copyfrom_max_bytes = 40 * 1024;
-        c.compression_level = 1;
-    });
+    let c1 = with(&sim, |c| c.copyfrom_max_bytes = 40 * 1024);
     let sql3 = "COPY tr3 (id, t) FROM STDIN";
     let mut up = c1.copy_from(sql3);
     let mut total = 0;
@@ -656,10 +655,10 @@ async fn copy_from_rollover_at_small_limit() {
     total += ok(up.finish().await).total_rows;
     assert_eq!(total, 100_000);
     let sizes: Vec<u64> = sim.admin().log().iter().filter(|e| e.path.ends_with("/copyfrom")).map(|e| e.bytes_in).collect();
-    eprintln!("level 1 request sizes: {sizes:?}");
+    eprintln!("request sizes: {sizes:?}");
     assert!(sizes.len() >= 3, "{sizes:?}");
     for s in &sizes[..sizes.len() - 1] {
-        assert!(*s >= 36 * 1024 && *s <= 44 * 1024, "{sizes:?}");
+        assert!(*s >= 34 * 1024 && *s <= 44 * 1024, "{sizes:?}");
     }
     // Without roll-over, the sim's limit rejects the upload and nothing is kept.
     let big = with(&sim, |c| c.compression_level = 0);
