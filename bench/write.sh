@@ -48,10 +48,12 @@ reset_remote() {
 }
 reset_remote
 
-"$PSQL" -X -q -v ON_ERROR_STOP=1 -v base_url="$CARTO_SIM_BASE_URL" -v api_key="$CARTO_SIM_API_KEY" <<'SQL'
+# COMPRESSION_LEVEL: the server's compression_level (default: the option's default).
+"$PSQL" -X -q -v ON_ERROR_STOP=1 -v base_url="$CARTO_SIM_BASE_URL" -v api_key="$CARTO_SIM_API_KEY" \
+  -v level="${COMPRESSION_LEVEL:-2}" <<'SQL'
 CREATE EXTENSION postgis;
 CREATE EXTENSION carto_fdw;
-CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
+CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url', compression_level :'level');
 CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
 CREATE FOREIGN TABLE bw_plain (the_geom geometry(Point,4326), name text, n numeric, i int, ts timestamptz) SERVER carto;
 CREATE FOREIGN TABLE bw_carto (cartodb_id int, the_geom geometry(Geometry,4326), the_geom_webmercator geometry(Geometry,3857),
