@@ -18,14 +18,12 @@
 //! bounded wait for CARTO's answer, and the connection is closed.
 
 use std::collections::VecDeque;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use crate::gzip::Gzip;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -33,6 +31,24 @@ use tokio::time::Instant;
 use crate::client::{error_from_response, read_body, retry_info, Client};
 use crate::error::{parse_error_body, Endpoint, Error, ErrorKind, Result};
 use crate::stats::{AtomicStats, RequestStats};
+
+/// The gzip level for the next stretch of an upload, decided at each sync flush from the body channel:
+/// - full (CARTO or the network reads slower than rows come): the configured level, since every byte saved
+///   is time saved and the compressor's CPU is not what the upload waits for;
+/// - empty (CARTO takes everything at once): level 1, zlib-rs's quick mode, since then the compressor is
+///   on the upload's path and sharper compression only costs time (and CPU the rows' producer needs);
+/// - in between: unchanged, so the level does not flap.
+///
+/// Level 0 and 1 are kept as they are: adapting only ever lowers the configured level to 1.
+fn adapt(configured: u32, current: u32, free_slots: usize, slots: usize) -> u32 {
+    if configured <= 1 || free_slots == 0 {
+        configured
+    } else if free_slots >= slots {
+        1
+    } else {
+        current
+    }
+}
 
 /// The compressed bytes of a request kept for a replay after a 429.
 const REPLAY_MAX: usize = 1024 * 1024;
@@ -363,8 +379,8 @@ impl Pump {
 
     async fn run_inner(&self, mut rx: mpsc::Receiver<In>) -> Result<u64> {
         let cfg = &self.client.inner.cfg;
-        let level = Compression::new(cfg.compression_level);
-        let mut enc = GzEncoder::new(Vec::with_capacity(64 * 1024), level);
+        // The configured level while the network is the bottleneck, level 1 while it is not (see `adapt`).
+        let mut enc = Gzip::new(cfg.compression_level);
         let gz_err = |e: std::io::Error| Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, format!("gzip: {e}"));
 
         let mut out_q: VecDeque<Bytes> = VecDeque::new();
@@ -436,15 +452,16 @@ impl Pump {
                         Some(In::Data(b)) => {
                             // Nothing was waiting to be sent: the stall clock starts now.
                             last_progress = Instant::now();
-                            enc.write_all(&b).map_err(gz_err)?;
+                            enc.write(&b).map_err(gz_err)?;
                             raw_since_flush += b.len() as u64;
                             // Near the roll-over threshold, a sync flush makes the count exact: everything
                             // written so far is then in the compressed output.
                             if raw_since_flush >= flush_every || produced + raw_since_flush >= cfg.copyfrom_max_bytes {
-                                enc.flush().map_err(gz_err)?;
+                                enc.sync_flush().map_err(gz_err)?;
                                 raw_since_flush = 0;
+                                enc.set_level(adapt(cfg.compression_level, enc.level(), body_tx.capacity(), cfg.channel_capacity));
                             }
-                            let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
+                            let out = enc.take();
                             produced += out.len() as u64;
                             // An upper bound (exact right after a flush); published before raw_done moves, so
                             // needs_rollover() never misses these bytes.
@@ -457,9 +474,9 @@ impl Pump {
                         Some(In::Poison(line)) => {
                             // The rows sent so far, then a line the COPY rejects, then a proper end: CARTO's
                             // COPY fails by itself. Never replayed, whatever CARTO answers.
-                            enc.write_all(&line).map_err(gz_err)?;
-                            enc.try_finish().map_err(gz_err)?;
-                            let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
+                            enc.write(&line).map_err(gz_err)?;
+                            enc.finish().map_err(gz_err)?;
+                            let out = enc.take();
                             produced += out.len() as u64;
                             self.compressed.store(produced, Ordering::Relaxed);
                             out_q.push_back(Bytes::from(out));
@@ -468,8 +485,8 @@ impl Pump {
                             rows_expected = Some(u64::MAX);
                         }
                         Some(In::Finish(rows)) => {
-                            enc.try_finish().map_err(gz_err)?;
-                            let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
+                            enc.finish().map_err(gz_err)?;
+                            let out = enc.take();
                             produced += out.len() as u64;
                             self.compressed.store(produced, Ordering::Relaxed);
                             if !out.is_empty() {
@@ -485,9 +502,9 @@ impl Pump {
                     None
                 }
                 _ = tokio::time::sleep_until(keepalive_at), if want_input && !body_closed => {
-                    enc.flush().map_err(gz_err)?;
+                    enc.sync_flush().map_err(gz_err)?;
                     raw_since_flush = 0;
-                    let mut out = std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024));
+                    let mut out = enc.take();
                     out.extend_from_slice(&EMPTY_STORED_BLOCK);
                     produced += out.len() as u64;
                     self.compressed.store(produced, Ordering::Relaxed);
@@ -596,22 +613,36 @@ mod tests {
     #[test]
     fn keepalive_blocks_are_valid_gzip() {
         for level in [0u32, 1, 6, 9] {
-            let mut enc = GzEncoder::new(Vec::new(), Compression::new(level));
+            let mut enc = Gzip::new(level);
             let mut wire = Vec::new();
-            enc.write_all(b"1\ta\n").unwrap();
-            wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
+            enc.write(b"1\ta\n").unwrap();
+            wire.extend(enc.take());
             for _ in 0..3 {
-                enc.flush().unwrap();
-                wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
+                enc.sync_flush().unwrap();
+                wire.extend(enc.take());
                 wire.extend_from_slice(&EMPTY_STORED_BLOCK);
             }
-            enc.write_all(b"2\tb\n").unwrap();
-            wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
-            enc.try_finish().unwrap();
-            wire.extend(std::mem::replace(enc.get_mut(), Vec::with_capacity(64 * 1024)));
+            enc.write(b"2\tb\n").unwrap();
+            wire.extend(enc.take());
+            enc.finish().unwrap();
+            wire.extend(enc.take());
             let mut s = String::new();
             flate2::read::GzDecoder::new(&wire[..]).read_to_string(&mut s).unwrap();
             assert_eq!(s, "1\ta\n2\tb\n", "level {level}");
         }
+    }
+
+    #[test]
+    fn level_follows_the_body_channel() {
+        // Full channel: the network is the bottleneck, compress as configured.
+        assert_eq!(adapt(6, 1, 0, 8), 6);
+        // Empty channel: the compressor is on the path, go fast.
+        assert_eq!(adapt(6, 6, 8, 8), 1);
+        // In between: keep the current level.
+        assert_eq!(adapt(6, 1, 3, 8), 1);
+        assert_eq!(adapt(6, 6, 3, 8), 6);
+        // 0 and 1 are never changed.
+        assert_eq!(adapt(0, 0, 8, 8), 0);
+        assert_eq!(adapt(1, 1, 0, 8), 1);
     }
 }

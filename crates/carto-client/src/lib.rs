@@ -18,6 +18,7 @@ mod copy_in;
 mod copy_out;
 pub mod copy_text;
 mod error;
+mod gzip;
 mod query;
 mod stats;
 
