@@ -22,7 +22,9 @@ DIR=$ROOT/.run/bench-write
 mkdir -p "$DIR"
 LOCAL=$DIR/local SIMDIR=$DIR/sim
 
+LINK=${LINK:-}
 cleanup() {
+  if [ -n "$LINK" ]; then tc qdisc del dev lo root >/dev/null 2>&1 || true; fi
   "$ROOT/scripts/carto-sim-down" --dir "$SIMDIR" >/dev/null 2>&1 || true
   "$ROOT/scripts/pg-cluster" stop "$LOCAL" >/dev/null 2>&1 || true
 }
@@ -30,6 +32,14 @@ trap cleanup EXIT
 
 "$ROOT/scripts/carto-sim-down" --dir "$SIMDIR" --purge >/dev/null 2>&1 || true
 eval "$("$ROOT/scripts/carto-sim-up" --dir "$SIMDIR" 2>"$DIR/sim-up.log")"
+# LINK=<tc rate>: the traffic from and to the sim's port goes through an emulated link (bench/link.sh; only in a
+# private network namespace, e.g. `unshare -n` with lo brought up).
+if [ -n "$LINK" ]; then
+  HERE=$(cd "$(dirname "$0")" && pwd)
+  . "$HERE/link.sh"
+  shape_link "$(printf '%s\n' "$CARTO_SIM_URL" | sed -E 's#^https?://[^/:]+:([0-9]+).*#\1#')"
+  echo "traffic from/to the sim shaped to $LINK" >&2
+fi
 port=$(free_port)
 "$ROOT/scripts/pg-cluster" stop "$LOCAL" >/dev/null 2>&1 || true
 rm -rf "$LOCAL"

@@ -70,8 +70,8 @@ pub struct ClientConfig {
     /// The longest single wait between retries; a `Retry-After` above it is not waited for (the error is
     /// returned at once). Default 60 s.
     pub max_retry_wait: Duration,
-    /// gzip level of COPY FROM bodies while CARTO reads slower than rows come, 0..=9; while it takes them as
-    /// fast as they come, a level above 1 drops to 1 (copy_in.rs `adapt`). 0 still sends a gzip container
+    /// gzip level of COPY FROM bodies while the upload waits for CARTO, 0..=9; while it waits for rows, a level
+    /// above 1 drops to 1 (copy_in.rs `adapt`). 0 still sends a gzip container
     /// (stored blocks), so keep-alive blocks work at every level. Default 2: with zlib-rs, smaller output than
     /// level 1 (zlib-rs level 1 is zlib-ng's quick mode, about 25 % larger) at about the speed miniz_oxide had
     /// at level 1.

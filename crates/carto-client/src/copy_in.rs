@@ -32,18 +32,22 @@ use crate::client::{error_from_response, read_body, retry_info, Client};
 use crate::error::{parse_error_body, Endpoint, Error, ErrorKind, Result};
 use crate::stats::{AtomicStats, RequestStats};
 
-/// The gzip level for the next stretch of an upload, decided at each sync flush from the body channel:
-/// - full (CARTO or the network reads slower than rows come): the configured level, since every byte saved
-///   is time saved and the compressor's CPU is not what the upload waits for;
-/// - empty (CARTO takes everything at once): level 1, zlib-rs's quick mode, since then the compressor is
-///   on the upload's path and sharper compression only costs time (and CPU the rows' producer needs);
-/// - in between: unchanged, so the level does not flap.
+/// The gzip level for the next stretch of an upload, decided at each sync flush from where the pump waited
+/// lately (a moving average over the stretches between sync flushes):
+/// - mostly for the request body to take more (CARTO or the network is slower than the rows come): the
+///   configured level, since every byte saved is time saved and the compressor is not what the upload waits
+///   for;
+/// - mostly for rows: level 1, zlib-rs's quick mode, since then the compressor is on the upload's path and
+///   sharper compression only costs time (and CPU the rows' producer may need);
+/// - neither clearly (within a factor of 2): unchanged, so the level does not flap.
 ///
-/// Level 0 and 1 are kept as they are: adapting only ever lowers the configured level to 1.
-fn adapt(configured: u32, current: u32, free_slots: usize, slots: usize) -> u32 {
-    if configured <= 1 || free_slots == 0 {
+/// Levels 0 and 1 are kept as they are: adapting only ever lowers a configured level to 1. The body channel's
+/// fill level alone is no signal: HTTP and socket buffers in front of a slow link take megabytes before it
+/// fills, and its state at one instant says little; the waiting adds up over the whole stretch.
+fn adapt(configured: u32, current: u32, waited_for_body: Duration, waited_for_rows: Duration) -> u32 {
+    if configured <= 1 || waited_for_body > waited_for_rows * 2 {
         configured
-    } else if free_slots >= slots {
+    } else if waited_for_rows > waited_for_body * 2 {
         1
     } else {
         current
@@ -405,10 +409,14 @@ impl Pump {
 
         let (mut body_tx, body_rx) = mpsc::channel::<BodyMsg>(cfg.channel_capacity);
         let mut resp_task = self.start_request(body_stream(body_rx));
+        // Where the pump waited since the last sync flush: for the body to take a chunk, or for rows (`adapt`).
+        let (mut waited_for_body, mut waited_for_rows) = (Duration::ZERO, Duration::ZERO);
+        let (mut avg_body, mut avg_rows) = (Duration::ZERO, Duration::ZERO);
 
         loop {
             let want_send = !body_closed && (!out_q.is_empty() || (rows_expected.is_some() && !end_sent));
             let want_input = out_q.is_empty() && rows_expected.is_none();
+            let waiting_since = Instant::now();
             let keepalive_at = last_activity + cfg.keepalive_interval;
             let far = Instant::now() + Duration::from_secs(86400 * 365);
             let stall_at = last_progress + cfg.request_timeout;
@@ -459,7 +467,12 @@ impl Pump {
                             if raw_since_flush >= flush_every || produced + raw_since_flush >= cfg.copyfrom_max_bytes {
                                 enc.sync_flush().map_err(gz_err)?;
                                 raw_since_flush = 0;
-                                enc.set_level(adapt(cfg.compression_level, enc.level(), body_tx.capacity(), cfg.channel_capacity));
+                                // Averaged over the last few stretches: a slow link's waits come in bursts,
+                                // when the buffers in front of it fill.
+                                avg_body = avg_body.mul_f64(0.75) + waited_for_body.mul_f64(0.25);
+                                avg_rows = avg_rows.mul_f64(0.75) + waited_for_rows.mul_f64(0.25);
+                                (waited_for_body, waited_for_rows) = (Duration::ZERO, Duration::ZERO);
+                                enc.set_level(adapt(cfg.compression_level, enc.level(), avg_body, avg_rows));
                             }
                             let out = enc.take();
                             produced += out.len() as u64;
@@ -521,6 +534,11 @@ impl Pump {
                         format!("no answer from CARTO within request_timeout ({} s) after the upload", cfg.request_timeout.as_secs_f64())));
                 }
             };
+            if want_input {
+                waited_for_rows += waiting_since.elapsed();
+            } else if want_send && rows_expected.is_none() {
+                waited_for_body += waiting_since.elapsed();
+            }
             if let Some(r) = answer {
                     let resp = match r {
                         Ok(Ok(resp)) => resp,
@@ -633,16 +651,18 @@ mod tests {
     }
 
     #[test]
-    fn level_follows_the_body_channel() {
-        // Full channel: the network is the bottleneck, compress as configured.
-        assert_eq!(adapt(6, 1, 0, 8), 6);
-        // Empty channel: the compressor is on the path, go fast.
-        assert_eq!(adapt(6, 6, 8, 8), 1);
-        // In between: keep the current level.
-        assert_eq!(adapt(6, 1, 3, 8), 1);
-        assert_eq!(adapt(6, 6, 3, 8), 6);
+    fn level_follows_where_the_pump_waits() {
+        let ms = Duration::from_millis;
+        // Waiting for the body: the network is the bottleneck, compress as configured.
+        assert_eq!(adapt(6, 1, ms(50), ms(10)), 6);
+        // Waiting for rows: the compressor is on the path, go fast.
+        assert_eq!(adapt(6, 6, ms(5), ms(40)), 1);
+        // Neither clearly: keep the current level.
+        assert_eq!(adapt(6, 1, ms(30), ms(20)), 1);
+        assert_eq!(adapt(6, 6, ms(20), ms(30)), 6);
+        assert_eq!(adapt(2, 2, ms(0), ms(0)), 2);
         // 0 and 1 are never changed.
-        assert_eq!(adapt(0, 0, 8, 8), 0);
-        assert_eq!(adapt(1, 1, 0, 8), 1);
+        assert_eq!(adapt(0, 0, ms(0), ms(90)), 0);
+        assert_eq!(adapt(1, 1, ms(90), ms(0)), 1);
     }
 }
