@@ -55,20 +55,12 @@ trap cleanup EXIT
 
 . "$HERE/link.sh"  # shape_link PORT
 
-"$ROOT/scripts/carto-sim-down" --dir "$DIR/sim" --purge >/dev/null 2>&1 || true
-eval "$("$ROOT/scripts/carto-sim-up" --dir "$DIR/sim" 2>"$DIR/sim-up.log")"
-"$ROOT/scripts/pg-cluster" stop "$DIR/local" >/dev/null 2>&1 || true
-rm -rf "$DIR/local"
-port=$(free_port)
-"$ROOT/scripts/pg-cluster" start "$DIR/local" "$port"
-export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres PGOPTIONS='-c lc_messages=C'
-PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1)
-now() { date +%s.%N; }
-sql_api() { curl -sS --max-time 1200 -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql" --data-urlencode "q=$1"; }
+. "$HERE/env.sh"  # bench_up DIR, PSQL, now, sql_api
+bench_up "$DIR"
 sim_port=$(printf '%s\n' "$CARTO_SIM_URL" | sed -E 's#^https?://[^/:]+:([0-9]+).*#\1#')
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
-say "carto-sim $CARTO_SIM_URL, local PostgreSQL port $port; creating $ROWS points and $POLYS polygons ($GRID × $GRID grid) on the sim..."
+say "carto-sim $CARTO_SIM_URL, local PostgreSQL port $PGPORT; creating $ROWS points and $POLYS polygons ($GRID × $GRID grid) on the sim..."
 sql_api "DROP TABLE IF EXISTS bench_agg; DROP TABLE IF EXISTS bench_poly;
 CREATE TABLE bench_agg (cartodb_id serial PRIMARY KEY, the_geom geometry(Point, 4326), category text, value numeric);
 INSERT INTO bench_agg (the_geom, category, value)

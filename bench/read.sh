@@ -29,18 +29,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$ROOT/scripts/carto-sim-down" --dir "$DIR/sim" --purge >/dev/null 2>&1 || true
-eval "$("$ROOT/scripts/carto-sim-up" --dir "$DIR/sim" 2>"$DIR/sim-up.log")"
-"$ROOT/scripts/pg-cluster" stop "$DIR/local" >/dev/null 2>&1 || true
-rm -rf "$DIR/local"
-port=$(free_port)
-"$ROOT/scripts/pg-cluster" start "$DIR/local" "$port"
-export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres PGOPTIONS='-c lc_messages=C'
-PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1)
-now() { date +%s.%N; }
-sql_api() { curl -sS --max-time 600 -u "demo:$CARTO_SIM_API_KEY" "$CARTO_SIM_BASE_URL/api/v2/sql" --data-urlencode "q=$1"; }
+. "$HERE/env.sh"  # bench_up DIR, PSQL, now, sql_api
+bench_up "$DIR"
 
-say "carto-sim $CARTO_SIM_URL, local PostgreSQL port $port; creating $ROWS rows on the sim..."
+say "carto-sim $CARTO_SIM_URL, local PostgreSQL port $PGPORT; creating $ROWS rows on the sim..."
 sql_api "DROP TABLE IF EXISTS bench_read; DROP TABLE IF EXISTS bench_read_10k;
 CREATE TABLE bench_read (cartodb_id serial PRIMARY KEY, the_geom geometry(Point, 4326), name text, price numeric,
   n int, seen timestamptz);

@@ -811,3 +811,38 @@ mod unit {
         assert_eq!(strip_schema("geography"), "geography");
     }
 }
+
+/// ORDER BY for `pathkeys`: for each key, the first member of its equivalence class that `member` can write,
+/// then its direction and NULLS order. None when a key sorts by a non-built-in operator family or a collation
+/// other than the default, has volatile members, or has no member `member` writes: the sort stays local.
+/// Scans (plan.rs) and pushed joins and aggregates (pushed.rs) differ only in which members they accept.
+///
+/// # Safety
+/// `pathkeys` a list of PathKey of this planning.
+pub unsafe fn order_by_sql(
+    pathkeys: *mut pg_sys::List,
+    mut member: impl FnMut(*mut pg_sys::EquivalenceMember) -> Option<SqlTemplate>,
+) -> Option<SqlTemplate> {
+    let mut out = SqlTemplate::default();
+    for (i, pk) in PgList::<pg_sys::PathKey>::from_pg(pathkeys).iter_ptr().enumerate() {
+        if u32::from((*pk).pk_opfamily) >= FIRST_NON_BUILTIN_OID {
+            return None;
+        }
+        let ec = (*pk).pk_eclass;
+        if (*ec).ec_has_volatile || !default_collation((*ec).ec_collation) {
+            return None;
+        }
+        let expr = PgList::<pg_sys::EquivalenceMember>::from_pg((*ec).ec_members)
+            .iter_ptr()
+            .filter(|em| !(**em).em_is_const && !(**em).em_is_child)
+            .find_map(&mut member)?;
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.append(&expr);
+        out.push_str(if (*pk).pk_strategy == pg_sys::BTGreaterStrategyNumber as i32 { " DESC" } else { " ASC" });
+        out.push_str(if (*pk).pk_nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
+    }
+    Some(out)
+}
+

@@ -888,6 +888,38 @@ unsafe fn find_modifytable_subplan(
     std::ptr::null_mut()
 }
 
+
+/// `UPDATE <target> SET "col" = value, …` for the statement's update target list of relation `rti` (the first
+/// N entries are the new values of the N updated columns; junk entries follow). None when a value does not ship.
+/// Direct modification of one table (here) and of a pushed join (pushed.rs) write their SET the same way.
+///
+/// # Safety
+/// While planning an UPDATE whose result relation is `rti`.
+pub(crate) unsafe fn update_set_sql(
+    root: *mut pg_sys::PlannerInfo,
+    rti: pg_sys::Index,
+    table: &TableDef,
+    target: &str,
+    d: &mut Deparser,
+) -> Option<SqlTemplate> {
+    let mut tlist: *mut pg_sys::List = std::ptr::null_mut();
+    let mut attrs: *mut pg_sys::List = std::ptr::null_mut();
+    pg_sys::get_translated_update_targetlist(root, rti, &mut tlist, &mut attrs);
+    let tles = PgList::<pg_sys::TargetEntry>::from_pg(tlist);
+    let attnos = PgList::<i32>::from_pg(attrs);
+    let mut sql = SqlTemplate::text(format!("UPDATE {target} SET "));
+    for (i, tle) in tles.iter_ptr().enumerate().take(attnos.len()) {
+        let col = table.column(attnos.get_int(i)? as i16)?;
+        let expr = d.clause((*tle).expr.cast())?;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("{} = ", quote_ident(&col.remote_name)));
+        sql.append(&expr);
+    }
+    Some(sql)
+}
+
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn plan_direct_modify(
     root: *mut pg_sys::PlannerInfo,
@@ -952,23 +984,8 @@ unsafe fn plan_direct(
     d.params = PgList::<pg_sys::Expr>::from_pg((*fscan).fdw_exprs).iter_ptr().collect();
     let mut sql = SqlTemplate::default();
     if op == pg_sys::CmdType::CMD_UPDATE {
-        let mut tlist: *mut pg_sys::List = std::ptr::null_mut();
-        let mut attrs: *mut pg_sys::List = std::ptr::null_mut();
-        pg_sys::get_translated_update_targetlist(root, rti, &mut tlist, &mut attrs);
-        let tles = PgList::<pg_sys::TargetEntry>::from_pg(tlist);
-        let attnos = PgList::<i32>::from_pg(attrs);
-        sql.push_str(&format!("UPDATE {} SET ", rs.table.from_clause()));
-        // The first N entries are the new values of the N updated columns; junk entries follow.
-        for (i, tle) in tles.iter_ptr().enumerate().take(attnos.len()) {
-            let Some(attno) = attnos.get_int(i) else { return Ok(false) };
-            let Some(col) = rs.table.column(attno as i16) else { return Ok(false) };
-            let Some(expr) = d.clause((*tle).expr.cast()) else { return Ok(false) };
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("{} = ", quote_ident(&col.remote_name)));
-            sql.append(&expr);
-        }
+        let Some(set) = update_set_sql(root, rti, &rs.table, &rs.table.from_clause(), &mut d) else { return Ok(false) };
+        sql = set;
     } else {
         sql.push_str(&format!("DELETE FROM {}", rs.table.from_clause()));
     }

@@ -363,16 +363,20 @@ unsafe fn remote_estimate(state: &RelState) -> FdwResult<f64> {
     );
     let resp = block_on(client.query_readonly(&state.table.read_sql(sql)))?
         .map_err(|e| FdwError::remote(e, format!("estimating foreign table \"{}\"", state.table.local_name)))?;
-    let plan_rows = resp
-        .rows
+    Ok(explain_plan_rows(&resp).unwrap_or(DEFAULT_ROWS).max(1.0))
+}
+
+/// CARTO's row estimate from the answer to `EXPLAIN (FORMAT JSON) …` through `/sql` (the plan arrives as a
+/// JSON value or as its text, depending on the server).
+pub(crate) fn explain_plan_rows(resp: &carto_client::QueryResponse) -> Option<f64> {
+    resp.rows
         .first()
         .and_then(|r| r.values().next().cloned())
         .and_then(|v| match v {
             serde_json::Value::String(s) => serde_json::from_str::<serde_json::Value>(&s).ok(),
             other => Some(other),
         })
-        .and_then(|v| v.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64());
-    Ok(plan_rows.unwrap_or(DEFAULT_ROWS).max(1.0))
+        .and_then(|v| v.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64())
 }
 
 /// Adds a ForeignPath to the relation.
@@ -492,44 +496,17 @@ unsafe extern "C-unwind" fn ec_member_is_our_column(
 /// (columns, or expressions of them without parameters),
 /// sorted by its type's default btree order.
 unsafe fn deparse_pathkeys(state: &RelState, pathkeys: *mut pg_sys::List) -> Option<String> {
-    let mut parts = Vec::new();
-    for pk in PgList::<pg_sys::PathKey>::from_pg(pathkeys).iter_ptr() {
-        if u32::from((*pk).pk_opfamily) >= 10000 {
+    let relid = pg_sys::bms_make_singleton(state.info.relid as i32);
+    let sql = crate::fdw::deparse::order_by_sql(pathkeys, |em| {
+        // A column or an expression over this relation's columns alone (`lower(t)`,
+        // `the_geom <-> point`), shippable like a WHERE clause.
+        if !pg_sys::bms_equal((*em).em_relids, relid) {
             return None;
         }
-        let ec = (*pk).pk_eclass;
-        if (*ec).ec_has_volatile || !crate::fdw::deparse::default_collation((*ec).ec_collation) {
-            return None;
-        }
-        let mut found = None;
-        for em in PgList::<pg_sys::EquivalenceMember>::from_pg((*ec).ec_members).iter_ptr() {
-            if (*em).em_is_const || (*em).em_is_child {
-                continue;
-            }
-            // A column or an expression over this relation's columns alone (`lower(t)`,
-            // `the_geom <-> point`), shippable like a WHERE clause.
-            let e = (*em).em_expr;
-            if !pg_sys::bms_equal((*em).em_relids, pg_sys::bms_make_singleton(state.info.relid as i32)) {
-                continue;
-            }
-            let mut d = Deparser::new(&state.info);
-            if let Some(sql) = d.clause(e.cast()) {
-                if d.params.is_empty() {
-                    found = Some(sql.render(None));
-                    break;
-                }
-            }
-        }
-        let expr = found?;
-        let dir = if (*pk).pk_strategy == pg_sys::BTGreaterStrategyNumber as i32 { "DESC" } else { "ASC" };
-        let nulls = if (*pk).pk_nulls_first { "NULLS FIRST" } else { "NULLS LAST" };
-        parts.push(format!("{expr} {dir} {nulls}"));
-    }
-    if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join(", "))
-    }
+        let mut d = Deparser::new(&state.info);
+        d.clause((*em).em_expr.cast()).filter(|_| d.params.is_empty())
+    })?;
+    (!sql.is_empty()).then(|| sql.render(None))
 }
 
 /// The LIMIT CARTO can apply: only for a query over this one relation with nothing evaluated

@@ -383,42 +383,17 @@ unsafe fn parts(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo, d:
 /// ORDER BY for pathkeys, each key an expression of the select list (over an aggregate) or of
 /// the joined tables' columns, sorted by a built-in btree operator family.
 unsafe fn order_by(pathkeys: *mut pg_sys::List, parts: &Parts, d: &mut Deparser) -> Option<SqlTemplate> {
-    let mut out = SqlTemplate::default();
-    for (i, pk) in PgList::<pg_sys::PathKey>::from_pg(pathkeys).iter_ptr().enumerate() {
-        if u32::from((*pk).pk_opfamily) >= 10000 {
+    crate::fdw::deparse::order_by_sql(pathkeys, |em| {
+        let e = (*em).em_expr;
+        if parts.grouped && pg_sys::tlist_member(e, parts.tlist).is_null() {
+            // Over an aggregate only what the select list computes can be sorted on.
             return None;
         }
-        let ec = (*pk).pk_eclass;
-        if (*ec).ec_has_volatile || !crate::fdw::deparse::default_collation((*ec).ec_collation) {
-            return None;
-        }
-        let mut found = None;
-        for em in PgList::<pg_sys::EquivalenceMember>::from_pg((*ec).ec_members).iter_ptr() {
-            if (*em).em_is_const || (*em).em_is_child {
-                continue;
-            }
-            let e = (*em).em_expr;
-            if parts.grouped && pg_sys::tlist_member(e, parts.tlist).is_null() {
-                // Over an aggregate only what the select list computes can be sorted on.
-                continue;
-            }
-            d.allow_aggs = parts.grouped;
-            let sql = d.clause(e.cast());
-            d.allow_aggs = false;
-            if let Some(sql) = sql {
-                found = Some(sql);
-                break;
-            }
-        }
-        let expr = found?;
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.append(&expr);
-        out.push_str(if (*pk).pk_strategy == pg_sys::BTGreaterStrategyNumber as i32 { " DESC" } else { " ASC" });
-        out.push_str(if (*pk).pk_nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
-    }
-    Some(out)
+        d.allow_aggs = parts.grouped;
+        let sql = d.clause(e.cast());
+        d.allow_aggs = false;
+        sql
+    })
 }
 
 /// The remote statement of a pushed relation and the target list of its columns; None when some
@@ -525,15 +500,7 @@ pub unsafe fn remote_estimate(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::
     let client = client_for(&base.table.access).ok()?;
     let sql = format!("EXPLAIN (FORMAT JSON) {}", sql.render(None));
     let resp = block_on(client.query_readonly(&sql)).ok()?.ok()?;
-    let plan = resp
-        .rows
-        .first()
-        .and_then(|r| r.values().next().cloned())
-        .and_then(|v| match v {
-            serde_json::Value::String(s) => serde_json::from_str::<serde_json::Value>(&s).ok(),
-            other => Some(other),
-        })?;
-    Some(plan.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64()?.max(1.0))
+    Some(crate::fdw::plan::explain_plan_rows(&resp)?.max(1.0))
 }
 
 /// The ForeignScan of a pushed join or aggregate.
@@ -661,21 +628,7 @@ pub unsafe fn direct_modify_sql(
     let mut sql = SqlTemplate::default();
     let written = (|| {
         if op == pg_sys::CmdType::CMD_UPDATE {
-            let mut tlist: *mut pg_sys::List = std::ptr::null_mut();
-            let mut attrs: *mut pg_sys::List = std::ptr::null_mut();
-            pg_sys::get_translated_update_targetlist(root, rti, &mut tlist, &mut attrs);
-            let tles = PgList::<pg_sys::TargetEntry>::from_pg(tlist);
-            let attnos = PgList::<i32>::from_pg(attrs);
-            sql.push_str(&format!("UPDATE {} SET ", target.from));
-            for (i, tle) in tles.iter_ptr().enumerate().take(attnos.len()) {
-                let col = rs.table.column(attnos.get_int(i)? as i16)?;
-                let expr = d.clause((*tle).expr.cast())?;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("{} = ", crate::fdw::deparse::quote_ident(&col.remote_name)));
-                sql.append(&expr);
-            }
+            sql = crate::fdw::modify::update_set_sql(root, rti, &rs.table, &target.from, &mut d)?;
             if !others.is_empty() {
                 sql.push_str(&format!(" FROM {}", others.join(", ")));
             }

@@ -8,6 +8,9 @@ use carto_client::copy_binary::{Decoder, Encoder, Step};
 use carto_client::{Client, ClientConfig, CopyOutStream, Error, ErrorKind};
 use carto_sim::testkit::{self, TestSim};
 
+mod common;
+use common::open_copies;
+
 fn demo(sim: &TestSim, f: impl FnOnce(&mut ClientConfig)) -> Client {
     let mut c = ClientConfig::for_base_url(&sim.base_url("demo")).unwrap().with_api_key(testkit::DEMO_MASTER_KEY);
     c.max_retry_wait = Duration::from_secs(5);
@@ -142,32 +145,6 @@ async fn copy_from_binary_round_trip_rollover_and_type_mismatch() {
     assert_eq!(e.kind, ErrorKind::BadRequest, "{e}");
     assert!(e.message.contains("insufficient data left in message"), "{e}");
     assert_eq!(sim.psql_value("demo", "select count(*) from tb").as_deref(), Some("10000"));
-}
-
-/// COPYs still running on the sim's database for `table`, once the sim's backends have settled (CARTO's
-/// answer to a failed COPY can reach the client a moment before its backend leaves the COPY state): a
-/// count above zero is re-checked for up to 3 s, as tests/sim.rs does.
-fn open_copies(sim: &TestSim, table: &str) -> i64 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let n = open_copies_now(sim, table);
-        if n == 0 || std::time::Instant::now() >= deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn open_copies_now(sim: &TestSim, table: &str) -> i64 {
-    sim.psql_admin(
-        "demo",
-        &format!("select count(*) from pg_stat_activity where query ilike 'COPY {table} %' and state <> 'idle' and pid <> pg_backend_pid()"),
-    )
-    .unwrap()[0][0]
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// A binary upload ended by `abort_gracefully` with its format's poison (a tuple with one field more than

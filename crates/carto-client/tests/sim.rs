@@ -16,6 +16,9 @@ use carto_sim::rate_limit::{Group, RateSpec};
 use carto_sim::testkit::{self, fault_spec, TestSim};
 use carto_sim::faults::FaultSpec;
 
+mod common;
+use common::open_copies;
+
 const ALL_KEYS: &[&str] = &[
     testkit::DEMO_MASTER_KEY,
     testkit::DEMO_REGULAR_KEY,
@@ -508,33 +511,6 @@ async fn copy_from_abort_and_drop_roll_back() {
     let mut up = c.copy_from("COPY ta (id, t) FROM STDIN");
     ok(up.send(make_rows(0, 10), 10).await);
     assert_eq!(ok(up.finish().await).total_rows, 10);
-}
-
-/// COPYs still running on the sim's database for `table`, once the sim's backends have settled:
-/// CARTO's answer to a failed COPY can reach the client a moment before its backend leaves the
-/// COPY state, so a count above zero is re-checked for up to 3 s before it is returned.
-fn open_copies(sim: &TestSim, table: &str) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let n = open_copies_now(sim, table);
-        if n == 0 || Instant::now() >= deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// COPYs running on the sim's database for `table` right now, as pg_stat_activity shows them.
-fn open_copies_now(sim: &TestSim, table: &str) -> i64 {
-    sim.psql_admin(
-        "demo",
-        &format!("select count(*) from pg_stat_activity where query ilike 'COPY {table} %' and state <> 'idle' and pid <> pg_backend_pid()"),
-    )
-    .unwrap()[0][0]
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
