@@ -41,6 +41,8 @@ const TIMESTAMP_MIN: i64 = -211_813_488_000_000_000;
 const TIMESTAMP_END: i64 = 9_223_371_331_200_000_000;
 /// varlena header size (VARHDRSZ).
 const VARHDRSZ: usize = 4;
+/// The largest varlena, header included (1 GB - 1: the 30 bits of a 4-byte header's length).
+const MAX_VARLENA: usize = 0x3fff_ffff;
 
 impl FastType {
     /// The conversion a column of `type_oid` and `typmod` can take on a read, if any. Only the type itself
@@ -145,7 +147,9 @@ impl FastType {
             FastType::Uuid if bytes.len() == 16 => Wire::ByRef(16),
             FastType::Uuid => Wire::Recv,
             FastType::Varlena { checks_encoding } => {
-                if cfg!(target_endian = "little") && (!checks_encoding || text_ok(bytes, rule)) {
+                // A value too long for a varlena is the receive function's to refuse.
+                let fits = bytes.len() <= MAX_VARLENA - VARHDRSZ;
+                if cfg!(target_endian = "little") && fits && (!checks_encoding || text_ok(bytes, rule)) {
                     Wire::ByRef(VARHDRSZ + bytes.len())
                 } else {
                     Wire::Recv
@@ -319,6 +323,11 @@ mod tests {
         assert_eq!(t(b"\xc0\xaf", text), Wire::Recv, "an overlong form");
         assert_eq!(FastType::Varlena { checks_encoding: true }.decode(b"\xe9", TextRule::SqlAscii), Wire::ByRef(5));
         assert_eq!(FastType::Varlena { checks_encoding: false }.decode(b"a\0b", TextRule::Utf8), Wire::ByRef(7));
+        // The longest field a varlena holds, and one byte more (no allocation: a zeroed mapping).
+        let big = vec![0u8; MAX_VARLENA - VARHDRSZ + 1];
+        let bytea = FastType::Varlena { checks_encoding: false };
+        assert_eq!(bytea.decode(&big[1..], TextRule::Utf8), Wire::ByRef(MAX_VARLENA));
+        assert_eq!(bytea.decode(&big, TextRule::Utf8), Wire::Recv);
         // The receive functions themselves refuse what was left to them.
         unsafe {
             for (ty, bytes) in [
