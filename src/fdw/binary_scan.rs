@@ -147,6 +147,10 @@ struct ColumnRead {
     index: usize,
     fast: Option<FastType>,
     recv: ColumnRecv,
+    /// A type whose binary form is text (text, varchar, char, name, json, jsonb, xml, enums): a NUL
+    /// in it is refused with the text transports' error (22P05, naming the column), not left to the
+    /// receive function's invalid-encoding error (22021).
+    text_like: bool,
 }
 
 /// A running read: the decode task and what it sent.
@@ -181,6 +185,7 @@ impl BinaryRows {
                 index: c.attnum as usize - 1,
                 fast: FastType::for_recv(c.type_oid, c.typmod),
                 recv: ColumnRecv::new(c.attnum, c.type_oid, c.typmod),
+                text_like: is_text_like(c.type_oid),
             })
             .collect();
         BinaryRows { columns, running: None }
@@ -264,6 +269,14 @@ unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: 
         Cell::Null => col.fast.is_none(),
         _ => false,
     });
+    for (i, (cell, col)) in cells.iter().zip(columns.iter()).enumerate() {
+        if let (Cell::Recv { off, len }, true) = (cell, col.text_like) {
+            if memchr::memchr(0, std::slice::from_raw_parts(base.add(*off), *len)).is_some() {
+                let name = names.get(i).map(String::as_str).unwrap_or("?");
+                crate::pg::text::BadText::Nul.error(name, table).report();
+            }
+        }
+    }
     let mut put = |i: usize, col: &mut ColumnRead| match cells[i] {
         Cell::Null => {
             if col.fast.is_none() {
@@ -304,4 +317,21 @@ unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: 
         }
     }
     pg_sys::ExecStoreVirtualTuple(slot);
+}
+
+/// Whether `type_oid`'s binary form is its text (see [`ColumnRead::text_like`]).
+///
+/// # Safety
+/// Backend thread, in a transaction.
+unsafe fn is_text_like(type_oid: pg_sys::Oid) -> bool {
+    use pgrx::pg_sys::BuiltinOid as B;
+    let base = pg_sys::getBaseType(type_oid);
+    if [B::JSONOID, B::JSONBOID, B::XMLOID].iter().any(|o| o.value() == base) {
+        return true;
+    }
+    let mut category: std::ffi::c_char = 0;
+    let mut preferred = false;
+    pg_sys::get_type_category_preferred(base, &mut category, &mut preferred);
+    // TYPCATEGORY_STRING and TYPCATEGORY_ENUM.
+    category as u8 == b'S' || category as u8 == b'E'
 }

@@ -85,6 +85,10 @@ pub struct ScanPlan {
     /// Range-table index whose checkAsUser picks the user mapping of a pushed join or aggregate.
     #[serde(default)]
     pub user_rti: u32,
+    /// The range-table index of each of `member_relids`: at execution every member is loaded with
+    /// its own user, so each keeps its guarantees (a `query` table's owner rule, read-only `/sql`).
+    #[serde(default)]
+    pub member_rtis: Vec<u32>,
 }
 
 impl ScanPlan {
@@ -660,6 +664,7 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         relations: None,
         member_relids: Vec::new(),
         user_rti: 0,
+        member_rtis: Vec::new(),
     };
     let json = serde_json::to_string(&plan).unwrap_or_default();
     let mut private = PgList::<pg_sys::Node>::new();

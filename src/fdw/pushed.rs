@@ -556,6 +556,7 @@ pub unsafe fn plan(
         relations: Some(p.relations.clone()),
         member_relids: p.tables.iter().map(|t| u32::from(t.relid)).collect(),
         user_rti: p.tables.first().map(|t| t.rti).unwrap_or(0),
+        member_rtis: p.tables.iter().map(|t| t.rti).collect(),
     };
     let json = serde_json::to_string(&plan).map_err(|e| FdwError::internal(format!("scan plan: {e}")))?;
     let cjson = std::ffi::CString::new(json).map_err(|e| FdwError::internal(format!("scan plan: {e}")))?;
@@ -618,7 +619,13 @@ pub unsafe fn direct_modify_sql(
         return None;
     }
     let rs = rel_state(target_rel);
-    if rs.table.options.query.is_some() {
+    // A `query` table anywhere in the statement: its SQL must run read-only, and a write cannot be;
+    // the statement then runs row by row over the pushed join, which reads it read-only.
+    let any_query_table = p.tables.iter().any(|t| {
+        let rel = *(*root).simple_rel_array.add(t.rti as usize);
+        rel.is_null() || (*rel).fdw_private.is_null() || rel_state(rel).table.options.query.is_some()
+    });
+    if any_query_table {
         return None;
     }
     let mut d = Deparser::new(&p.info);

@@ -40,6 +40,7 @@ fn check_text(query: &str) -> Result<(), String> {
             return Err("remove the trailing semicolon".into());
         }
         check_select((*raw).stmt)?;
+        check_depth((*raw).stmt)?;
         // Wrapped as every remote statement wraps it: still one SELECT, so the text cannot end the
         // subquery early (an unbalanced parenthesis, a trailing -- comment).
         let wrapped = parse(&format!("SELECT * FROM ({query}) AS q"))
@@ -73,7 +74,7 @@ unsafe fn check_select(node: *mut pg_sys::Node) -> Result<(), String> {
         for cte in ctes.iter_ptr() {
             if is_a(cte, pg_sys::NodeTag::T_CommonTableExpr) {
                 let q = (*(cte as *mut pg_sys::CommonTableExpr)).ctequery;
-                check_select(q).map_err(|_| "a WITH query that is not a plain SELECT".to_string())?;
+                check_select(q).map_err(|why| format!("a WITH query that is not a plain SELECT: {why}"))?;
             }
         }
     }
@@ -82,6 +83,54 @@ unsafe fn check_select(node: *mut pg_sys::Node) -> Result<(), String> {
         check_select((*s).rarg.cast())?;
     }
     Ok(())
+}
+
+/// The rules of [`check_select`] at every depth: a locking clause, SELECT INTO or a data-modifying
+/// statement in a subquery, a CTE, a set operation's branch or a sublink is refused as the top-level
+/// one is. PostgreSQL's own raw-tree walker visits every node, so no nesting is missed.
+unsafe fn check_depth(stmt: *mut pg_sys::Node) -> Result<(), String> {
+    let mut found: Option<&'static str> = None;
+    let ctx = (&mut found as *mut Option<&'static str>).cast::<std::ffi::c_void>();
+    // The walker raises an ERROR for a node type it does not know: refuse what cannot be checked.
+    let walked = PgTryBuilder::new(|| Ok(pg_sys::raw_expression_tree_walker(stmt, Some(forbidden_node), ctx)))
+        .catch_others(|_| Err("it cannot be checked".to_string()))
+        .execute();
+    walked?;
+    match found {
+        Some(why) => Err(why.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// The raw-tree walker's callback: records why `node` is refused (and stops the walk), or walks on.
+unsafe extern "C-unwind" fn forbidden_node(node: *mut pg_sys::Node, ctx: *mut std::ffi::c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: `ctx` is the `Option<&str>` check_depth passed, alive for the whole walk.
+    let found = &mut *ctx.cast::<Option<&'static str>>();
+    let why = match (*node).type_ {
+        pg_sys::NodeTag::T_SelectStmt => {
+            let s = node.cast::<pg_sys::SelectStmt>();
+            if !(*s).lockingClause.is_null() {
+                Some("FOR UPDATE / FOR SHARE lock rows")
+            } else if !(*s).intoClause.is_null() {
+                Some("SELECT INTO creates a table")
+            } else {
+                None
+            }
+        }
+        pg_sys::NodeTag::T_InsertStmt
+        | pg_sys::NodeTag::T_UpdateStmt
+        | pg_sys::NodeTag::T_DeleteStmt
+        | pg_sys::NodeTag::T_MergeStmt => Some("a data-modifying statement inside it"),
+        _ => None,
+    };
+    if let Some(why) = why {
+        *found = Some(why);
+        return true;
+    }
+    pg_sys::raw_expression_tree_walker(node, Some(forbidden_node), ctx)
 }
 
 /// PostgreSQL's raw parser over `sql`, with `standard_conforming_strings` on as on CARTO, whatever
@@ -181,6 +230,38 @@ mod tests {
         ] {
             let e = err(q);
             assert!(e.contains(why), "{q}: {e}");
+        }
+    }
+
+    #[pg_test]
+    fn refuses_locking_and_writes_at_any_depth() {
+        for q in [
+            "SELECT name FROM (SELECT name FROM t FOR UPDATE) s",
+            "SELECT * FROM (SELECT * FROM (SELECT 1 AS x FROM t FOR NO KEY UPDATE) a) b",
+            "WITH w AS (SELECT x FROM t FOR SHARE) SELECT * FROM w",
+            "SELECT 1 AS x UNION ALL (SELECT x FROM t FOR KEY SHARE)",
+            "SELECT x FROM t WHERE x IN (SELECT y FROM u FOR UPDATE)",
+            "SELECT EXISTS (SELECT 1 FROM u FOR UPDATE SKIP LOCKED) AS x",
+            "SELECT (SELECT y FROM u LIMIT 1 FOR SHARE) AS x",
+            "SELECT * FROM t, LATERAL (SELECT y FROM u FOR UPDATE) l",
+            "SELECT * FROM t JOIN (SELECT y FROM u FOR UPDATE) j ON true",
+        ] {
+            let e = err(q);
+            assert!(e.contains("FOR UPDATE / FOR SHARE"), "{q}: {e}");
+        }
+        for q in [
+            "SELECT * FROM (WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d) s",
+            "SELECT x FROM t WHERE x IN (WITH i AS (INSERT INTO u VALUES (1) RETURNING y) SELECT y FROM i)",
+        ] {
+            let e = err(q);
+            assert!(e.contains("data-modifying"), "{q}: {e}");
+        }
+        // A nested plain SELECT, CTE, sublink and set operation stay fine.
+        for q in [
+            "SELECT * FROM (SELECT x FROM t) s WHERE x IN (SELECT y FROM u) AND EXISTS (WITH w AS (SELECT 1) SELECT * FROM w)",
+            "SELECT x FROM (SELECT 1 AS x UNION SELECT 2) s",
+        ] {
+            assert_eq!(err(q), "", "{q}");
         }
     }
 }

@@ -401,6 +401,16 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     let userid = scan_user(node, rti);
     let table = TableDef::load(relid, userid)?;
     let client = client_for(&table.access)?;
+    // A pushed join or aggregate keeps every base relation's guarantees, not only its first one's:
+    // each member is loaded with the user that reads it (checking a `query` table's owner rule for
+    // that user, as a scan of it alone would), and the read is read-only if any member is a query.
+    let mut read_only = table.options.query.is_some();
+    if pushed {
+        for (member, member_rti) in plan.member_relids.iter().zip(&plan.member_rtis) {
+            let t = TableDef::load(pg_sys::Oid::from(*member), scan_user(node, *member_rti))?;
+            read_only |= t.options.query.is_some();
+        }
+    }
 
     let mut inputs = Vec::with_capacity(plan.columns.len());
     let mut plan_names = Vec::with_capacity(plan.columns.len());
@@ -459,7 +469,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
         scans: 0,
         binary,
         binary_active: false,
-        read_only: table.options.query.is_some(),
+        read_only,
     };
     (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
     Ok(())

@@ -28,10 +28,10 @@ fn record(server: &str, job: &BatchJob, submitted: Option<(&[String], Option<&st
     bookkeeping::as_owner_of("batch_jobs", || {
         Spi::run_with_args(
             "INSERT INTO carto.batch_jobs AS b (job_id, server, queries, onsuccess, onerror, last_status, last_checked_at, failed_reason, last_job, submitted_by, role_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9, $10) \
+             VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now(), $7, $8, $9, $10) \
              ON CONFLICT (job_id) DO UPDATE SET last_status = excluded.last_status, last_checked_at = excluded.last_checked_at, \
                failed_reason = excluded.failed_reason, last_job = excluded.last_job \
-             WHERE b.role_id = excluded.role_id",
+             WHERE b.role_id OPERATOR(pg_catalog.=) excluded.role_id",
             &[
                 job.job_id.as_str().into(),
                 server.into(),
@@ -79,7 +79,8 @@ fn last_known(job_id: &str) -> FdwResult<Option<(String, Value)>> {
     let role = bookkeeping::caller();
     let (status, job) = bookkeeping::as_owner_of("batch_jobs", || {
         Spi::get_two_with_args::<String, JsonB>(
-            "SELECT last_status, last_job FROM carto.batch_jobs WHERE job_id = $1 AND pg_catalog.pg_has_role($2, role_id, 'USAGE')",
+            "SELECT last_status, last_job FROM carto.batch_jobs WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.text \
+             AND pg_catalog.pg_has_role($2::pg_catalog.oid, role_id, 'USAGE'::pg_catalog.text)",
             &[job_id.into(), role.into()],
         )
         .or_else(|e| match e {

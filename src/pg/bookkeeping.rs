@@ -5,11 +5,10 @@
 //! fixed, parameterized statement — as PostgreSQL's own internal checks switch user (the RI triggers).
 //! So a role can neither read another role's job SQL nor forge a run or a watermark.
 
-use std::panic::AssertUnwindSafe;
-
-use pgrx::{pg_sys, PgTryBuilder, Spi};
+use pgrx::{pg_sys, Spi};
 
 use crate::pg::error::{FdwError, FdwResult};
+use crate::pg::identity;
 
 /// The role calling the function (the one whose rows these are).
 pub fn caller() -> pg_sys::Oid {
@@ -22,28 +21,18 @@ pub fn caller_name() -> String {
 }
 
 /// Runs `work` (SPI statements on `carto.<table>`) as the owner of that table, then switches back to
-/// the caller, also when `work` raises.
+/// the caller, also when `work` raises. Through crate::pg::identity: search_path is pinned to
+/// `pg_catalog, pg_temp` meanwhile, and the statements name every object with its schema.
 pub fn as_owner_of<T>(table: &str, work: impl FnOnce() -> FdwResult<T>) -> FdwResult<T> {
     // No privilege is needed to read pg_class (a regclass cast would need USAGE on the schema).
+    // Run as the caller, but qualified all the same: nothing here depends on the caller's path.
     let owner: pg_sys::Oid = Spi::get_one_with_args(
-        "SELECT c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'carto' AND c.relname = $1",
+        "SELECT c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+         ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         WHERE n.nspname OPERATOR(pg_catalog.=) 'carto'::pg_catalog.name AND c.relname OPERATOR(pg_catalog.=) $1::pg_catalog.name",
         &[table.into()],
     )
     .map_err(|e| FdwError::internal(format!("looking up carto.{table}: {e}")))?
     .ok_or_else(|| FdwError::internal(format!("the table carto.{table} is missing")))?;
-    unsafe {
-        let mut saved_user = pg_sys::InvalidOid;
-        let mut saved_context: i32 = 0;
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            saved_context
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-        );
-        PgTryBuilder::new(AssertUnwindSafe(work))
-            .finally(|| pg_sys::SetUserIdAndSecContext(saved_user, saved_context))
-            .execute()
-    }
+    identity::as_role(owner, work)
 }

@@ -34,12 +34,13 @@ pub fn lock(name: &str, wait: bool) -> FdwResult<bool> {
     let role = bookkeeping::caller();
     bookkeeping::as_owner_of("sync_locks", || {
         Spi::run_with_args(
-            "INSERT INTO carto.sync_locks (role_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO carto.sync_locks (role_id, name) VALUES ($1::pg_catalog.oid, $2::pg_catalog.text) ON CONFLICT DO NOTHING",
             &[role.into(), name.into()],
         )
         .map_err(|e| FdwError::internal(format!("sync lock: {e}")))?;
         let sql = format!(
-            "SELECT true FROM carto.sync_locks WHERE role_id = $1 AND name = $2 FOR UPDATE{}",
+            "SELECT true FROM carto.sync_locks WHERE role_id OPERATOR(pg_catalog.=) $1::pg_catalog.oid \
+             AND name OPERATOR(pg_catalog.=) $2::pg_catalog.text FOR UPDATE{}",
             if wait { "" } else { " SKIP LOCKED" }
         );
         let got: Option<bool> = Spi::get_one_with_args(&sql, &[role.into(), name.into()])
@@ -70,7 +71,9 @@ pub fn last_watermark(name: &str) -> FdwResult<Option<String>> {
     bookkeeping::as_owner_of("sync_runs", || {
         Spi::get_one_with_args::<String>(
             // A scalar subquery: always one row (get_one errors on none).
-            "SELECT (SELECT watermark_to FROM carto.sync_runs WHERE role_id = $2 AND name = $1 AND status = 'succeeded' AND watermark_to IS NOT NULL ORDER BY run_id DESC LIMIT 1)",
+            "SELECT (SELECT watermark_to FROM carto.sync_runs WHERE role_id OPERATOR(pg_catalog.=) $2::pg_catalog.oid \
+             AND name OPERATOR(pg_catalog.=) $1::pg_catalog.text AND status OPERATOR(pg_catalog.=) 'succeeded'::pg_catalog.text \
+             AND watermark_to IS NOT NULL ORDER BY run_id DESC LIMIT 1)",
             &[name.into(), role.into()],
         )
         .map_err(|e| FdwError::internal(format!("reading carto.sync_runs: {e}")))
@@ -92,7 +95,7 @@ pub fn record(
     bookkeeping::as_owner_of("sync_runs", || {
         Spi::run_with_args(
             "INSERT INTO carto.sync_runs (name, direction, mode, server, source, target, started_at, finished_at, rows, status, error, watermark_from, watermark_to, run_by, role_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz, clock_timestamp(), $8, $9, $10, $11, $12, $13, $14)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7::pg_catalog.timestamptz, pg_catalog.clock_timestamp(), $8, $9, $10, $11, $12, $13, $14)",
             &[
                 info.name.into(),
                 info.direction.into(),

@@ -185,7 +185,148 @@ SELECT carto.cartodbfy('carto', 'sec50 "q"');
 SELECT * FROM carto.query('carto', $$SELECT column_name FROM information_schema.columns WHERE table_name = 'sec50 "q"' ORDER BY ordinal_position$$);
 SELECT carto.drop_table('carto', 'sec50 "q"');
 
+
+-- ---------------------------------------------------------------------------------------------
+-- 8. Code that runs as another role (the bookkeeping, as the carto.* tables' owner) never resolves
+-- a name through the caller's search_path. sec_evil has exactly the documented grants and a schema
+-- of its own before pg_catalog, shadowing the functions and operators the extension's SQL uses with
+-- versions that make sec_evil a superuser (and say so) when they run as any other role.
+DROP ROLE IF EXISTS sec_evil;
+CREATE ROLE sec_evil;
+CREATE SCHEMA evil AUTHORIZATION sec_evil;
+GRANT USAGE ON SCHEMA carto TO sec_evil;
+GRANT USAGE ON FOREIGN SERVER carto TO sec_evil;
+CREATE USER MAPPING FOR sec_evil SERVER carto OPTIONS (api_key :'api_key');
+GRANT EXECUTE ON FUNCTION carto.push(text, text, text, text, text, text, boolean, boolean, text[], text, boolean),
+  carto._push(text, text, text, text, text, text, boolean, boolean, text[], text, boolean),
+  carto.pull(text, text, text, text, text, text, text, boolean, text),
+  carto._pull(text, text, text, text, text, text, text, boolean, text),
+  carto.query(text, text), carto.exec(text, text),
+  carto.cartodbfy(text, text, text), carto.drop_table(text, text, boolean),
+  carto.create_table(text, text, text, boolean, text),
+  carto.create_table(text, text, regclass, boolean, text), carto._create_table_like(text, text, oid, boolean, text),
+  carto.batch_submit(text, text[], text, text), carto.batch_status(text, text),
+  carto.batch_wait(text, text, interval, boolean), carto.batch_cancel(text, text),
+  carto.cleanup_uploads(text)
+  TO sec_evil;
+GRANT SELECT ON carto.batch_jobs, carto.batch_jobs_latest, carto.sync_runs, carto.sync_status TO sec_evil;
+GRANT CREATE ON SCHEMA public TO sec_evil;
+SET ROLE sec_evil;
+CREATE FUNCTION evil.escalate(what text) RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF current_user OPERATOR(pg_catalog.<>) 'sec_evil'::name THEN
+    RAISE WARNING 'escalation: % ran as %', what, current_user;
+    EXECUTE 'ALTER ROLE sec_evil SUPERUSER';
+  END IF;
+END $$;
+DO $do$
+DECLARE f record; t text; o record;
+BEGIN
+  FOR f IN SELECT * FROM (VALUES
+      ('now', '', 'timestamptz', ''), ('clock_timestamp', '', 'timestamptz', ''),
+      ('statement_timestamp', '', 'timestamptz', ''), ('transaction_timestamp', '', 'timestamptz', ''),
+      ('lower', 'a text', 'text', 'a'), ('upper', 'a text', 'text', 'a'), ('length', 'a text', 'integer', 'a'),
+      ('md5', 'a text', 'text', 'a'), ('format', 'a text', 'text', 'a'), ('format', 'a text, b text', 'text', 'a, b'),
+      ('to_jsonb', 'a anyelement', 'jsonb', 'a'), ('jsonb_build_object', 'a text, b text', 'jsonb', 'a, b'),
+      ('gen_random_uuid', '', 'uuid', ''), ('hashtext', 'a text', 'integer', 'a'),
+      ('pg_try_advisory_xact_lock', 'a bigint', 'boolean', 'a'), ('pg_has_role', 'a oid, b oid, c text', 'boolean', 'a, b, c'),
+      ('current_setting', 'a text', 'text', 'a'), ('split_part', 'a text, b text, c integer', 'text', 'a, b, c')
+    ) AS v(name, args, ret, pass)
+  LOOP
+    EXECUTE format('CREATE FUNCTION evil.%I(%s) RETURNS %s LANGUAGE plpgsql AS $f$ BEGIN PERFORM evil.escalate(%L); RETURN pg_catalog.%I(%s); END $f$',
+                   f.name, f.args, f.ret, f.name, f.name, f.pass);
+  END LOOP;
+  FOREACH t IN ARRAY ARRAY['text', 'bigint', 'integer', 'oid', 'name', 'uuid', 'timestamptz'] LOOP
+    FOR o IN SELECT * FROM (VALUES ('=', 'eq'), ('<>', 'ne'), ('<', 'lt'), ('>', 'gt'), ('<=', 'le'), ('>=', 'ge')) AS v(op, tag) LOOP
+      EXECUTE format('CREATE FUNCTION evil.%I(a %s, b %s) RETURNS boolean LANGUAGE plpgsql AS $f$ BEGIN PERFORM evil.escalate(%L); RETURN a OPERATOR(pg_catalog.%s) b; END $f$',
+                     o.tag || '_' || t, t, t, o.op || ' ' || t, o.op);
+      EXECUTE format('CREATE OPERATOR evil.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = evil.%I)', o.op, t, t, o.tag || '_' || t);
+    END LOOP;
+  END LOOP;
+END $do$;
+SELECT count(*) AS shadowing_functions FROM pg_proc WHERE pronamespace = 'evil'::regnamespace;
+SELECT count(*) AS shadowing_operators FROM pg_operator WHERE oprnamespace = 'evil'::regnamespace;
+SET search_path = evil, pg_catalog, public;
+-- Every function of the extension, as sec_evil with that path: pushes and pulls in every mode ...
+CREATE TABLE public.sec50_sp_src (id integer PRIMARY KEY, name text, at integer);
+INSERT INTO public.sec50_sp_src VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3);
+SELECT carto.exec('carto', 'DROP TABLE IF EXISTS sec50_sp_push');
+SELECT carto.push('public.sec50_sp_src', 'carto', 'sec50_sp_push') AS pushed_append;
+SELECT carto.push('public.sec50_sp_src', 'carto', 'sec50_sp_push', mode => 'replace') AS pushed_replace;
+SELECT carto.exec('carto', 'CREATE UNIQUE INDEX ON sec50_sp_push (id)');
+UPDATE public.sec50_sp_src SET name = 'B', at = 4 WHERE id = 2;
+SELECT carto.push('public.sec50_sp_src', 'carto', 'sec50_sp_push', mode => 'upsert', key => 'id') AS pushed_upsert;
+SELECT carto.push('public.sec50_sp_src', 'carto', 'sec50_sp_push', mode => 'upsert', key => 'id', since => 'at', name => 'evil push') AS pushed_incremental;
+SELECT carto.push('public.sec50_sp_src', 'carto', 'sec50_sp_push', mode => 'upsert', key => 'id', since => 'at', name => 'evil push') AS pushed_incremental_again;
+CREATE TABLE public.sec50_sp_dst (id integer PRIMARY KEY, name text, at integer);
+SELECT carto.pull('carto', 'sec50_sp_push', 'public.sec50_sp_dst', mode => 'append', key => 'id') AS pulled_append;
+SELECT carto.pull('carto', 'sec50_sp_push', 'public.sec50_sp_dst') AS pulled_replace;
+SELECT carto.pull('carto', 'sec50_sp_push', 'public.sec50_sp_dst', mode => 'upsert', key => 'id', since => 'at', name => 'evil pull') AS pulled_incremental;
+SELECT carto.pull('carto', 'sec50_sp_push', 'public.sec50_sp_dst', mode => 'upsert', key => 'id', since => 'at', name => 'evil pull') AS pulled_incremental_again;
+SELECT carto.pull('carto', NULL, 'public.sec50_sp_dst', query => 'SELECT id, name, at FROM sec50_sp_push', key => 'id', mode => 'upsert') AS pulled_query;
+SELECT id, name, at FROM public.sec50_sp_dst ORDER BY id;
+-- ... the SQL, table and Batch SQL functions, the cleanup, and the records' views.
+SELECT * FROM carto.query('carto', 'SELECT count(*) AS n FROM sec50_sp_push');
+SELECT carto.exec('carto', 'DROP TABLE IF EXISTS sec50_sp_made');
+SELECT carto.create_table('carto', 'sec50_sp_made', 'x integer');
+SELECT carto.cartodbfy('carto', 'sec50_sp_made');
+SELECT carto.create_table('carto', 'sec50_sp_like', 'public.sec50_sp_src'::regclass, cartodbfy => false);
+SELECT carto.drop_table('carto', 'sec50_sp_made');
+SELECT carto.drop_table('carto', 'sec50_sp_like');
+SELECT carto.batch_submit('carto', ARRAY['SELECT 1']) AS job \gset
+SELECT carto.batch_wait('carto', :'job', timeout => '30 seconds')->>'status' AS waited;
+SELECT carto.batch_status('carto', :'job')->>'status' AS status;
+SELECT carto.batch_submit('carto', ARRAY['SELECT pg_sleep(5)']) AS job2 \gset
+SELECT carto.batch_cancel('carto', :'job2')->>'status' IN ('cancelled', 'canceled') AS cancelled;
+SELECT carto.cleanup_uploads('carto') AS cleaned;
+SELECT name, direction, mode, last_status, last_rows FROM carto.sync_status ORDER BY name, direction;
+SELECT status, count(*) FROM carto.sync_runs GROUP BY status ORDER BY status;
+SELECT count(*) AS jobs, count(*) FILTER (WHERE finished) AS finished FROM carto.batch_jobs_latest;
+RESET search_path;
+RESET ROLE;
+-- sec_evil is still no superuser, and nothing of evil ran as another role (no WARNING above).
+SELECT rolname, rolsuper FROM pg_roles WHERE rolname = 'sec_evil';
+SELECT carto.exec('carto', 'DROP TABLE IF EXISTS sec50_sp_push');
+
+-- ---------------------------------------------------------------------------------------------
+-- 9. A pushed join or aggregate keeps each base relation's guarantees. A superuser's query table
+-- that writes is refused alone over /sql (read-only) and joined with a plain table alike ...
+SELECT carto.exec('carto', 'DROP TABLE IF EXISTS sec50_plain; CREATE TABLE sec50_plain (id int); INSERT INTO sec50_plain VALUES (1)');
+CREATE FOREIGN TABLE sec_plain (id int) SERVER carto OPTIONS (scan_method 'query', table_name 'sec50_plain');
+CREATE FOREIGN TABLE sec_seq (id int, x bigint) SERVER carto OPTIONS (scan_method 'query', query $$SELECT 1 AS id, nextval('sec50_seq') AS x$$);
+SELECT * FROM carto.query('carto', $$SELECT last_value, is_called FROM sec50_seq$$);
+SELECT * FROM sec_seq;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT p.id, s.x FROM sec_plain p JOIN sec_seq s ON s.id = p.id;
+SELECT p.id, s.x FROM sec_plain p JOIN sec_seq s ON s.id = p.id;
+SELECT count(*) FROM sec_plain p JOIN sec_seq s ON s.id = p.id;
+SELECT * FROM carto.query('carto', $$SELECT last_value, is_called FROM sec50_seq$$);
+-- ... and a join prepared by one role runs, after SET ROLE, only if the new role may run each query
+-- table with its key (sec_q is sec_key's: it runs for sec_key alone).
+GRANT SELECT ON sec_plain TO sec_key, sec_master;
+GRANT SELECT ON sec_q TO sec_key;
+SET ROLE sec_key;
+PREPARE sec_join AS SELECT p.id, q.x FROM sec_plain p JOIN sec_q q ON q.x = p.id::text;
+EXPLAIN (VERBOSE, COSTS OFF) EXECUTE sec_join;
+RESET ROLE;
+SET ROLE sec_master;
+SELECT * FROM sec_q;
+EXECUTE sec_join;
+RESET ROLE;
+DEALLOCATE sec_join;
+
+-- ---------------------------------------------------------------------------------------------
+-- 10. FOR UPDATE / FOR SHARE at any depth of a query option is refused as the top-level one is.
+CREATE FOREIGN TABLE sec_lock (name text) SERVER carto OPTIONS (query 'SELECT name FROM (SELECT name FROM t FOR UPDATE) s');
+CREATE FOREIGN TABLE sec_lock (name text) SERVER carto OPTIONS (query 'WITH w AS (SELECT name FROM t FOR SHARE) SELECT * FROM w');
+CREATE FOREIGN TABLE sec_lock (name text) SERVER carto OPTIONS (query 'SELECT name FROM t WHERE id IN (SELECT id FROM u FOR NO KEY UPDATE)');
+CREATE FOREIGN TABLE sec_lock (name text) SERVER carto OPTIONS (query 'SELECT 1 AS name UNION ALL (SELECT name FROM t FOR KEY SHARE)');
+CREATE FOREIGN TABLE sec_lock (name text) SERVER carto OPTIONS (query 'SELECT name FROM (WITH d AS (DELETE FROM t RETURNING name) SELECT name FROM d) s');
+CREATE FOREIGN TABLE sec_lock (name text) SERVER carto OPTIONS (query 'SELECT name FROM t');
+ALTER FOREIGN TABLE sec_lock OPTIONS (SET query 'SELECT name FROM (SELECT name FROM t FOR UPDATE) s');
+
 DROP OWNED BY sec_key, sec_master, sec_nokey CASCADE;
 DROP ROLE sec_key;
 DROP ROLE sec_master;
 DROP ROLE sec_nokey;
+DROP OWNED BY sec_evil CASCADE;
+DROP ROLE sec_evil;
