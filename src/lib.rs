@@ -12,6 +12,13 @@ pub mod sync;
 
 ::pgrx::pg_module_magic!();
 
+/// Called when the library is loaded into a backend (or the postmaster, when preloaded): registers
+/// the configuration parameters and nothing else (no threads, no runtime: see crate::pg::runtime).
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    fdw::settings::register();
+}
+
 extension_sql!(
     r#"
 CREATE FOREIGN DATA WRAPPER carto_fdw

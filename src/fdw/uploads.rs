@@ -16,13 +16,13 @@
 //! or later are left alone.
 //!
 //! The cleanup runs before the first write (upload, UPDATE, DELETE, TRUNCATE) to an account of each
-//! backend, then at most once a minute per account and backend, after an abort that could not be
+//! backend, then at most once per `carto_fdw.upload_cleanup_interval` (a minute) per account and backend, after an abort that could not be
 //! confirmed, after a commit-time finish cut by statement_timeout or a cancel, and on demand through
 //! `carto.cleanup_uploads(server)`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use carto_client::Client;
 use pgrx::{pg_sys, Spi};
@@ -30,30 +30,85 @@ use pgrx::{pg_sys, Spi};
 use crate::fdw::deparse::quote_literal;
 use crate::pg::error::{FdwError, FdwResult};
 
-/// At most one automatic cleanup per account and backend in this interval.
-const CLEANUP_EVERY: Duration = Duration::from_secs(60);
-
 thread_local! {
     static COUNTER: Cell<u64> = const { Cell::new(0) };
     /// Account (client base URL) → when this backend last cleaned it up.
     static LAST_CLEANUP: RefCell<HashMap<String, Instant>> = RefCell::new(HashMap::new());
 }
 
-/// "S:P:B" of this backend.
-fn backend_tag() -> String {
-    // SAFETY: plain reads of process globals on the backend thread.
-    let (sysid, pid, start) = unsafe { (pg_sys::GetSystemIdentifier(), pg_sys::MyProcPid, pg_sys::MyStartTime) };
-    format!("{sysid}:{pid}:{start}")
+/// The tag of one upload: `S:P:B:N` — the local cluster's system identifier, the backend's pid, its
+/// start time (Unix seconds) and a counter. The one definition of the tag: it is printed into the
+/// COPY statement ([`UploadTag::comment`]), read back from CARTO's activity by the SQL pattern
+/// [`UploadTag::ACTIVITY_PATTERN`] matches, and compared as the same printed text, so the two sides
+/// cannot drift apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UploadTag {
+    pub system: u64,
+    pub pid: i32,
+    pub backend_start: i64,
+    pub n: u64,
 }
 
-/// The COPY statement with a new unique tag; returns it and the tag's "P:B:N" part.
-pub fn tag_copy(sql: &str) -> (String, String) {
-    let n = COUNTER.with(|c| {
-        c.set(c.get() + 1);
-        c.get()
-    });
-    let tag = format!("{}:{n}", backend_tag());
-    (format!("{sql} /* carto_fdw upload {tag} */"), tag)
+impl UploadTag {
+    /// The comment's fixed text, before the tag.
+    const PREFIX: &'static str = "/* carto_fdw upload ";
+
+    /// A regular expression (PostgreSQL's, in `substring(query from ...)`) whose first group is the
+    /// printed tag inside the comment [`UploadTag::comment`] writes.
+    pub const ACTIVITY_PATTERN: &'static str = r"/\* carto_fdw upload ([0-9]+:[0-9]+:[0-9]+:[0-9]+) \*/";
+
+    /// A new tag of this backend.
+    pub fn next() -> UploadTag {
+        let n = COUNTER.with(|c| {
+            c.set(c.get() + 1);
+            c.get()
+        });
+        // SAFETY: plain reads of process globals on the backend thread.
+        let (system, pid, backend_start) = unsafe { (pg_sys::GetSystemIdentifier(), pg_sys::MyProcPid, pg_sys::MyStartTime) };
+        UploadTag { system, pid, backend_start, n }
+    }
+
+    /// The comment that carries the tag after the COPY statement.
+    pub fn comment(&self) -> String {
+        format!("{}{self} */", Self::PREFIX)
+    }
+
+    /// The tag in a statement's text (CARTO's `pg_stat_activity.query`), if it has one.
+    pub fn find_in(sql: &str) -> Option<UploadTag> {
+        let start = sql.find(Self::PREFIX)? + Self::PREFIX.len();
+        let rest = &sql[start..];
+        rest[..rest.find(' ')?].parse().ok()
+    }
+}
+
+impl std::fmt::Display for UploadTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}:{}", self.system, self.pid, self.backend_start, self.n)
+    }
+}
+
+impl std::str::FromStr for UploadTag {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let mut parts = s.split(':');
+        let mut next = || parts.next().ok_or(());
+        let tag = UploadTag {
+            system: next()?.parse().map_err(|_| ())?,
+            pid: next()?.parse().map_err(|_| ())?,
+            backend_start: next()?.parse().map_err(|_| ())?,
+            n: next()?.parse().map_err(|_| ())?,
+        };
+        match parts.next() {
+            None => Ok(tag),
+            Some(_) => Err(()),
+        }
+    }
+}
+
+/// The COPY statement with a new unique tag; returns it and the tag.
+pub fn tag_copy(sql: &str) -> (String, UploadTag) {
+    let tag = UploadTag::next();
+    (format!("{sql} {}", tag.comment()), tag)
 }
 
 /// True when the automatic cleanup of `client`'s account is due (and marks it done).
@@ -69,7 +124,7 @@ pub fn cleanup_due(client: &Client) -> bool {
     LAST_CLEANUP.with(|m| {
         let mut m = m.borrow_mut();
         match m.get(&key) {
-            Some(t) if t.elapsed() < CLEANUP_EVERY => false,
+            Some(t) if t.elapsed() < crate::fdw::settings::upload_cleanup_interval() => false,
             _ => {
                 m.insert(key, Instant::now());
                 true
@@ -84,11 +139,11 @@ pub fn cleanup_needed() {
 }
 
 /// The `/sql` statement that cancels the stale uploads of this cluster on CARTO. `live` are the
-/// "P:B" of every other local backend, `own_open` the full tags of this backend's open uploads,
-/// `before` the Unix second of the reading of `live` (tags of backends started then or later are
-/// left alone: they may have started after the reading).
-pub fn cleanup_sql(sysid: u64, live: &[String], own_open: &[String], before: i64) -> String {
-    let list = |v: &[String]| {
+/// "P:B" of every other local backend, `own_open` the tags of this backend's open uploads (never
+/// touched), `before` the Unix second of the reading of `live` (tags of backends started then or
+/// later are left alone: they may have started after the reading).
+pub fn cleanup_sql(system: u64, live: &[String], own_open: &[UploadTag], before: i64) -> String {
+    let list = |v: Vec<String>| {
         if v.is_empty() {
             // Never NULL: `x NOT IN (NULL)` is never true.
             "''".to_string()
@@ -96,16 +151,19 @@ pub fn cleanup_sql(sysid: u64, live: &[String], own_open: &[String], before: i64
             v.iter().map(|s| quote_literal(s)).collect::<Vec<_>>().join(", ")
         }
     };
+    // The tag read back is the printed S:P:B:N (UploadTag's Display), compared with the same print
+    // of the open ones; its parts 2 and 3 are the backend's pid and start.
     format!(
         "SELECT count(CASE WHEN wait_event = 'ClientRead' THEN pg_terminate_backend(pid) ELSE pg_cancel_backend(pid) END)::text AS n FROM (\
-         SELECT pid, wait_event, substring(query from '/\\* carto_fdw upload {sysid}:([0-9]+:[0-9]+:[0-9]+) \\*/') AS tag \
+         SELECT pid, wait_event, substring(query from '{pattern}') AS tag \
          FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state <> 'idle' \
-         AND query LIKE 'COPY %/* carto_fdw upload {sysid}:%') a \
-         WHERE tag IS NOT NULL AND split_part(tag, ':', 2)::bigint < {before} \
-         AND split_part(tag, ':', 1) || ':' || split_part(tag, ':', 2) NOT IN ({}) \
+         AND query LIKE 'COPY %/* carto_fdw upload {system}:%') a \
+         WHERE tag IS NOT NULL AND split_part(tag, ':', 1) = '{system}' AND split_part(tag, ':', 3)::bigint < {before} \
+         AND split_part(tag, ':', 2) || ':' || split_part(tag, ':', 3) NOT IN ({}) \
          AND tag NOT IN ({})",
-        list(live),
-        list(own_open)
+        list(live.to_vec()),
+        list(own_open.iter().map(UploadTag::to_string).collect()),
+        pattern = UploadTag::ACTIVITY_PATTERN,
     )
 }
 
@@ -113,7 +171,7 @@ pub fn cleanup_sql(sysid: u64, live: &[String], own_open: &[String], before: i64
 /// comment). `own_open` are the tags of this backend's uploads still open. Returns how many were
 /// cancelled.
 /// `deadline` bounds the remote request (None: the client's own timeouts; cancel works either way).
-pub fn cleanup(client: &Client, own_open: &[String], deadline: Option<Instant>) -> FdwResult<i64> {
+pub fn cleanup(client: &Client, own_open: &[UploadTag], deadline: Option<Instant>) -> FdwResult<i64> {
     // SAFETY: backend thread.
     let (sysid, me) = unsafe { (pg_sys::GetSystemIdentifier(), pg_sys::MyProcPid) };
     let mut live: Vec<String> = Vec::new();
@@ -172,16 +230,46 @@ pub fn cleanup(client: &Client, own_open: &[String], deadline: Option<Instant>) 
 
 #[cfg(test)]
 mod unit {
+    use super::UploadTag;
+
+    fn tag(pid: i32, n: u64) -> UploadTag {
+        UploadTag { system: 42, pid, backend_start: 900, n }
+    }
+
     #[test]
-    fn cleanup_sql_names_only_this_cluster_and_spares_live_backends() {
-        let sql = super::cleanup_sql(42, &["10:100".into()], &["7:70:3".into()], 1000);
+    fn a_tag_reads_back_from_the_statement_it_was_written_into() {
+        let t = tag(7, 3);
+        let sql = format!("COPY \"t\" (\"a\") FROM STDIN {}", t.comment());
+        assert_eq!(sql, "COPY \"t\" (\"a\") FROM STDIN /* carto_fdw upload 42:7:900:3 */");
+        assert_eq!(UploadTag::find_in(&sql), Some(t));
+        assert_eq!(t.to_string().parse::<UploadTag>(), Ok(t));
+        assert_eq!("42:7:900".parse::<UploadTag>(), Err(()));
+        assert_eq!("42:7:900:3:1".parse::<UploadTag>(), Err(()));
+        assert_eq!(UploadTag::find_in("COPY t FROM STDIN"), None);
+    }
+
+    #[test]
+    fn cleanup_sql_names_only_this_cluster_and_spares_live_backends_and_own_uploads() {
+        let own = tag(7, 3);
+        let sql = super::cleanup_sql(42, &["10:100".into()], &[own], 1000);
         assert!(sql.contains("'COPY %/* carto_fdw upload 42:%'"), "{sql}");
         assert!(sql.contains("NOT IN ('10:100')"), "{sql}");
-        assert!(sql.contains("tag NOT IN ('7:70:3')"), "{sql}");
+        // The open upload is spared by the very text its COPY carries.
+        assert!(sql.contains(&format!("tag NOT IN ('{own}')")), "{sql}");
         assert!(sql.contains("< 1000"), "{sql}");
         let none = super::cleanup_sql(42, &[], &[], 1000);
         assert!(!none.contains("IN (NULL)"), "{none}");
         assert!(none.contains("NOT IN ('')"), "{none}");
+    }
+
+    #[test]
+    fn the_activity_pattern_captures_the_printed_tag() {
+        // PostgreSQL's regex in SQL text: the backslashes escape the comment's `*`.
+        let t = tag(7, 3);
+        let comment = t.comment();
+        let p = UploadTag::ACTIVITY_PATTERN.replace(r"\*", "*");
+        let (before, after) = p.split_once("([0-9]+:[0-9]+:[0-9]+:[0-9]+)").unwrap();
+        assert_eq!(format!("{before}{t}{after}"), comment);
     }
 }
 

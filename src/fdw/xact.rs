@@ -62,7 +62,7 @@ struct Pending {
     /// and while it is taken out to be waited on.
     copy: Option<CopyIn>,
     /// The tag of the open request's COPY statement.
-    tag: Option<String>,
+    tag: Option<uploads::UploadTag>,
     /// Requests finished before commit (roll-overs and mid-transaction finishes).
     finished_requests: u64,
     rows_total: u64,
@@ -273,8 +273,8 @@ pub fn cleanup_stale_uploads(client: &Client) {
 }
 
 /// The tags of this backend's uploads still open.
-pub fn open_tags() -> Vec<String> {
-    STATE.with(|s| s.borrow().pending.iter().filter(|p| p.copy.is_some()).filter_map(|p| p.tag.clone()).collect())
+pub fn open_tags() -> Vec<uploads::UploadTag> {
+    STATE.with(|s| s.borrow().pending.iter().filter(|p| p.copy.is_some()).filter_map(|p| p.tag).collect())
 }
 
 /// Takes out the open upload of the first pending entry matching `pred`, with its label and client.

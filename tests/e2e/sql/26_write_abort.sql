@@ -212,3 +212,78 @@ SELECT open_uploads_settled() AS open_uploads_after_failed_push;
 SELECT n AS pushed_rows FROM dblink(current_setting('e2e.sim_db'), 'SELECT count(*) FROM t26_push') AS r(n bigint);
 SELECT carto.exec('carto', 'DROP TABLE t26_push') AS dropped;
 \! curl -sS -o /dev/null -X DELETE "$CARTO_SIM_ADMIN/log"
+
+-- 11. A transaction's own open uploads are never ended by its own cleanup, on demand or automatic:
+-- one table, two foreign tables of one account, and one table's two uploads (with and without
+-- cartodb_id: two column lists, two COPYs); then the automatic cleanup due at every upload's start
+-- (carto_fdw.upload_cleanup_interval 0), which still ends a killed backend's leftover. Before, the
+-- cleanup took the backend's own uploads for stale ones, and COMMIT failed.
+SELECT carto.exec('carto', 'DROP TABLE IF EXISTS t26_own; CREATE TABLE t26_own (cartodb_id serial PRIMARY KEY, name text, pad text); DROP TABLE IF EXISTS t26_own2; CREATE TABLE t26_own2 (id int, name text)') AS created;
+CREATE FOREIGN TABLE t26_own (cartodb_id int, name text, pad text) SERVER carto;
+CREATE FOREIGN TABLE t26_own2 (id int, name text) SERVER carto;
+CREATE FUNCTION own_open() RETURNS bigint LANGUAGE sql AS
+  $$ SELECT n FROM dblink(current_setting('e2e.sim_db'),
+       $q$SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY "t26_own%' AND state <> 'idle' AND pid <> pg_backend_pid()$q$) AS r(n bigint) $$;
+CREATE FUNCTION stale_open() RETURNS bigint LANGUAGE sql AS
+  $$ SELECT n FROM dblink(current_setting('e2e.sim_db'),
+       $q$SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %:999997:1:1 */' AND state <> 'idle' AND pid <> pg_backend_pid()$q$) AS r(n bigint) $$;
+CREATE FUNCTION stale_open_settled() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+  FOR i IN 1..50 LOOP
+    n := stale_open();
+    EXIT WHEN n = 0;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  RETURN n;
+END $$;
+-- Uploads open on CARTO once their first data arrived (polled up to 5 s, the requests start asynchronously).
+CREATE FUNCTION own_open_at(expected bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+  FOR i IN 1..50 LOOP
+    n := own_open();
+    EXIT WHEN n >= expected;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  RETURN n;
+END $$;
+CREATE FUNCTION own_rows() RETURNS TABLE (tbl text, n bigint) LANGUAGE sql AS
+  $$ SELECT * FROM dblink(current_setting('e2e.sim_db'),
+       $q$SELECT 't26_own', count(*) FROM t26_own UNION ALL SELECT 't26_own2', count(*) FROM t26_own2$q$) AS r(tbl text, n bigint) $$;
+BEGIN;
+INSERT INTO t26_own (name, pad) SELECT 'one ' || g, md5(g::text) || md5((-g)::text) FROM generate_series(1, 20000) g;
+SELECT own_open_at(1) AS own_open_uploads;
+SELECT carto.cleanup_uploads('carto') AS cancelled_one_table;
+COMMIT;
+SELECT * FROM own_rows();
+BEGIN;
+INSERT INTO t26_own (name, pad) SELECT 'two ' || g, md5(g::text) || md5((-g)::text) FROM generate_series(1, 20000) g;
+INSERT INTO t26_own2 (id, name) SELECT g, 'two ' || md5(g::text) || md5((-g)::text) FROM generate_series(1, 20000) g;
+SELECT own_open_at(2) AS own_open_uploads;
+SELECT carto.cleanup_uploads('carto') AS cancelled_two_tables;
+COMMIT;
+SELECT * FROM own_rows();
+-- (rows without a cartodb_id go in a COPY of their own, so the default applies: two uploads of one table)
+BEGIN;
+INSERT INTO t26_own (cartodb_id, name, pad) SELECT CASE WHEN g % 2 = 0 THEN 1000000 + g END, 'mixed ' || g, md5(g::text) || md5((-g)::text) FROM generate_series(1, 20000) g;
+SELECT own_open_at(2) AS own_open_uploads;
+SELECT carto.cleanup_uploads('carto') AS cancelled_two_uploads;
+COMMIT;
+SELECT * FROM own_rows();
+-- The automatic cleanup, due at every upload's start, with a killed backend's leftover waiting.
+SET carto_fdw.upload_cleanup_interval = 0;
+SHOW carto_fdw.upload_cleanup_interval;
+\! STALE="COPY \"t26_own2\" (name) FROM STDIN /* carto_fdw upload $(psql -X -Atc 'SELECT system_identifier FROM pg_control_system()' -d postgres):999997:1:1 */"; export STALE; (printf 'stale row\n'; sleep 8) | curl -sS -u "demo:$CARTO_SIM_API_KEY" -X POST -T - -H 'Content-Type: application/octet-stream' "$CARTO_SIM_BASE_URL/api/v2/sql/copyfrom?q=$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["STALE"]))')" >/dev/null 2>&1 & echo $! >> /tmp/e2e_26_curl.pids
+SELECT pg_sleep(1);
+SELECT stale_open() AS stale_open;
+BEGIN;
+INSERT INTO t26_own (cartodb_id, name, pad) SELECT CASE WHEN g % 2 = 0 THEN 2000000 + g END, 'auto ' || g, md5(g::text) || md5((-g)::text) FROM generate_series(1, 20000) g;
+INSERT INTO t26_own2 (id, name) SELECT g, 'auto ' || md5(g::text) || md5((-g)::text) FROM generate_series(1, 20000) g;
+-- Three own uploads open (each start was due a cleanup); the leftover was ended.
+SELECT own_open_at(3) AS own_open_uploads, stale_open_settled() AS stale_open;
+COMMIT;
+SELECT * FROM own_rows();
+RESET carto_fdw.upload_cleanup_interval;
+\! for p in $(cat /tmp/e2e_26_curl.pids); do while kill -0 "$p" 2>/dev/null; do sleep 0.2; done; done; rm -f /tmp/e2e_26_curl.pids
+SELECT carto.exec('carto', 'DROP TABLE t26_own; DROP TABLE t26_own2') AS dropped;
