@@ -488,14 +488,10 @@ fn finish(state: &Arc<AppState>, o: Outcome, record: Arc<Record>) -> Response {
         let body = LoggedBody { inner: body, record, state: state.clone(), cut, sent: 0, ended: false, idle, idle_timer: None, cut_timer: None };
         return Response::from_parts(parts, Body::new(body));
     }
-    // CARTO's JSON errors of /sql, /copyfrom and /copyto are shown inline.
-    let group = record.group.lock().ok().and_then(|g| g.clone());
+    // CARTO's JSON errors of the API routes (/sql, /copyfrom, /copyto and the Batch API) are shown inline.
+    let routed = record.group.lock().ok().is_some_and(|g| g.is_some());
     let is_json = h.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
-    if (parts.status.is_client_error() || parts.status.is_server_error())
-        && is_json
-        && matches!(group.as_deref(), Some("query" | "copy_from" | "copy_to"))
-        && !h.contains_key("content-disposition")
-    {
+    if (parts.status.is_client_error() || parts.status.is_server_error()) && is_json && routed && !h.contains_key("content-disposition") {
         h.insert("content-disposition", HeaderValue::from_static("inline"));
     }
     if let Some(a) = &account {

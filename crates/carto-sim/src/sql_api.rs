@@ -249,14 +249,25 @@ impl Layout {
         let mut vals: Vec<String> = vec![String::new(); self.names.len()];
         for (i, c) in self.cols.iter().enumerate() {
             if let Some(s) = self.slot_of[i] {
-                let v = row.get(i).unwrap_or("");
-                // char(n) padding is dropped, NULL and '' look the same (as in CARTO's ogr2ogr output).
-                let v = if c.oid == 1042 { v.trim_end_matches(' ') } else { v };
-                vals[s] = csv_cell(v);
+                // NULL and '' look the same (as in CARTO's ogr2ogr output).
+                vals[s] = csv_cell(&as_text_cast(c.oid, row.get(i).unwrap_or("")));
             }
         }
         out.push_str(&vals.join(","));
         out.push_str("\r\n");
+    }
+}
+
+/// A value as `column::text` prints it: CARTO's csv (ogr2ogr) selects every column cast to text, which differs
+/// from PostgreSQL's output function for three types: boolean (`true`/`false`, not `t`/`f`), char(n) (its
+/// padding dropped) and inet (the mask length always shown). Arrays keep their elements' output (`{t,f}`).
+fn as_text_cast(oid: u32, v: &str) -> std::borrow::Cow<'_, str> {
+    match (oid, v) {
+        (16, "t") => "true".into(),
+        (16, "f") => "false".into(),
+        (1042, _) => v.trim_end_matches(' ').into(),
+        (869, _) if !v.is_empty() && !v.contains('/') => format!("{v}/{}", if v.contains(':') { 128 } else { 32 }).into(),
+        _ => v.into(),
     }
 }
 
