@@ -2,7 +2,7 @@
 //! `COPY ... FROM STDIN`. Nothing is buffered beyond one chunk; any failure (bad data, client gone,
 //! byte limit, slow or idle input) abandons the COPY (CopyFail), so the table is unchanged.
 use crate::errors::ApiError;
-use crate::server::Ctx;
+use crate::state::Ctx;
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -3,7 +3,7 @@
 //! (`JSON.stringify(...)`, no newline before or after) at the end of the 200 body and ends it.
 //! A client that goes away gets its backend query cancelled.
 use crate::errors::ApiError;
-use crate::server::Ctx;
+use crate::state::Ctx;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;

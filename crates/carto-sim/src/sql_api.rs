@@ -8,7 +8,7 @@
 use crate::errors::ApiError;
 use crate::json_values::{field_json, json_str, write_value, ColInfo};
 use crate::pool::Pooled;
-use crate::server::Ctx;
+use crate::state::Ctx;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
