@@ -4,7 +4,7 @@
 use crate::accounts::Account;
 use crate::auth;
 use crate::errors::{json_response, ApiError};
-use crate::faults::HTML_502;
+use crate::faults::{InjectedStatus, HTML_502};
 use crate::rate_limit::{Decision, Group};
 use crate::request_log::Record;
 use crate::state::{AppState, Ctx, PeerGone};
@@ -160,13 +160,7 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
     let out = |resp: Response, account: Option<Arc<Account>>| Outcome { resp, account, rate: None, cut: None, bare: false };
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let (user, rest) = match path.strip_prefix("/user/") {
-        Some(r) => match r.split_once('/') {
-            Some((u, rest)) => (Some(u.to_string()), format!("/{rest}")),
-            None => (Some(r.to_string()), String::new()),
-        },
-        None => (user_from_host(req.headers()), path.clone()),
-    };
+    let (user, rest) = split_user(&path, req.headers());
     if let Some(r) = crate::outer_routes::info(&method, &rest) {
         return Outcome { resp: r, account: None, rate: None, cut: None, bare: true };
     }
@@ -180,11 +174,7 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
     Record::set(&record.user, user.clone());
     let user = user.unwrap_or_default();
     let Some(account) = state.accounts.get(&user).cloned() else {
-        let mut r = ApiError::unknown_user(&user).into_response();
-        if let Ok(v) = HeaderValue::from_str(&user) {
-            r.headers_mut().insert("carto-user", v);
-        }
-        return out(r, None);
+        return out(unknown_user(&user), None);
     };
 
     // Faults first: they simulate what happens in front of (or instead of) the API.
@@ -199,38 +189,8 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
         return Outcome { resp: r, account: None, rate: None, cut: faults.cut_response_after, bare: false };
     }
     if let Some(inj) = &faults.status {
-        let status = StatusCode::from_u16(inj.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let too_many = status == StatusCode::TOO_MANY_REQUESTS;
-        let text = match (&inj.body, &inj.json) {
-            (Some(b), _) => b.clone(),
-            (None, Some(j)) => j.to_string(),
-            // A 429 is one of CARTO's two kinds: rate limit (with Retry-After) or statement timeout.
-            (None, None) if too_many => match inj.retry_after {
-                Some(n) => ApiError::rate_limited(n).json_text(),
-                None => ApiError::timeout().json_text(),
-            },
-            (None, None) => ApiError::new(status, "Injected fault").json_text(),
-        };
-        let mut r = json_response(status, text);
-        if inj.body.is_some() {
-            r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
-        }
-        if let Some(bytes) = &inj.body_bytes {
-            let mut raw = Response::new(Body::from(bytes.clone()));
-            *raw.status_mut() = status;
-            raw.headers_mut().insert("content-type", HeaderValue::from_static("application/octet-stream"));
-            r = raw;
-        }
-        let mut rate = None;
-        if let Some(n) = inj.retry_after {
-            r.headers_mut().insert("retry-after", HeaderValue::from(n));
-            if too_many {
-                // As a real refusal: the group's limit (1 when the user has none), nothing left.
-                let limit = state.rate_spec(&account.name, group).map(|s| s.capacity()).unwrap_or(1);
-                rate = Some(Decision { allowed: false, limit, remaining: 0, reset_secs: n, retry_after_secs: n });
-            }
-        }
-        return Outcome { resp: r, account: Some(account), rate, cut: faults.cut_response_after, bare: false };
+        let (resp, rate) = injected(state, inj, &account.name, group);
+        return Outcome { resp, account: Some(account), rate, cut: faults.cut_response_after, bare: false };
     }
 
     let cut = faults.cut_response_after;
@@ -291,20 +251,76 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
         peer,
         peer_gone: parts.extensions.get::<PeerGone>().cloned(),
     };
-    let resp = match route {
+    let resp = dispatch(route, ctx, copy_body).await;
+    Outcome { resp, account: Some(account), rate, cut, bare: false }
+}
+
+/// The handler of a route.
+async fn dispatch(route: Route, ctx: Ctx, copy_body: Option<Body>) -> Response {
+    match route {
         Route::Sql => crate::sql_api::handle(ctx).await,
         Route::CopyFrom => crate::copy_from::handle(ctx, copy_body.unwrap_or_default()).await,
         Route::CopyTo => crate::copy_to::handle(ctx).await,
         Route::JobCreate => crate::batch::create(ctx).await,
-        Route::Job(_) => {
-            if parts.method == Method::DELETE {
-                crate::batch::cancel(ctx).await
-            } else {
-                crate::batch::get(ctx).await
-            }
-        }
+        Route::Job(_) if ctx.method == Method::DELETE => crate::batch::cancel(ctx).await,
+        Route::Job(_) => crate::batch::get(ctx).await,
+    }
+}
+
+/// CARTO's 404 for a user that does not exist, which names it in `Carto-User`.
+fn unknown_user(user: &str) -> Response {
+    let mut r = ApiError::unknown_user(user).into_response();
+    if let Ok(v) = HeaderValue::from_str(user) {
+        r.headers_mut().insert("carto-user", v);
+    }
+    r
+}
+
+/// The user named by a `/user/{name}` prefix (then the rest of the path) or by the Host name.
+fn split_user(path: &str, headers: &HeaderMap) -> (Option<String>, String) {
+    match path.strip_prefix("/user/") {
+        Some(r) => match r.split_once('/') {
+            Some((u, rest)) => (Some(u.to_string()), format!("/{rest}")),
+            None => (Some(r.to_string()), String::new()),
+        },
+        None => (user_from_host(headers), path.to_string()),
+    }
+}
+
+/// The answer of an injected status fault, and the rate-limit headers of an injected rate-limit refusal.
+fn injected(state: &AppState, inj: &InjectedStatus, user: &str, group: Group) -> (Response, Option<Decision>) {
+    let status = StatusCode::from_u16(inj.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let too_many = status == StatusCode::TOO_MANY_REQUESTS;
+    let text = match (&inj.body, &inj.json) {
+        (Some(b), _) => b.clone(),
+        (None, Some(j)) => j.to_string(),
+        // A 429 is one of CARTO's two kinds: rate limit (with Retry-After) or statement timeout.
+        (None, None) if too_many => match inj.retry_after {
+            Some(n) => ApiError::rate_limited(n).json_text(),
+            None => ApiError::timeout().json_text(),
+        },
+        (None, None) => ApiError::new(status, "Injected fault").json_text(),
     };
-    Outcome { resp, account: Some(account), rate, cut, bare: false }
+    let mut r = json_response(status, text);
+    if inj.body.is_some() {
+        r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    }
+    if let Some(bytes) = &inj.body_bytes {
+        let mut raw = Response::new(Body::from(bytes.clone()));
+        *raw.status_mut() = status;
+        raw.headers_mut().insert("content-type", HeaderValue::from_static("application/octet-stream"));
+        r = raw;
+    }
+    let mut rate = None;
+    if let Some(n) = inj.retry_after {
+        r.headers_mut().insert("retry-after", HeaderValue::from(n));
+        if too_many {
+            // As a real refusal: the group's limit (1 when the user has none), nothing left.
+            let limit = state.rate_spec(user, group).map(|s| s.capacity()).unwrap_or(1);
+            rate = Some(Decision { allowed: false, limit, remaining: 0, reset_secs: n, retry_after_secs: n });
+        }
+    }
+    (r, rate)
 }
 
 /// Parameters from a urlencoded, multipart or JSON body.
