@@ -38,10 +38,6 @@ fn input_err(e: InputError) -> std::io::Error {
     std::io::Error::other(e)
 }
 
-pub fn starts_with_copy(q: &str) -> bool {
-    q.trim_start().get(..4).is_some_and(|s| s.eq_ignore_ascii_case("copy"))
-}
-
 type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, axum::Error>> + Send>>;
 
 /// At most this much of what had arrived when the server starts listening is taken at once (what is in the
@@ -184,7 +180,7 @@ async fn run(ctx: Ctx, body: Body) -> Response {
     if q.is_empty() {
         return ApiError::bad_request("SQL is missing").into_response();
     }
-    if !starts_with_copy(&q) {
+    if !crate::sql_split::starts_with_copy(&q) {
         return ApiError::bad_request("SQL must start with COPY").into_response();
     }
     let limits = ctx.state.limits();
@@ -278,7 +274,7 @@ struct StartedCopy {
 async fn start_copy(ctx: &Ctx, q: &str, limits: &Limits) -> Result<StartedCopy, Response> {
     let conn = match ctx.state.pool.get(&ctx.account.database, &ctx.auth.role).await {
         Ok(c) => c,
-        Err(e) => return Err(crate::sql_api::connect_error(&e).into_response()),
+        Err(e) => return Err(ApiError::connect(&e).into_response()),
     };
     let pid = match conn.client.simple_query(&format!("SET statement_timeout = {}; SELECT pg_backend_pid()", limits.copy_statement_timeout_ms)).await {
         Ok(msgs) => msgs

@@ -21,7 +21,7 @@ pub async fn handle(ctx: Ctx) -> Response {
     if q.is_empty() {
         return ApiError::bad_request("SQL is missing").into_response();
     }
-    if !crate::copy_from::starts_with_copy(&q) {
+    if !crate::sql_split::starts_with_copy(&q) {
         return ApiError::bad_request("SQL must start with COPY").into_response();
     }
     let filename = ctx.params.get("filename").filter(|s| !s.is_empty()).cloned().unwrap_or_else(|| "carto-sql-copyto.dmp".into());
@@ -35,7 +35,7 @@ pub async fn handle(ctx: Ctx) -> Response {
 
     let conn = match ctx.state.pool.get(&ctx.account.database, &ctx.auth.role).await {
         Ok(c) => c,
-        Err(e) => return crate::sql_api::connect_error(&e).into_response(),
+        Err(e) => return ApiError::connect(&e).into_response(),
     };
     if let Err(e) = conn.client.batch_execute(&format!("SET statement_timeout = {}", limits.copy_statement_timeout_ms)).await {
         return ApiError::from_pg(&e).into_response();

@@ -87,7 +87,7 @@ pub async fn handle(ctx: Ctx) -> Response {
     let state = ctx.state.clone();
     let mut conn = match state.pool.get(&ctx.account.database, &ctx.auth.role).await {
         Ok(c) => c,
-        Err(e) => return connect_error(&e).into_response(),
+        Err(e) => return ApiError::connect(&e).into_response(),
     };
     // CARTO sets the user's statement timeout on every query (so a plain SET of it does not survive).
     let timeout = state.statement_timeout_ms(&ctx.account.name);
@@ -143,15 +143,6 @@ pub async fn handle(ctx: Ctx) -> Response {
 
 pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
-}
-
-pub fn connect_error(e: &tokio_postgres::Error) -> ApiError {
-    // A role that cannot connect (e.g. missing CONNECT) is a permission problem; anything else is ours.
-    let mut err = ApiError::from_pg(e);
-    if e.as_db_error().is_none() {
-        err = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect to the database");
-    }
-    err
 }
 
 enum Msg {
