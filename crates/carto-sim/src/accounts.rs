@@ -48,12 +48,12 @@ impl Account {
     /// Which role a token maps to, if any.
     /// Kind, role and SQL grant of a token, if it is one of this account's keys.
     pub fn key_for_token(&self, token: &str) -> Option<(KeyKind, String, bool)> {
-        if crate::auth::ct_eq(token, &self.master_key) {
+        if ct_eq(token, &self.master_key) {
             return Some((KeyKind::Master, self.owner_role.clone(), true));
         }
         self.keys
             .iter()
-            .find(|k| crate::auth::ct_eq(token, &k.token))
+            .find(|k| ct_eq(token, &k.token))
             .map(|k| (KeyKind::Regular, k.role.clone(), k.sql))
     }
     pub fn search_path(&self) -> String {
@@ -153,4 +153,13 @@ pub fn accounts(config: &Config) -> HashMap<String, Account> {
         }
     }
     out
+}
+
+/// Constant-time comparison, so key checks do not leak through timing.
+pub fn ct_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -3,7 +3,7 @@
 use crate::errors::{json_response, ApiError};
 use crate::faults::FaultSpec;
 use crate::rate_limit::{Group, RateSpec};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -28,7 +28,7 @@ pub async fn handle(state: Arc<AppState>, req: Request) -> Response {
     }
     if let Some(t) = &state.config.admin.token {
         let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-        if !crate::auth::ct_eq(given.trim(), t) {
+        if !crate::accounts::ct_eq(given.trim(), t) {
             return err(StatusCode::UNAUTHORIZED, "admin token required");
         }
     }

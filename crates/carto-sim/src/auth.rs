@@ -19,15 +19,6 @@ pub struct Authorized {
     pub role: String,
 }
 
-/// Constant-time comparison, so key checks do not leak through timing.
-pub fn ct_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get("authorization")?.to_str().ok()?;
     let (scheme, rest) = v.trim().split_once(' ')?;

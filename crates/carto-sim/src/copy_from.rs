@@ -1,8 +1,10 @@
 //! `POST /api/v2/sql/copyfrom`: the request body (optionally gzip) streamed straight into
 //! `COPY ... FROM STDIN`. Nothing is buffered beyond one chunk; any failure (bad data, client gone,
 //! byte limit, slow or idle input) abandons the COPY (CopyFail), so the table is unchanged.
+use crate::config::Limits;
 use crate::errors::ApiError;
-use crate::server::Ctx;
+use crate::pool::Pooled;
+use crate::state::Ctx;
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -12,6 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tokio_postgres::CopyInSink;
 
 /// Why reading the request body stopped early.
 #[derive(Debug)]
@@ -33,10 +36,6 @@ impl std::error::Error for InputError {}
 
 fn input_err(e: InputError) -> std::io::Error {
     std::io::Error::other(e)
-}
-
-pub fn starts_with_copy(q: &str) -> bool {
-    q.trim_start().get(..4).is_some_and(|s| s.eq_ignore_ascii_case("copy"))
 }
 
 type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, axum::Error>> + Send>>;
@@ -181,23 +180,102 @@ async fn run(ctx: Ctx, body: Body) -> Response {
     if q.is_empty() {
         return ApiError::bad_request("SQL is missing").into_response();
     }
-    if !starts_with_copy(&q) {
+    if !crate::sql_split::starts_with_copy(&q) {
         return ApiError::bad_request("SQL must start with COPY").into_response();
     }
-    let gzip = ctx
-        .headers
-        .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
     let limits = ctx.state.limits();
     let start = Instant::now();
-    let race = limits.copyfrom_upload_race;
+    let mut copy = match start_copy(&ctx, &q, &limits).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let (mut data, unnoticed) = upload(&ctx, body, &limits, start).await;
 
+    let mut failure: Option<Response> = None;
+    let mut gunzip_failed = false;
+    let mut decompressed: i64 = 0;
+    loop {
+        let item = tokio::select! {
+            item = data.next() => item,
+            _ = unnoticed.notified() => {
+                leave_open(&ctx, &q, copy, data, decompressed);
+                return cut_response();
+            }
+        };
+        let Some(item) = item else { break };
+        match item {
+            Ok(b) => {
+                decompressed += b.len() as i64;
+                if copy.remaining_quota.is_some_and(|r| decompressed > r) {
+                    failure = Some(ApiError::bad_request("DB Quota exceeded").into_response());
+                    break;
+                }
+                if let Err(e) = copy.sink.send(b).await {
+                    failure = Some(ApiError::from_pg(&e).into_response());
+                    break;
+                }
+            }
+            Err(e) => {
+                gunzip_failed = e.get_ref().and_then(|x| x.downcast_ref::<InputError>()).is_none();
+                failure = Some(input_failure(&ctx, e));
+                break;
+            }
+        }
+    }
+    if let (Some(_), Some(peer)) = (&failure, ctx.peer) {
+        if gunzip_failed && limits.copyfrom_bad_gzip_bug {
+            // CARTO's bug: the connection is left hanging and the COPY stays open, holding its lock.
+            if let Ok(mut p) = ctx.state.poisoned.lock() {
+                p.insert(peer);
+            }
+            let hold = std::time::Duration::from_millis(limits.copy_statement_timeout_ms);
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                drop(copy);
+            });
+            return failure.unwrap_or_else(cut_response);
+        }
+    }
+    if let Some(resp) = failure {
+        // Dropping the unfinished sink sends CopyFail: PostgreSQL rolls the COPY back. The connection
+        // is closed rather than reused.
+        drop(copy);
+        return resp;
+    }
+    let rows = match copy.sink.as_mut().finish().await {
+        Ok(n) => n,
+        Err(e) => {
+            drop(copy);
+            return ApiError::from_pg(&e).into_response();
+        }
+    };
+    copy.conn.release();
+    if rows == 0 {
+        return ApiError::bad_request("No rows copied").into_response();
+    }
+    let time = crate::json_values::js_number(start.elapsed().as_millis() as f64 / 1000.0);
+    crate::errors::json_response(StatusCode::OK, format!("{{\"time\":{time},\"total_rows\":{rows}}}"))
+}
+
+/// The client left before the server listened: the COPY stays open (upload_race), the request gets no answer.
+/// A started `COPY ... FROM STDIN`. Dropped unfinished, it is rolled back and its connection closed.
+struct StartedCopy {
+    /// Boxed so that dropping it really drops the sink (which then sends CopyFail). Declared before `conn`:
+    /// it is dropped first.
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+    conn: Pooled,
+    /// The backend's pid: it names the COPY if the upload race leaves it open.
+    pid: i32,
+    /// DB quota left (None = unlimited).
+    remaining_quota: Option<i64>,
+}
+
+/// Connect, check the DB quota (as CARTO does before the load) and start the COPY.
+async fn start_copy(ctx: &Ctx, q: &str, limits: &Limits) -> Result<StartedCopy, Response> {
     let conn = match ctx.state.pool.get(&ctx.account.database, &ctx.auth.role).await {
         Ok(c) => c,
-        Err(e) => return crate::sql_api::connect_error(&e).into_response(),
+        Err(e) => return Err(ApiError::connect(&e).into_response()),
     };
-    // The backend's pid names the COPY if the upload race leaves it open.
     let pid = match conn.client.simple_query(&format!("SET statement_timeout = {}; SELECT pg_backend_pid()", limits.copy_statement_timeout_ms)).await {
         Ok(msgs) => msgs
             .into_iter()
@@ -206,24 +284,34 @@ async fn run(ctx: Ctx, body: Body) -> Response {
                 _ => None,
             })
             .unwrap_or(0),
-        Err(e) => return ApiError::from_pg(&e).into_response(),
+        Err(e) => return Err(ApiError::from_pg(&e).into_response()),
     };
     // DB quota, as CARTO checks it before and during the load (quota 0 = unlimited).
     let remaining_quota = remaining_quota(&conn.client, &ctx.account.schema).await;
     if remaining_quota.is_some_and(|r| r <= 0) {
         conn.release();
-        return ApiError::bad_request("DB Quota exceeded").into_response();
+        return Err(ApiError::bad_request("DB Quota exceeded").into_response());
     }
-    let sink = match conn.client.copy_in::<_, Bytes>(q.as_str()).await {
-        Ok(s) => s,
+    match conn.client.copy_in::<_, Bytes>(q).await {
+        Ok(sink) => Ok(StartedCopy { conn, pid, remaining_quota, sink: Box::pin(sink) }),
         Err(e) => {
             // A failed COPY start can leave protocol messages behind: never reuse that connection.
             drop(conn);
-            return ApiError::from_pg(&e).into_response();
+            Err(ApiError::from_pg(&e).into_response())
         }
-    };
-    // Boxed so that dropping it really drops the sink (which then sends CopyFail).
-    let mut sink = Box::pin(sink);
+    }
+}
+
+/// The upload's data as the COPY is to get it: what had arrived before the server listened (the upload race),
+/// then the rest of the body, under the limits of `Guard`, gunzipped when sent so. The `Notify` fires when
+/// the client left before the server listened (unnoticed, as on CARTO).
+async fn upload(ctx: &Ctx, body: Body, limits: &Limits, start: Instant) -> (Data, Arc<Notify>) {
+    let gzip = ctx
+        .headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let race = limits.copyfrom_upload_race;
     // CARTO listens for the client only from now on, and the sim at least the race window after the head.
     let window = Duration::from_secs_f64((limits.copyfrom_upload_race_window_ms.max(0.0) / 1000.0).min(3.2e8));
     let listen_at = race.then(|| (start + window).max(Instant::now()));
@@ -257,94 +345,21 @@ async fn run(ctx: Ctx, body: Body) -> Response {
         unnoticed: unnoticed.clone(),
         done: false,
     });
-    let mut data: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>> = if gzip {
+    let data: Data = if gzip {
         let reader = tokio_util::io::StreamReader::new(raw);
         let dec = async_compression::tokio::bufread::GzipDecoder::new(tokio::io::BufReader::new(reader));
         Box::pin(tokio_util::io::ReaderStream::with_capacity(dec, 64 * 1024))
     } else {
         Box::pin(raw)
     };
-
-    let mut failure: Option<Response> = None;
-    let mut gunzip_failed = false;
-    let mut decompressed: i64 = 0;
-    loop {
-        let item = tokio::select! {
-            item = data.next() => item,
-            _ = unnoticed.notified() => {
-                leave_open(&ctx, &q, pid, conn, sink, data, remaining_quota, decompressed);
-                return cut_response();
-            }
-        };
-        let Some(item) = item else { break };
-        match item {
-            Ok(b) => {
-                decompressed += b.len() as i64;
-                if remaining_quota.is_some_and(|r| decompressed > r) {
-                    failure = Some(ApiError::bad_request("DB Quota exceeded").into_response());
-                    break;
-                }
-                if let Err(e) = sink.send(b).await {
-                    failure = Some(ApiError::from_pg(&e).into_response());
-                    break;
-                }
-            }
-            Err(e) => {
-                gunzip_failed = e.get_ref().and_then(|x| x.downcast_ref::<InputError>()).is_none();
-                failure = Some(input_failure(&ctx, e));
-                break;
-            }
-        }
-    }
-    if let (Some(_), Some(peer)) = (&failure, ctx.peer) {
-        if gunzip_failed && limits.copyfrom_bad_gzip_bug {
-            // CARTO's bug: the connection is left hanging and the COPY stays open, holding its lock.
-            if let Ok(mut p) = ctx.state.poisoned.lock() {
-                p.insert(peer);
-            }
-            let hold = std::time::Duration::from_millis(limits.copy_statement_timeout_ms);
-            tokio::spawn(async move {
-                tokio::time::sleep(hold).await;
-                drop(sink);
-                drop(conn);
-            });
-            return failure.unwrap_or_else(cut_response);
-        }
-    }
-    if let Some(resp) = failure {
-        // Dropping the unfinished sink sends CopyFail: PostgreSQL rolls the COPY back. The connection
-        // is closed rather than reused.
-        drop(sink);
-        drop(conn);
-        return resp;
-    }
-    let rows = match sink.as_mut().finish().await {
-        Ok(n) => n,
-        Err(e) => {
-            drop(conn);
-            return ApiError::from_pg(&e).into_response();
-        }
-    };
-    conn.release();
-    if rows == 0 {
-        return ApiError::bad_request("No rows copied").into_response();
-    }
-    let time = crate::json_values::js_number(start.elapsed().as_millis() as f64 / 1000.0);
-    crate::errors::json_response(StatusCode::OK, format!("{{\"time\":{time},\"total_rows\":{rows}}}"))
+    (data, unnoticed)
 }
 
-/// The client left before the server listened: the COPY stays open (upload_race), the request gets no answer.
-#[allow(clippy::too_many_arguments)]
-fn leave_open(
-    ctx: &Ctx,
-    q: &str,
-    pid: i32,
-    conn: crate::pool::Pooled,
-    sink: Pin<Box<tokio_postgres::CopyInSink<Bytes>>>,
-    data: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
-    remaining_quota: Option<i64>,
-    decompressed: i64,
-) {
+/// The upload's data, decompressed.
+type Data = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+fn leave_open(ctx: &Ctx, q: &str, copy: StartedCopy, data: Data, decompressed: i64) {
+    let StartedCopy { sink, conn, pid, remaining_quota } = copy;
     ctx.record.leave_open("left open: the client left before the server listened (upload race)");
     let limits = ctx.state.limits();
     let k = crate::upload_race::KeepOpen {

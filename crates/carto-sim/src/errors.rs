@@ -80,6 +80,14 @@ impl ApiError {
             }
         }
     }
+    /// A connection that could not be made: a role that cannot connect (e.g. without CONNECT) is a
+    /// permission problem, PostgreSQL's error; anything else is ours (500).
+    pub fn connect(e: &tokio_postgres::Error) -> ApiError {
+        if e.as_db_error().is_none() {
+            return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect to the database");
+        }
+        Self::from_pg(e)
+    }
     pub fn message(&self) -> String {
         self.body
             .get("error")

@@ -9,8 +9,10 @@ pub mod copy_from;
 pub mod copy_to;
 pub mod errors;
 pub mod faults;
+pub mod jobs;
 pub mod json_values;
 pub mod linger;
+pub mod open_copies;
 pub mod outer_routes;
 pub mod pool;
 pub mod rate_limit;
@@ -19,6 +21,7 @@ pub mod server;
 pub mod setup;
 pub mod sql_api;
 pub mod sql_split;
+pub mod state;
 pub mod testkit;
 pub mod upload_race;
 

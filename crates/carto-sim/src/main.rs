@@ -107,7 +107,7 @@ async fn serve(config: Config, setup: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let state = match carto_sim::server::AppState::new(config) {
+    let state = match carto_sim::state::AppState::new(config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("carto-sim: {e}");

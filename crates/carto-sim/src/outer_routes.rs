@@ -31,7 +31,8 @@ pub fn preflight() -> Response {
     r
 }
 
-/// Express's final handler for a route nobody serves: 404 with its HTML page.
+/// Express's final handler for a route nobody serves: 404 with its HTML page, and the CORS headers that
+/// CARTO's app sets before its routes (none of the SQL API's own: no Carto-User, no rate-limit headers).
 pub fn not_found(method: &Method, path: &str) -> Response {
     let text = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Error</title>\n</head>\n<body>\n<pre>Cannot {} {}</pre>\n</body>\n</html>\n",
@@ -46,6 +47,9 @@ pub fn not_found(method: &Method, path: &str) -> Response {
     h.insert("content-length", HeaderValue::from(len));
     h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert("access-control-allow-headers", HeaderValue::from_static("*"));
+    h.insert("access-control-expose-headers", HeaderValue::from_static("*"));
     r
 }
 

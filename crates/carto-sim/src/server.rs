@@ -1,14 +1,13 @@
 //! The HTTP front: user routing (Host name or `/user/{name}/`), endpoint groups, faults, rate limits,
-//! credentials, CARTO's common headers and the request log.
+//! credentials, CARTO's common headers and the request log; the connections (`serve`). The state it hands to
+//! the handlers is in `state`.
 use crate::accounts::Account;
-use crate::auth::{self, Authorized};
-use crate::batch::Batch;
-use crate::config::{Config, Limits, Plan};
+use crate::auth;
 use crate::errors::{json_response, ApiError};
-use crate::faults::{Applied, Faults, HTML_502};
-use crate::pool::Pool;
-use crate::rate_limit::{plan_limit, plan_statement_timeout_ms, Decision, Group, RateLimiter, RateSpec};
-use crate::request_log::{Record, RequestLog};
+use crate::faults::{InjectedStatus, HTML_502};
+use crate::rate_limit::{Decision, Group};
+use crate::request_log::Record;
+use crate::state::{AppState, Ctx, PeerGone};
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -17,133 +16,10 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-
-/// Plan and limits of one user, changeable at run time.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct UserRuntime {
-    pub plan: Plan,
-    /// Overrides the plan's /sql statement timeout (ms, 0 = none).
-    pub statement_timeout_ms: Option<u64>,
-    /// Per-group rate-limit overrides; `null` disables the group's limit.
-    #[serde(default)]
-    pub rate_limits: HashMap<String, Option<RateSpec>>,
-}
-
-pub struct AppState {
-    pub config: Config,
-    pub accounts: HashMap<String, Arc<Account>>,
-    pub limits: RwLock<Limits>,
-    pub users: RwLock<HashMap<String, UserRuntime>>,
-    pub unlimited_timeout_ms: u64,
-    pub pool: Arc<Pool>,
-    pub pg_base: tokio_postgres::Config,
-    pub rate: RateLimiter,
-    pub faults: Faults,
-    pub log: RequestLog,
-    pub batch: Arc<Batch>,
-    /// TCP connections that get no answer any more (CARTO's bad-gzip bug, when reproduced).
-    pub poisoned: Mutex<std::collections::HashSet<SocketAddr>>,
-    /// COPYs left open by the upload race.
-    pub open_copies: crate::upload_race::OpenCopies,
-}
-
-impl AppState {
-    pub fn new(config: Config) -> Result<Arc<AppState>, String> {
-        let pg_base: tokio_postgres::Config = config.admin_url.parse().map_err(|e| format!("admin_url: {e}"))?;
-        let accounts: HashMap<String, Arc<Account>> =
-            crate::accounts::accounts(&config).into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
-        let users = accounts
-            .values()
-            .map(|a| (a.name.clone(), UserRuntime { plan: a.plan, statement_timeout_ms: a.statement_timeout_ms, rate_limits: HashMap::new() }))
-            .collect();
-        let pool = Pool::new(pg_base.clone(), config.secret.clone(), config.limits.pool_max_idle);
-        let log = RequestLog::default();
-        log.echo.store(config.log_requests, std::sync::atomic::Ordering::Relaxed);
-        Ok(Arc::new(AppState {
-            limits: RwLock::new(config.limits.clone()),
-            unlimited_timeout_ms: config.plans.unlimited_statement_timeout_ms,
-            config,
-            accounts,
-            users: RwLock::new(users),
-            pool,
-            pg_base,
-            rate: RateLimiter::default(),
-            faults: Faults::default(),
-            log,
-            batch: Batch::new(),
-            poisoned: Mutex::new(Default::default()),
-            open_copies: Default::default(),
-        }))
-    }
-
-    pub fn limits(&self) -> Limits {
-        self.limits.read().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    pub fn user_runtime(&self, user: &str) -> Option<UserRuntime> {
-        self.users.read().ok().and_then(|m| m.get(user).cloned())
-    }
-
-    /// /sql statement timeout of a user, ms (0 = none).
-    pub fn statement_timeout_ms(&self, user: &str) -> u64 {
-        match self.user_runtime(user) {
-            Some(r) => r.statement_timeout_ms.unwrap_or_else(|| plan_statement_timeout_ms(r.plan, self.unlimited_timeout_ms)),
-            None => 0,
-        }
-    }
-
-    fn rate_spec(&self, user: &str, g: Group) -> Option<RateSpec> {
-        let r = self.user_runtime(user)?;
-        if let Some(o) = r.rate_limits.get(g.name()) {
-            return *o;
-        }
-        plan_limit(r.plan, g)
-    }
-}
-
-/// Everything a handler needs about an authorized request.
-pub struct Ctx {
-    pub state: Arc<AppState>,
-    pub account: Arc<Account>,
-    pub auth: Authorized,
-    pub method: Method,
-    pub headers: HeaderMap,
-    /// Query-string parameters.
-    pub query: HashMap<String, String>,
-    /// Query string merged with the body's parameters (the body wins).
-    pub params: HashMap<String, String>,
-    /// The body when it was JSON (the Batch API needs its structure).
-    pub json_body: Option<serde_json::Value>,
-    /// Raw body length (for the Batch API's payload limit).
-    pub record: Arc<Record>,
-    pub faults: Applied,
-    /// `/job/{id}` id.
-    pub job_id: Option<String>,
-    /// The client's address (identifies its TCP connection).
-    pub peer: Option<SocketAddr>,
-    /// Turns true when the client closes its connection (see `PeerGone`).
-    pub peer_gone: Option<PeerGone>,
-}
-
-/// Whether the client closed its TCP connection, watched from the socket itself: hyper does not read
-/// the socket while a handler is still working on the answer, so without this a client that leaves
-/// before the first byte of the answer goes unnoticed, and its query runs on. CARTO's server sees the
-/// socket close at once and cancels the query.
-#[derive(Clone)]
-pub struct PeerGone(pub tokio::sync::watch::Receiver<bool>);
-
-impl PeerGone {
-    /// Resolves when the client has gone (never, if the watcher could not start).
-    pub async fn wait(mut self) {
-        if self.0.wait_for(|gone| *gone).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
 
 /// Starts the watcher of one connection: a duplicate of the socket, peeked for the client's FIN. It stops
 /// (and closes the duplicate) when `stop` resolves, so it never keeps a finished connection's socket open.
@@ -284,13 +160,7 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
     let out = |resp: Response, account: Option<Arc<Account>>| Outcome { resp, account, rate: None, cut: None, bare: false };
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let (user, rest) = match path.strip_prefix("/user/") {
-        Some(r) => match r.split_once('/') {
-            Some((u, rest)) => (Some(u.to_string()), format!("/{rest}")),
-            None => (Some(r.to_string()), String::new()),
-        },
-        None => (user_from_host(req.headers()), path.clone()),
-    };
+    let (user, rest) = split_user(&path, req.headers());
     if let Some(r) = crate::outer_routes::info(&method, &rest) {
         return Outcome { resp: r, account: None, rate: None, cut: None, bare: true };
     }
@@ -304,11 +174,7 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
     Record::set(&record.user, user.clone());
     let user = user.unwrap_or_default();
     let Some(account) = state.accounts.get(&user).cloned() else {
-        let mut r = ApiError::unknown_user(&user).into_response();
-        if let Ok(v) = HeaderValue::from_str(&user) {
-            r.headers_mut().insert("carto-user", v);
-        }
-        return out(r, None);
+        return out(unknown_user(&user), None);
     };
 
     // Faults first: they simulate what happens in front of (or instead of) the API.
@@ -323,38 +189,8 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
         return Outcome { resp: r, account: None, rate: None, cut: faults.cut_response_after, bare: false };
     }
     if let Some(inj) = &faults.status {
-        let status = StatusCode::from_u16(inj.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let too_many = status == StatusCode::TOO_MANY_REQUESTS;
-        let text = match (&inj.body, &inj.json) {
-            (Some(b), _) => b.clone(),
-            (None, Some(j)) => j.to_string(),
-            // A 429 is one of CARTO's two kinds: rate limit (with Retry-After) or statement timeout.
-            (None, None) if too_many => match inj.retry_after {
-                Some(n) => ApiError::rate_limited(n).json_text(),
-                None => ApiError::timeout().json_text(),
-            },
-            (None, None) => ApiError::new(status, "Injected fault").json_text(),
-        };
-        let mut r = json_response(status, text);
-        if inj.body.is_some() {
-            r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
-        }
-        if let Some(bytes) = &inj.body_bytes {
-            let mut raw = Response::new(Body::from(bytes.clone()));
-            *raw.status_mut() = status;
-            raw.headers_mut().insert("content-type", HeaderValue::from_static("application/octet-stream"));
-            r = raw;
-        }
-        let mut rate = None;
-        if let Some(n) = inj.retry_after {
-            r.headers_mut().insert("retry-after", HeaderValue::from(n));
-            if too_many {
-                // As a real refusal: the group's limit (1 when the user has none), nothing left.
-                let limit = state.rate_spec(&account.name, group).map(|s| s.capacity()).unwrap_or(1);
-                rate = Some(Decision { allowed: false, limit, remaining: 0, reset_secs: n, retry_after_secs: n });
-            }
-        }
-        return Outcome { resp: r, account: Some(account), rate, cut: faults.cut_response_after, bare: false };
+        let (resp, rate) = injected(state, inj, &account.name, group);
+        return Outcome { resp, account: Some(account), rate, cut: faults.cut_response_after, bare: false };
     }
 
     let cut = faults.cut_response_after;
@@ -415,20 +251,76 @@ async fn handle_inner(state: &Arc<AppState>, req: Request, record: &Arc<Record>,
         peer,
         peer_gone: parts.extensions.get::<PeerGone>().cloned(),
     };
-    let resp = match route {
+    let resp = dispatch(route, ctx, copy_body).await;
+    Outcome { resp, account: Some(account), rate, cut, bare: false }
+}
+
+/// The handler of a route.
+async fn dispatch(route: Route, ctx: Ctx, copy_body: Option<Body>) -> Response {
+    match route {
         Route::Sql => crate::sql_api::handle(ctx).await,
         Route::CopyFrom => crate::copy_from::handle(ctx, copy_body.unwrap_or_default()).await,
         Route::CopyTo => crate::copy_to::handle(ctx).await,
         Route::JobCreate => crate::batch::create(ctx).await,
-        Route::Job(_) => {
-            if parts.method == Method::DELETE {
-                crate::batch::cancel(ctx).await
-            } else {
-                crate::batch::get(ctx).await
-            }
-        }
+        Route::Job(_) if ctx.method == Method::DELETE => crate::batch::cancel(ctx).await,
+        Route::Job(_) => crate::batch::get(ctx).await,
+    }
+}
+
+/// CARTO's 404 for a user that does not exist, which names it in `Carto-User`.
+fn unknown_user(user: &str) -> Response {
+    let mut r = ApiError::unknown_user(user).into_response();
+    if let Ok(v) = HeaderValue::from_str(user) {
+        r.headers_mut().insert("carto-user", v);
+    }
+    r
+}
+
+/// The user named by a `/user/{name}` prefix (then the rest of the path) or by the Host name.
+fn split_user(path: &str, headers: &HeaderMap) -> (Option<String>, String) {
+    match path.strip_prefix("/user/") {
+        Some(r) => match r.split_once('/') {
+            Some((u, rest)) => (Some(u.to_string()), format!("/{rest}")),
+            None => (Some(r.to_string()), String::new()),
+        },
+        None => (user_from_host(headers), path.to_string()),
+    }
+}
+
+/// The answer of an injected status fault, and the rate-limit headers of an injected rate-limit refusal.
+fn injected(state: &AppState, inj: &InjectedStatus, user: &str, group: Group) -> (Response, Option<Decision>) {
+    let status = StatusCode::from_u16(inj.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let too_many = status == StatusCode::TOO_MANY_REQUESTS;
+    let text = match (&inj.body, &inj.json) {
+        (Some(b), _) => b.clone(),
+        (None, Some(j)) => j.to_string(),
+        // A 429 is one of CARTO's two kinds: rate limit (with Retry-After) or statement timeout.
+        (None, None) if too_many => match inj.retry_after {
+            Some(n) => ApiError::rate_limited(n).json_text(),
+            None => ApiError::timeout().json_text(),
+        },
+        (None, None) => ApiError::new(status, "Injected fault").json_text(),
     };
-    Outcome { resp, account: Some(account), rate, cut, bare: false }
+    let mut r = json_response(status, text);
+    if inj.body.is_some() {
+        r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    }
+    if let Some(bytes) = &inj.body_bytes {
+        let mut raw = Response::new(Body::from(bytes.clone()));
+        *raw.status_mut() = status;
+        raw.headers_mut().insert("content-type", HeaderValue::from_static("application/octet-stream"));
+        r = raw;
+    }
+    let mut rate = None;
+    if let Some(n) = inj.retry_after {
+        r.headers_mut().insert("retry-after", HeaderValue::from(n));
+        if too_many {
+            // As a real refusal: the group's limit (1 when the user has none), nothing left.
+            let limit = state.rate_spec(user, group).map(|s| s.capacity()).unwrap_or(1);
+            rate = Some(Decision { allowed: false, limit, remaining: 0, reset_secs: n, retry_after_secs: n });
+        }
+    }
+    (r, rate)
 }
 
 /// Parameters from a urlencoded, multipart or JSON body.
@@ -488,14 +380,10 @@ fn finish(state: &Arc<AppState>, o: Outcome, record: Arc<Record>) -> Response {
         let body = LoggedBody { inner: body, record, state: state.clone(), cut, sent: 0, ended: false, idle, idle_timer: None, cut_timer: None };
         return Response::from_parts(parts, Body::new(body));
     }
-    // CARTO's JSON errors of /sql, /copyfrom and /copyto are shown inline.
-    let group = record.group.lock().ok().and_then(|g| g.clone());
+    // CARTO's JSON errors of the API routes (/sql, /copyfrom, /copyto and the Batch API) are shown inline.
+    let routed = record.group.lock().ok().is_some_and(|g| g.is_some());
     let is_json = h.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
-    if (parts.status.is_client_error() || parts.status.is_server_error())
-        && is_json
-        && matches!(group.as_deref(), Some("query" | "copy_from" | "copy_to"))
-        && !h.contains_key("content-disposition")
-    {
+    if (parts.status.is_client_error() || parts.status.is_server_error()) && is_json && routed && !h.contains_key("content-disposition") {
         h.insert("content-disposition", HeaderValue::from_static("inline"));
     }
     if let Some(a) = &account {
@@ -626,7 +514,6 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    crate::batch::start_worker(state.clone());
     // Dropping `signal_rx` tells everyone to shut down; `close_rx` clones track the open connections.
     let (signal_tx, signal_rx) = tokio::sync::watch::channel(());
     let signal_tx = Arc::new(signal_tx);

@@ -80,101 +80,115 @@ pub async fn setup(config: &Config) -> Result<(), SetupError> {
     }
     for (db, mut members) in by_db {
         members.sort_by(|a, b| a.name.cmp(&b.name));
-        for a in &members {
-            ensure_role(&admin, &a.owner_role, &role_password(&config.secret, &a.owner_role)).await?;
-            for k in &a.keys {
-                ensure_role(&admin, &k.role, &role_password(&config.secret, &k.role)).await?;
-            }
-        }
-        let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db]).await.map_err(pg("check database"))?.is_some();
-        let single = members.len() == 1 && members[0].org.is_none();
-        if !exists {
-            let owner = if single { format!(" OWNER {}", qi(&members[0].owner_role)) } else { String::new() };
-            admin
-                .batch_execute(&format!("CREATE DATABASE {}{} TEMPLATE template0 ENCODING 'UTF8'", qi(&db), owner))
-                .await
-                .map_err(pg(format!("create database {db}")))?;
-        }
-        let mut grants = format!("ALTER DATABASE {0} SET timezone = 'UTC'; REVOKE CONNECT, TEMPORARY ON DATABASE {0} FROM PUBLIC; GRANT CONNECT ON DATABASE {0} TO {1};", qi(&db), qi(PUBLIC_ROLE));
-        for a in &members {
-            grants.push_str(&format!("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {};", qi(&db), qi(&a.owner_role)));
-            for k in &a.keys {
-                grants.push_str(&format!("GRANT CONNECT ON DATABASE {} TO {};", qi(&db), qi(&k.role)));
-            }
-        }
-        exec_retry(&admin, &grants).await.map_err(pg(format!("database grants on {db}")))?;
+        setup_database(&admin, &base, config, &db, &members).await?;
+    }
+    Ok(())
+}
 
-        let dbc = admin_connect(&base, Some(&db)).await.map_err(pg(format!("connect to {db}")))?;
-        exec_retry(&dbc, "CREATE EXTENSION IF NOT EXISTS postgis; CREATE SCHEMA IF NOT EXISTS cartodb; GRANT USAGE ON SCHEMA cartodb TO PUBLIC; GRANT USAGE ON SCHEMA public TO PUBLIC; CREATE TABLE IF NOT EXISTS cartodb.carto_sim_setup (username text PRIMARY KEY);")
-            .await
-            .map_err(pg(format!("postgis in {db}")))?;
-        if !CDB_FUNCTIONS_SQL.trim().is_empty() {
-            dbc.batch_execute(CDB_FUNCTIONS_SQL).await.map_err(pg(format!("loading sql/cdb_functions.sql into {db}")))?;
-        }
-        exec_retry(&dbc, &format!("ALTER ROLE {} IN DATABASE {} SET search_path = public, cartodb", qi(PUBLIC_ROLE), qi(&db)))
-            .await
-            .map_err(pg("publicuser search_path"))?;
-        for a in &members {
-            if a.org.is_some() {
-                let has = dbc.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&a.schema]).await.map_err(pg("check schema"))?.is_some();
-                if !has {
-                    dbc.batch_execute(&format!("CREATE SCHEMA {} AUTHORIZATION {}", qi(&a.schema), qi(&a.owner_role)))
-                        .await
-                        .map_err(pg(format!("create schema {}", a.schema)))?;
-                }
-            }
-            let mut sql = format!(
-                "GRANT USAGE ON SCHEMA {s} TO {p}; ALTER ROLE {o} IN DATABASE {d} SET search_path = {sp};",
-                s = qi(&a.schema),
-                p = qi(PUBLIC_ROLE),
-                o = qi(&a.owner_role),
-                d = qi(&db),
-                sp = a.search_path()
-            );
-            for k in &a.keys {
-                sql.push_str(&format!(
-                    "GRANT USAGE ON SCHEMA {s} TO {r}; ALTER ROLE {r} IN DATABASE {d} SET search_path = {sp};",
-                    s = qi(&a.schema),
-                    r = qi(&k.role),
-                    d = qi(&db),
-                    sp = a.search_path()
-                ));
-            }
-            exec_retry(&dbc, &sql).await.map_err(pg(format!("schema grants for {}", a.name)))?;
-            let has_quota_fn = dbc
-                .query_one("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'cartodb' AND p.proname = 'cdb_setuserquotainbytes')", &[])
-                .await
-                .map_err(pg("check quota function"))?
-                .get::<_, bool>(0);
-            if has_quota_fn {
-                let bytes = a.quota_bytes as i64;
-                dbc.execute("SELECT cartodb.CDB_SetUserQuotaInBytes($1::text, $2::int8)", &[&a.schema, &bytes])
-                    .await
-                    .map_err(pg(format!("quota of {}", a.name)))?;
-            }
-            // setup_sql runs once per account: a marker row commits with it in one transaction.
-            if let Some(s) = &a.setup_sql {
-                let done = dbc
-                    .query_one("SELECT EXISTS (SELECT 1 FROM cartodb.carto_sim_setup WHERE username = $1)", &[&a.name])
-                    .await
-                    .map_err(pg("check setup marker"))?
-                    .get::<_, bool>(0);
-                if !done {
-                    let wrapped = format!(
-                        "BEGIN; SET LOCAL ROLE {o}; SET LOCAL search_path = {sp}; {s}; RESET ROLE; INSERT INTO cartodb.carto_sim_setup VALUES ({u}); COMMIT;",
-                        o = qi(&a.owner_role),
-                        sp = a.search_path(),
-                        u = ql(&a.name)
-                    );
-                    if let Err(e) = dbc.batch_execute(&wrapped).await {
-                        let _ = dbc.batch_execute("ROLLBACK").await;
-                        return Err(pg(format!("setup_sql of {}", a.name))(e));
-                    }
-                }
-            }
-            apply_grants(&dbc, a).await?;
+/// One database (a single user's, or an organisation's shared by its members): the roles, the database and
+/// its grants, PostGIS and the CDB functions, then each account in it.
+async fn setup_database(admin: &Client, base: &tokio_postgres::Config, config: &Config, db: &str, members: &[Account]) -> Result<(), SetupError> {
+    for a in members {
+        ensure_role(admin, &a.owner_role, &role_password(&config.secret, &a.owner_role)).await?;
+        for k in &a.keys {
+            ensure_role(admin, &k.role, &role_password(&config.secret, &k.role)).await?;
         }
     }
+    let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db]).await.map_err(pg("check database"))?.is_some();
+    let single = members.len() == 1 && members[0].org.is_none();
+    if !exists {
+        let owner = if single { format!(" OWNER {}", qi(&members[0].owner_role)) } else { String::new() };
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}{} TEMPLATE template0 ENCODING 'UTF8'", qi(db), owner))
+            .await
+            .map_err(pg(format!("create database {db}")))?;
+    }
+    let mut grants = format!("ALTER DATABASE {0} SET timezone = 'UTC'; REVOKE CONNECT, TEMPORARY ON DATABASE {0} FROM PUBLIC; GRANT CONNECT ON DATABASE {0} TO {1};", qi(db), qi(PUBLIC_ROLE));
+    for a in members {
+        grants.push_str(&format!("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {};", qi(db), qi(&a.owner_role)));
+        for k in &a.keys {
+            grants.push_str(&format!("GRANT CONNECT ON DATABASE {} TO {};", qi(db), qi(&k.role)));
+        }
+    }
+    exec_retry(admin, &grants).await.map_err(pg(format!("database grants on {db}")))?;
+
+    let dbc = admin_connect(base, Some(db)).await.map_err(pg(format!("connect to {db}")))?;
+    exec_retry(&dbc, "CREATE EXTENSION IF NOT EXISTS postgis; CREATE SCHEMA IF NOT EXISTS cartodb; GRANT USAGE ON SCHEMA cartodb TO PUBLIC; GRANT USAGE ON SCHEMA public TO PUBLIC; CREATE TABLE IF NOT EXISTS cartodb.carto_sim_setup (username text PRIMARY KEY);")
+        .await
+        .map_err(pg(format!("postgis in {db}")))?;
+    if !CDB_FUNCTIONS_SQL.trim().is_empty() {
+        dbc.batch_execute(CDB_FUNCTIONS_SQL).await.map_err(pg(format!("loading sql/cdb_functions.sql into {db}")))?;
+    }
+    exec_retry(&dbc, &format!("ALTER ROLE {} IN DATABASE {} SET search_path = public, cartodb", qi(PUBLIC_ROLE), qi(db)))
+        .await
+        .map_err(pg("publicuser search_path"))?;
+    for a in members {
+        setup_account(&dbc, db, a).await?;
+    }
+    Ok(())
+}
+
+/// One account in its database: its schema (inside an organisation), grants and search paths, DB quota,
+/// `setup_sql` (once) and its keys' grants.
+async fn setup_account(dbc: &Client, db: &str, a: &Account) -> Result<(), SetupError> {
+    if a.org.is_some() {
+        let has = dbc.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&a.schema]).await.map_err(pg("check schema"))?.is_some();
+        if !has {
+            dbc.batch_execute(&format!("CREATE SCHEMA {} AUTHORIZATION {}", qi(&a.schema), qi(&a.owner_role)))
+                .await
+                .map_err(pg(format!("create schema {}", a.schema)))?;
+        }
+    }
+    let mut sql = format!(
+        "GRANT USAGE ON SCHEMA {s} TO {p}; ALTER ROLE {o} IN DATABASE {d} SET search_path = {sp};",
+        s = qi(&a.schema),
+        p = qi(PUBLIC_ROLE),
+        o = qi(&a.owner_role),
+        d = qi(db),
+        sp = a.search_path()
+    );
+    for k in &a.keys {
+        sql.push_str(&format!(
+            "GRANT USAGE ON SCHEMA {s} TO {r}; ALTER ROLE {r} IN DATABASE {d} SET search_path = {sp};",
+            s = qi(&a.schema),
+            r = qi(&k.role),
+            d = qi(db),
+            sp = a.search_path()
+        ));
+    }
+    exec_retry(dbc, &sql).await.map_err(pg(format!("schema grants for {}", a.name)))?;
+    let has_quota_fn = dbc
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'cartodb' AND p.proname = 'cdb_setuserquotainbytes')", &[])
+        .await
+        .map_err(pg("check quota function"))?
+        .get::<_, bool>(0);
+    if has_quota_fn {
+        let bytes = a.quota_bytes as i64;
+        dbc.execute("SELECT cartodb.CDB_SetUserQuotaInBytes($1::text, $2::int8)", &[&a.schema, &bytes])
+            .await
+            .map_err(pg(format!("quota of {}", a.name)))?;
+    }
+    // setup_sql runs once per account: a marker row commits with it in one transaction.
+    if let Some(s) = &a.setup_sql {
+        let done = dbc
+            .query_one("SELECT EXISTS (SELECT 1 FROM cartodb.carto_sim_setup WHERE username = $1)", &[&a.name])
+            .await
+            .map_err(pg("check setup marker"))?
+            .get::<_, bool>(0);
+        if !done {
+            let wrapped = format!(
+                "BEGIN; SET LOCAL ROLE {o}; SET LOCAL search_path = {sp}; {s}; RESET ROLE; INSERT INTO cartodb.carto_sim_setup VALUES ({u}); COMMIT;",
+                o = qi(&a.owner_role),
+                sp = a.search_path(),
+                u = ql(&a.name)
+            );
+            if let Err(e) = dbc.batch_execute(&wrapped).await {
+                let _ = dbc.batch_execute("ROLLBACK").await;
+                return Err(pg(format!("setup_sql of {}", a.name))(e));
+            }
+        }
+    }
+    apply_grants(dbc, a).await?;
     Ok(())
 }
 

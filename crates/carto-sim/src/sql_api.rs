@@ -8,7 +8,7 @@
 use crate::errors::ApiError;
 use crate::json_values::{field_json, json_str, write_value, ColInfo};
 use crate::pool::Pooled;
-use crate::server::Ctx;
+use crate::state::Ctx;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
@@ -87,7 +87,7 @@ pub async fn handle(ctx: Ctx) -> Response {
     let state = ctx.state.clone();
     let mut conn = match state.pool.get(&ctx.account.database, &ctx.auth.role).await {
         Ok(c) => c,
-        Err(e) => return connect_error(&e).into_response(),
+        Err(e) => return ApiError::connect(&e).into_response(),
     };
     // CARTO sets the user's statement timeout on every query (so a plain SET of it does not survive).
     let timeout = state.statement_timeout_ms(&ctx.account.name);
@@ -143,15 +143,6 @@ pub async fn handle(ctx: Ctx) -> Response {
 
 pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
-}
-
-pub fn connect_error(e: &tokio_postgres::Error) -> ApiError {
-    // A role that cannot connect (e.g. missing CONNECT) is a permission problem; anything else is ours.
-    let mut err = ApiError::from_pg(e);
-    if e.as_db_error().is_none() {
-        err = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect to the database");
-    }
-    err
 }
 
 enum Msg {
@@ -249,14 +240,25 @@ impl Layout {
         let mut vals: Vec<String> = vec![String::new(); self.names.len()];
         for (i, c) in self.cols.iter().enumerate() {
             if let Some(s) = self.slot_of[i] {
-                let v = row.get(i).unwrap_or("");
-                // char(n) padding is dropped, NULL and '' look the same (as in CARTO's ogr2ogr output).
-                let v = if c.oid == 1042 { v.trim_end_matches(' ') } else { v };
-                vals[s] = csv_cell(v);
+                // NULL and '' look the same (as in CARTO's ogr2ogr output).
+                vals[s] = csv_cell(&as_text_cast(c.oid, row.get(i).unwrap_or("")));
             }
         }
         out.push_str(&vals.join(","));
         out.push_str("\r\n");
+    }
+}
+
+/// A value as `column::text` prints it: CARTO's csv (ogr2ogr) selects every column cast to text, which differs
+/// from PostgreSQL's output function for three types: boolean (`true`/`false`, not `t`/`f`), char(n) (its
+/// padding dropped) and inet (the mask length always shown). Arrays keep their elements' output (`{t,f}`).
+fn as_text_cast(oid: u32, v: &str) -> std::borrow::Cow<'_, str> {
+    match (oid, v) {
+        (16, "t") => "true".into(),
+        (16, "f") => "false".into(),
+        (1042, _) => v.trim_end_matches(' ').into(),
+        (869, _) if !v.is_empty() && !v.contains('/') => format!("{v}/{}", if v.contains(':') { 128 } else { 32 }).into(),
+        _ => v.into(),
     }
 }
 
@@ -268,6 +270,12 @@ fn csv_cell(v: &str) -> String {
     }
 }
 
+/// Why a statement's run stopped early.
+enum Stop {
+    Failed(ApiError),
+    ClientGone,
+}
+
 impl Run {
     async fn send(&self, m: Msg) -> bool {
         self.tx.send(m).await.is_ok()
@@ -276,206 +284,187 @@ impl Run {
     async fn run(self, mut conn: Pooled) {
         let start = Instant::now();
         let multi = self.stmts.len() > 1;
-        let mut out = String::new();
-        match self.format {
-            Format::Json => out.push_str("{\"rows\":["),
-            Format::GeoJson => out.push_str("{\"type\": \"FeatureCollection\", \"features\": ["),
-            Format::Csv => {}
-        }
-        let mut started = false;
-        let mut total: u64 = 0;
-        let mut last_count: Option<u64> = None;
+        let mut answer = Answer::new(self.format);
         let mut layout = Layout::new(Vec::new(), &[], None);
-        let mut csv_header_done = false;
+        let mut last_count: Option<u64> = None;
         let mut error: Option<ApiError> = None;
-        let mut client_gone = false;
-
         // Notices and warnings, in order (PostgreSQL's and those the emulated implicit block adds).
         let mut notes: Vec<(String, String)> = Vec::new();
-        // The transaction the sim holds open for a multi-statement `q` (PostgreSQL's implicit block),
-        // and whether the client's BEGIN made it explicit.
-        let mut in_tx = false;
-        let mut explicit = false;
+        let mut block = Block::default();
         if multi {
-            if let Err(e) = conn.client.batch_execute("BEGIN").await {
-                let _ = self.send(Msg::Fail(ApiError::from_pg(&e))).await;
+            if let Err(e) = block.begin(&conn).await {
+                let _ = self.send(Msg::Fail(e)).await;
                 return;
             }
-            in_tx = true;
         }
-        let n_stmts = self.stmts.len();
-        'stmts: for (i, stmt) in self.stmts.iter().enumerate() {
+        for (i, stmt) in self.stmts.iter().enumerate() {
             let kind = if multi { tx_kind(stmt) } else { TxKind::Other };
-            if in_tx && !explicit {
-                match &kind {
-                    // BEGIN takes over the implicit block (silently); its modes still apply.
-                    TxKind::Begin(modes) => {
-                        explicit = true;
-                        layout = Layout::new(Vec::new(), &[], None);
-                        last_count = None;
-                        if !modes.is_empty() {
-                            if let Err(e) = conn.client.batch_execute(&format!("SET TRANSACTION {modes}")).await {
-                                error = Some(ApiError::from_pg(&e));
-                                break;
-                            }
-                        }
-                        continue;
-                    }
-                    TxKind::End { commit, chain: true } => {
-                        let what = if *commit { "COMMIT" } else { "ROLLBACK" };
-                        error = Some(ApiError::bad_request(format!("{what} AND CHAIN can only be used in transaction blocks")));
-                        break;
-                    }
-                    TxKind::Savepoint(what) => {
-                        error = Some(ApiError::bad_request(format!("{what} can only be used in transaction blocks")));
-                        break;
-                    }
-                    _ => {}
-                }
+            // A BEGIN that takes over the implicit block is a statement without columns.
+            let taken_over = block.taken_over_by(&kind);
+            if taken_over {
+                layout = Layout::new(Vec::new(), &[], None);
+                last_count = None;
             }
-            let cols = match conn.client.prepare(stmt).await {
-                Ok(p) => p.columns().iter().map(|c| ColInfo::from_column(c.name(), c.type_(), c.type_modifier())).collect::<Vec<_>>(),
-                Err(e) => {
-                    error = Some(ApiError::from_pg(&e));
+            if let Err(e) = block.before(&kind, &conn).await {
+                error = Some(e);
+                break;
+            }
+            if taken_over {
+                continue;
+            }
+            match self.statement(&conn, stmt, &mut layout, &mut last_count, &mut answer).await {
+                Ok(()) => {}
+                Err(Stop::Failed(e)) => {
+                    error = Some(e);
                     break;
                 }
-            };
-            let drop_geo = if self.format == Format::GeoJson { Some(self.gn.as_str()) } else { None };
-            layout = Layout::new(cols, &self.skipfields, drop_geo);
-            last_count = None;
-            let stream = match conn.client.simple_query_raw(stmt).await {
-                Ok(s) => s,
-                Err(e) => {
-                    error = Some(ApiError::from_pg(&e));
-                    break;
-                }
-            };
-            futures_util::pin_mut!(stream);
-            loop {
-                // A client that goes away while PostgreSQL is still working gets its query cancelled
-                // now, not when the first row would be sent (CARTO's server sees the socket close).
-                let next = tokio::select! {
-                    m = stream.next() => m,
-                    _ = self.tx.closed() => {
-                        client_gone = true;
-                        break 'stmts;
-                    }
-                };
-                let Some(m) = next else { break };
-                match m {
-                    Ok(SimpleQueryMessage::Row(row)) => {
-                        if layout.cols.len() != row.len() {
-                            // Should not happen; fall back to the row's own names, as text.
-                            let cols = row
-                                .columns()
-                                .iter()
-                                .map(|c| ColInfo { name: c.name().to_string(), oid: 25, elem: None, cname: Some("text".into()), typmod: -1 })
-                                .collect();
-                            layout = Layout::new(cols, &self.skipfields, drop_geo);
-                        }
-                        match self.format {
-                            Format::Json => {
-                                if total > 0 {
-                                    out.push(',');
-                                }
-                                layout.row_object(&row, &mut out);
-                            }
-                            Format::GeoJson => {
-                                if total > 0 {
-                                    out.push(',');
-                                }
-                                let geo_idx = layout.cols.iter().position(|c| c.name == GEOJSON_COL);
-                                let geom = geo_idx.and_then(|i| row.get(i)).unwrap_or("null");
-                                out.push_str("{\"type\":\"Feature\",\"geometry\":");
-                                out.push_str(geom);
-                                out.push_str(",\"properties\":");
-                                layout.row_object(&row, &mut out);
-                                out.push('}');
-                            }
-                            Format::Csv => {
-                                if !csv_header_done {
-                                    layout.csv_header(&mut out);
-                                    csv_header_done = true;
-                                }
-                                layout.csv_row(&row, &mut out);
-                            }
-                        }
-                        total += 1;
-                        let flush = if started { out.len() >= 64 * 1024 } else { out.len() >= self.threshold };
-                        if flush {
-                            started = true;
-                            let chunk = Bytes::from(std::mem::take(&mut out));
-                            if !self.send(Msg::Data(chunk)).await {
-                                client_gone = true;
-                                break 'stmts;
-                            }
-                        }
-                    }
-                    Ok(SimpleQueryMessage::CommandComplete(n)) => last_count = Some(n),
-                    Ok(_) => {}
-                    Err(e) => {
-                        error = Some(ApiError::from_pg(&e));
-                        break 'stmts;
-                    }
+                Err(Stop::ClientGone) => {
+                    // CARTO cancels the query of a client that went away; the connection is not reused.
+                    let _ = conn.cancel.cancel_query(NoTls).await;
+                    self.record.abort("client closed the connection");
+                    return;
                 }
             }
             notes.extend(conn.drain_notices().iter().map(|n| (n.severity().to_string(), n.message().to_string())));
-            if let TxKind::End { chain, .. } = kind {
-                if !explicit {
-                    // COMMIT/ROLLBACK of an implicit block: PostgreSQL ends it, with a warning.
-                    notes.push(("WARNING".into(), "there is no transaction in progress".into()));
-                }
-                in_tx = explicit && chain;
-                explicit = in_tx;
-                // Statements after it run in a new implicit transaction.
-                if !in_tx && i + 1 < n_stmts {
-                    if let Err(e) = conn.client.batch_execute("BEGIN").await {
-                        error = Some(ApiError::from_pg(&e));
-                        break;
-                    }
-                    in_tx = true;
-                }
+            if let Err(e) = block.after(&kind, i + 1 < self.stmts.len(), &conn, &mut notes).await {
+                error = Some(e);
+                break;
             }
         }
-
-        if client_gone {
-            // CARTO cancels the query of a client that went away; the connection is not reused.
-            let _ = conn.cancel.cancel_query(NoTls).await;
-            self.record.abort("client closed the connection");
-            return;
-        }
-        if in_tx {
-            let end = if error.is_some() { "ROLLBACK" } else { "COMMIT" };
-            if let Err(e) = conn.client.batch_execute(end).await {
-                if error.is_none() {
-                    error = Some(ApiError::from_pg(&e));
-                }
-            }
-        }
+        block.close(&conn, &mut error).await;
         notes.extend(conn.drain_notices().iter().map(|n| (n.severity().to_string(), n.message().to_string())));
         // The connection is clean (statement ended, transaction closed): back to the pool.
         conn.release();
 
         if let Some(e) = &error {
-            if !started {
+            if !answer.started {
                 let _ = self.send(Msg::Fail(e.clone())).await;
                 return;
             }
         }
-        if self.format == Format::Csv && !csv_header_done {
-            layout.csv_header(&mut out);
+        let tail = answer.finish(&layout, error.as_ref(), last_count, start.elapsed(), notes);
+        let _ = self.send(Msg::Data(tail)).await;
+    }
+
+    /// Run one statement and write its rows (sending them once due); `layout` and `last_count` become its own.
+    async fn statement(&self, conn: &Pooled, stmt: &str, layout: &mut Layout, last_count: &mut Option<u64>, answer: &mut Answer) -> Result<(), Stop> {
+        let failed = |e: tokio_postgres::Error| Stop::Failed(ApiError::from_pg(&e));
+        let prepared = conn.client.prepare(stmt).await.map_err(failed)?;
+        let cols = prepared.columns().iter().map(|c| ColInfo::from_column(c.name(), c.type_(), c.type_modifier())).collect();
+        let drop_geo = if self.format == Format::GeoJson { Some(self.gn.as_str()) } else { None };
+        *layout = Layout::new(cols, &self.skipfields, drop_geo);
+        *last_count = None;
+        let stream = conn.client.simple_query_raw(stmt).await.map_err(failed)?;
+        futures_util::pin_mut!(stream);
+        loop {
+            // A client that goes away while PostgreSQL is still working gets its query cancelled
+            // now, not when the first row would be sent (CARTO's server sees the socket close).
+            let next = tokio::select! {
+                m = stream.next() => m,
+                _ = self.tx.closed() => return Err(Stop::ClientGone),
+            };
+            let Some(m) = next else { return Ok(()) };
+            match m.map_err(failed)? {
+                SimpleQueryMessage::Row(row) => {
+                    if layout.cols.len() != row.len() {
+                        // Should not happen; fall back to the row's own names, as text.
+                        let cols = row
+                            .columns()
+                            .iter()
+                            .map(|c| ColInfo { name: c.name().to_string(), oid: 25, elem: None, cname: Some("text".into()), typmod: -1 })
+                            .collect();
+                        *layout = Layout::new(cols, &self.skipfields, drop_geo);
+                    }
+                    answer.push_row(layout, &row);
+                    if answer.due(self.threshold) && !self.send(Msg::Data(answer.take())).await {
+                        return Err(Stop::ClientGone);
+                    }
+                }
+                SimpleQueryMessage::CommandComplete(n) => *last_count = Some(n),
+                _ => {}
+            }
         }
+    }
+}
+
+/// The answer as it is written: the format's framing and the rows; `out` holds what is not sent yet.
+struct Answer {
+    format: Format,
+    out: String,
+    /// Whether a part went out (the 200 is committed: an error can only be appended).
+    started: bool,
+    /// Rows written.
+    total: u64,
+    csv_header_done: bool,
+}
+
+impl Answer {
+    fn new(format: Format) -> Answer {
+        let out = match format {
+            Format::Json => "{\"rows\":[".to_string(),
+            Format::GeoJson => "{\"type\": \"FeatureCollection\", \"features\": [".to_string(),
+            Format::Csv => String::new(),
+        };
+        Answer { format, out, started: false, total: 0, csv_header_done: false }
+    }
+
+    fn push_row(&mut self, layout: &Layout, row: &tokio_postgres::SimpleQueryRow) {
+        let out = &mut self.out;
         match self.format {
             Format::Json => {
-                let ms = start.elapsed().as_millis() as f64 / 1000.0;
-                let total_rows = if error.is_some() { total } else { last_count.filter(|n| *n > 0).unwrap_or(total) };
+                if self.total > 0 {
+                    out.push(',');
+                }
+                layout.row_object(row, out);
+            }
+            Format::GeoJson => {
+                if self.total > 0 {
+                    out.push(',');
+                }
+                let geo_idx = layout.cols.iter().position(|c| c.name == GEOJSON_COL);
+                let geom = geo_idx.and_then(|i| row.get(i)).unwrap_or("null");
+                out.push_str("{\"type\":\"Feature\",\"geometry\":");
+                out.push_str(geom);
+                out.push_str(",\"properties\":");
+                layout.row_object(row, out);
+                out.push('}');
+            }
+            Format::Csv => {
+                if !self.csv_header_done {
+                    layout.csv_header(out);
+                    self.csv_header_done = true;
+                }
+                layout.csv_row(row, out);
+            }
+        }
+        self.total += 1;
+    }
+
+    /// Whether the rows written are to go out: the first time at `threshold` bytes, then in chunks of 64 KB.
+    fn due(&self, threshold: usize) -> bool {
+        self.out.len() >= if self.started { 64 * 1024 } else { threshold }
+    }
+
+    fn take(&mut self) -> Bytes {
+        self.started = true;
+        Bytes::from(std::mem::take(&mut self.out))
+    }
+
+    /// The rest of the answer: csv's header when no row came; JSON's time, fields (of the last statement),
+    /// total_rows, the error (appended after rows already sent) and the notices grouped by severity.
+    fn finish(mut self, layout: &Layout, error: Option<&ApiError>, last_count: Option<u64>, elapsed: std::time::Duration, notes: Vec<(String, String)>) -> Bytes {
+        let out = &mut self.out;
+        match self.format {
+            Format::Json => {
+                let ms = elapsed.as_millis() as f64 / 1000.0;
+                let total_rows = if error.is_some() { self.total } else { last_count.filter(|n| *n > 0).unwrap_or(self.total) };
                 out.push_str(&format!(
                     "],\"time\":{},\"fields\":{},\"total_rows\":{}",
                     crate::json_values::js_number(ms),
                     layout.fields_json(),
                     total_rows
                 ));
-                if let Some(e) = &error {
+                if let Some(e) = error {
                     out.push_str(",\"error\":");
                     out.push_str(&serde_json::Value::Array(vec![serde_json::Value::String(e.message())]).to_string());
                 }
@@ -494,9 +483,82 @@ impl Run {
                 out.push('}');
             }
             Format::GeoJson => out.push_str("]}"),
+            Format::Csv if !self.csv_header_done => layout.csv_header(out),
             Format::Csv => {}
         }
-        let _ = self.send(Msg::Data(Bytes::from(out))).await;
+        Bytes::from(self.out)
+    }
+}
+
+/// PostgreSQL's implicit transaction block around a multi-statement `q` (the sim's own BEGIN), which a client's
+/// BEGIN makes explicit and a COMMIT/ROLLBACK ends.
+#[derive(Default)]
+struct Block {
+    /// A transaction is open.
+    in_tx: bool,
+    /// The client's BEGIN made it explicit.
+    explicit: bool,
+}
+
+impl Block {
+    async fn begin(&mut self, conn: &Pooled) -> Result<(), ApiError> {
+        conn.client.batch_execute("BEGIN").await.map_err(|e| ApiError::from_pg(&e))?;
+        self.in_tx = true;
+        Ok(())
+    }
+
+    /// Whether a client's BEGIN takes over the implicit block (silently: it is not run).
+    fn taken_over_by(&self, kind: &TxKind) -> bool {
+        self.in_tx && !self.explicit && matches!(kind, TxKind::Begin(_))
+    }
+
+    /// Before a statement: a BEGIN taking over applies its transaction modes; inside an implicit block,
+    /// `... AND CHAIN` and savepoints fail as PostgreSQL's do.
+    async fn before(&mut self, kind: &TxKind, conn: &Pooled) -> Result<(), ApiError> {
+        if !self.in_tx || self.explicit {
+            return Ok(());
+        }
+        match kind {
+            TxKind::Begin(modes) => {
+                self.explicit = true;
+                if !modes.is_empty() {
+                    conn.client.batch_execute(&format!("SET TRANSACTION {modes}")).await.map_err(|e| ApiError::from_pg(&e))?;
+                }
+                Ok(())
+            }
+            TxKind::End { commit, chain: true } => {
+                let what = if *commit { "COMMIT" } else { "ROLLBACK" };
+                Err(ApiError::bad_request(format!("{what} AND CHAIN can only be used in transaction blocks")))
+            }
+            TxKind::Savepoint(what) => Err(ApiError::bad_request(format!("{what} can only be used in transaction blocks"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// After a statement: a COMMIT/ROLLBACK ends the block (an implicit one with PostgreSQL's warning); the
+    /// statements after it (`more`) run in a new implicit block.
+    async fn after(&mut self, kind: &TxKind, more: bool, conn: &Pooled, notes: &mut Vec<(String, String)>) -> Result<(), ApiError> {
+        let TxKind::End { chain, .. } = kind else { return Ok(()) };
+        if !self.explicit {
+            notes.push(("WARNING".into(), "there is no transaction in progress".into()));
+        }
+        self.in_tx = self.explicit && *chain;
+        self.explicit = self.in_tx;
+        if !self.in_tx && more {
+            self.begin(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// At the end: what is still open is committed, or rolled back after an error.
+    async fn close(&self, conn: &Pooled, error: &mut Option<ApiError>) {
+        if !self.in_tx {
+            return;
+        }
+        let end = if error.is_some() { "ROLLBACK" } else { "COMMIT" };
+        if let Err(e) = conn.client.batch_execute(end).await {
+            error.get_or_insert(ApiError::from_pg(&e));
+        }
     }
 }
 

@@ -1,5 +1,11 @@
 //! Split a multi-statement `q` on `;`, respecting quotes, dollar quotes and comments.
 //! Needed because the sim prepares each statement on its own to learn its column types.
+//! Also: whether a `q` of /copyfrom or /copyto is a COPY.
+
+/// Whether `q` starts with COPY (CARTO's check on /copyfrom and /copyto).
+pub fn starts_with_copy(q: &str) -> bool {
+    q.trim_start().get(..4).is_some_and(|s| s.eq_ignore_ascii_case("copy"))
+}
 
 /// Statements of `sql`, trimmed, without the `;` and without empty (or comment-only) ones.
 pub fn split(sql: &str) -> Vec<String> {

@@ -8,7 +8,7 @@ use crate::config::{Config, GrantConfig, KeyConfig, Limits, OrgConfig, Plan, Use
 use crate::faults::FaultSpec;
 use crate::rate_limit::{Group, RateSpec};
 use crate::request_log::Entry;
-use crate::server::AppState;
+use crate::state::AppState;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -366,7 +366,7 @@ impl SimAdmin<'_> {
         self.sim.block(async move { crate::setup::reapply_grants(&cfg).await.map_err(|e| e.to_string()) }).unwrap_or_else(|e| panic!("TestSim: grants: {e}"))
     }
     /// The COPYs left open by the upload race.
-    pub fn open_copies(&self) -> Vec<crate::upload_race::OpenCopy> {
+    pub fn open_copies(&self) -> Vec<crate::open_copies::OpenCopy> {
         self.sim.state.open_copies.list()
     }
     /// Roll back every COPY left open by the upload race; returns how many.
@@ -374,7 +374,7 @@ impl SimAdmin<'_> {
         let st = self.sim.state.clone();
         self.sim.block(async move { st.open_copies.end(None, Duration::from_secs(10)).await })
     }
-    fn with_user(&self, user: &str, f: impl FnOnce(&mut crate::server::UserRuntime)) {
+    fn with_user(&self, user: &str, f: impl FnOnce(&mut crate::state::UserRuntime)) {
         let mut m = match self.sim.state.users.write() {
             Ok(m) => m,
             Err(p) => p.into_inner(),

@@ -59,7 +59,7 @@ async fn errors_never_carry_postgresql_context() {
 }
 
 /// 11.3: every JSON error answer of /sql, /copyfrom and /copyto is `Content-Disposition: inline`, the 404 of an
-/// unknown user too (which also carries Carto-User).
+/// unknown user too (which also carries Carto-User); the Batch API's: `batch_json_errors_are_inline`.
 #[tokio::test]
 async fn json_errors_are_inline() {
     let sim = TestSim::start_default();
@@ -85,6 +85,46 @@ async fn json_errors_are_inline() {
     assert_eq!(r.status(), 200);
     let d = r.headers()["content-disposition"].to_str().unwrap().to_string();
     assert!(d.starts_with("inline; filename=cartodb-query.json; modification-date=\""), "{d}");
+}
+
+/// 11.3: the Batch API's JSON errors are `Content-Disposition: inline` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_json_errors_are_inline() {
+    let sim = TestSim::start_default();
+    let c = client();
+    let url = format!("{}/api/v2/sql/job", sim.base_url("demo"));
+    let check = |r: reqwest::Response, status: u16, msg: &'static str| async move {
+        assert_eq!(r.status().as_u16(), status, "{msg}");
+        assert_eq!(r.headers()["content-type"], "application/json; charset=utf-8", "{msg}");
+        assert_eq!(r.headers()["content-disposition"], "inline", "{msg}: {:?}", r.headers());
+        let v: Value = r.json().await.unwrap();
+        assert!(err_msg(&v).contains(msg), "{v}");
+    };
+    let select_1 = json!({"query": "select 1"});
+    check(c.post(&url).json(&select_1).send().await.unwrap(), 403, "permission denied").await;
+    check(c.post(format!("{url}?api_key={DEMO_REGULAR_KEY}")).json(&select_1).send().await.unwrap(), 403, "permission denied").await;
+    check(c.post(format!("{url}?api_key=wrong")).json(&select_1).send().await.unwrap(), 401, "Unauthorized").await;
+    check(c.post(format!("{url}?api_key={DEMO_MASTER_KEY}")).json(&json!({})).send().await.unwrap(), 400, "You must indicate a valid SQL").await;
+    let big = json!({"query": format!("select '{}'", "x".repeat(17000))});
+    check(c.post(format!("{url}?api_key={DEMO_MASTER_KEY}")).json(&big).send().await.unwrap(), 400, "Your payload is too large").await;
+    let unknown = format!("{url}/00000000-0000-0000-0000-000000000000?api_key={DEMO_MASTER_KEY}");
+    check(c.get(&unknown).send().await.unwrap(), 400, "not found").await;
+    check(c.delete(&unknown).send().await.unwrap(), 400, "not found").await;
+    // A finished job: read and cancel without the master key, then cancel it with the key.
+    let r = job(&sim, &select_1).await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_string();
+    assert_eq!(job_done(&sim, &id).await["status"], "done");
+    check(c.get(format!("{url}/{id}?api_key={DEMO_REGULAR_KEY}")).send().await.unwrap(), 403, "permission denied").await;
+    check(c.delete(format!("{url}/{id}")).send().await.unwrap(), 403, "permission denied").await;
+    check(c.delete(format!("{url}/{id}?api_key={DEMO_MASTER_KEY}")).send().await.unwrap(), 400, "Cannot set status from done to cancelled").await;
+    // A cancelled one
+    let r = job(&sim, &json!({"query": "select pg_sleep(30)"})).await;
+    let id = r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_string();
+    let r = c.delete(format!("{url}/{id}?api_key={DEMO_MASTER_KEY}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-disposition").is_none(), "only errors are inline: {:?}", r.headers());
+    check(c.delete(format!("{url}/{id}?api_key={DEMO_MASTER_KEY}")).send().await.unwrap(), 400, "Cannot set status from cancelled to cancelled").await;
 }
 
 /// 11.4: a regular key without the SQL grant (maps-only) gets 403 `forbidden` on every SQL API request.
@@ -125,9 +165,43 @@ async fn csv_lines_end_with_crlf() {
     assert_eq!(r.text().await.unwrap(), "a\r\n");
 }
 
+/// 11.5: format=csv prints each column as its `::text` cast (CARTO's ogr2ogr selects `column::text`): booleans as
+/// `true`/`false`; arrays keep their elements' output (`{t,f}`). Compared with PostgreSQL's own cast.
+#[tokio::test]
+async fn csv_prints_columns_as_their_text_cast() {
+    let sim = TestSim::start_default();
+    let cols = "b, ba, c, i4, inet4, inet6, net, n, t";
+    sim.psql(
+        "demo",
+        "CREATE TABLE v (id int, b boolean, ba boolean[], c char(4), i4 int, inet4 inet, inet6 inet, net cidr, n numeric, t text); \
+         INSERT INTO v VALUES (1, true, '{t,f,NULL}', 'ab', 7, '10.1.2.3', '::1', '10.0.0.0/8', 1.50, 'x y'), \
+                              (2, false, '{}', NULL, NULL, '10.0.0.0/8', 'fe80::1/64', NULL, NULL, NULL), \
+                              (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
+    .unwrap();
+    let q = format!("select {cols} from v order by id");
+    let r = client().get(format!("{}?q={}&format=csv&api_key={DEMO_MASTER_KEY}", sim.sql_url("demo"), enc(&q))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csv = r.text().await.unwrap();
+    assert_eq!(
+        csv,
+        "b,ba,c,i4,inet4,inet6,net,n,t\r\n\
+         true,\"{t,f,NULL}\",ab,7,10.1.2.3/32,::1/128,10.0.0.0/8,1.50,x y\r\n\
+         false,{},,,10.0.0.0/8,fe80::1/64,,,\r\n\
+         ,,,,,,,,\r\n"
+    );
+    // The same as PostgreSQL's cast of each column to text (NULL printed empty, quoted when it has a comma).
+    let cast: Vec<String> = cols.split(", ").map(|c| format!("{c}::text")).collect();
+    let rows = sim.psql("demo", &format!("select {} from v order by id", cast.join(", "))).unwrap();
+    let cell = |v: &Option<String>| v.as_deref().map(|s| if s.contains(',') { format!("\"{s}\"") } else { s.to_string() }).unwrap_or_default();
+    let expected: Vec<String> = rows.iter().map(|r| r.iter().map(cell).collect::<Vec<_>>().join(",")).collect();
+    assert_eq!(csv.lines().skip(1).map(|l| l.trim_end_matches('\r')).collect::<Vec<_>>(), expected);
+}
+
 // 11.6 (CDB_CartodbfyTable's notices on a new table): sql_api.rs, cartodbfy_of_a_new_table_reports_the_missing_triggers.
 
-/// 11.7: OPTIONS on the API routes, health, version, and Express's 404 page for a route that does not exist.
+/// 11.7: OPTIONS on the API routes, health, version, and Express's 404 page for a route that does not exist
+/// (with CARTO's CORS headers, without the SQL API's own).
 #[tokio::test]
 async fn routes_around_the_api() {
     let sim = TestSim::start_default();
@@ -159,6 +233,9 @@ async fn routes_around_the_api() {
     let r = c.get(format!("{base}/api/v2/sql/job?api_key={DEMO_MASTER_KEY}")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    for h in ["access-control-allow-origin", "access-control-allow-headers", "access-control-expose-headers"] {
+        assert_eq!(r.headers().get(h).map(|v| v.to_str().unwrap()), Some("*"), "{h}: {:?}", r.headers());
+    }
     for h in ["carto-user", "carto-rate-limit-limit", "carto-rate-limit-remaining", "carto-rate-limit-reset"] {
         assert!(r.headers().get(h).is_none(), "{h}: {:?}", r.headers());
     }
