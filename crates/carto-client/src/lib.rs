@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod batch;
+mod buf;
 mod client;
 mod config;
 pub mod copy_binary;
@@ -20,6 +21,7 @@ pub mod copy_text;
 mod error;
 mod gzip;
 mod query;
+mod sql_stream;
 mod stats;
 
 pub use batch::{BatchJob, BatchJobRequest, BatchQuery, JobStatus};
@@ -29,6 +31,7 @@ pub use copy_in::{AbortOutcome, CopyIn, CopyInSummary};
 pub use copy_out::CopyOutStream;
 pub use error::{Endpoint, Error, ErrorKind, RateLimit, Result};
 pub use query::{FieldInfo, QueryResponse};
+pub use sql_stream::{QueryRowStream, QuerySummary, RawRow, DEFAULT_MAX_ROW_BYTES, MAX_ERROR_TAIL, MAX_MEMBERS_BYTES};
 pub use stats::{RequestStats, StatsHandle};
 
 pub use bytes::Bytes;
