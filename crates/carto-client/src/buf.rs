@@ -3,7 +3,13 @@
 //! error instead of an abort of the whole process (in PostgreSQL, of the backend and with it the cluster's
 //! other sessions).
 
+use bytes::{Bytes, BytesMut};
+
 use crate::error::{Endpoint, Error, Result};
+
+/// Below this, BytesMut's own growth (which reclaims the space of split-off data) is used; small allocations
+/// are not made fallible (nothing would be gained).
+const SMALL: usize = 1 << 20;
 
 /// The capacity to grow to for `need` bytes: doubling (amortized), but not beyond `ceiling` (the most the
 /// buffer can legitimately hold, or a size known to be final) unless `need` itself is beyond it.
@@ -28,6 +34,21 @@ pub(crate) fn extend(v: &mut Vec<u8>, data: &[u8], ceiling: usize, endpoint: End
     Ok(())
 }
 
+/// Appends `data` to `b`, growing it fallibly once it is large.
+pub(crate) fn extend_bytes_mut(b: &mut BytesMut, data: &[u8], ceiling: usize, endpoint: Endpoint, what: &str) -> Result<()> {
+    let need = b.len().saturating_add(data.len());
+    if need > b.capacity() && need > SMALL {
+        let t = target(b.capacity(), need, ceiling);
+        let mut v: Vec<u8> = Vec::new();
+        v.try_reserve_exact(t).map_err(|_| Error::out_of_memory(endpoint, what, t))?;
+        v.extend_from_slice(b);
+        // A unique Bytes made from a Vec turns back into a BytesMut over the same allocation (no copy).
+        *b = BytesMut::from(Bytes::from(v));
+    }
+    b.extend_from_slice(data);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +64,14 @@ mod tests {
         let e = reserve(&mut v, usize::MAX / 2, usize::MAX, Endpoint::CopyTo, "a row").unwrap_err();
         assert_eq!(e.kind, crate::ErrorKind::OutOfMemory);
         assert!(e.message.contains("a row"), "{e}");
+        let mut b = BytesMut::from(&b"abc"[..]);
+        extend_bytes_mut(&mut b, &vec![7; SMALL + 5], 4 * SMALL, Endpoint::CopyTo, "x").unwrap();
+        assert_eq!(b.len(), SMALL + 8);
+        assert_eq!(&b[..4], b"abc\x07");
+        let cap = b.capacity();
+        let ptr = b.as_ptr();
+        let tail = b.split_off(3);
+        assert_eq!(tail.len(), SMALL + 5);
+        assert!(cap >= SMALL + 8 && ptr == b.as_ptr());
     }
 }
