@@ -246,8 +246,9 @@ impl Error {
             ErrorKind::Quota
         } else if lower.contains("permission denied") {
             ErrorKind::Forbidden
-        } else if lower.contains("statement timeout") || lower.contains("canceling statement due to statement timeout")
-        {
+        } else if lower.contains("statement timeout") || lower.contains("sql query timeout error") {
+            // PostgreSQL's "canceling statement due to statement timeout", or CARTO's own words for it
+            // ("You are over platform's limits: SQL query timeout error. ...").
             ErrorKind::RemoteTimeout
         } else {
             ErrorKind::BadRequest

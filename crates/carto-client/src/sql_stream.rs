@@ -1213,6 +1213,9 @@ mod tests {
         assert!(rows.is_empty());
         let e = end.unwrap_err();
         assert_eq!((e.kind, e.message.as_str(), e.detail.as_deref(), e.hint.as_deref()), (ErrorKind::BadRequest, "division by zero", Some("d"), Some("h")));
+        // CARTO's own words for its statement timeout.
+        let (_, end) = whole(r#"{"rows":[{"a":1}],"error":["You are over platform's limits: SQL query timeout error. Refactor your query before running again or contact CARTO support for more details."]}"#);
+        assert_eq!(end.unwrap_err().kind, ErrorKind::RemoteTimeout);
         // "error": null is no error.
         whole(r#"{"rows":[{"a":1}],"error":null}"#).1.unwrap();
         // A body cut by an appended error, at every kind of place: never a row, always CARTO's error.
