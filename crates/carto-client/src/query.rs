@@ -37,6 +37,19 @@ pub struct QueryResponse {
 }
 
 impl QueryResponse {
+    /// The rows of an answer and what it said besides them.
+    pub(crate) fn from_summary(rows: Vec<Map<String, Value>>, s: crate::QuerySummary) -> Self {
+        QueryResponse {
+            rows,
+            fields: s.fields,
+            total_rows: s.total_rows,
+            time: s.time,
+            notices: s.notices,
+            warnings: s.warnings,
+            stats: s.stats,
+        }
+    }
+
     /// The rows as text, for queries that cast every column to text: one `Vec` per row with the values of
     /// `columns` in that order (`None` for NULL). A value that is neither a string nor null, or a missing
     /// column, is an error.
@@ -62,15 +75,7 @@ pub(crate) fn parse_query_body(body: &[u8]) -> Result<QueryResponse> {
     sp.push(&bytes::Bytes::copy_from_slice(body), &mut raw)?;
     let s = sp.finish()?;
     let rows = raw.iter().map(|r| r.to_map()).collect::<Result<Vec<_>>>()?;
-    Ok(QueryResponse {
-        rows,
-        fields: s.fields,
-        total_rows: s.total_rows,
-        time: s.time,
-        notices: s.notices,
-        warnings: s.warnings,
-        stats: RequestStats::default(),
-    })
+    Ok(QueryResponse::from_summary(rows, s))
 }
 
 impl Client {

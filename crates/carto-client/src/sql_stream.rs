@@ -1020,15 +1020,7 @@ impl Client {
                 }
                 None => {
                     let s = sp.finish()?;
-                    return Ok(QueryResponse {
-                        rows,
-                        fields: s.fields,
-                        total_rows: s.total_rows,
-                        time: s.time,
-                        notices: s.notices,
-                        warnings: s.warnings,
-                        stats: RequestStats::default(),
-                    });
+                    return Ok(QueryResponse::from_summary(rows, s));
                 }
             }
         }

@@ -9,7 +9,7 @@ use carto_client::{Client, ClientConfig, CopyOutStream, Error, ErrorKind};
 use carto_sim::testkit::{self, TestSim};
 
 mod common;
-use common::open_copies;
+use common::{open_copies, vm_hwm};
 
 fn demo(sim: &TestSim, f: impl FnOnce(&mut ClientConfig)) -> Client {
     let mut c = ClientConfig::for_base_url(&sim.base_url("demo")).unwrap().with_api_key(testkit::DEMO_MASTER_KEY);
@@ -188,13 +188,6 @@ async fn copy_from_binary_abort_gracefully_ends_the_copy() {
     let mut up = c.copy_from_binary(sql);
     up.send(tuples(0, 10), 10).await.unwrap();
     assert_eq!(up.finish().await.unwrap().total_rows, 10);
-}
-
-/// The process's peak resident set size, in bytes.
-fn vm_hwm() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
 /// A hostile (or broken) server declaring a field of about 1 GB: refused as soon as its length arrives, with

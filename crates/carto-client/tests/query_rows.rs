@@ -7,6 +7,9 @@ use carto_client::{Client, ClientConfig, Error, ErrorKind, QueryRowStream, RawRo
 use carto_sim::faults::FaultSpec;
 use carto_sim::testkit::{self, fault_spec, TestSim};
 
+mod common;
+use common::wait_query_gone;
+
 fn demo(sim: &TestSim, f: impl FnOnce(&mut ClientConfig)) -> Client {
     let mut c = ClientConfig::for_base_url(&sim.base_url("demo")).unwrap().with_api_key(testkit::DEMO_MASTER_KEY);
     c.max_retry_wait = Duration::from_secs(5);
@@ -149,19 +152,7 @@ async fn drop_cancels_remote_query() {
     drop(s);
     let e = sim.admin().wait_log(Duration::from_secs(10), |e| e.path.ends_with("/api/v2/sql") && e.aborted);
     assert!(e.is_some(), "the sim did not see the connection close");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = sim
-            .psql_admin("demo", "select count(*) from pg_stat_activity where query like 'select n, repeat%' and state = 'active'")
-            .unwrap()[0][0]
-            .clone()
-            .unwrap();
-        if n == "0" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "remote query still running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_query_gone(&sim, "select n, repeat").await;
 }
 
 /// Rows and COPY lines over max_row_bytes are refused; error bodies are read up to 64 KiB.

@@ -7,12 +7,8 @@ use std::time::{Duration, Instant};
 use carto_client::{Client, ClientConfig};
 use carto_sim::testkit::{self, TestSim};
 
-/// The process's peak resident set size, in bytes.
-fn vm_hwm() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
+mod common;
+use common::vm_hwm;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_million_rows_in_flat_memory() {
