@@ -120,7 +120,8 @@ async fn main() {
         curl_bytes = out.trim().parse().unwrap_or(0);
         best[2] = best[2].min(d);
     }
-    assert_eq!(curl_bytes, client_bytes, "curl got a different size");
+    // The same answer but for `time`'s digits.
+    assert!(curl_bytes.abs_diff(client_bytes) < 32, "curl got {curl_bytes} bytes, the client {client_bytes}");
     let mb = client_bytes as f64 / 1e6;
     let line = |what: &str, d: Duration| {
         println!(
@@ -148,7 +149,9 @@ async fn main() {
     let mem_url = format!("http://127.0.0.1:{port}/user/demo/api/v2/sql");
     let mem_args = ["-sS", "-o", "/dev/null", "-w", "%{size_download}", "--data-urlencode", &q, &mem_url];
     let mut best_mem = [Duration::MAX; 2];
-    for _ in 0..3 {
+    // More rounds (BENCH_QUERY_MEM_ROUNDS) for profiling the reader.
+    let rounds: usize = std::env::var("BENCH_QUERY_MEM_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    for _ in 0..rounds {
         let t = Instant::now();
         let mut s = mem.query_rows(&sql, true).await.expect("query_rows");
         let mut n = 0u64;
