@@ -46,6 +46,8 @@ pub const DEFAULT_MAX_ROW_BYTES: usize = (1 << 30) - 1;
 const MAX_KEY: usize = 64 * 1024;
 /// Bytes of the body's start kept for messages.
 const HEAD_KEEP: usize = 512;
+/// Rows of this size or more are parsed only after a fallible allocation of twice their size succeeded.
+const PROBE_FROM: usize = 1 << 20;
 /// Rows go to the caller in batches of about this many bytes (fewer as soon as the channel has room).
 const BATCH_TARGET: usize = 64 * 1024;
 
@@ -87,8 +89,21 @@ impl RawRow {
         protocol(format!("malformed JSON in row {} of the /sql answer: {e}", self.index))
     }
 
-    /// The row parsed, as [`QueryResponse::rows`] holds it.
+    /// Values parsed from a large row are serde_json allocations, which cannot fail softly: first make sure
+    /// that about twice the row's size can be allocated now (an OutOfMemory error if not).
+    fn probe(&self) -> Result<()> {
+        if self.bytes.len() >= PROBE_FROM {
+            let n = self.bytes.len().saturating_mul(2);
+            Vec::<u8>::new().try_reserve_exact(n).map_err(|_| Error::out_of_memory(Endpoint::Sql, "a parsed row", n))?;
+        }
+        Ok(())
+    }
+
+    /// The row parsed, as [`QueryResponse::rows`] holds it. For rows that may be very large, prefer
+    /// [`RawRow::as_bytes`]: parsed values are allocations that cannot fail softly (a row of 1 MiB or more is
+    /// refused with OutOfMemory when twice its size cannot be allocated first).
     pub fn to_map(&self) -> Result<Map<String, Value>> {
+        self.probe()?;
         serde_json::from_slice(&self.bytes).map_err(|e| self.malformed(e))
     }
 
@@ -96,6 +111,7 @@ impl RawRow {
     /// A value that is neither a string nor null, or a missing column, is a Protocol error, as for
     /// [`QueryResponse::text_rows`]. Only the named columns' values are built.
     pub fn text_row(&self, columns: &[&str]) -> Result<Vec<Option<String>>> {
+        self.probe()?;
         let mut de = serde_json::Deserializer::from_slice(&self.bytes);
         let vals = TextRowSeed { columns }.deserialize(&mut de).and_then(|v| de.end().map(|_| v));
         let vals = vals.map_err(|e| self.malformed(e))?;
@@ -1363,6 +1379,9 @@ mod tests {
         let e = r.text_row(&["n"]).unwrap_err();
         assert!(e.message.contains("column \"n\" of row 7 is a JSON number"), "{e}");
         assert_eq!(r.to_map().unwrap()["n"], serde_json::json!(1));
+        // A row over PROBE_FROM parses after its probe.
+        let big = RawRow { bytes: Bytes::from(format!(r#"{{"a":"{}"}}"#, "z".repeat(PROBE_FROM))), index: 1 };
+        assert_eq!(big.text_row(&["a"]).unwrap()[0].as_ref().unwrap().len(), PROBE_FROM);
         let bad = RawRow { bytes: Bytes::from_static(br#"{"a":1]"#), index: 1 };
         assert_eq!(bad.text_row(&["a"]).unwrap_err().kind, ErrorKind::Protocol);
         assert_eq!(bad.to_map().unwrap_err().kind, ErrorKind::Protocol);
