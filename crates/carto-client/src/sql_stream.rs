@@ -438,10 +438,7 @@ impl Splitter {
 
     /// The answer stopped being well-formed at `b[i]`: from now on the rest of the body is collected.
     fn fail_at(&mut self, b: &[u8], i: usize, why: &str) -> Result<usize> {
-        let mut t = self.in_progress();
-        if t.len() > MAX_ERROR_TAIL / 2 {
-            t.drain(..t.len() - MAX_ERROR_TAIL / 2);
-        }
+        let t = self.in_progress();
         self.fail = format!("{why} at byte {}", self.offset + i as u64);
         self.tail = t;
         self.partial = Vec::new();
@@ -451,17 +448,17 @@ impl Splitter {
         Ok(b.len())
     }
 
-    /// The bytes of the value being read (or held), for finding an appended error in.
+    /// The last bytes (half the error tail at most) of the value being read (or held), for finding an appended
+    /// error in.
     fn in_progress(&self) -> Vec<u8> {
-        let mut t = Vec::new();
-        match self.st {
-            St::Row => t.extend_from_slice(&self.partial),
-            St::AfterRow => t.extend_from_slice(self.held.as_deref().unwrap_or_default()),
-            St::Member | St::AfterMember => t.extend_from_slice(&self.rest[self.member_start.min(self.rest.len())..]),
-            St::Key | St::Colon => t.extend_from_slice(&self.key),
-            _ => {}
-        }
-        t
+        let src: &[u8] = match self.st {
+            St::Row => &self.partial,
+            St::AfterRow => self.held.as_deref().unwrap_or_default(),
+            St::Member | St::AfterMember => &self.rest[self.member_start.min(self.rest.len())..],
+            St::Key | St::Colon => &self.key,
+            _ => &[],
+        };
+        src[src.len().saturating_sub(MAX_ERROR_TAIL / 2)..].to_vec()
     }
 
     fn tail_push(&mut self, data: &[u8]) -> Result<()> {
@@ -1251,6 +1248,11 @@ mod tests {
                 assert_eq!(e.kind, ErrorKind::RemoteTimeout, "{body} cut at {cut}: {e}");
             }
         }
+        // After a row larger than the error tail: only the row's end is kept, the error still found.
+        let body = format!(r#"{{"rows":[{{"a":"{}"}}{err}"#, "q".repeat(MAX_ERROR_TAIL));
+        let (rows, end) = split_at(body.as_bytes(), &[100, MAX_ERROR_TAIL + 12], DEFAULT_MAX_ROW_BYTES);
+        assert!(rows.is_empty());
+        assert_eq!(end.unwrap_err().kind, ErrorKind::RemoteTimeout);
         // A row holding a column named error is data.
         let (rows, end) = whole(r#"{"rows":[{"error":["x"]},{"a":1}],"total_rows":2}"#);
         assert_eq!(rows, [r#"{"error":["x"]}"#, r#"{"a":1}"#]);
