@@ -1,10 +1,12 @@
 //! carto-client: a client of CARTO's SQL API v2 (`/api/v2/sql`, `/copyfrom`, `/copyto`, the Batch API).
 //!
 //! It knows nothing of PostgreSQL internals. Every operation is an `async fn` (or a future) that is cancel-safe
-//! by drop: dropping a query future drops its HTTP request; dropping a [`CopyOutStream`] closes its connection
-//! (CARTO cancels the query); dropping a [`CopyIn`] breaks its connection (CARTO rolls the COPY back).
+//! by drop: dropping a query future drops its HTTP request; dropping a [`CopyOutStream`] or a
+//! [`QueryRowStream`] closes its connection (CARTO cancels the query); dropping a [`CopyIn`] breaks its
+//! connection (CARTO rolls the COPY back).
 //! Streams run their network side on a task spawned on the current tokio runtime and talk to the caller
-//! through bounded channels, so memory stays bounded and network and caller work overlap.
+//! through bounded channels, so memory stays bounded and network and caller work overlap. Every buffer whose
+//! size CARTO's answer decides is bounded before it grows and grows fallibly ([`ErrorKind::OutOfMemory`]).
 //!
 //! See docs/architecture.md, section "carto-client", for the design and the retry rules.
 

@@ -834,7 +834,7 @@ impl Drop for QueryRowStream {
 impl QueryRowStream {
     /// The next row, `Ok(None)` at the end of a well-formed answer (then [`QueryRowStream::summary`] is set),
     /// or the error that ends the stream: CARTO's error in the body (an `error` member, or an error appended
-    /// to a cut body; kinds as [`Error::from_body_error`] gives, such as RemoteTimeout), a malformed answer or
+    /// to a cut body; kinds as for an error in a 200 body: RemoteTimeout, BadRequest, Quota, Forbidden), a malformed answer or
     /// a row over `max_row_bytes` (Protocol), an allocation failure (OutOfMemory), a connection cut
     /// (Transport) or no byte for `request_timeout` (Timeout). Rows returned before an error are a prefix of
     /// the result: the answer is whole only once this returned `Ok(None)`. After the end or an error, it
