@@ -1362,6 +1362,15 @@ mod tests {
         }
     }
 
+    /// The extension keeps a stream in its scan state and may hand it to another task.
+    #[test]
+    fn streams_and_rows_are_send() {
+        fn send<T: Send + 'static>() {}
+        send::<QueryRowStream>();
+        send::<RawRow>();
+        send::<QuerySummary>();
+    }
+
     #[test]
     fn rows_are_slices_of_the_chunk() {
         let chunk = Bytes::from_static(br#"{"rows":[{"a":"b"},{"c":1}],"total_rows":2}"#);
