@@ -432,7 +432,8 @@ impl Splitter {
     }
 
     fn too_large(&self) -> Error {
-        protocol(format!("row {} of the /sql answer is larger than max_row_bytes ({} bytes)", self.rows + 1, self.max_row))
+        let (row, max) = (self.rows + 1, self.max_row);
+        protocol(format!("row {row} of the /sql answer is larger than max_row_bytes ({max} bytes)"))
             .with_hint("select fewer or smaller columns, or raise max_row_bytes")
     }
 
@@ -834,11 +835,11 @@ impl Drop for QueryRowStream {
 impl QueryRowStream {
     /// The next row, `Ok(None)` at the end of a well-formed answer (then [`QueryRowStream::summary`] is set),
     /// or the error that ends the stream: CARTO's error in the body (an `error` member, or an error appended
-    /// to a cut body; kinds as for an error in a 200 body: RemoteTimeout, BadRequest, Quota, Forbidden), a malformed answer or
-    /// a row over `max_row_bytes` (Protocol), an allocation failure (OutOfMemory), a connection cut
-    /// (Transport) or no byte for `request_timeout` (Timeout). Rows returned before an error are a prefix of
-    /// the result: the answer is whole only once this returned `Ok(None)`. After the end or an error, it
-    /// returns the same again.
+    /// to a cut body; kinds as for any error in a 200 body: RemoteTimeout, BadRequest, Quota, Forbidden), a
+    /// malformed answer or a row over `max_row_bytes` (Protocol), an allocation failure (OutOfMemory), a
+    /// connection cut (Transport) or no byte for `request_timeout` (Timeout). Rows returned before an error
+    /// are a prefix of the result: the answer is whole only once this returned `Ok(None)`. After the end or
+    /// an error, it returns the same again.
     ///
     /// Cancel-safe: dropping the future before it completed loses nothing (the next call returns the same
     /// row), so it can be raced against a timer in `tokio::select!`.
