@@ -425,6 +425,7 @@ mod tests {
             encode_row(row.iter().map(|f| f.as_deref().map(str::as_bytes)), &mut out);
             let mut d = Decoder::new();
             d.decode(&out).unwrap();
+            prop_assert_eq!(d.len(), row.len());
             for (i, f) in row.iter().enumerate() {
                 prop_assert_eq!(d.field_cstr(i).map(|c| c.to_str().unwrap().to_string()), f.clone());
             }
