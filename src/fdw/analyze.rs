@@ -79,7 +79,7 @@ unsafe fn sample(relation: pg_sys::Relation, rows: *mut pg_sys::HeapTuple, targr
 
     let tupdesc = (*relation).rd_att;
     let natts = (*tupdesc).natts as usize;
-    let mut inputs: Vec<ColumnInput> = cols.iter().map(|c| ColumnInput::new(c)).collect();
+    let mut inputs: Vec<ColumnInput> = cols.iter().map(|c| ColumnInput::new(c.attnum, c.type_oid, c.typmod)).collect();
     let mut count = 0i32;
     for row in sampled.into_iter().take(targrows.max(0) as usize) {
         let mut values = vec![pg_sys::Datum::from(0usize); natts];

@@ -259,7 +259,7 @@ impl BinaryRows {
 
 /// Puts row `row` of `batch` into `slot`.
 unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: *mut pg_sys::TupleTableSlot, names: &[String], table: &str) {
-    let (datums, nulls) = crate::fdw::scan::empty_slot(slot);
+    let (datums, nulls) = crate::pg::executor::empty_slot(slot);
     let n = columns.len();
     let cells = &batch.cells[row * n..(row + 1) * n];
     let base = batch.arena.as_mut_ptr().cast::<u8>();
@@ -308,7 +308,7 @@ unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: 
         }))
         .catch_others(|e| {
             let name = names.get(current.load(std::sync::atomic::Ordering::Relaxed)).map(String::as_str).unwrap_or("?");
-            crate::fdw::scan::reraise_with_column(e, name, table)
+            crate::pg::executor::reraise_with_column(e, name, table)
         })
         .execute();
     } else {

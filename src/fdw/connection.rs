@@ -23,6 +23,9 @@ use pgrx::{pg_sys, PgSqlErrorCode};
 use crate::fdw::options::{deflist_to_pairs, ServerOptions};
 use crate::pg::error::{FdwError, FdwResult};
 
+/// COPY text is handed to the upload in chunks of about this size (memory stays flat).
+pub const COPY_CHUNK: usize = 256 * 1024;
+
 thread_local! {
     static CLIENTS: RefCell<HashMap<String, Client>> = RefCell::new(HashMap::new());
 }
@@ -40,7 +43,7 @@ pub struct ServerAccess {
 /// Must run in a transaction on the backend thread.
 pub unsafe fn server_access(serverid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwResult<ServerAccess> {
     let server = pg_sys::GetForeignServer(serverid);
-    let server_name = crate::fdw::deparse::cstr_owned((*server).servername).unwrap_or_default();
+    let server_name = crate::pg::cstr::cstr_owned((*server).servername).unwrap_or_default();
     let options = ServerOptions::from_pairs(&deflist_to_pairs((*server).options));
     // Without a user mapping PostgreSQL raises its own clear error (ERRCODE_UNDEFINED_OBJECT).
     let mapping = pg_sys::GetUserMapping(userid, serverid);
@@ -75,7 +78,7 @@ pub fn carto_server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
         let handler = if (*fdw).fdwhandler == pg_sys::InvalidOid {
             None
         } else {
-            crate::fdw::deparse::cstr_owned(pg_sys::get_func_name((*fdw).fdwhandler))
+            crate::pg::cstr::cstr_owned(pg_sys::get_func_name((*fdw).fdwhandler))
         };
         if handler.as_deref() != Some("carto_fdw_handler") {
             return Err(FdwError::Custom {
@@ -132,7 +135,7 @@ pub fn client_config(access: &ServerAccess) -> FdwResult<ClientConfig> {
     // The option is CARTO's limit; roll over below it by what can still be in flight when the client
     // notices (its channels of COPY chunks, the compressor's buffer), at most half of the limit.
     if o.copyfrom_max_bytes != carto_client::DEFAULT_COPYFROM_MAX_BYTES {
-        let in_flight = (cfg.channel_capacity as u64 + 2) * crate::fdw::modify::COPY_CHUNK as u64 + 128 * 1024;
+        let in_flight = (cfg.channel_capacity as u64 + 2) * COPY_CHUNK as u64 + 128 * 1024;
         cfg.copyfrom_max_bytes = o.copyfrom_max_bytes.saturating_sub(in_flight).max(o.copyfrom_max_bytes / 2);
     }
     cfg.ca_file = o.ca_file.as_ref().map(Into::into);

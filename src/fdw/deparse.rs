@@ -10,14 +10,14 @@
 //! Values that are only known at execution time (parameters of a prepared statement, the outer
 //! side of a nested loop) become [`Segment::Param`]s, rendered as literals when the scan starts.
 
-use std::ffi::CStr;
-
 use pgrx::pg_sys;
 use pgrx::PgList;
 use serde::{Deserialize, Serialize};
 
-/// First OID of objects that are not built in (PostgreSQL's FirstGenbkiObjectId).
-const FIRST_NON_BUILTIN_OID: u32 = 10000;
+use crate::fdw::table::TableDef;
+use crate::pg::builtin::is_builtin;
+use crate::pg::cstr::cstr_owned;
+use crate::pg::sql_text::{literal_for_type, quote_ident, strip_schema};
 
 /// A piece of remote SQL: text, or the value of the n-th execution-time parameter.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -75,20 +75,6 @@ impl SqlTemplate {
             }
         }
         out
-    }
-}
-
-/// Always double-quotes, doubling embedded quotes: no name can break out of its identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A string literal that means the same whatever `standard_conforming_strings` is remotely.
-pub fn quote_literal(value: &str) -> String {
-    if value.contains('\\') {
-        format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-    } else {
-        format!("'{}'", value.replace('\'', "''"))
     }
 }
 
@@ -577,7 +563,7 @@ impl<'a> Deparser<'a> {
         if !(*r).refassgnexpr.is_null()
             || !(*r).reflowerindexpr.is_null()
             || !self.collation_ok((*r).refcollid)
-            || u32::from((*r).refcontainertype) >= FIRST_NON_BUILTIN_OID
+            || !is_builtin((*r).refcontainertype)
             || self.type_name((*r).refcontainertype, -1).is_none_or(|t| !t.ends_with("[]"))
         {
             return false;
@@ -681,7 +667,7 @@ impl<'a> Deparser<'a> {
 
     /// Built in, or part of PostGIS when PostGIS is enabled for the server.
     unsafe fn object_ok(&self, class: pg_sys::Oid, oid: pg_sys::Oid) -> bool {
-        if u32::from(oid) < FIRST_NON_BUILTIN_OID {
+        if is_builtin(oid) {
             return true;
         }
         match self.rel.postgis_ext {
@@ -696,7 +682,7 @@ impl<'a> Deparser<'a> {
             return None;
         }
         let name = cstr_owned(pg_sys::format_type_with_typemod(typid, typmod))?;
-        if u32::from(typid) < FIRST_NON_BUILTIN_OID {
+        if is_builtin(typid) {
             Some(name)
         } else {
             Some(strip_schema(&name))
@@ -709,17 +695,6 @@ impl<'a> Deparser<'a> {
 /// is not written into the remote statement).
 pub fn default_collation(coll: pg_sys::Oid) -> bool {
     coll == pg_sys::InvalidOid || coll == pg_sys::DEFAULT_COLLATION_OID
-}
-
-/// Drops a schema qualification before a type's name (`public.geometry(Point,4326)` →
-/// `geometry(Point,4326)`, `x.h3index[]` → `h3index[]`): extension types may print qualified
-/// locally, while CARTO has them on its search_path.
-pub fn strip_schema(name: &str) -> String {
-    let head_end = name.find('(').or_else(|| name.find('[')).unwrap_or(name.len());
-    match name[..head_end].rfind('.') {
-        Some(dot) => name[dot + 1..].to_string(),
-        None => name.to_string(),
-    }
 }
 
 fn quote_func_name(name: &str) -> String {
@@ -748,22 +723,6 @@ pub fn text_aliases(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("c{i}")).collect()
 }
 
-/// A constant's literal: numbers and booleans bare when their text is plainly a number,
-/// everything else quoted with an explicit cast.
-pub fn literal_for_type(typid: pg_sys::Oid, text: &str, type_name: &str) -> String {
-    let numeric = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::NUMERICOID];
-    if numeric.contains(&typid)
-        && !text.is_empty()
-        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
-    {
-        return if typid == pg_sys::INT4OID { text.to_string() } else { format!("{text}::{type_name}") };
-    }
-    if typid == pg_sys::BOOLOID {
-        return if text == "t" { "true".into() } else { "false".into() };
-    }
-    format!("{}::{type_name}", quote_literal(text))
-}
-
 /// The text form of a constant through its type's output function.
 ///
 /// # Safety
@@ -776,24 +735,40 @@ pub unsafe fn const_text(typid: pg_sys::Oid, value: pg_sys::Datum) -> String {
     crate::pg::typeio::with_transmission_modes(|| cstr_owned(pg_sys::OidOutputFunctionCall(out_fn, value)).unwrap_or_default())
 }
 
-pub unsafe fn cstr_owned(p: *const std::ffi::c_char) -> Option<String> {
-    if p.is_null() {
-        None
-    } else {
-        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+/// `UPDATE <target> SET "col" = value, …` for the statement's update target list of relation `rti` (the first
+/// N entries are the new values of the N updated columns; junk entries follow). None when a value does not ship.
+/// Direct modification of one table (here) and of a pushed join (pushed.rs) write their SET the same way.
+///
+/// # Safety
+/// While planning an UPDATE whose result relation is `rti`.
+pub unsafe fn update_set_sql(
+    root: *mut pg_sys::PlannerInfo,
+    rti: pg_sys::Index,
+    table: &TableDef,
+    target: &str,
+    d: &mut Deparser,
+) -> Option<SqlTemplate> {
+    let mut tlist: *mut pg_sys::List = std::ptr::null_mut();
+    let mut attrs: *mut pg_sys::List = std::ptr::null_mut();
+    pg_sys::get_translated_update_targetlist(root, rti, &mut tlist, &mut attrs);
+    let tles = PgList::<pg_sys::TargetEntry>::from_pg(tlist);
+    let attnos = PgList::<i32>::from_pg(attrs);
+    let mut sql = SqlTemplate::text(format!("UPDATE {target} SET "));
+    for (i, tle) in tles.iter_ptr().enumerate().take(attnos.len()) {
+        let col = table.column(attnos.get_int(i)? as i16)?;
+        let expr = d.clause((*tle).expr.cast())?;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("{} = ", quote_ident(&col.remote_name)));
+        sql.append(&expr);
     }
+    Some(sql)
 }
 
 #[cfg(test)]
 mod unit {
     use super::*;
-
-    #[test]
-    fn identifiers_and_literals_cannot_escape() {
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
-        assert_eq!(quote_literal("a\\b'"), "E'a\\\\b'''");
-    }
 
     #[test]
     fn templates_render_params() {
@@ -805,11 +780,6 @@ mod unit {
         assert_eq!(t.render(Some(&["1".into(), "'x'::text".into()])), "a = 1 AND b = 'x'::text");
     }
 
-    #[test]
-    fn schema_stripped_from_extension_types() {
-        assert_eq!(strip_schema("public.geometry(Point,4326)"), "geometry(Point,4326)");
-        assert_eq!(strip_schema("geography"), "geography");
-    }
 }
 
 /// ORDER BY for `pathkeys`: for each key, the first member of its equivalence class that `member` can write,
@@ -825,7 +795,7 @@ pub unsafe fn order_by_sql(
 ) -> Option<SqlTemplate> {
     let mut out = SqlTemplate::default();
     for (i, pk) in PgList::<pg_sys::PathKey>::from_pg(pathkeys).iter_ptr().enumerate() {
-        if u32::from((*pk).pk_opfamily) >= FIRST_NON_BUILTIN_OID {
+        if !is_builtin((*pk).pk_opfamily) {
             return None;
         }
         let ec = (*pk).pk_eclass;

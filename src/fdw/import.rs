@@ -20,8 +20,9 @@ use pgrx::{pg_sys, PgSqlErrorCode};
 use serde_json::Value;
 
 use crate::fdw::connection::{client_for, server_access};
-pub(crate) use crate::fdw::deparse::strip_schema;
-use crate::fdw::deparse::{cstr_owned, quote_ident, quote_literal};
+use crate::pg::sql_text::strip_schema;
+use crate::pg::cstr::cstr_owned;
+use crate::pg::sql_text::{quote_ident, quote_literal};
 use crate::fdw::options::{deflist_to_pairs, parse_bool};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
@@ -93,7 +94,7 @@ LEFT JOIN LATERAL (\
 SELECT c.relname::text AS rel, c.relkind::text AS kind, a.attnum::int AS attnum, a.attname::text AS col, \
 pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS notnull, \
 (t.typcategory = 'A' AND t.typelem <> 0) AS is_array, et.typname::text AS elem_type, et.typtype::text AS elem_kind, et.typdelim::text AS delim, \
-(et.oid < 16384) AS builtin, \
+(et.oid < {first_non_builtin}) AS builtin, \
 EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = et.oid AND d.deptype = 'e') AS ext_type, \
 (SELECT string_agg(pa.attname::text, ',') FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.indrelid AND pa.attnum = ANY (i.indkey) WHERE i.indrelid = c.oid AND i.indisprimary) AS pkey \
 FROM pg_catalog.pg_class c \
@@ -105,7 +106,8 @@ WHERE n.nspname = {schema} AND c.relkind IN ({kinds}) \
 AND c.relname NOT IN ({internal}) \
 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') \
 AND pg_catalog.has_table_privilege(c.oid, 'SELECT'){filter_sql}{webmercator}\
-) x ON true ORDER BY x.rel, x.attnum"
+) x ON true ORDER BY x.rel, x.attnum",
+        first_non_builtin = crate::pg::builtin::FIRST_NON_BUILTIN_OID
     )
 }
 
@@ -314,7 +316,7 @@ impl Backend {
             }
             let mut flags = pg_sys::FORMAT_TYPE_TYPEMOD_GIVEN;
             if builtin {
-                if u32::from(oid) >= pg_sys::FirstNormalObjectId {
+                if !crate::pg::builtin::is_builtin(oid) {
                     return None;
                 }
             } else {

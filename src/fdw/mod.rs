@@ -13,6 +13,7 @@ pub mod plan;
 pub mod pushed;
 pub mod query_option;
 pub mod scan;
+pub mod scan_plan;
 pub mod settings;
 pub mod table;
 pub mod transport;

@@ -16,11 +16,13 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgList, PgLogLevel, PgMemoryContexts, PgSqlErrorCode};
 use serde::{Deserialize, Serialize};
 
-use crate::fdw::connection::client_for;
-use crate::fdw::deparse::{cstr_owned, literal_for_type, quote_ident, Deparser, SqlTemplate};
+use crate::fdw::connection::{client_for, COPY_CHUNK};
+use crate::fdw::deparse::{update_set_sql, Deparser, SqlTemplate};
+use crate::pg::cstr::cstr_owned;
+use crate::pg::sql_text::{literal_for_type, quote_ident};
 use crate::fdw::options::{deflist_to_pairs, ServerOptions, TableOptions};
-use crate::fdw::plan::{scan_plan_from_private, RelState};
-use crate::fdw::scan::{explain_int, explain_text};
+use crate::fdw::scan_plan::{scan_plan_from_private, RelState};
+use crate::pg::executor::{explain_int, explain_text};
 use crate::fdw::table::TableDef;
 use crate::fdw::xact::{cleanup_stale_uploads, finish_pending_for, send_rows, StreamKey};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
@@ -31,8 +33,6 @@ use crate::pg::typeio::{ColumnOutput, ParamOutput, TransmissionModes};
 const WEBMERCATOR: &str = "the_geom_webmercator";
 /// Name of the junk column that carries the rowid of each row to update or delete.
 const ROWID_JUNK: &std::ffi::CStr = c"carto_rowid";
-/// COPY text is handed to the upload in chunks of about this size (memory stays flat).
-pub const COPY_CHUNK: usize = 256 * 1024;
 /// Row-wise UPDATE/DELETE: rows per `/sql` request, and the largest request.
 const ROWWISE_BATCH_ROWS: usize = 1000;
 const ROWWISE_BATCH_BYTES: usize = 1024 * 1024;
@@ -888,37 +888,6 @@ unsafe fn find_modifytable_subplan(
     std::ptr::null_mut()
 }
 
-
-/// `UPDATE <target> SET "col" = value, …` for the statement's update target list of relation `rti` (the first
-/// N entries are the new values of the N updated columns; junk entries follow). None when a value does not ship.
-/// Direct modification of one table (here) and of a pushed join (pushed.rs) write their SET the same way.
-///
-/// # Safety
-/// While planning an UPDATE whose result relation is `rti`.
-pub(crate) unsafe fn update_set_sql(
-    root: *mut pg_sys::PlannerInfo,
-    rti: pg_sys::Index,
-    table: &TableDef,
-    target: &str,
-    d: &mut Deparser,
-) -> Option<SqlTemplate> {
-    let mut tlist: *mut pg_sys::List = std::ptr::null_mut();
-    let mut attrs: *mut pg_sys::List = std::ptr::null_mut();
-    pg_sys::get_translated_update_targetlist(root, rti, &mut tlist, &mut attrs);
-    let tles = PgList::<pg_sys::TargetEntry>::from_pg(tlist);
-    let attnos = PgList::<i32>::from_pg(attrs);
-    let mut sql = SqlTemplate::text(format!("UPDATE {target} SET "));
-    for (i, tle) in tles.iter_ptr().enumerate().take(attnos.len()) {
-        let col = table.column(attnos.get_int(i)? as i16)?;
-        let expr = d.clause((*tle).expr.cast())?;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("{} = ", quote_ident(&col.remote_name)));
-        sql.append(&expr);
-    }
-    Some(sql)
-}
 
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn plan_direct_modify(

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use pgrx::pg_sys;
 use pgrx::{PgList, PgMemoryContexts};
-use serde::{Deserialize, Serialize};
 
 use crate::fdw::connection::client_for;
 use crate::fdw::deparse::{Deparser, RelInfo, SqlTemplate};
 use crate::fdw::options::ScanMethod;
+use crate::fdw::scan_plan::{const_int, explain_plan_rows, rel_state, RelState, ScanPlan, Transport};
 use crate::fdw::table::TableDef;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
@@ -23,211 +23,12 @@ const DEFAULT_ROWS: f64 = 1000.0;
 /// How much more a remotely sorted scan costs than an unsorted one (as postgres_fdw).
 const SORT_MULTIPLIER: f64 = 1.2;
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub enum Transport {
-    /// `/copyto`: one streaming request.
-    Copy,
-    /// `/sql`: every column cast to text, paged by keyset on the rowid column.
-    Query,
-}
-
-impl Transport {
-    pub fn endpoint(self) -> &'static str {
-        match self {
-            Transport::Copy => "copyto",
-            Transport::Query => "sql",
-        }
-    }
-}
-
-/// One request of a keyset-paged `/sql` read. Keys are compared as the rowid's text form.
-///
-/// Paging stays exact whatever the rowid column holds: a page never ends inside a group of equal
-/// keys (the trailing group is re-read from `>= K`), a group larger than a page is read in one
-/// request, and rows with a NULL rowid come last (NULLS LAST): when they do not fit in the last
-/// page they are read in one request of their own.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Page {
-    First,
-    After(String),
-    From(String),
-    Group(String),
-    Nulls,
-}
-
-/// Everything the executor needs to run the scan.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ScanPlan {
-    pub relid: u32,
-    pub table_label: String,
-    pub from: String,
-    /// Retrieved columns: (local attnum, remote name).
-    pub columns: Vec<(i16, String)>,
-    pub where_: Option<SqlTemplate>,
-    pub order_by: Option<String>,
-    pub limit: Option<i64>,
-    pub rowid: Option<String>,
-    pub transport: Transport,
-    pub fetch_size: u64,
-    /// COPY binary (transport.rs): the remote casts of the columns, parallel to `columns`; None for COPY text.
-    #[serde(default)]
-    pub binary_casts: Option<Vec<String>>,
-    /// A pushed join or aggregate (pushed.rs): the whole remote SELECT, whose columns are named
-    /// `c0`, `c1`, … as the columns above; read as `FROM (subquery) s`.
-    #[serde(default)]
-    pub subquery: Option<SqlTemplate>,
-    /// What a pushed join or aggregate covers, for EXPLAIN (`Aggregate on (ft)`).
-    #[serde(default)]
-    pub relations: Option<String>,
-    /// Foreign tables read by a pushed join or aggregate (their pending inserts are flushed first).
-    #[serde(default)]
-    pub member_relids: Vec<u32>,
-    /// Range-table index whose checkAsUser picks the user mapping of a pushed join or aggregate.
-    #[serde(default)]
-    pub user_rti: u32,
-    /// The range-table index of each of `member_relids`: at execution every member is loaded with
-    /// its own user, so each keeps its guarantees (a `query` table's owner rule, read-only `/sql`).
-    #[serde(default)]
-    pub member_rtis: Vec<u32>,
-}
-
-impl ScanPlan {
-    fn select_list(&self, cast_text: bool) -> String {
-        let names = self.columns.iter().map(|(_, name)| name.as_str());
-        if cast_text {
-            return crate::fdw::deparse::text_select_list(names);
-        }
-        let list: Vec<String> = names.map(crate::fdw::deparse::quote_ident).collect();
-        if list.is_empty() {
-            "NULL".into()
-        } else {
-            list.join(", ")
-        }
-    }
-
-    /// What follows FROM: the table, or the pushed statement as a subquery.
-    fn from_sql(&self, params: Option<&[String]>) -> String {
-        match &self.subquery {
-            Some(q) => format!("({}) s", q.render(params)),
-            None => self.from.clone(),
-        }
-    }
-
-    fn tail(&self, params: Option<&[String]>, extra_cond: Option<&str>, order: Option<&str>, limit: Option<i64>) -> String {
-        let mut s = String::new();
-        let mut conds = Vec::new();
-        if let Some(w) = &self.where_ {
-            conds.push(w.render(params));
-        }
-        if let Some(c) = extra_cond {
-            conds.push(c.to_string());
-        }
-        if !conds.is_empty() {
-            s.push_str(" WHERE ");
-            s.push_str(&conds.join(" AND "));
-        }
-        if let Some(o) = order {
-            s.push_str(" ORDER BY ");
-            s.push_str(o);
-        }
-        if let Some(l) = limit {
-            s.push_str(&format!(" LIMIT {l}"));
-        }
-        s
-    }
-
-    /// The statement of the `/copyto` transport.
-    pub fn copy_sql(&self, params: Option<&[String]>) -> String {
-        format!(
-            "COPY (SELECT {} FROM {}{}) TO STDOUT",
-            self.select_list(false),
-            self.from_sql(params),
-            self.tail(params, None, self.order_by.as_deref(), self.limit)
-        )
-    }
-
-    /// The statement of the `/copyto` transport in COPY binary: each column cast to the local type (`casts`).
-    pub fn copy_sql_binary(&self, params: Option<&[String]>, casts: &[String]) -> String {
-        let list: Vec<String> = self
-            .columns
-            .iter()
-            .zip(casts)
-            .map(|((_, name), cast)| format!("{}::{cast}", crate::fdw::deparse::quote_ident(name)))
-            .collect();
-        format!(
-            "COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)",
-            list.join(", "),
-            self.from_sql(params),
-            self.tail(params, None, self.order_by.as_deref(), self.limit)
-        )
-    }
-
-    /// Whether the `/sql` transport pages by keyset (else it reads the result in one request).
-    pub fn pages_by_keyset(&self) -> bool {
-        self.rowid.is_some() && self.order_by.is_none() && self.limit.is_none()
-    }
-
-    /// The statement of the `/sql` transport for one page.
-    pub fn query_sql(&self, params: Option<&[String]>, page: &Page) -> String {
-        if !self.pages_by_keyset() {
-            return format!(
-                "SELECT {} FROM {}{}",
-                self.select_list(true),
-                self.from_sql(params),
-                self.tail(params, None, self.order_by.as_deref(), self.limit)
-            );
-        }
-        let rowid = crate::fdw::deparse::quote_ident(self.rowid.as_deref().unwrap_or("cartodb_id"));
-        let lit = crate::fdw::deparse::quote_literal;
-        // Rows with a NULL rowid come after every key (NULLS LAST) on the ordinary pages.
-        let (cond, limit) = match page {
-            Page::First => (None, Some(self.fetch_size as i64)),
-            Page::After(k) => (Some(format!("({rowid} > {} OR {rowid} IS NULL)", lit(k))), Some(self.fetch_size as i64)),
-            Page::From(k) => (Some(format!("({rowid} >= {} OR {rowid} IS NULL)", lit(k))), Some(self.fetch_size as i64)),
-            Page::Group(k) => (Some(format!("{rowid} = {}", lit(k))), None),
-            Page::Nulls => (Some(format!("{rowid} IS NULL")), None),
-        };
-        let order_by = format!("{rowid} ASC NULLS LAST");
-        let order = if limit.is_some() { Some(order_by.as_str()) } else { None };
-        format!(
-            "SELECT {}, {rowid}::text AS k FROM {}{}",
-            self.select_list(true),
-            self.from,
-            self.tail(params, cond.as_deref(), order, limit)
-        )
-    }
-
-    /// The statement EXPLAIN shows: the one the chosen transport sends first.
-    pub fn explain_sql(&self) -> String {
-        match self.transport {
-            Transport::Copy => match &self.binary_casts {
-                Some(casts) => self.copy_sql_binary(None, casts),
-                None => self.copy_sql(None),
-            },
-            Transport::Query => self.query_sql(None, &Page::First),
-        }
-    }
-}
-
-/// Plan-time state of one foreign relation (baserel->fdw_private).
-pub struct RelState {
-    pub table: TableDef,
-    pub info: RelInfo,
-    /// Restriction clauses shipped to CARTO, with their SQL.
-    pub remote_conds: Vec<(*mut pg_sys::RestrictInfo, SqlTemplate)>,
-    pub local_conds: Vec<*mut pg_sys::RestrictInfo>,
-}
-
 thread_local! {
     /// Remote row counts by (server, relation), so planning does not ask CARTO every time.
     static REMOTE_ROWS: RefCell<HashMap<String, (Instant, f64)>> = RefCell::new(HashMap::new());
 }
 
 const REMOTE_ROWS_TTL: Duration = Duration::from_secs(300);
-
-pub(crate) unsafe fn rel_state<'a>(baserel: *mut pg_sys::RelOptInfo) -> &'a mut RelState {
-    &mut *((*baserel).fdw_private as *mut RelState)
-}
 
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_rel_size(
@@ -298,13 +99,6 @@ unsafe fn rel_size(
     Ok(())
 }
 
-impl RelState {
-    /// Every restriction clause of the relation, shipped or not.
-    fn all_conds(&self) -> Vec<*mut pg_sys::RestrictInfo> {
-        self.remote_conds.iter().map(|(r, _)| *r).chain(self.local_conds.iter().copied()).collect()
-    }
-}
-
 unsafe fn clause_selectivity(
     root: *mut pg_sys::PlannerInfo,
     baserel: *mut pg_sys::RelOptInfo,
@@ -338,7 +132,7 @@ fn remote_row_count(state: &RelState) -> Option<f64> {
     let client = client_for(&state.table.access).ok()?;
     let sql = format!(
         "SELECT greatest(c.reltuples, 0)::float8 AS n, c.relpages::float8 AS p FROM pg_class c WHERE c.oid = to_regclass({})",
-        crate::fdw::deparse::quote_literal(&state.table.from_clause())
+        crate::pg::sql_text::quote_literal(&state.table.from_clause())
     );
     let resp = block_on(client.query_readonly(&sql)).ok()?.ok()?;
     let row = resp.rows.first()?;
@@ -368,19 +162,6 @@ unsafe fn remote_estimate(state: &RelState) -> FdwResult<f64> {
     let resp = block_on(client.query_readonly(&state.table.read_sql(sql)))?
         .map_err(|e| FdwError::remote(e, format!("estimating foreign table \"{}\"", state.table.local_name)))?;
     Ok(explain_plan_rows(&resp).unwrap_or(DEFAULT_ROWS).max(1.0))
-}
-
-/// CARTO's row estimate from the answer to `EXPLAIN (FORMAT JSON) …` through `/sql` (the plan arrives as a
-/// JSON value or as its text, depending on the server).
-pub(crate) fn explain_plan_rows(resp: &carto_client::QueryResponse) -> Option<f64> {
-    resp.rows
-        .first()
-        .and_then(|r| r.values().next().cloned())
-        .and_then(|v| match v {
-            serde_json::Value::String(s) => serde_json::from_str::<serde_json::Value>(&s).ok(),
-            other => Some(other),
-        })
-        .and_then(|v| v.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64())
 }
 
 /// Adds a ForeignPath to the relation.
@@ -549,17 +330,6 @@ unsafe fn pushable_limit(
     count.checked_add(offset)
 }
 
-pub(crate) unsafe fn const_int(node: *mut pg_sys::Node) -> Option<i64> {
-    if (*node).type_ != pg_sys::NodeTag::T_Const {
-        return None;
-    }
-    let c: *mut pg_sys::Const = node.cast();
-    if (*c).constisnull || (*c).consttype != pg_sys::INT8OID {
-        return None;
-    }
-    Some((*c).constvalue.value() as i64).filter(|v| *v >= 0)
-}
-
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_plan(
     root: *mut pg_sys::PlannerInfo,
@@ -686,16 +456,4 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         std::ptr::null_mut(),
         outer_plan,
     )
-}
-
-/// Reads the ScanPlan back from a ForeignScan's fdw_private.
-///
-/// # Safety
-/// `private` must be the list get_foreign_plan built.
-pub unsafe fn scan_plan_from_private(private: *mut pg_sys::List) -> FdwResult<ScanPlan> {
-    let list = PgList::<pg_sys::Node>::from_pg(private);
-    let node = list.get_ptr(0).ok_or_else(|| FdwError::internal("foreign scan without a plan"))?;
-    let s = crate::fdw::deparse::cstr_owned((*node.cast::<pg_sys::String>()).sval as *const _)
-        .ok_or_else(|| FdwError::internal("foreign scan without a plan"))?;
-    serde_json::from_str(&s).map_err(|e| FdwError::internal(format!("unreadable scan plan: {e}")))
 }

@@ -19,7 +19,7 @@ use pgrx::{PgList, PgMemoryContexts};
 use crate::fdw::connection::client_for;
 use crate::fdw::deparse::{Deparser, Member, RelInfo, SqlTemplate};
 use crate::fdw::options::ScanMethod;
-use crate::fdw::plan::{rel_state, RelState, ScanPlan, Transport};
+use crate::fdw::scan_plan::{rel_state, RelState, ScanPlan, Transport};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
 
@@ -130,7 +130,7 @@ impl<'a> Input<'a> {
                 None => format!("{} {alias}", table.from_clause()),
             };
             let rte = *(*root).simple_rte_array.add(rti as usize);
-            let refname = crate::fdw::deparse::cstr_owned((*(*rte).eref).aliasname).unwrap_or_default();
+            let refname = crate::pg::cstr::cstr_owned((*(*rte).eref).aliasname).unwrap_or_default();
             let label = if refname == table.local_name { table.local_name.clone() } else { format!("{} {refname}", table.local_name) };
             let base = BaseTable { rti, relid: table.relid, from, label };
             let member = Member { relid: rti, alias, remote_names: table.remote_names() };
@@ -426,7 +426,7 @@ pub unsafe fn statement(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOpt
                 .remote_names
                 .iter()
                 .flatten()
-                .map(|n| format!("{}.{}", member.alias, crate::fdw::deparse::quote_ident(n)))
+                .map(|n| format!("{}.{}", member.alias, crate::pg::sql_text::quote_ident(n)))
                 .collect();
             sql.push_str(&format!("ROW({}) AS c{i}", cols.join(", ")));
             continue;
@@ -500,7 +500,7 @@ pub unsafe fn remote_estimate(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::
     let client = client_for(&base.table.access).ok()?;
     let sql = format!("EXPLAIN (FORMAT JSON) {}", sql.render(None));
     let resp = block_on(client.query_readonly(&sql)).ok()?.ok()?;
-    Some(crate::fdw::plan::explain_plan_rows(&resp)?.max(1.0))
+    Some(crate::fdw::scan_plan::explain_plan_rows(&resp)?.max(1.0))
 }
 
 /// The ForeignScan of a pushed join or aggregate.
@@ -635,7 +635,7 @@ pub unsafe fn direct_modify_sql(
     let mut sql = SqlTemplate::default();
     let written = (|| {
         if op == pg_sys::CmdType::CMD_UPDATE {
-            sql = crate::fdw::modify::update_set_sql(root, rti, &rs.table, &target.from, &mut d)?;
+            sql = crate::fdw::deparse::update_set_sql(root, rti, &rs.table, &target.from, &mut d)?;
             if !others.is_empty() {
                 sql.push_str(&format!(" FROM {}", others.join(", ")));
             }

@@ -10,14 +10,14 @@ use std::ffi::{c_char, CString};
 use carto_client::copy_text::Decoder;
 use carto_client::{Bytes, Client, CopyOutStream, ErrorKind, RequestStats, StatsHandle};
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
-use pgrx::{PgList, PgLogLevel, PgMemoryContexts, PgTryBuilder};
+use pgrx::{PgList, PgMemoryContexts, PgTryBuilder};
 
 use crate::fdw::connection::client_for;
-use crate::fdw::plan::{scan_plan_from_private, Page, ScanPlan, Transport};
+use crate::fdw::scan_plan::{scan_plan_from_private, Page, ScanPlan, Transport};
 use crate::fdw::binary_scan::BinaryRows;
 use crate::fdw::table::TableDef;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
+use crate::pg::executor::{empty_slot, explain_int, explain_text, reraise_with_column};
 use crate::pg::runtime::block_on;
 use crate::pg::typeio::{ColumnInput, ParamOutput};
 
@@ -341,37 +341,6 @@ impl ScanState {
     }
 }
 
-/// Clears `slot` for a new virtual tuple: its values and null flags, every column NULL until set.
-///
-/// # Safety
-/// Backend thread; `slot` a valid slot, not used through other references while these live.
-pub(crate) unsafe fn empty_slot<'a>(slot: *mut pg_sys::TupleTableSlot) -> (&'a mut [pg_sys::Datum], &'a mut [bool]) {
-    if let Some(clear) = (*(*slot).tts_ops).clear {
-        clear(slot);
-    }
-    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-    let datums = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
-    let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
-    nulls.fill(true);
-    (datums, nulls)
-}
-
-pub(crate) fn reraise_with_column(e: CaughtError, column: &str, table: &str) -> ! {
-    let report = match &e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
-        CaughtError::RustPanic { ereport, .. } => ereport,
-    };
-    let context = format!("column \"{column}\" of foreign table \"{table}\"");
-    let detail = match report.detail() {
-        Some(d) => format!("{d}\nWhile converting {context}."),
-        None => format!("While converting {context}."),
-    };
-    ErrorReport::new(report.sql_error_code(), report.message().to_string(), "carto_fdw")
-        .set_detail(detail)
-        .report(PgLogLevel::ERROR);
-    unreachable!()
-}
-
 unsafe fn state_of<'a>(node: *mut pg_sys::ForeignScanState) -> Option<&'a mut ScanState> {
     ((*node).fdw_state as *mut ScanState).as_mut()
 }
@@ -426,7 +395,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
                 typmod: pg_sys::exprTypmod(expr),
                 collation: pg_sys::exprCollation(expr),
             };
-            inputs.push(ColumnInput::new(&col));
+            inputs.push(ColumnInput::new(col.attnum, col.type_oid, col.typmod));
             plan_names.push(col.local_name);
         }
     } else {
@@ -434,7 +403,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
             let col = table
                 .column(*attnum)
                 .ok_or_else(|| FdwError::internal(format!("column {attnum} of \"{}\" vanished", table.local_name)))?;
-            inputs.push(ColumnInput::new(col));
+            inputs.push(ColumnInput::new(col.attnum, col.type_oid, col.typmod));
             plan_names.push(col.local_name.clone());
         }
     }
@@ -608,13 +577,3 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
     }
 }
 
-pub unsafe fn explain_text(es: *mut pg_sys::ExplainState, label: &str, value: &str) {
-    let l = CString::new(label).unwrap_or_default();
-    let v = CString::new(crate::pg::error::mask_secrets(value)).unwrap_or_default();
-    pg_sys::ExplainPropertyText(l.as_ptr(), v.as_ptr(), es);
-}
-
-pub unsafe fn explain_int(es: *mut pg_sys::ExplainState, label: &str, value: i64) {
-    let l = CString::new(label).unwrap_or_default();
-    pg_sys::ExplainPropertyInteger(l.as_ptr(), std::ptr::null(), value, es);
-}

@@ -4,7 +4,8 @@
 use pgrx::pg_sys;
 
 use crate::fdw::connection::{server_access, ServerAccess};
-use crate::fdw::deparse::{cstr_owned, quote_ident};
+use crate::pg::cstr::cstr_owned;
+use crate::pg::sql_text::quote_ident;
 use crate::fdw::options::{deflist_to_pairs, TableOptions};
 use crate::pg::error::FdwResult;
 

@@ -25,7 +25,7 @@ use carto_client::Client;
 use pgrx::pg_sys;
 
 use crate::fdw::connection::client_for;
-use crate::fdw::deparse::{quote_literal, strip_schema};
+use crate::pg::sql_text::{quote_literal, strip_schema};
 use crate::fdw::options::CopyFormat;
 use crate::fdw::table::{Column, TableDef};
 use crate::pg::binary::binary_type;

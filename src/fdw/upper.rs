@@ -331,7 +331,7 @@ unsafe fn add_final_path(
     }
     // Constants, or expressions of parameters (`LIMIT $1` on a generic plan): whether those ship is the
     // deparser's to say (upper_state writes the statement once).
-    let count = |node: *mut pg_sys::Node| match crate::fdw::plan::const_int(node) {
+    let count = |node: *mut pg_sys::Node| match crate::fdw::scan_plan::const_int(node) {
         Some(n) => Count::Const(n),
         None => Count::Expr(node),
     };

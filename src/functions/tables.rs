@@ -5,8 +5,8 @@ use std::ffi::CString;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 
-use crate::fdw::deparse::{quote_ident, quote_literal};
-use crate::fdw::import::strip_schema;
+use crate::pg::sql_text::{quote_ident, quote_literal};
+use crate::pg::sql_text::strip_schema;
 use crate::functions::{account_schema, regclass_literal, relay_warnings, remote, required, Remote};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;

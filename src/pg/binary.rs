@@ -12,7 +12,9 @@
 use pgrx::pg_sys;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-use crate::fdw::deparse::{cstr_owned, strip_schema};
+use crate::pg::cstr::cstr_owned;
+
+use crate::pg::sql_text::strip_schema;
 
 /// How a local column's values can travel in binary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,9 +28,9 @@ pub struct BinaryType {
     pub name: String,
 }
 
-/// OIDs of built-in objects are the same in every database.
+/// Built-in types (crate::pg::builtin) have the same OID and binary form on CARTO.
 fn builtin(oid: pg_sys::Oid) -> bool {
-    u32::from(oid) < pg_sys::FirstNormalObjectId
+    crate::pg::builtin::is_builtin(oid)
 }
 
 fn has_io(type_oid: pg_sys::Oid, which: pg_sys::IOFuncSelector::Type) -> bool {

@@ -17,7 +17,7 @@ pub fn caller() -> pg_sys::Oid {
 
 /// The caller's role name, recorded for people reading the tables.
 pub fn caller_name() -> String {
-    unsafe { crate::fdw::deparse::cstr_owned(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), true)) }.unwrap_or_default()
+    unsafe { crate::pg::cstr::cstr_owned(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), true)) }.unwrap_or_default()
 }
 
 /// Runs `work` (SPI statements on `carto.<table>`) as the owner of that table, then switches back to

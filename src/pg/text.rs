@@ -28,7 +28,7 @@ impl BadText {
                 hint: None,
             },
             BadText::Encoding => {
-                let enc = unsafe { crate::fdw::deparse::cstr_owned(pg_sys::GetDatabaseEncodingName()) }.unwrap_or_default();
+                let enc = unsafe { crate::pg::cstr::cstr_owned(pg_sys::GetDatabaseEncodingName()) }.unwrap_or_default();
                 FdwError::Custom {
                     code: PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
                     message: format!(

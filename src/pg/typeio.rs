@@ -6,8 +6,8 @@ use std::ffi::c_char;
 
 use pgrx::pg_sys;
 
-use crate::fdw::deparse::{cstr_owned, literal_for_type};
-use crate::fdw::table::Column;
+use crate::pg::cstr::cstr_owned;
+use crate::pg::sql_text::literal_for_type;
 
 /// A column's input function, looked up once per scan.
 pub struct ColumnInput {
@@ -18,15 +18,17 @@ pub struct ColumnInput {
 }
 
 impl ColumnInput {
+    /// The input function of column `attnum`, of type `type_oid` with `typmod`.
+    ///
     /// # Safety
     /// Backend thread, in a transaction; the FmgrInfo's extra state lives in the current context.
-    pub unsafe fn new(col: &Column) -> Self {
+    pub unsafe fn new(attnum: i16, type_oid: pg_sys::Oid, typmod: i32) -> Self {
         let mut func = pg_sys::InvalidOid;
         let mut ioparam = pg_sys::InvalidOid;
-        pg_sys::getTypeInputInfo(col.type_oid, &mut func, &mut ioparam);
+        pg_sys::getTypeInputInfo(type_oid, &mut func, &mut ioparam);
         let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
         pg_sys::fmgr_info(func, flinfo.as_mut());
-        ColumnInput { attnum: col.attnum, flinfo, ioparam, typmod: col.typmod }
+        ColumnInput { attnum, flinfo, ioparam, typmod }
     }
 
     /// # Safety
@@ -81,7 +83,7 @@ impl ParamOutput {
         let type_oid = pg_sys::exprType(expr.cast());
         let typmod = pg_sys::exprTypmod(expr.cast());
         let name = cstr_owned(pg_sys::format_type_with_typemod(type_oid, typmod)).unwrap_or_default();
-        let type_name = crate::fdw::deparse::strip_schema(&name);
+        let type_name = crate::pg::sql_text::strip_schema(&name);
         ParamOutput {
             state: pg_sys::ExecInitExpr(expr, parent),
             type_oid,

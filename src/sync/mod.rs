@@ -8,6 +8,7 @@ pub mod pull;
 pub mod push;
 pub mod push_binary;
 pub mod runs;
+pub mod upload;
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Spi};
@@ -88,7 +89,7 @@ pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
             let ty: Option<String> = row.get(2).ok().flatten();
             let oid: Option<pg_sys::Oid> = row.get(3).ok().flatten();
             if let (Some(name), Some(ty), Some(oid)) = (name, ty, oid) {
-                cols.push(SourceColumn { name, type_name: crate::fdw::deparse::strip_schema(&ty), type_oid: oid });
+                cols.push(SourceColumn { name, type_name: crate::pg::sql_text::strip_schema(&ty), type_oid: oid });
             }
         }
         Ok(())

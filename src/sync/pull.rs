@@ -8,7 +8,7 @@
 
 use pgrx::Spi;
 
-use crate::fdw::deparse::{quote_ident, quote_literal};
+use crate::pg::sql_text::{quote_ident, quote_literal};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::sync::runs::RunOutcome;
 use crate::sync::Mode;

@@ -7,14 +7,15 @@
 //! and advances the sync's watermark in a ledger table next to it. The watermark therefore moves
 //! exactly when the rows land, which is what makes a retried run safe.
 
-use carto_client::{BatchJobRequest, Bytes, Client, ErrorKind, JobStatus};
+use carto_client::{BatchJobRequest, Client, ErrorKind, JobStatus};
 use pgrx::Spi;
 
-use crate::fdw::deparse::{quote_ident, quote_literal};
+use crate::pg::sql_text::{quote_ident, quote_literal};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
 use crate::pg::typeio::with_transmission_modes;
 use crate::sync::runs::RunOutcome;
+use crate::sync::upload::PushUpload;
 use crate::sync::{Mode, SourceColumn};
 
 /// Rows above which a staged apply goes straight to a Batch job.
@@ -295,60 +296,6 @@ fn stream_rows(client: &Client, select: &str, copy_sql: &str, columns: usize, ln
         pgrx::notice!("carto_fdw: the rows went to CARTO in {requests} COPY requests (each request is its own remote transaction)");
     }
     Ok(total)
-}
-
-/// The upload of a push (text or binary): one request, rolled over to a new one before CARTO's
-/// size limit. Dropped before it is finished (an ERROR unwinding), its open request is handed to
-/// the transaction's abort to be ended with a poison row rather than left to CARTO noticing a
-/// closed connection.
-pub(crate) struct PushUpload<'a> {
-    copy: Option<carto_client::CopyIn>,
-    open: Box<dyn Fn() -> carto_client::CopyIn + 'a>,
-    columns: usize,
-    total: i64,
-    requests: u32,
-}
-
-impl<'a> PushUpload<'a> {
-    /// `open` starts one request (its COPY tagged); `columns` is the COPY column count (for the poison).
-    pub(crate) fn new(open: impl Fn() -> carto_client::CopyIn + 'a, columns: usize) -> Self {
-        PushUpload { copy: Some(open()), open: Box::new(open), columns, total: 0, requests: 1 }
-    }
-
-    fn get(&mut self) -> FdwResult<&mut carto_client::CopyIn> {
-        self.copy.as_mut().ok_or_else(|| FdwError::internal("upload lost"))
-    }
-
-    /// Sends whole rows; finishes the request and opens the next when it nears CARTO's limit.
-    pub(crate) fn send(&mut self, data: Vec<u8>, rows: u64) -> FdwResult<()> {
-        block_on(self.get()?.send(Bytes::from(data), rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
-        if self.get()?.needs_rollover() {
-            let next = (self.open)();
-            let done = self.copy.replace(next).ok_or_else(|| FdwError::internal("upload lost"))?;
-            self.total += block_on(done.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
-            self.requests += 1;
-        }
-        Ok(())
-    }
-
-    /// Sends the last rows (if any) and finishes the request: the rows CARTO confirmed in all
-    /// requests, and how many requests there were.
-    pub(crate) fn finish(mut self, data: Vec<u8>, rows: u64) -> FdwResult<(i64, u32)> {
-        if rows > 0 {
-            block_on(self.get()?.send(Bytes::from(data), rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
-        }
-        let last = self.copy.take().ok_or_else(|| FdwError::internal("upload lost"))?;
-        self.total += block_on(last.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
-        Ok((self.total, self.requests))
-    }
-}
-
-impl Drop for PushUpload<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = self.copy.take() {
-            crate::fdw::xact::adopt_orphan(c, self.columns);
-        }
-    }
 }
 
 /// One remote transaction: the staged rows into the target, the ledger's watermark, the staging
