@@ -42,16 +42,19 @@ pub struct ServerAccess {
 /// # Safety
 /// Must run in a transaction on the backend thread.
 pub unsafe fn server_access(serverid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwResult<ServerAccess> {
-    let server = pg_sys::GetForeignServer(serverid);
-    let server_name = crate::pg::cstr::cstr_owned((*server).servername).unwrap_or_default();
-    let options = ServerOptions::from_pairs(&deflist_to_pairs((*server).options));
-    // Without a user mapping PostgreSQL raises its own clear error (ERRCODE_UNDEFINED_OBJECT).
-    let mapping = pg_sys::GetUserMapping(userid, serverid);
-    let api_key = deflist_to_pairs((*mapping).options)
-        .into_iter()
-        .find(|(n, _)| n == "api_key")
-        .map(|(_, v)| v);
-    Ok(ServerAccess { server_name, options, api_key })
+    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    unsafe {
+        let server = pg_sys::GetForeignServer(serverid);
+        let server_name = crate::pg::cstr::cstr_owned((*server).servername).unwrap_or_default();
+        let options = ServerOptions::from_pairs(&deflist_to_pairs((*server).options));
+        // Without a user mapping PostgreSQL raises its own clear error (ERRCODE_UNDEFINED_OBJECT).
+        let mapping = pg_sys::GetUserMapping(userid, serverid);
+        let api_key = deflist_to_pairs((*mapping).options)
+            .into_iter()
+            .find(|(n, _)| n == "api_key")
+            .map(|(_, v)| v);
+        Ok(ServerAccess { server_name, options, api_key })
+    }
 }
 
 /// A server named by a function's argument, for the current user: it must be a carto_fdw server, the
@@ -97,14 +100,17 @@ pub fn carto_server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
 /// # Safety
 /// Must run in a transaction on the backend thread.
 pub unsafe fn check_server_usage(serverid: pg_sys::Oid, userid: pg_sys::Oid, server: &str) -> FdwResult<()> {
-    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-    let acl = pg_sys::pg_foreign_server_aclcheck(serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);
-    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
-    let acl = pg_sys::object_aclcheck(pg_sys::ForeignServerRelationId, serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);
-    if acl != pg_sys::AclResult::ACLCHECK_OK {
-        return Err(FdwError::InsufficientPrivilege { message: format!("permission denied for foreign server {server}") });
+    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        let acl = pg_sys::pg_foreign_server_aclcheck(serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+        let acl = pg_sys::object_aclcheck(pg_sys::ForeignServerRelationId, serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);
+        if acl != pg_sys::AclResult::ACLCHECK_OK {
+            return Err(FdwError::InsufficientPrivilege { message: format!("permission denied for foreign server {server}") });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The client configuration a server's options describe.

@@ -340,67 +340,73 @@ impl LocalTypes for Backend {
 }
 
 unsafe fn table_filter(stmt: *mut pg_sys::ImportForeignSchemaStmt) -> TableFilter {
-    let names = || {
-        let list = pgrx::PgList::<pg_sys::RangeVar>::from_pg((*stmt).table_list);
-        list.iter_ptr().filter_map(|rv| cstr_owned((*rv).relname)).collect::<Vec<_>>()
-    };
-    match (*stmt).list_type {
-        pg_sys::ImportForeignSchemaType::FDW_IMPORT_SCHEMA_LIMIT_TO => TableFilter::LimitTo(names()),
-        pg_sys::ImportForeignSchemaType::FDW_IMPORT_SCHEMA_EXCEPT => TableFilter::Except(names()),
-        _ => TableFilter::All,
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let names = || {
+            let list = pgrx::PgList::<pg_sys::RangeVar>::from_pg((*stmt).table_list);
+            list.iter_ptr().filter_map(|rv| cstr_owned((*rv).relname)).collect::<Vec<_>>()
+        };
+        match (*stmt).list_type {
+            pg_sys::ImportForeignSchemaType::FDW_IMPORT_SCHEMA_LIMIT_TO => TableFilter::LimitTo(names()),
+            pg_sys::ImportForeignSchemaType::FDW_IMPORT_SCHEMA_EXCEPT => TableFilter::Except(names()),
+            _ => TableFilter::All,
+        }
     }
 }
 
 unsafe fn import(stmt: *mut pg_sys::ImportForeignSchemaStmt, server_oid: pg_sys::Oid) -> FdwResult<Vec<String>> {
-    let opts = parse_import_options(&deflist_to_pairs((*stmt).options))?;
-    let remote_schema = cstr_owned((*stmt).remote_schema).unwrap_or_default();
-    let filter = table_filter(stmt);
-    let access = server_access(server_oid, pg_sys::GetUserId())?;
-    let client = client_for(&access)?;
-    let sql = catalog_sql(&remote_schema, &filter, &opts);
-    let resp = block_on(client.query_readonly(&sql))?.map_err(|e| {
-        FdwError::remote(e, format!("reading the table catalogue of schema \"{remote_schema}\" from CARTO"))
-    })?;
-    let catalog = parse_catalog(&resp.rows)?;
-    if !catalog.schema_exists {
-        return Err(FdwError::Custom {
-            code: PgSqlErrorCode::ERRCODE_FDW_SCHEMA_NOT_FOUND,
-            message: format!("schema \"{remote_schema}\" does not exist on CARTO (server \"{}\")", access.server_name),
-            detail: None,
-            hint: Some(format!(
-                "This account's tables are in schema \"{}\" (\"public\" for single users, the username for organisation members).",
-                catalog.current_schema
-            )),
-        });
-    }
-    if let TableFilter::LimitTo(names) = &filter {
-        for n in names {
-            if !catalog.tables.iter().any(|t| &t.name == n) {
-                pgrx::notice!(
-                    "table {} named in LIMIT TO was not found in schema \"{remote_schema}\" on CARTO (or it is a view: OPTIONS (import_views 'true'))",
-                    quote_ident(n)
-                );
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let opts = parse_import_options(&deflist_to_pairs((*stmt).options))?;
+        let remote_schema = cstr_owned((*stmt).remote_schema).unwrap_or_default();
+        let filter = table_filter(stmt);
+        let access = server_access(server_oid, pg_sys::GetUserId())?;
+        let client = client_for(&access)?;
+        let sql = catalog_sql(&remote_schema, &filter, &opts);
+        let resp = block_on(client.query_readonly(&sql))?.map_err(|e| {
+            FdwError::remote(e, format!("reading the table catalogue of schema \"{remote_schema}\" from CARTO"))
+        })?;
+        let catalog = parse_catalog(&resp.rows)?;
+        if !catalog.schema_exists {
+            return Err(FdwError::Custom {
+                code: PgSqlErrorCode::ERRCODE_FDW_SCHEMA_NOT_FOUND,
+                message: format!("schema \"{remote_schema}\" does not exist on CARTO (server \"{}\")", access.server_name),
+                detail: None,
+                hint: Some(format!(
+                    "This account's tables are in schema \"{}\" (\"public\" for single users, the username for organisation members).",
+                    catalog.current_schema
+                )),
+            });
+        }
+        if let TableFilter::LimitTo(names) = &filter {
+            for n in names {
+                if !catalog.tables.iter().any(|t| &t.name == n) {
+                    pgrx::notice!(
+                        "table {} named in LIMIT TO was not found in schema \"{remote_schema}\" on CARTO (or it is a view: OPTIONS (import_views 'true'))",
+                        quote_ident(n)
+                    );
+                }
             }
         }
+        let mut report = TypeReport::default();
+        let mut notices = Vec::new();
+        let stmts: Vec<String> = catalog
+            .tables
+            .iter()
+            .map(|t| create_statement(t, &access.server_name, &remote_schema, &catalog, &opts, &Backend, &mut report, &mut notices))
+            .collect();
+        if !report.postgis_missing.is_empty() {
+            pgrx::notice!(
+                "PostGIS is not installed in this database: {} geometry/geography column(s) imported as text holding hex EWKB: {}",
+                report.postgis_missing.len(),
+                report.postgis_missing.join(", ")
+            );
+        }
+        for n in report.as_text.iter().chain(notices.iter()) {
+            pgrx::notice!("{n}");
+        }
+        Ok(stmts)
     }
-    let mut report = TypeReport::default();
-    let mut notices = Vec::new();
-    let stmts: Vec<String> = catalog
-        .tables
-        .iter()
-        .map(|t| create_statement(t, &access.server_name, &remote_schema, &catalog, &opts, &Backend, &mut report, &mut notices))
-        .collect();
-    if !report.postgis_missing.is_empty() {
-        pgrx::notice!(
-            "PostGIS is not installed in this database: {} geometry/geography column(s) imported as text holding hex EWKB: {}",
-            report.postgis_missing.len(),
-            report.postgis_missing.join(", ")
-        );
-    }
-    for n in report.as_text.iter().chain(notices.iter()) {
-        pgrx::notice!("{n}");
-    }
-    Ok(stmts)
 }
 
 /// The ImportForeignSchema callback.
@@ -409,15 +415,19 @@ pub unsafe extern "C-unwind" fn import_foreign_schema(
     stmt: *mut pg_sys::ImportForeignSchemaStmt,
     server_oid: pg_sys::Oid,
 ) -> *mut pg_sys::List {
-    let stmts = import(stmt, server_oid).or_report();
-    let mut list: *mut pg_sys::List = std::ptr::null_mut();
-    for s in stmts {
-        // Names come from CARTO: a NUL byte cannot be part of a PostgreSQL identifier anyway.
-        let Ok(c) = CString::new(s) else { continue };
-        let p = pg_sys::pstrdup(c.as_ptr());
-        list = pg_sys::lappend(list, p.cast());
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // SAFETY: guarantees: this function's contract.
+    unsafe {
+        let stmts = import(stmt, server_oid).or_report();
+        let mut list: *mut pg_sys::List = std::ptr::null_mut();
+        for s in stmts {
+            // Names come from CARTO: a NUL byte cannot be part of a PostgreSQL identifier anyway.
+            let Ok(c) = CString::new(s) else { continue };
+            let p = pg_sys::pstrdup(c.as_ptr());
+            list = pg_sys::lappend(list, p.cast());
+        }
+        list
     }
-    list
 }
 
 #[cfg(test)]

@@ -279,17 +279,20 @@ fn carto_fdw_validator(options: Option<Vec<Option<String>>>, catalog: Option<pg_
 /// # Safety
 /// `list` must be a valid List of DefElem (or null).
 pub unsafe fn deflist_to_pairs(list: *mut pg_sys::List) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    if list.is_null() {
-        return out;
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let mut out = Vec::new();
+        if list.is_null() {
+            return out;
+        }
+        let list = pgrx::PgList::<pg_sys::DefElem>::from_pg(list);
+        for def in list.iter_ptr() {
+            let name = CStr::from_ptr((*def).defname).to_string_lossy().into_owned();
+            let value = CStr::from_ptr(pg_sys::defGetString(def)).to_string_lossy().into_owned();
+            out.push((name, value));
+        }
+        out
     }
-    let list = pgrx::PgList::<pg_sys::DefElem>::from_pg(list);
-    for def in list.iter_ptr() {
-        let name = CStr::from_ptr((*def).defname).to_string_lossy().into_owned();
-        let value = CStr::from_ptr(pg_sys::defGetString(def)).to_string_lossy().into_owned();
-        out.push((name, value));
-    }
-    out
 }
 
 fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -36,14 +36,21 @@ pub unsafe extern "C-unwind" fn get_foreign_rel_size(
     baserel: *mut pg_sys::RelOptInfo,
     foreigntableid: pg_sys::Oid,
 ) {
-    rel_size(root, baserel, foreigntableid).or_report()
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // SAFETY: guarantees: this function's contract.
+    unsafe {
+        rel_size(root, baserel, foreigntableid).or_report()
+    }
 }
 
 unsafe fn user_of(baserel: *mut pg_sys::RelOptInfo) -> pg_sys::Oid {
-    if (*baserel).userid != pg_sys::InvalidOid {
-        (*baserel).userid
-    } else {
-        pg_sys::GetUserId()
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        if (*baserel).userid != pg_sys::InvalidOid {
+            (*baserel).userid
+        } else {
+            pg_sys::GetUserId()
+        }
     }
 }
 
@@ -52,51 +59,54 @@ unsafe fn rel_size(
     baserel: *mut pg_sys::RelOptInfo,
     relid: pg_sys::Oid,
 ) -> FdwResult<()> {
-    let table = TableDef::load(relid, user_of(baserel))?;
-    let postgis_ext = if table.access.options.has_postgis() {
-        let ext = pg_sys::get_extension_oid(c"postgis".as_ptr(), true);
-        (ext != pg_sys::InvalidOid).then_some(ext)
-    } else {
-        None
-    };
-    let info = RelInfo { relid: (*baserel).relid, remote_names: table.remote_names(), postgis_ext, members: Vec::new() };
-
-    let mut remote_conds = Vec::new();
-    let mut local_conds = Vec::new();
-    for ri in PgList::<pg_sys::RestrictInfo>::from_pg((*baserel).baserestrictinfo).iter_ptr() {
-        let mut d = Deparser::new(&info);
-        match d.clause((*ri).clause.cast()) {
-            // Params (a prepared statement's $n, a correlated subquery's outer values) are known
-            // when the scan starts: shipped as literals then.
-            Some(sql) => remote_conds.push((ri, sql)),
-            _ => local_conds.push(ri),
-        }
-    }
-
-    let state = RelState { table, info, remote_conds, local_conds };
-    let all = state.all_conds();
-    let selectivity = clause_selectivity(root, baserel, &all);
-
-    if state.table.options.use_remote_estimate {
-        // CARTO's planner estimated the filtered result of the shipped clauses; only the local
-        // clauses' selectivity is applied on top.
-        let remote_rows = remote_estimate(&state)?;
-        let local: Vec<*mut pg_sys::RestrictInfo> = state.local_conds.clone();
-        let local_sel = clause_selectivity(root, baserel, &local);
-        (*baserel).tuples = (*baserel).tuples.max(remote_rows);
-        (*baserel).rows = pg_sys::clamp_row_est(remote_rows * local_sel);
-    } else {
-        let tuples = if (*baserel).tuples > 0.0 {
-            // ANALYZE on the foreign table sampled it.
-            (*baserel).tuples
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let table = TableDef::load(relid, user_of(baserel))?;
+        let postgis_ext = if table.access.options.has_postgis() {
+            let ext = pg_sys::get_extension_oid(c"postgis".as_ptr(), true);
+            (ext != pg_sys::InvalidOid).then_some(ext)
         } else {
-            remote_row_count(&state).unwrap_or(DEFAULT_ROWS)
+            None
         };
-        (*baserel).tuples = tuples;
-        (*baserel).rows = pg_sys::clamp_row_est(tuples * selectivity);
+        let info = RelInfo { relid: (*baserel).relid, remote_names: table.remote_names(), postgis_ext, members: Vec::new() };
+
+        let mut remote_conds = Vec::new();
+        let mut local_conds = Vec::new();
+        for ri in PgList::<pg_sys::RestrictInfo>::from_pg((*baserel).baserestrictinfo).iter_ptr() {
+            let mut d = Deparser::new(&info);
+            match d.clause((*ri).clause.cast()) {
+                // Params (a prepared statement's $n, a correlated subquery's outer values) are known
+                // when the scan starts: shipped as literals then.
+                Some(sql) => remote_conds.push((ri, sql)),
+                _ => local_conds.push(ri),
+            }
+        }
+
+        let state = RelState { table, info, remote_conds, local_conds };
+        let all = state.all_conds();
+        let selectivity = clause_selectivity(root, baserel, &all);
+
+        if state.table.options.use_remote_estimate {
+            // CARTO's planner estimated the filtered result of the shipped clauses; only the local
+            // clauses' selectivity is applied on top.
+            let remote_rows = remote_estimate(&state)?;
+            let local: Vec<*mut pg_sys::RestrictInfo> = state.local_conds.clone();
+            let local_sel = clause_selectivity(root, baserel, &local);
+            (*baserel).tuples = (*baserel).tuples.max(remote_rows);
+            (*baserel).rows = pg_sys::clamp_row_est(remote_rows * local_sel);
+        } else {
+            let tuples = if (*baserel).tuples > 0.0 {
+                // ANALYZE on the foreign table sampled it.
+                (*baserel).tuples
+            } else {
+                remote_row_count(&state).unwrap_or(DEFAULT_ROWS)
+            };
+            (*baserel).tuples = tuples;
+            (*baserel).rows = pg_sys::clamp_row_est(tuples * selectivity);
+        }
+        (*baserel).fdw_private = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
+        Ok(())
     }
-    (*baserel).fdw_private = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
-    Ok(())
 }
 
 unsafe fn clause_selectivity(
@@ -104,17 +114,20 @@ unsafe fn clause_selectivity(
     baserel: *mut pg_sys::RelOptInfo,
     clauses: &[*mut pg_sys::RestrictInfo],
 ) -> f64 {
-    let mut list = PgList::<pg_sys::RestrictInfo>::new();
-    for &c in clauses {
-        list.push(c);
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let mut list = PgList::<pg_sys::RestrictInfo>::new();
+        for &c in clauses {
+            list.push(c);
+        }
+        pg_sys::clauselist_selectivity(
+            root,
+            list.into_pg(),
+            (*baserel).relid as i32,
+            pg_sys::JoinType::JOIN_INNER,
+            std::ptr::null_mut(),
+        )
     }
-    pg_sys::clauselist_selectivity(
-        root,
-        list.into_pg(),
-        (*baserel).relid as i32,
-        pg_sys::JoinType::JOIN_INNER,
-        std::ptr::null_mut(),
-    )
 }
 
 /// CARTO's own idea of the table's size (pg_class.reltuples), cached for a few minutes.
@@ -175,19 +188,22 @@ unsafe fn add_foreign_path(
     pathkeys: *mut pg_sys::List,
     required_outer: pg_sys::Relids,
 ) {
-    let path = pg_sys::create_foreignscan_path(
-        root,
-        baserel,
-        std::ptr::null_mut(),
-        rows,
-        startup,
-        total,
-        pathkeys,
-        required_outer,
-        std::ptr::null_mut(),
-        std::ptr::null_mut(),
-    );
-    pg_sys::add_path(baserel, path.cast());
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let path = pg_sys::create_foreignscan_path(
+            root,
+            baserel,
+            std::ptr::null_mut(),
+            rows,
+            startup,
+            total,
+            pathkeys,
+            required_outer,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        pg_sys::add_path(baserel, path.cast());
+    }
 }
 
 #[pgrx::pg_guard]
@@ -196,21 +212,25 @@ pub unsafe extern "C-unwind" fn get_foreign_paths(
     baserel: *mut pg_sys::RelOptInfo,
     _foreigntableid: pg_sys::Oid,
 ) {
-    let state = rel_state(baserel);
-    let opts = &state.table.access.options;
-    let rows = (*baserel).rows;
-    let startup = opts.fdw_startup_cost;
-    let per_row = opts.fdw_tuple_cost + pg_sys::cpu_tuple_cost;
-    let total = startup + rows * per_row;
-    add_foreign_path(root, baserel, rows, startup, total, std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // SAFETY: guarantees: this function's contract.
+    unsafe {
+        let state = rel_state(baserel);
+        let opts = &state.table.access.options;
+        let rows = (*baserel).rows;
+        let startup = opts.fdw_startup_cost;
+        let per_row = opts.fdw_tuple_cost + pg_sys::cpu_tuple_cost;
+        let total = startup + rows * per_row;
+        add_foreign_path(root, baserel, rows, startup, total, std::ptr::null_mut(), std::ptr::null_mut());
 
-    // A path sorted by CARTO for the query's ORDER BY, when every sort key can be shipped.
-    let wanted = (*root).query_pathkeys;
-    if !wanted.is_null() && deparse_pathkeys(state, wanted).is_some() {
-        add_foreign_path(root, baserel, rows, startup, total * SORT_MULTIPLIER, wanted, std::ptr::null_mut());
+        // A path sorted by CARTO for the query's ORDER BY, when every sort key can be shipped.
+        let wanted = (*root).query_pathkeys;
+        if !wanted.is_null() && deparse_pathkeys(state, wanted).is_some() {
+            add_foreign_path(root, baserel, rows, startup, total * SORT_MULTIPLIER, wanted, std::ptr::null_mut());
+        }
+
+        add_parameterized_paths(root, baserel, state, startup, per_row);
     }
-
-    add_parameterized_paths(root, baserel, state, startup, per_row);
 }
 
 /// Paths whose join clauses are evaluated by CARTO with the outer row's values, so a join with
@@ -222,42 +242,45 @@ unsafe fn add_parameterized_paths(
     startup: f64,
     per_row: f64,
 ) {
-    let mut candidates: Vec<*mut pg_sys::RestrictInfo> = Vec::new();
-    for ri in PgList::<pg_sys::RestrictInfo>::from_pg((*baserel).joininfo).iter_ptr() {
-        if pg_sys::join_clause_is_movable_to(ri, baserel) {
-            candidates.push(ri);
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let mut candidates: Vec<*mut pg_sys::RestrictInfo> = Vec::new();
+        for ri in PgList::<pg_sys::RestrictInfo>::from_pg((*baserel).joininfo).iter_ptr() {
+            if pg_sys::join_clause_is_movable_to(ri, baserel) {
+                candidates.push(ri);
+            }
         }
-    }
-    let ec_clauses = pg_sys::generate_implied_equalities_for_column(
-        root,
-        baserel,
-        Some(ec_member_is_our_column),
-        std::ptr::null_mut(),
-        (*baserel).lateral_referencers,
-    );
-    for ri in PgList::<pg_sys::RestrictInfo>::from_pg(ec_clauses).iter_ptr() {
-        if pg_sys::join_clause_is_movable_to(ri, baserel) {
-            candidates.push(ri);
+        let ec_clauses = pg_sys::generate_implied_equalities_for_column(
+            root,
+            baserel,
+            Some(ec_member_is_our_column),
+            std::ptr::null_mut(),
+            (*baserel).lateral_referencers,
+        );
+        for ri in PgList::<pg_sys::RestrictInfo>::from_pg(ec_clauses).iter_ptr() {
+            if pg_sys::join_clause_is_movable_to(ri, baserel) {
+                candidates.push(ri);
+            }
         }
-    }
 
-    let mut seen_outer: Vec<pg_sys::Relids> = Vec::new();
-    for ri in candidates {
-        let mut d = Deparser::new(&state.info);
-        d.allow_outer_params = true;
-        if d.clause((*ri).clause.cast()).is_none() {
-            continue;
+        let mut seen_outer: Vec<pg_sys::Relids> = Vec::new();
+        for ri in candidates {
+            let mut d = Deparser::new(&state.info);
+            d.allow_outer_params = true;
+            if d.clause((*ri).clause.cast()).is_none() {
+                continue;
+            }
+            let required_outer = pg_sys::bms_difference((*ri).clause_relids, (*baserel).relids);
+            if pg_sys::bms_is_empty(required_outer)
+                || seen_outer.iter().any(|&r| pg_sys::bms_equal(r, required_outer))
+            {
+                continue;
+            }
+            seen_outer.push(required_outer);
+            let ppi = pg_sys::get_baserel_parampathinfo(root, baserel, required_outer);
+            let rows = (*ppi).ppi_rows;
+            add_foreign_path(root, baserel, rows, startup, startup + rows * per_row, std::ptr::null_mut(), required_outer);
         }
-        let required_outer = pg_sys::bms_difference((*ri).clause_relids, (*baserel).relids);
-        if pg_sys::bms_is_empty(required_outer)
-            || seen_outer.iter().any(|&r| pg_sys::bms_equal(r, required_outer))
-        {
-            continue;
-        }
-        seen_outer.push(required_outer);
-        let ppi = pg_sys::get_baserel_parampathinfo(root, baserel, required_outer);
-        let rows = (*ppi).ppi_rows;
-        add_foreign_path(root, baserel, rows, startup, startup + rows * per_row, std::ptr::null_mut(), required_outer);
     }
 }
 
@@ -269,29 +292,36 @@ unsafe extern "C-unwind" fn ec_member_is_our_column(
     em: *mut pg_sys::EquivalenceMember,
     _arg: *mut std::ffi::c_void,
 ) -> bool {
-    let e = (*em).em_expr;
-    if e.is_null() || (*e.cast::<pg_sys::Node>()).type_ != pg_sys::NodeTag::T_Var {
-        return false;
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // SAFETY: guarantees: this function's contract.
+    unsafe {
+        let e = (*em).em_expr;
+        if e.is_null() || (*e.cast::<pg_sys::Node>()).type_ != pg_sys::NodeTag::T_Var {
+            return false;
+        }
+        let v: *mut pg_sys::Var = e.cast();
+        (*v).varno as u32 == (*rel).relid && (*v).varattno > 0 && (*v).varlevelsup == 0
     }
-    let v: *mut pg_sys::Var = e.cast();
-    (*v).varno as u32 == (*rel).relid && (*v).varattno > 0 && (*v).varlevelsup == 0
 }
 
 /// ORDER BY text for pathkeys, when every key is an expression of this relation we can ship
 /// (columns, or expressions of them without parameters),
 /// sorted by its type's default btree order.
 unsafe fn deparse_pathkeys(state: &RelState, pathkeys: *mut pg_sys::List) -> Option<String> {
-    let relid = pg_sys::bms_make_singleton(state.info.relid as i32);
-    let sql = crate::fdw::deparse::order_by_sql(pathkeys, |em| {
-        // A column or an expression over this relation's columns alone (`lower(t)`,
-        // `the_geom <-> point`), shippable like a WHERE clause.
-        if !pg_sys::bms_equal((*em).em_relids, relid) {
-            return None;
-        }
-        let mut d = Deparser::new(&state.info);
-        d.clause((*em).em_expr.cast()).filter(|_| d.params.is_empty())
-    })?;
-    (!sql.is_empty()).then(|| sql.render(None))
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let relid = pg_sys::bms_make_singleton(state.info.relid as i32);
+        let sql = crate::fdw::deparse::order_by_sql(pathkeys, |em| {
+            // A column or an expression over this relation's columns alone (`lower(t)`,
+            // `the_geom <-> point`), shippable like a WHERE clause.
+            if !pg_sys::bms_equal((*em).em_relids, relid) {
+                return None;
+            }
+            let mut d = Deparser::new(&state.info);
+            d.clause((*em).em_expr.cast()).filter(|_| d.params.is_empty())
+        })?;
+        (!sql.is_empty()).then(|| sql.render(None))
+    }
 }
 
 /// The LIMIT CARTO can apply: only for a query over this one relation with nothing evaluated
@@ -302,32 +332,35 @@ unsafe fn pushable_limit(
     sorted_as_query: bool,
     parameterized: bool,
 ) -> Option<i64> {
-    let q = (*root).parse;
-    if has_local_conds || parameterized || q.is_null() {
-        return None;
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let q = (*root).parse;
+        if has_local_conds || parameterized || q.is_null() {
+            return None;
+        }
+        let q = &*q;
+        if q.limitCount.is_null()
+            || q.limitOption != pg_sys::LimitOption::LIMIT_OPTION_COUNT
+            || !q.groupClause.is_null()
+            || !q.groupingSets.is_null()
+            || q.hasAggs
+            || q.hasWindowFuncs
+            || q.hasTargetSRFs
+            || !q.distinctClause.is_null()
+            || !q.setOperations.is_null()
+            || !q.rowMarks.is_null()
+            || !q.havingQual.is_null()
+            || pg_sys::bms_membership((*root).all_baserels) != pg_sys::BMS_Membership::BMS_SINGLETON
+        {
+            return None;
+        }
+        if !q.sortClause.is_null() && !sorted_as_query {
+            return None;
+        }
+        let count = const_int(q.limitCount)?;
+        let offset = if q.limitOffset.is_null() { 0 } else { const_int(q.limitOffset)? };
+        count.checked_add(offset)
     }
-    let q = &*q;
-    if q.limitCount.is_null()
-        || q.limitOption != pg_sys::LimitOption::LIMIT_OPTION_COUNT
-        || !q.groupClause.is_null()
-        || !q.groupingSets.is_null()
-        || q.hasAggs
-        || q.hasWindowFuncs
-        || q.hasTargetSRFs
-        || !q.distinctClause.is_null()
-        || !q.setOperations.is_null()
-        || !q.rowMarks.is_null()
-        || !q.havingQual.is_null()
-        || pg_sys::bms_membership((*root).all_baserels) != pg_sys::BMS_Membership::BMS_SINGLETON
-    {
-        return None;
-    }
-    if !q.sortClause.is_null() && !sorted_as_query {
-        return None;
-    }
-    let count = const_int(q.limitCount)?;
-    let offset = if q.limitOffset.is_null() { 0 } else { const_int(q.limitOffset)? };
-    count.checked_add(offset)
 }
 
 #[pgrx::pg_guard]
@@ -340,120 +373,124 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
     scan_clauses: *mut pg_sys::List,
     outer_plan: *mut pg_sys::Plan,
 ) -> *mut pg_sys::ForeignScan {
-    if !crate::fdw::pushed::is_scan_rel(baserel) {
-        // A join or an aggregate computed by CARTO (scanrelid 0).
-        return crate::fdw::pushed::plan(root, baserel, best_path, tlist, outer_plan).or_report();
-    }
-    let state = rel_state(baserel);
-    let mut d = Deparser::new(&state.info);
-    d.allow_outer_params = true;
-    let mut where_parts: Vec<SqlTemplate> = Vec::new();
-    let mut local_exprs = PgList::<pg_sys::Expr>::new();
-    let mut local_ris: Vec<*mut pg_sys::RestrictInfo> = Vec::new();
-    for ri in PgList::<pg_sys::RestrictInfo>::from_pg(scan_clauses).iter_ptr() {
-        if (*ri).pseudoconstant {
-            continue;
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // SAFETY: guarantees: this function's contract.
+    unsafe {
+        if !crate::fdw::pushed::is_scan_rel(baserel) {
+            // A join or an aggregate computed by CARTO (scanrelid 0).
+            return crate::fdw::pushed::plan(root, baserel, best_path, tlist, outer_plan).or_report();
         }
-        if state.local_conds.contains(&ri) {
-            local_exprs.push((*ri).clause);
-            local_ris.push(ri);
-            continue;
-        }
-        match d.clause((*ri).clause.cast()) {
-            Some(sql) => where_parts.push(sql),
-            None => {
+        let state = rel_state(baserel);
+        let mut d = Deparser::new(&state.info);
+        d.allow_outer_params = true;
+        let mut where_parts: Vec<SqlTemplate> = Vec::new();
+        let mut local_exprs = PgList::<pg_sys::Expr>::new();
+        let mut local_ris: Vec<*mut pg_sys::RestrictInfo> = Vec::new();
+        for ri in PgList::<pg_sys::RestrictInfo>::from_pg(scan_clauses).iter_ptr() {
+            if (*ri).pseudoconstant {
+                continue;
+            }
+            if state.local_conds.contains(&ri) {
                 local_exprs.push((*ri).clause);
                 local_ris.push(ri);
+                continue;
+            }
+            match d.clause((*ri).clause.cast()) {
+                Some(sql) => where_parts.push(sql),
+                None => {
+                    local_exprs.push((*ri).clause);
+                    local_ris.push(ri);
+                }
             }
         }
-    }
-    let mut where_ = SqlTemplate::default();
-    for (i, w) in where_parts.iter().enumerate() {
-        if i > 0 {
-            where_.push_str(" AND ");
+        let mut where_ = SqlTemplate::default();
+        for (i, w) in where_parts.iter().enumerate() {
+            if i > 0 {
+                where_.push_str(" AND ");
+            }
+            where_.append(w);
         }
-        where_.append(w);
-    }
 
-    // Columns the query needs: the rel's target list and what local quals read.
-    let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-    pg_sys::pull_varattnos((*(*baserel).reltarget).exprs.cast(), (*baserel).relid, &mut attrs);
-    for ri in &local_ris {
-        pg_sys::pull_varattnos((**ri).clause.cast(), (*baserel).relid, &mut attrs);
-    }
-    let offset = pg_sys::FirstLowInvalidHeapAttributeNumber;
-    let whole_row = pg_sys::bms_is_member(-offset, attrs);
-    let mut columns = Vec::new();
-    for c in state.table.columns.iter().flatten() {
-        if whole_row || pg_sys::bms_is_member(c.attnum as i32 - offset, attrs) {
-            columns.push((c.attnum, c.remote_name.clone()));
+        // Columns the query needs: the rel's target list and what local quals read.
+        let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos((*(*baserel).reltarget).exprs.cast(), (*baserel).relid, &mut attrs);
+        for ri in &local_ris {
+            pg_sys::pull_varattnos((**ri).clause.cast(), (*baserel).relid, &mut attrs);
         }
-    }
-
-    let pathkeys = (*best_path).path.pathkeys;
-    let order_by = if pathkeys.is_null() { None } else { deparse_pathkeys(state, pathkeys) };
-    let sorted_as_query = order_by.is_some()
-        && pg_sys::pathkeys_contained_in((*root).sort_pathkeys, pathkeys);
-    let parameterized = !(*best_path).path.param_info.is_null();
-    let limit = pushable_limit(root, !local_ris.is_empty(), sorted_as_query, parameterized);
-
-    let opts = &state.table.options;
-    let expected_rows = match limit {
-        Some(l) => ((*best_path).path.rows).min(l as f64),
-        None => (*best_path).path.rows,
-    };
-    let transport = match opts.scan_method {
-        ScanMethod::Copy => Transport::Copy,
-        ScanMethod::Query => Transport::Query,
-        ScanMethod::Auto => {
-            if parameterized || !d.params.is_empty() || expected_rows <= opts.copy_threshold {
-                Transport::Query
-            } else {
-                Transport::Copy
+        let offset = pg_sys::FirstLowInvalidHeapAttributeNumber;
+        let whole_row = pg_sys::bms_is_member(-offset, attrs);
+        let mut columns = Vec::new();
+        for c in state.table.columns.iter().flatten() {
+            if whole_row || pg_sys::bms_is_member(c.attnum as i32 - offset, attrs) {
+                columns.push((c.attnum, c.remote_name.clone()));
             }
         }
-    };
 
-    let binary_casts = match transport {
-        Transport::Copy => crate::fdw::transport::read_casts(&state.table, &columns).or_report(),
-        Transport::Query => None,
-    };
-    let plan = ScanPlan {
-        relid: u32::from(state.table.relid),
-        table_label: state.table.local_name.clone(),
-        from: state.table.from_clause(),
-        columns,
-        where_: if where_.is_empty() { None } else { Some(where_) },
-        order_by,
-        limit,
-        rowid: state.table.rowid().map(str::to_string),
-        binary_casts,
-        transport,
-        fetch_size: opts.fetch_size,
-        subquery: None,
-        relations: None,
-        member_relids: Vec::new(),
-        user_rti: 0,
-        member_rtis: Vec::new(),
-    };
-    let json = serde_json::to_string(&plan).unwrap_or_default();
-    let mut private = PgList::<pg_sys::Node>::new();
-    let cjson = std::ffi::CString::new(json).unwrap_or_default();
-    private.push(pg_sys::makeString(pg_sys::pstrdup(cjson.as_ptr())).cast());
+        let pathkeys = (*best_path).path.pathkeys;
+        let order_by = if pathkeys.is_null() { None } else { deparse_pathkeys(state, pathkeys) };
+        let sorted_as_query = order_by.is_some()
+            && pg_sys::pathkeys_contained_in((*root).sort_pathkeys, pathkeys);
+        let parameterized = !(*best_path).path.param_info.is_null();
+        let limit = pushable_limit(root, !local_ris.is_empty(), sorted_as_query, parameterized);
 
-    let mut fdw_exprs = PgList::<pg_sys::Expr>::new();
-    for p in &d.params {
-        fdw_exprs.push(*p);
+        let opts = &state.table.options;
+        let expected_rows = match limit {
+            Some(l) => ((*best_path).path.rows).min(l as f64),
+            None => (*best_path).path.rows,
+        };
+        let transport = match opts.scan_method {
+            ScanMethod::Copy => Transport::Copy,
+            ScanMethod::Query => Transport::Query,
+            ScanMethod::Auto => {
+                if parameterized || !d.params.is_empty() || expected_rows <= opts.copy_threshold {
+                    Transport::Query
+                } else {
+                    Transport::Copy
+                }
+            }
+        };
+
+        let binary_casts = match transport {
+            Transport::Copy => crate::fdw::transport::read_casts(&state.table, &columns).or_report(),
+            Transport::Query => None,
+        };
+        let plan = ScanPlan {
+            relid: u32::from(state.table.relid),
+            table_label: state.table.local_name.clone(),
+            from: state.table.from_clause(),
+            columns,
+            where_: if where_.is_empty() { None } else { Some(where_) },
+            order_by,
+            limit,
+            rowid: state.table.rowid().map(str::to_string),
+            binary_casts,
+            transport,
+            fetch_size: opts.fetch_size,
+            subquery: None,
+            relations: None,
+            member_relids: Vec::new(),
+            user_rti: 0,
+            member_rtis: Vec::new(),
+        };
+        let json = serde_json::to_string(&plan).unwrap_or_default();
+        let mut private = PgList::<pg_sys::Node>::new();
+        let cjson = std::ffi::CString::new(json).unwrap_or_default();
+        private.push(pg_sys::makeString(pg_sys::pstrdup(cjson.as_ptr())).cast());
+
+        let mut fdw_exprs = PgList::<pg_sys::Expr>::new();
+        for p in &d.params {
+            fdw_exprs.push(*p);
+        }
+
+        pg_sys::make_foreignscan(
+            tlist,
+            local_exprs.into_pg(),
+            (*baserel).relid,
+            fdw_exprs.into_pg(),
+            private.into_pg(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            outer_plan,
+        )
     }
-
-    pg_sys::make_foreignscan(
-        tlist,
-        local_exprs.into_pg(),
-        (*baserel).relid,
-        fdw_exprs.into_pg(),
-        private.into_pg(),
-        std::ptr::null_mut(),
-        std::ptr::null_mut(),
-        outer_plan,
-    )
 }

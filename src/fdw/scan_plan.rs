@@ -208,7 +208,10 @@ pub struct RelState {
 }
 
 pub(crate) unsafe fn rel_state<'a>(baserel: *mut pg_sys::RelOptInfo) -> &'a mut RelState {
-    &mut *((*baserel).fdw_private as *mut RelState)
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        &mut *((*baserel).fdw_private as *mut RelState)
+    }
 }
 
 impl RelState {
@@ -232,14 +235,17 @@ pub(crate) fn explain_plan_rows(resp: &carto_client::QueryResponse) -> Option<f6
 }
 
 pub(crate) unsafe fn const_int(node: *mut pg_sys::Node) -> Option<i64> {
-    if (*node).type_ != pg_sys::NodeTag::T_Const {
-        return None;
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        if (*node).type_ != pg_sys::NodeTag::T_Const {
+            return None;
+        }
+        let c: *mut pg_sys::Const = node.cast();
+        if (*c).constisnull || (*c).consttype != pg_sys::INT8OID {
+            return None;
+        }
+        Some((*c).constvalue.value() as i64).filter(|v| *v >= 0)
     }
-    let c: *mut pg_sys::Const = node.cast();
-    if (*c).constisnull || (*c).consttype != pg_sys::INT8OID {
-        return None;
-    }
-    Some((*c).constvalue.value() as i64).filter(|v| *v >= 0)
 }
 
 /// Reads the ScanPlan back from a ForeignScan's fdw_private.
@@ -247,9 +253,12 @@ pub(crate) unsafe fn const_int(node: *mut pg_sys::Node) -> Option<i64> {
 /// # Safety
 /// `private` must be the list get_foreign_plan built.
 pub unsafe fn scan_plan_from_private(private: *mut pg_sys::List) -> FdwResult<ScanPlan> {
-    let list = PgList::<pg_sys::Node>::from_pg(private);
-    let node = list.get_ptr(0).ok_or_else(|| FdwError::internal("foreign scan without a plan"))?;
-    let s = crate::pg::cstr::cstr_owned((*node.cast::<pg_sys::String>()).sval as *const _)
-        .ok_or_else(|| FdwError::internal("foreign scan without a plan"))?;
-    serde_json::from_str(&s).map_err(|e| FdwError::internal(format!("unreadable scan plan: {e}")))
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let list = PgList::<pg_sys::Node>::from_pg(private);
+        let node = list.get_ptr(0).ok_or_else(|| FdwError::internal("foreign scan without a plan"))?;
+        let s = crate::pg::cstr::cstr_owned((*node.cast::<pg_sys::String>()).sval as *const _)
+            .ok_or_else(|| FdwError::internal("foreign scan without a plan"))?;
+        serde_json::from_str(&s).map_err(|e| FdwError::internal(format!("unreadable scan plan: {e}")))
+    }
 }

@@ -61,35 +61,38 @@ fn oid_valued(base: pg_sys::Oid) -> bool {
 /// # Safety
 /// Backend thread, in a transaction.
 pub unsafe fn binary_type(type_oid: pg_sys::Oid) -> Result<BinaryType, String> {
-    if !has_io(type_oid, pg_sys::IOFuncSelector::IOFunc_receive) || !has_io(type_oid, pg_sys::IOFuncSelector::IOFunc_send) {
-        return Err("it has no binary send/receive functions".into());
-    }
-    let base = pg_sys::getBaseType(type_oid);
-    // format_type_be, like SQL's format_type(oid, NULL), names CARTO's column types; the cast needs the
-    // typmod-less spelling ("bpchar" and "bit" with quotes: plain "character" and "bit" mean length 1).
-    let name = strip_schema(&cstr_owned(pg_sys::format_type_be(base)).unwrap_or_default());
-    let cast = strip_schema(&cstr_owned(pg_sys::format_type_with_typemod(base, -1)).unwrap_or_default());
-    let ok = BinaryType { cast, name };
-    match pg_sys::get_typtype(base) as u8 {
-        b'b' => {
-            let elem = pg_sys::get_element_type(base);
-            if elem != pg_sys::InvalidOid {
-                if !builtin(elem) {
-                    return Err("its binary form holds the OID of a non-built-in element type".into());
-                }
-                return binary_type(elem).map(|_| ok);
-            }
-            if oid_valued(base) {
-                return Err("its binary form is local to the database".into());
-            }
-            Ok(ok)
+    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    unsafe {
+        if !has_io(type_oid, pg_sys::IOFuncSelector::IOFunc_receive) || !has_io(type_oid, pg_sys::IOFuncSelector::IOFunc_send) {
+            return Err("it has no binary send/receive functions".into());
         }
-        // Enums travel as their label (enum_send / enum_recv), checked against the local labels.
-        b'e' => Ok(ok),
-        b'r' | b'm' if builtin(base) => Ok(ok),
-        b'r' | b'm' => Err("it is a range over a non-built-in type".into()),
-        b'c' => Err("composite values hold their columns' type OIDs".into()),
-        _ => Err("it is a pseudo-type".into()),
+        let base = pg_sys::getBaseType(type_oid);
+        // format_type_be, like SQL's format_type(oid, NULL), names CARTO's column types; the cast needs the
+        // typmod-less spelling ("bpchar" and "bit" with quotes: plain "character" and "bit" mean length 1).
+        let name = strip_schema(&cstr_owned(pg_sys::format_type_be(base)).unwrap_or_default());
+        let cast = strip_schema(&cstr_owned(pg_sys::format_type_with_typemod(base, -1)).unwrap_or_default());
+        let ok = BinaryType { cast, name };
+        match pg_sys::get_typtype(base) as u8 {
+            b'b' => {
+                let elem = pg_sys::get_element_type(base);
+                if elem != pg_sys::InvalidOid {
+                    if !builtin(elem) {
+                        return Err("its binary form holds the OID of a non-built-in element type".into());
+                    }
+                    return binary_type(elem).map(|_| ok);
+                }
+                if oid_valued(base) {
+                    return Err("its binary form is local to the database".into());
+                }
+                Ok(ok)
+            }
+            // Enums travel as their label (enum_send / enum_recv), checked against the local labels.
+            b'e' => Ok(ok),
+            b'r' | b'm' if builtin(base) => Ok(ok),
+            b'r' | b'm' => Err("it is a range over a non-built-in type".into()),
+            b'c' => Err("composite values hold their columns' type OIDs".into()),
+            _ => Err("it is a pseudo-type".into()),
+        }
     }
 }
 
@@ -117,12 +120,15 @@ impl ColumnRecv {
     /// # Safety
     /// Backend thread, in a transaction; the type has a receive function ([`binary_type`] said so).
     pub unsafe fn new(attnum: i16, type_oid: pg_sys::Oid, typmod: i32) -> Self {
-        let mut func = pg_sys::InvalidOid;
-        let mut ioparam = pg_sys::InvalidOid;
-        pg_sys::getTypeBinaryInputInfo(type_oid, &mut func, &mut ioparam);
-        let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-        pg_sys::fmgr_info(func, flinfo.as_mut());
-        ColumnRecv { attnum, flinfo, ioparam, typmod, scratch: Vec::new() }
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            let mut func = pg_sys::InvalidOid;
+            let mut ioparam = pg_sys::InvalidOid;
+            pg_sys::getTypeBinaryInputInfo(type_oid, &mut func, &mut ioparam);
+            let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            pg_sys::fmgr_info(func, flinfo.as_mut());
+            ColumnRecv { attnum, flinfo, ioparam, typmod, scratch: Vec::new() }
+        }
     }
 
     /// The value of one field, through the type's receive function with the column's typmod. Raises an ERROR
@@ -131,13 +137,16 @@ impl ColumnRecv {
     /// # Safety
     /// Backend thread.
     pub unsafe fn recv(&mut self, bytes: &[u8]) -> pg_sys::Datum {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        scratch.extend_from_slice(bytes);
-        scratch.push(0);
-        let d = self.recv_in_place(scratch.as_mut_ptr(), bytes.len());
-        self.scratch = scratch;
-        d
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            scratch.extend_from_slice(bytes);
+            scratch.push(0);
+            let d = self.recv_in_place(scratch.as_mut_ptr(), bytes.len());
+            self.scratch = scratch;
+            d
+        }
     }
 
     /// [`ColumnRecv::recv`] of the `len` bytes at `data`, which are followed by a NUL (StringInfo's
@@ -146,16 +155,19 @@ impl ColumnRecv {
     /// # Safety
     /// Backend thread; `data` points to `len + 1` writable bytes.
     pub unsafe fn recv_in_place(&mut self, data: *mut u8, len: usize) -> pg_sys::Datum {
-        let mut buf = pg_sys::StringInfoData { data: data.cast(), len: len as i32, maxlen: len as i32 + 1, cursor: 0 };
-        let d = pg_sys::ReceiveFunctionCall(self.flinfo.as_mut(), &mut buf, self.ioparam, self.typmod);
-        if buf.cursor != buf.len {
-            pgrx::ereport!(
-                PgLogLevel::ERROR,
-                PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
-                "incorrect binary data format"
-            );
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let mut buf = pg_sys::StringInfoData { data: data.cast(), len: len as i32, maxlen: len as i32 + 1, cursor: 0 };
+            let d = pg_sys::ReceiveFunctionCall(self.flinfo.as_mut(), &mut buf, self.ioparam, self.typmod);
+            if buf.cursor != buf.len {
+                pgrx::ereport!(
+                    PgLogLevel::ERROR,
+                    PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+                    "incorrect binary data format"
+                );
+            }
+            d
         }
-        d
     }
 
     /// NULL goes through the receive function too, so a domain's NOT NULL is checked.
@@ -163,7 +175,10 @@ impl ColumnRecv {
     /// # Safety
     /// Backend thread.
     pub unsafe fn recv_null(&mut self) -> pg_sys::Datum {
-        pg_sys::ReceiveFunctionCall(self.flinfo.as_mut(), std::ptr::null_mut(), self.ioparam, self.typmod)
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            pg_sys::ReceiveFunctionCall(self.flinfo.as_mut(), std::ptr::null_mut(), self.ioparam, self.typmod)
+        }
     }
 }
 
@@ -178,12 +193,15 @@ impl ColumnSend {
     /// # Safety
     /// Backend thread, in a transaction; the type has a send function.
     pub unsafe fn new(type_oid: pg_sys::Oid) -> Self {
-        let mut func = pg_sys::InvalidOid;
-        let mut varlena = false;
-        pg_sys::getTypeBinaryOutputInfo(type_oid, &mut func, &mut varlena);
-        let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-        pg_sys::fmgr_info(func, flinfo.as_mut());
-        ColumnSend { flinfo, fast: crate::pg::binary_fast::FastType::for_send(pg_sys::getBaseType(type_oid)) }
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            let mut func = pg_sys::InvalidOid;
+            let mut varlena = false;
+            pg_sys::getTypeBinaryOutputInfo(type_oid, &mut func, &mut varlena);
+            let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            pg_sys::fmgr_info(func, flinfo.as_mut());
+            ColumnSend { flinfo, fast: crate::pg::binary_fast::FastType::for_send(pg_sys::getBaseType(type_oid)) }
+        }
     }
 
     /// Appends the value as one field of a binary COPY tuple: its length word, then its binary form,
@@ -193,17 +211,20 @@ impl ColumnSend {
     /// # Safety
     /// Backend thread; `value` a non-NULL datum of the column's type.
     pub unsafe fn send_field(&mut self, value: pg_sys::Datum, out: &mut Vec<u8>) {
-        if let Some(fast) = self.fast {
-            let at = out.len();
-            out.extend_from_slice(&[0; 4]);
-            if fast.encode(value, out) {
-                let len = (out.len() - at - 4) as i32;
-                out[at..at + 4].copy_from_slice(&len.to_be_bytes());
-                return;
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            if let Some(fast) = self.fast {
+                let at = out.len();
+                out.extend_from_slice(&[0; 4]);
+                if fast.encode(value, out) {
+                    let len = (out.len() - at - 4) as i32;
+                    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                    return;
+                }
+                out.truncate(at);
             }
-            out.truncate(at);
+            carto_client::copy_binary::Encoder::field(out, self.send(value));
         }
-        carto_client::copy_binary::Encoder::field(out, self.send(value));
     }
 
     /// The value's binary form, palloc'd in the current memory context (valid until it is reset).
@@ -211,10 +232,13 @@ impl ColumnSend {
     /// # Safety
     /// Backend thread; `value` a non-NULL datum of the column's type.
     pub unsafe fn send<'a>(&mut self, value: pg_sys::Datum) -> &'a [u8] {
-        let bytea = pg_sys::SendFunctionCall(self.flinfo.as_mut(), value);
-        let len = pgrx::varlena::varsize_any_exhdr(bytea.cast());
-        let data = pgrx::varlena::vardata_any(bytea.cast());
-        std::slice::from_raw_parts(data.cast(), len)
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            let bytea = pg_sys::SendFunctionCall(self.flinfo.as_mut(), value);
+            let len = pgrx::varlena::varsize_any_exhdr(bytea.cast());
+            let data = pgrx::varlena::vardata_any(bytea.cast());
+            std::slice::from_raw_parts(data.cast(), len)
+        }
     }
 }
 

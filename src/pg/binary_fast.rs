@@ -178,23 +178,26 @@ impl FastType {
     /// # Safety
     /// Backend thread; `value` a Datum of this type (a varlena may be toasted: it is detoasted here).
     pub unsafe fn encode(self, value: pg_sys::Datum, out: &mut Vec<u8>) -> bool {
-        let v = value.value();
-        match self {
-            FastType::Bool => out.push(u8::from(v != 0)),
-            FastType::Int2 => out.extend_from_slice(&(v as i16).to_be_bytes()),
-            FastType::Int4 | FastType::Float4 | FastType::Date => out.extend_from_slice(&(v as i32).to_be_bytes()),
-            FastType::Int8 | FastType::Float8 | FastType::Timestamp => out.extend_from_slice(&(v as i64).to_be_bytes()),
-            FastType::Uuid => out.extend_from_slice(std::slice::from_raw_parts(value.cast_mut_ptr::<u8>(), 16)),
-            FastType::Varlena { .. } => {
-                // Short or plain headers are read in place; compressed or external values are detoasted
-                // (in the current memory context). Same encodings on both sides: textsend does not convert.
-                let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
-                let len = pgrx::varlena::varsize_any_exhdr(v);
-                let data = pgrx::varlena::vardata_any(v);
-                out.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), len));
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            let v = value.value();
+            match self {
+                FastType::Bool => out.push(u8::from(v != 0)),
+                FastType::Int2 => out.extend_from_slice(&(v as i16).to_be_bytes()),
+                FastType::Int4 | FastType::Float4 | FastType::Date => out.extend_from_slice(&(v as i32).to_be_bytes()),
+                FastType::Int8 | FastType::Float8 | FastType::Timestamp => out.extend_from_slice(&(v as i64).to_be_bytes()),
+                FastType::Uuid => out.extend_from_slice(std::slice::from_raw_parts(value.cast_mut_ptr::<u8>(), 16)),
+                FastType::Varlena { .. } => {
+                    // Short or plain headers are read in place; compressed or external values are detoasted
+                    // (in the current memory context). Same encodings on both sides: textsend does not convert.
+                    let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
+                    let len = pgrx::varlena::varsize_any_exhdr(v);
+                    let data = pgrx::varlena::vardata_any(v);
+                    out.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), len));
+                }
             }
+            true
         }
-        true
     }
 }
 
@@ -211,30 +214,39 @@ mod tests {
     }
 
     unsafe fn input(ty: pg_sys::Oid, v: &str) -> pg_sys::Datum {
-        let (mut f, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
-        pg_sys::getTypeInputInfo(ty, &mut f, &mut ioparam);
-        let c = CString::new(v).unwrap();
-        pg_sys::OidInputFunctionCall(f, c.as_ptr() as *mut _, ioparam, -1)
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            let (mut f, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+            pg_sys::getTypeInputInfo(ty, &mut f, &mut ioparam);
+            let c = CString::new(v).unwrap();
+            pg_sys::OidInputFunctionCall(f, c.as_ptr() as *mut _, ioparam, -1)
+        }
     }
 
     /// The Datum `decode` gives, made real (by-ref values laid out in palloc'd memory).
     unsafe fn decoded(t: FastType, bytes: &[u8]) -> Option<pg_sys::Datum> {
-        match t.decode(bytes, TextRule::Utf8) {
-            Wire::Value(v) => Some(pg_sys::Datum::from(v)),
-            Wire::ByRef(n) => {
-                let p = pg_sys::palloc(n).cast::<u8>();
-                t.write_by_ref(bytes, std::slice::from_raw_parts_mut(p, n));
-                Some(pg_sys::Datum::from(p))
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            match t.decode(bytes, TextRule::Utf8) {
+                Wire::Value(v) => Some(pg_sys::Datum::from(v)),
+                Wire::ByRef(n) => {
+                    let p = pg_sys::palloc(n).cast::<u8>();
+                    t.write_by_ref(bytes, std::slice::from_raw_parts_mut(p, n));
+                    Some(pg_sys::Datum::from(p))
+                }
+                Wire::Recv => None,
             }
-            Wire::Recv => None,
         }
     }
 
     /// A by-reference value's bytes: a varlena's whole (header included), else `len` bytes.
     unsafe fn by_ref_bytes(d: pg_sys::Datum, len: i16) -> Vec<u8> {
-        let p = d.cast_mut_ptr::<u8>();
-        let n = if len == -1 { pgrx::varlena::varsize_any(p.cast()) } else { len as usize };
-        std::slice::from_raw_parts(p, n).to_vec()
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            let p = d.cast_mut_ptr::<u8>();
+            let n = if len == -1 { pgrx::varlena::varsize_any(p.cast()) } else { len as usize };
+            std::slice::from_raw_parts(p, n).to_vec()
+        }
     }
 
     /// Every value: the same bytes as the send function, and back the same Datum as the receive function

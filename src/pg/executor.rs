@@ -12,14 +12,17 @@ use pgrx::PgLogLevel;
 /// # Safety
 /// Backend thread; `slot` a valid slot, not used through other references while these live.
 pub unsafe fn empty_slot<'a>(slot: *mut pg_sys::TupleTableSlot) -> (&'a mut [pg_sys::Datum], &'a mut [bool]) {
-    if let Some(clear) = (*(*slot).tts_ops).clear {
-        clear(slot);
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        if let Some(clear) = (*(*slot).tts_ops).clear {
+            clear(slot);
+        }
+        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+        let datums = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
+        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
+        nulls.fill(true);
+        (datums, nulls)
     }
-    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-    let datums = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
-    let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
-    nulls.fill(true);
-    (datums, nulls)
 }
 
 /// Raises the ERROR `e` (caught while a type's input or receive function converted a value) again,
@@ -45,9 +48,12 @@ pub fn reraise_with_column(e: CaughtError, column: &str, table: &str) -> ! {
 /// # Safety
 /// Backend thread; `es` the ExplainState of the EXPLAIN being written.
 pub unsafe fn explain_text(es: *mut pg_sys::ExplainState, label: &str, value: &str) {
-    let l = CString::new(label).unwrap_or_default();
-    let v = CString::new(crate::pg::error::mask_secrets(value)).unwrap_or_default();
-    pg_sys::ExplainPropertyText(l.as_ptr(), v.as_ptr(), es);
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let l = CString::new(label).unwrap_or_default();
+        let v = CString::new(crate::pg::error::mask_secrets(value)).unwrap_or_default();
+        pg_sys::ExplainPropertyText(l.as_ptr(), v.as_ptr(), es);
+    }
 }
 
 /// One integer property line of EXPLAIN.
@@ -55,6 +61,9 @@ pub unsafe fn explain_text(es: *mut pg_sys::ExplainState, label: &str, value: &s
 /// # Safety
 /// Backend thread; `es` the ExplainState of the EXPLAIN being written.
 pub unsafe fn explain_int(es: *mut pg_sys::ExplainState, label: &str, value: i64) {
-    let l = CString::new(label).unwrap_or_default();
-    pg_sys::ExplainPropertyInteger(l.as_ptr(), std::ptr::null(), value, es);
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let l = CString::new(label).unwrap_or_default();
+        pg_sys::ExplainPropertyInteger(l.as_ptr(), std::ptr::null(), value, es);
+    }
 }
