@@ -62,6 +62,7 @@ pub unsafe fn server_access(serverid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwRe
 /// PostgreSQL's own error). The one check of every function that names a server.
 pub fn server_for_caller(server: &str) -> FdwResult<ServerAccess> {
     let serverid = carto_server_oid(server)?;
+    // SAFETY: SQL-callable code, so the backend thread in a transaction; `serverid` was just looked up.
     unsafe {
         let userid = pg_sys::GetUserId();
         check_server_usage(serverid, userid, server)?;
@@ -74,6 +75,8 @@ pub fn carto_server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
     let cname = CString::new(server).map_err(|_| FdwError::InvalidOptionValue {
         message: "a server name cannot contain a NUL byte".into(),
     })?;
+    // SAFETY: SQL-callable code, so the backend thread in a transaction; GetForeignServerByName with missing_ok false
+    // raises instead of returning NULL, so `srv` is valid.
     unsafe {
         // missing_ok = false: PostgreSQL's own "server \"x\" does not exist".
         let srv = pg_sys::GetForeignServerByName(cname.as_ptr(), false);

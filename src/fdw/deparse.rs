@@ -749,6 +749,9 @@ impl<'a> Deparser<'a> {
     }
 
     /// The remote spelling of a type, or None when the remote side may not know it.
+    ///
+    /// # Safety
+    /// Backend thread, in a transaction (reads the catalogs; may raise an ERROR for an unknown type).
     pub unsafe fn type_name(&self, typid: pg_sys::Oid, typmod: i32) -> Option<String> {
         // SAFETY: this function's contract: called on the backend thread, inside a transaction.
         unsafe {
@@ -775,6 +778,8 @@ pub fn default_collation(coll: pg_sys::Oid) -> bool {
 fn quote_func_name(name: &str) -> String {
     // quote_identifier also quotes keywords: position, extract, overlay... are only callable quoted.
     match std::ffi::CString::new(name) {
+        // SAFETY: planner code on the backend thread; `c` is NUL-terminated and outlives the call, quote_identifier
+        // returns a valid string.
         Ok(c) => unsafe { cstr_owned(pg_sys::quote_identifier(c.as_ptr())) }.unwrap_or_else(|| quote_ident(name)),
         Err(_) => quote_ident(name),
     }

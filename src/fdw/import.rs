@@ -307,6 +307,8 @@ impl Backend {
         let c = CString::new(type_text).ok()?;
         // A typmod the local type rejects, or text that is not a type name, raises an ERROR: take it
         // as "unknown locally".
+        // SAFETY: IMPORT runs on the backend thread in a transaction; `c` is NUL-terminated and outlives the call,
+        // and an ERROR is caught by the PgTryBuilder.
         PgTryBuilder::new(|| unsafe {
             let mut oid = pg_sys::InvalidOid;
             let mut typmod: i32 = -1;
@@ -410,6 +412,10 @@ unsafe fn import(stmt: *mut pg_sys::ImportForeignSchemaStmt, server_oid: pg_sys:
 }
 
 /// The ImportForeignSchema callback.
+///
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pg_guard]
 pub unsafe extern "C-unwind" fn import_foreign_schema(
     stmt: *mut pg_sys::ImportForeignSchemaStmt,

@@ -19,6 +19,9 @@ use crate::fdw::pushed::{
     attach, can_write, is_semi_or_anti, join_keyword, remote_estimate, BaseTable, Input, PushOptions, PushedRel, Shape,
 };
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_join_paths(
     root: *mut pg_sys::PlannerInfo,

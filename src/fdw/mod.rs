@@ -27,6 +27,7 @@ use pgrx::{pg_sys, AllocatedByRust, PgBox};
 /// Every slot of PostgreSQL's FdwRoutine; the ones left None say why.
 #[pg_extern(create_or_replace)]
 fn carto_fdw_handler() -> PgBox<pg_sys::FdwRoutine, AllocatedByRust> {
+    // SAFETY: the handler runs on the backend thread; alloc_node pallocs a zeroed FdwRoutine in the current context.
     let mut r = unsafe { PgBox::<pg_sys::FdwRoutine, AllocatedByRust>::alloc_node(pg_sys::NodeTag::T_FdwRoutine) };
 
     // Scans (scan.rs, plan.rs).

@@ -56,6 +56,9 @@ unsafe fn table_options(relid: pg_sys::Oid) -> (ServerOptions, TableOptions, Str
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn is_foreign_rel_updatable(rel: pg_sys::Relation) -> i32 {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
@@ -109,6 +112,9 @@ unsafe fn check_plan_refusals(plan: *mut pg_sys::ModifyTable, relid: pg_sys::Oid
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn plan_foreign_modify(
     root: *mut pg_sys::PlannerInfo,
@@ -203,6 +209,9 @@ unsafe fn rowid_attnum(relid: pg_sys::Oid, rowid: &str) -> Option<(i16, pg_sys::
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn add_foreign_update_targets(
     root: *mut pg_sys::PlannerInfo,
@@ -634,6 +643,9 @@ unsafe fn modify_state<'a>(rinfo: *mut pg_sys::ResultRelInfo) -> Option<&'a mut 
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn begin_foreign_modify(
     mtstate: *mut pg_sys::ModifyTableState,
@@ -755,6 +767,9 @@ unsafe fn new_rowwise_state(
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn exec_foreign_insert(
     _estate: *mut pg_sys::EState,
@@ -775,6 +790,9 @@ pub unsafe extern "C-unwind" fn exec_foreign_insert(
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn exec_foreign_batch_insert(
     _estate: *mut pg_sys::EState,
@@ -800,6 +818,9 @@ pub unsafe extern "C-unwind" fn exec_foreign_batch_insert(
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_modify_batch_size(rinfo: *mut pg_sys::ResultRelInfo) -> i32 {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
@@ -819,6 +840,10 @@ pub unsafe extern "C-unwind" fn get_foreign_modify_batch_size(rinfo: *mut pg_sys
 
 /// ExecForeignUpdate and ExecForeignDelete alike: a row-wise statement collects the row's rowid
 /// (and, for UPDATE, its changed columns) into the next batch.
+///
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn exec_foreign_update_or_delete(
     _estate: *mut pg_sys::EState,
@@ -836,6 +861,9 @@ pub unsafe extern "C-unwind" fn exec_foreign_update_or_delete(
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn end_foreign_modify(_estate: *mut pg_sys::EState, rinfo: *mut pg_sys::ResultRelInfo) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
@@ -852,6 +880,9 @@ pub unsafe extern "C-unwind" fn end_foreign_modify(_estate: *mut pg_sys::EState,
 
 // BeginForeignInsert / EndForeignInsert: COPY FROM and tuple routing into a foreign partition.
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn begin_foreign_insert(mtstate: *mut pg_sys::ModifyTableState, rinfo: *mut pg_sys::ResultRelInfo) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
@@ -888,6 +919,9 @@ unsafe fn begin_insert(mtstate: *mut pg_sys::ModifyTableState, rinfo: *mut pg_sy
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn end_foreign_insert(_estate: *mut pg_sys::EState, rinfo: *mut pg_sys::ResultRelInfo) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
@@ -899,6 +933,9 @@ pub unsafe extern "C-unwind" fn end_foreign_insert(_estate: *mut pg_sys::EState,
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn explain_foreign_modify(
     _mtstate: *mut pg_sys::ModifyTableState,
@@ -988,6 +1025,9 @@ unsafe fn find_modifytable_subplan(
 }
 
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn plan_direct_modify(
     root: *mut pg_sys::PlannerInfo,
@@ -1088,6 +1128,9 @@ pub struct DirectState {
     affected: u64,
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn begin_direct_modify(node: *mut pg_sys::ForeignScanState, eflags: i32) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
@@ -1127,6 +1170,9 @@ unsafe fn begin_direct(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn iterate_direct_modify(node: *mut pg_sys::ForeignScanState) -> *mut pg_sys::TupleTableSlot {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
@@ -1160,9 +1206,15 @@ pub unsafe extern "C-unwind" fn iterate_direct_modify(node: *mut pg_sys::Foreign
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn end_direct_modify(_node: *mut pg_sys::ForeignScanState) {}
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn explain_direct_modify(node: *mut pg_sys::ForeignScanState, es: *mut pg_sys::ExplainState) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
@@ -1180,6 +1232,9 @@ pub unsafe extern "C-unwind" fn explain_direct_modify(node: *mut pg_sys::Foreign
 // ---------------------------------------------------------------------------------------------
 // TRUNCATE.
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn exec_foreign_truncate(rels: *mut pg_sys::List, behavior: pg_sys::DropBehavior::Type, restart_seqs: bool) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback

@@ -258,6 +258,7 @@ pub fn split_option_strings(raw: &[Option<String>]) -> Vec<(String, String)> {
 fn carto_fdw_validator(options: Option<Vec<Option<String>>>, catalog: Option<pg_sys::Oid>) {
     let Some(target) = catalog.and_then(OptionTarget::from_catalog) else { return };
     let pairs = split_option_strings(&options.unwrap_or_default());
+    // SAFETY: the validator runs on the backend thread; superuser() only reads the session's user id and the catalog.
     let is_superuser = unsafe { pg_sys::superuser() };
     if let Err(e) = validate(target, &pairs, is_superuser) {
         e.report();

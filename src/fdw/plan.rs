@@ -30,6 +30,9 @@ thread_local! {
 
 const REMOTE_ROWS_TTL: Duration = Duration::from_secs(300);
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_rel_size(
     root: *mut pg_sys::PlannerInfo,
@@ -206,6 +209,9 @@ unsafe fn add_foreign_path(
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_paths(
     root: *mut pg_sys::PlannerInfo,
@@ -363,6 +369,9 @@ unsafe fn pushable_limit(
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_plan(
     root: *mut pg_sys::PlannerInfo,

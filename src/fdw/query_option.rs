@@ -27,6 +27,8 @@ fn check_text(query: &str) -> Result<(), String> {
     if query.trim().is_empty() {
         return Err("it is empty".into());
     }
+    // SAFETY: called on the backend thread in a transaction (option validation, plan time): the raw parser and its
+    // node lists live in the current memory context for this block.
     unsafe {
         let stmts = parse(query)?;
         if stmts.len() != 1 {

@@ -207,6 +207,11 @@ pub struct RelState {
     pub local_conds: Vec<*mut pg_sys::RestrictInfo>,
 }
 
+/// The RelState that GetForeignRelSize left in a base relation of this wrapper.
+///
+/// # Safety
+/// `baserel` a base relation whose fdw_private is this wrapper's RelState (set by get_foreign_rel_size), alive
+/// for `'a` (the planner's memory context), and not borrowed elsewhere while the result lives.
 pub(crate) unsafe fn rel_state<'a>(baserel: *mut pg_sys::RelOptInfo) -> &'a mut RelState {
     // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
     unsafe {
@@ -234,6 +239,10 @@ pub(crate) fn explain_plan_rows(resp: &carto_client::QueryResponse) -> Option<f6
         .and_then(|v| v.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64())
 }
 
+/// The value of a non-negative int8 Const (LIMIT and OFFSET's type), None for any other node, NULL or below 0.
+///
+/// # Safety
+/// `node` a valid, non-null expression node.
 pub(crate) unsafe fn const_int(node: *mut pg_sys::Node) -> Option<i64> {
     // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
     unsafe {

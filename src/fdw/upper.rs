@@ -20,6 +20,9 @@ use pgrx::PgList;
 use crate::fdw::deparse::{Deparser, RelInfo};
 use crate::fdw::pushed::{attach, can_write, pushed_state, remote_estimate, Count, Input, PushedRel, Shape};
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_upper_paths(
     root: *mut pg_sys::PlannerInfo,

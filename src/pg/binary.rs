@@ -36,6 +36,7 @@ fn builtin(oid: pg_sys::Oid) -> bool {
 fn has_io(type_oid: pg_sys::Oid, which: pg_sys::IOFuncSelector::Type) -> bool {
     let (mut typlen, mut byval, mut align, mut delim) = (0i16, false, 0 as std::ffi::c_char, 0 as std::ffi::c_char);
     let (mut ioparam, mut func) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    // SAFETY: backend thread in a transaction (callers plan or run a scan or upload); every out-pointer is a local.
     unsafe {
         pg_sys::get_type_io_data(type_oid, which, &mut typlen, &mut byval, &mut align, &mut delim, &mut ioparam, &mut func)
     };

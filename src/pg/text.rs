@@ -28,6 +28,7 @@ impl BadText {
                 hint: None,
             },
             BadText::Encoding => {
+                // SAFETY: backend thread; GetDatabaseEncodingName returns a static, NUL-terminated name.
                 let enc = unsafe { crate::pg::cstr::cstr_owned(pg_sys::GetDatabaseEncodingName()) }.unwrap_or_default();
                 FdwError::Custom {
                     code: PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,

@@ -44,6 +44,9 @@ impl ColumnInput {
     }
 
     /// NULL goes through the input function too, so a domain's NOT NULL is checked.
+    ///
+    /// # Safety
+    /// Backend thread, in a transaction; may raise an ERROR (a domain's constraint).
     pub unsafe fn input_null(&mut self) -> pg_sys::Datum {
         // SAFETY: this function's contract: called on the backend thread, inside a transaction.
         unsafe {
@@ -74,6 +77,10 @@ impl ColumnOutput {
 
     /// The value's text form, palloc'd in the current memory context. Only under the
     /// transmission modes: the guard is asked for so no caller can forget them.
+    ///
+    /// # Safety
+    /// Backend thread, in a transaction; `value` a valid Datum of the type this output function was made for
+    /// (not NULL); may raise an ERROR.
     pub unsafe fn output(&mut self, _modes: &TransmissionModes, value: pg_sys::Datum) -> *mut c_char {
         // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
         unsafe {

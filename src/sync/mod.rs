@@ -72,6 +72,7 @@ pub fn source_sql(source: &str) -> String {
 
 /// The source's columns with their types (typmods kept), through a temporary view.
 pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
+    // SAFETY: MyProcPid is set once at backend start and only read here (backend thread).
     let view = format!("carto_push_cols_{}", unsafe { pg_sys::MyProcPid });
     Spi::run(&format!("CREATE TEMP VIEW {view} AS SELECT * FROM ({src}) s"))
         .map_err(|e| FdwError::InvalidOptionValue { message: format!("the source is not a valid query or table: {e}") })?;
@@ -245,6 +246,7 @@ fn pull_impl(
 fn rand_u32() -> u32 {
     use std::time::{SystemTime, UNIX_EPOCH};
     let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    // SAFETY: MyProcPid is set once at backend start and only read here (backend thread).
     n ^ unsafe { pg_sys::MyProcPid as u32 }.rotate_left(16)
 }
 

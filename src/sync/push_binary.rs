@@ -24,6 +24,7 @@ pub fn send_functions(cols: &[&SourceColumn], remote_types: &[String]) -> FdwRes
     }
     let mut sends = Vec::with_capacity(cols.len());
     for (c, remote) in cols.iter().zip(remote_types) {
+        // SAFETY: carto.push runs on the backend thread in a transaction, binary_type's contract.
         if remote != &c.type_name || unsafe { binary_type(c.type_oid) }.is_err() {
             return Ok(None);
         }
