@@ -247,6 +247,7 @@ impl ColumnSend {
 #[pgrx::pg_schema]
 mod tests {
     use super::*;
+    use crate::pg::binary_fast::{FastType, TextRule, Wire, DATE_END, TIMESTAMP_END};
     use pgrx::prelude::*;
     use std::ffi::CString;
 
@@ -322,5 +323,109 @@ mod tests {
     fn receive_applies_the_typmod() {
         // varchar(3) is typmod 7 (3 + VARHDRSZ).
         unsafe { ColumnRecv::new(1, pg_sys::VARCHAROID, 7).recv(b"abcd") };
+    }
+
+    // binary_fast's conversions against the types' own send and receive functions (here, above it: binary_fast
+    // does not import this file).
+
+    unsafe fn input(ty: pg_sys::Oid, v: &str) -> pg_sys::Datum {
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            let (mut f, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+            pg_sys::getTypeInputInfo(ty, &mut f, &mut ioparam);
+            let c = CString::new(v).unwrap();
+            pg_sys::OidInputFunctionCall(f, c.as_ptr() as *mut _, ioparam, -1)
+        }
+    }
+
+    /// The Datum `decode` gives, made real (by-ref values laid out in palloc'd memory).
+    unsafe fn decoded(t: FastType, bytes: &[u8]) -> Option<pg_sys::Datum> {
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            match t.decode(bytes, TextRule::Utf8) {
+                Wire::Value(v) => Some(pg_sys::Datum::from(v)),
+                Wire::ByRef(n) => {
+                    let p = pg_sys::palloc(n).cast::<u8>();
+                    t.write_by_ref(bytes, std::slice::from_raw_parts_mut(p, n));
+                    Some(pg_sys::Datum::from(p))
+                }
+                Wire::Recv => None,
+            }
+        }
+    }
+
+    /// A by-reference value's bytes: a varlena's whole (header included), else `len` bytes.
+    unsafe fn by_ref_bytes(d: pg_sys::Datum, len: i16) -> Vec<u8> {
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            let p = d.cast_mut_ptr::<u8>();
+            let n = if len == -1 { pgrx::varlena::varsize_any(p.cast()) } else { len as usize };
+            std::slice::from_raw_parts(p, n).to_vec()
+        }
+    }
+
+    /// Every value: the same bytes as the send function, and back the same Datum as the receive function
+    /// (bit for bit for by-value types, datumIsEqual for the others).
+    #[pg_test]
+    fn conversions_equal_the_types_own_functions() {
+        let cases: &[(&str, &[&str])] = &[
+            ("boolean", &["true", "false"]),
+            ("smallint", &["0", "-1", "32767", "-32768"]),
+            ("integer", &["0", "-1", "2147483647", "-2147483648"]),
+            ("bigint", &["0", "-1", "9223372036854775807", "-9223372036854775808"]),
+            ("real", &["0", "-0", "1.5", "-3.4e38", "NaN", "Infinity", "-Infinity", "1e-45"]),
+            ("double precision", &["0", "-0", "0.1", "1.7976931348623157e308", "NaN", "-Infinity", "5e-324"]),
+            ("date", &["2000-01-01", "4713-01-01 BC", "5874897-12-31", "infinity", "-infinity", "1999-12-31"]),
+            ("timestamp", &["2000-01-01 00:00:00", "4713-01-01 00:00:00 BC", "294276-12-31 23:59:59.999999", "infinity", "-infinity"]),
+            ("timestamptz", &["2026-12-04 18:00:00.123456+00", "4713-01-01 00:00:00+00 BC", "294276-12-31 23:59:59.999999+00", "infinity"]),
+            ("uuid", &["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "00000000-0000-0000-0000-000000000000"]),
+            ("text", &["", "plain", "quote ' \" \\ tab\t newline\n", "ünïcödé 🌍", "\u{10FFFF}"]),
+            ("character varying", &["", "abc", "日本"]),
+            ("bytea", &["\\x", "\\x00ff00", "\\x5c0a0d"]),
+        ];
+        unsafe {
+            for (t, values) in cases {
+                let ty = oid(t);
+                let fast = FastType::for_recv(ty, -1).unwrap_or_else(|| panic!("{t} has no fast path"));
+                assert_eq!(FastType::for_send(ty), Some(fast));
+                let (mut byval, mut len) = (false, 0i16);
+                pg_sys::get_typlenbyval(ty, &mut len, &mut byval);
+                for v in *values {
+                    let d = input(ty, v);
+                    let sent = ColumnSend::new(ty).send(d).to_vec();
+                    let mut mine = Vec::new();
+                    assert!(fast.encode(d, &mut mine));
+                    assert_eq!(mine, sent, "send of {t} {v:?}");
+                    let theirs = ColumnRecv::new(1, ty, -1).recv(&sent);
+                    let ours = decoded(fast, &sent).unwrap_or_else(|| panic!("{t} {v:?} not converted"));
+                    if byval {
+                        assert_eq!(ours.value(), theirs.value(), "recv of {t} {v:?}");
+                    } else {
+                        assert_eq!(by_ref_bytes(ours, len), by_ref_bytes(theirs, len), "recv of {t} {v:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fields binary_fast leaves to the receive functions (binary_fast's doubtful_fields_go_to_the_receive_function)
+    /// are refused by them.
+    #[pg_test]
+    fn receive_functions_refuse_what_the_fast_path_leaves() {
+        unsafe {
+            for (ty, bytes) in [
+                (pg_sys::DATEOID, DATE_END.to_be_bytes().to_vec()),
+                (pg_sys::TIMESTAMPTZOID, TIMESTAMP_END.to_be_bytes().to_vec()),
+                (pg_sys::TEXTOID, b"a\0b".to_vec()),
+            ] {
+                let caught = PgTryBuilder::new(|| {
+                    ColumnRecv::new(1, ty, -1).recv(&bytes);
+                    false
+                })
+                .catch_others(|_| true)
+                .execute();
+                assert!(caught, "{ty:?} accepted {bytes:?}");
+            }
+        }
     }
 }
