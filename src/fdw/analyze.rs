@@ -23,7 +23,7 @@ pub unsafe extern "C-unwind" fn analyze_foreign_table(
     totalpages: *mut pg_sys::BlockNumber,
 ) -> bool {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         *func = Some(acquire_sample_rows);
         // Pages mean nothing remotely; 1 keeps ANALYZE's arithmetic sane.
@@ -42,7 +42,7 @@ unsafe extern "C-unwind" fn acquire_sample_rows(
     totaldeadrows: *mut f64,
 ) -> i32 {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let (n, total) = sample(relation, rows, targrows).or_report();
         *totalrows = total;

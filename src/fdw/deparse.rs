@@ -432,7 +432,7 @@ impl<'a> Deparser<'a> {
             match (*f).funcformat {
                 pg_sys::CoercionForm::COERCE_IMPLICIT_CAST if !std::mem::take(&mut self.cast_implicit) => {
                     // As postgres_fdw: the remote side applies the same implicit cast.
-                    return args.len() >= 1
+                    return !args.is_empty()
                         && self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out);
                 }
                 pg_sys::CoercionForm::COERCE_EXPLICIT_CAST | pg_sys::CoercionForm::COERCE_IMPLICIT_CAST => {
@@ -852,22 +852,6 @@ pub unsafe fn update_set_sql(
     }
 }
 
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn templates_render_params() {
-        let mut t = SqlTemplate::text("a = ");
-        t.push_param(0);
-        t.push_str(" AND b = ");
-        t.push_param(1);
-        assert_eq!(t.render(None), "a = $1 AND b = $2");
-        assert_eq!(t.render(Some(&["1".into(), "'x'::text".into()])), "a = 1 AND b = 'x'::text");
-    }
-
-}
-
 /// ORDER BY for `pathkeys`: for each key, the first member of its equivalence class that `member` can write,
 /// then its direction and NULLS order. None when a key sorts by a non-built-in operator family or a collation
 /// other than the default, has volatile members, or has no member `member` writes: the sort stays local.
@@ -905,3 +889,17 @@ pub unsafe fn order_by_sql(
     }
 }
 
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn templates_render_params() {
+        let mut t = SqlTemplate::text("a = ");
+        t.push_param(0);
+        t.push_str(" AND b = ");
+        t.push_param(1);
+        assert_eq!(t.render(None), "a = $1 AND b = $2");
+        assert_eq!(t.render(Some(&["1".into(), "'x'::text".into()])), "a = 1 AND b = 'x'::text");
+    }
+}

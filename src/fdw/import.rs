@@ -253,18 +253,19 @@ pub fn local_type(table: &str, c: &RemoteColumn, types: &dyn LocalTypes, report:
     text.to_string()
 }
 
+/// What every CREATE FOREIGN TABLE of one IMPORT FOREIGN SCHEMA shares.
+pub struct ImportContext<'a> {
+    pub server: &'a str,
+    pub remote_schema: &'a str,
+    pub catalog: &'a Catalog,
+    pub opts: &'a ImportOptions,
+    pub types: &'a dyn LocalTypes,
+}
+
 /// The CREATE FOREIGN TABLE statement of one remote table. `notices` collects what the user should
 /// know about it.
-pub fn create_statement(
-    t: &RemoteTable,
-    server: &str,
-    remote_schema: &str,
-    catalog: &Catalog,
-    opts: &ImportOptions,
-    types: &dyn LocalTypes,
-    report: &mut TypeReport,
-    notices: &mut Vec<String>,
-) -> String {
+pub fn create_statement(t: &RemoteTable, cx: &ImportContext, report: &mut TypeReport, notices: &mut Vec<String>) -> String {
+    let ImportContext { server, remote_schema, catalog, opts, types } = *cx;
     let mut cols = Vec::with_capacity(t.columns.len());
     for c in &t.columns {
         let ty = local_type(&t.name, c, types, report);
@@ -392,11 +393,14 @@ unsafe fn import(stmt: *mut pg_sys::ImportForeignSchemaStmt, server_oid: pg_sys:
         }
         let mut report = TypeReport::default();
         let mut notices = Vec::new();
-        let stmts: Vec<String> = catalog
-            .tables
-            .iter()
-            .map(|t| create_statement(t, &access.server_name, &remote_schema, &catalog, &opts, &Backend, &mut report, &mut notices))
-            .collect();
+        let cx = ImportContext {
+            server: &access.server_name,
+            remote_schema: &remote_schema,
+            catalog: &catalog,
+            opts: &opts,
+            types: &Backend,
+        };
+        let stmts: Vec<String> = catalog.tables.iter().map(|t| create_statement(t, &cx, &mut report, &mut notices)).collect();
         if !report.postgis_missing.is_empty() {
             pgrx::notice!(
                 "PostGIS is not installed in this database: {} geometry/geography column(s) imported as text holding hex EWKB: {}",
@@ -422,7 +426,7 @@ pub unsafe extern "C-unwind" fn import_foreign_schema(
     server_oid: pg_sys::Oid,
 ) -> *mut pg_sys::List {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let stmts = import(stmt, server_oid).or_report();
         let mut list: *mut pg_sys::List = std::ptr::null_mut();
@@ -475,7 +479,8 @@ mod unit {
         let cat = Catalog { current_schema: "public".into(), schema_exists: true, tables: vec![] };
         let o = ImportOptions { views: false, webmercator: true, not_null: true };
         let mut r = TypeReport::default();
-        let s = create_statement(&t, "srv", "public", &cat, &o, &NoPostgis, &mut r, &mut Vec::new());
+        let cx = ImportContext { server: "srv", remote_schema: "public", catalog: &cat, opts: &o, types: &NoPostgis };
+        let s = create_statement(&t, &cx, &mut r, &mut Vec::new());
         assert!(!s.contains("DEFAULT") && !s.contains("injected"), "{s}");
         assert!(s.contains("\"x\" text"), "{s}");
         assert_eq!(r.as_text.len(), 1);
@@ -522,7 +527,8 @@ mod unit {
         let o = ImportOptions { views: false, webmercator: true, not_null: true };
         let mut r = TypeReport::default();
         let mut n = Vec::new();
-        let s = create_statement(&t, "srv", "public", &cat, &o, &NoPostgis, &mut r, &mut n);
+        let cx = ImportContext { server: "srv", remote_schema: "public", catalog: &cat, opts: &o, types: &NoPostgis };
+        let s = create_statement(&t, &cx, &mut r, &mut n);
         assert_eq!(
             s,
             "CREATE FOREIGN TABLE \"it's \"\"q\"\"\" (\n  \"cartodb_id\" integer NOT NULL,\n  \"the_geom\" text,\n  \"mood\" text[]\n) SERVER \"srv\" OPTIONS (table_name 'it''s \"q\"')"
@@ -530,7 +536,8 @@ mod unit {
         assert_eq!(r.postgis_missing.len(), 1);
         assert_eq!(r.as_text.len(), 1);
         let mut r = TypeReport::default();
-        let s = create_statement(&t, "srv", "alice", &cat, &o, &WithPostgis, &mut r, &mut n);
+        let cx = ImportContext { server: "srv", remote_schema: "alice", catalog: &cat, opts: &o, types: &WithPostgis };
+        let s = create_statement(&t, &cx, &mut r, &mut n);
         assert!(s.contains("\"the_geom\" public.geometry(Point,4326)"));
         assert!(s.contains("schema_name 'alice'"));
         assert!(r.postgis_missing.is_empty());

@@ -32,7 +32,7 @@ pub unsafe extern "C-unwind" fn get_foreign_join_paths(
     extra: *mut pg_sys::JoinPathExtraData,
 ) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         // Considered once per join relation, as postgres_fdw (the first outer/inner split decides).
         if !(*joinrel).fdw_private.is_null() {

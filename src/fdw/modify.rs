@@ -24,7 +24,7 @@ use crate::fdw::options::{deflist_to_pairs, ServerOptions, TableOptions};
 use crate::fdw::scan_plan::{scan_plan_from_private, RelState};
 use crate::pg::executor::{explain_int, explain_text};
 use crate::fdw::table::TableDef;
-use crate::fdw::xact::{cleanup_stale_uploads, finish_pending_for, send_rows, StreamKey};
+use crate::fdw::xact::{cleanup_stale_uploads, finish_pending_for, send_rows, StreamKey, UploadTarget};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 use crate::pg::typeio::{ColumnOutput, ParamOutput, TransmissionModes};
@@ -62,7 +62,7 @@ unsafe fn table_options(relid: pg_sys::Oid) -> (ServerOptions, TableOptions, Str
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn is_foreign_rel_updatable(rel: pg_sys::Relation) -> i32 {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let (_, opts, _) = table_options((*rel).rd_id);
         // A foreign table over a query is read-only; `updatable false` forbids INSERT, UPDATE and DELETE.
@@ -123,7 +123,7 @@ pub unsafe extern "C-unwind" fn plan_foreign_modify(
     _subplan_index: i32,
 ) -> *mut pg_sys::List {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         plan_modify(root, plan, result_relation).or_report()
     }
@@ -220,7 +220,7 @@ pub unsafe extern "C-unwind" fn add_foreign_update_targets(
     _target_relation: pg_sys::Relation,
 ) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let relid = (*target_rte).relid;
         let (_, opts, _) = table_options(relid);
@@ -445,7 +445,7 @@ impl InsertState {
         let key = StreamKey { relid: self.relid, userid: self.userid, with_rowid: !without, binary: self.binary.is_some() };
         let sql = sql.to_string();
         let columns = if without { self.cols.len() - 1 } else { self.cols.len() };
-        send_rows(key, &self.label, &sql, columns, &client, data, n)
+        send_rows(&UploadTarget { key, label: &self.label, sql: &sql, columns, client: &client }, data, n)
     }
 
     fn flush_all(&mut self) -> FdwResult<()> {
@@ -655,7 +655,7 @@ pub unsafe extern "C-unwind" fn begin_foreign_modify(
     eflags: i32,
 ) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         begin_modify(mtstate, rinfo, fdw_private, eflags).or_report()
     }
@@ -778,7 +778,7 @@ pub unsafe extern "C-unwind" fn exec_foreign_insert(
     _plan_slot: *mut pg_sys::TupleTableSlot,
 ) -> *mut pg_sys::TupleTableSlot {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         if let Some(ModifyState::Insert(st)) = modify_state(rinfo) {
             let modes = TransmissionModes::enter();
@@ -802,7 +802,7 @@ pub unsafe extern "C-unwind" fn exec_foreign_batch_insert(
     num_slots: *mut i32,
 ) -> *mut *mut pg_sys::TupleTableSlot {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let n = (*num_slots).max(0) as usize;
         if let Some(ModifyState::Insert(st)) = modify_state(rinfo) {
@@ -824,7 +824,7 @@ pub unsafe extern "C-unwind" fn exec_foreign_batch_insert(
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn get_foreign_modify_batch_size(rinfo: *mut pg_sys::ResultRelInfo) -> i32 {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         // Rows are buffered into COPY chunks anyway; batching only saves a function call per row.
         // Row triggers need each row as it is inserted (as postgres_fdw does).
@@ -852,7 +852,7 @@ pub unsafe extern "C-unwind" fn exec_foreign_update_or_delete(
     plan_slot: *mut pg_sys::TupleTableSlot,
 ) -> *mut pg_sys::TupleTableSlot {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         if let Some(ModifyState::Rowwise(st)) = modify_state(rinfo) {
             st.add_row(slot, plan_slot).or_report();
@@ -867,7 +867,7 @@ pub unsafe extern "C-unwind" fn exec_foreign_update_or_delete(
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn end_foreign_modify(_estate: *mut pg_sys::EState, rinfo: *mut pg_sys::ResultRelInfo) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         match modify_state(rinfo) {
             // The rest of the statement's rows go into the upload, which stays open until pre-commit.
@@ -886,7 +886,7 @@ pub unsafe extern "C-unwind" fn end_foreign_modify(_estate: *mut pg_sys::EState,
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn begin_foreign_insert(mtstate: *mut pg_sys::ModifyTableState, rinfo: *mut pg_sys::ResultRelInfo) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         begin_insert(mtstate, rinfo).or_report()
     }
@@ -925,7 +925,7 @@ unsafe fn begin_insert(mtstate: *mut pg_sys::ModifyTableState, rinfo: *mut pg_sy
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn end_foreign_insert(_estate: *mut pg_sys::EState, rinfo: *mut pg_sys::ResultRelInfo) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         if let Some(ModifyState::Insert(st)) = modify_state(rinfo) {
             st.flush_all().or_report();
@@ -945,7 +945,7 @@ pub unsafe extern "C-unwind" fn explain_foreign_modify(
     es: *mut pg_sys::ExplainState,
 ) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         match modify_state(rinfo) {
             Some(ModifyState::Insert(st)) => {
@@ -1036,7 +1036,7 @@ pub unsafe extern "C-unwind" fn plan_direct_modify(
     subplan_index: i32,
 ) -> bool {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         plan_direct(root, plan, result_relation, subplan_index).or_report()
     }
@@ -1134,7 +1134,7 @@ pub struct DirectState {
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn begin_direct_modify(node: *mut pg_sys::ForeignScanState, eflags: i32) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
             return;
@@ -1176,7 +1176,7 @@ unsafe fn begin_direct(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn iterate_direct_modify(node: *mut pg_sys::ForeignScanState) -> *mut pg_sys::TupleTableSlot {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let slot = (*node).ss.ss_ScanTupleSlot;
         if let Some(st) = ((*node).fdw_state as *mut DirectState).as_mut() {
@@ -1218,7 +1218,7 @@ pub unsafe extern "C-unwind" fn end_direct_modify(_node: *mut pg_sys::ForeignSca
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn explain_direct_modify(node: *mut pg_sys::ForeignScanState, es: *mut pg_sys::ExplainState) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
         let Ok(plan) = json_from_list::<DirectPlan>((*fsplan).fdw_private) else { return };
@@ -1238,7 +1238,7 @@ pub unsafe extern "C-unwind" fn explain_direct_modify(node: *mut pg_sys::Foreign
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn exec_foreign_truncate(rels: *mut pg_sys::List, behavior: pg_sys::DropBehavior::Type, restart_seqs: bool) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         truncate(rels, behavior, restart_seqs).or_report()
     }

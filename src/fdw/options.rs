@@ -230,13 +230,11 @@ pub fn validate(
                 });
             }
         }
-        OptionTarget::Table => {
-            if has("query") && (has("table_name") || has("schema_name")) {
-                return Err(FdwError::InvalidOption {
-                    message: "option \"query\" cannot be combined with \"table_name\" or \"schema_name\"".into(),
-                    hint: Some("A foreign table reads either a remote table or a query.".into()),
-                });
-            }
+        OptionTarget::Table if has("query") && (has("table_name") || has("schema_name")) => {
+            return Err(FdwError::InvalidOption {
+                message: "option \"query\" cannot be combined with \"table_name\" or \"schema_name\"".into(),
+                hint: Some("A foreign table reads either a remote table or a query.".into()),
+            });
         }
         _ => {}
     }

@@ -40,7 +40,7 @@ pub unsafe extern "C-unwind" fn get_foreign_rel_size(
     foreigntableid: pg_sys::Oid,
 ) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         rel_size(root, baserel, foreigntableid).or_report()
     }
@@ -180,17 +180,22 @@ unsafe fn remote_estimate(state: &RelState) -> FdwResult<f64> {
     Ok(explain_plan_rows(&resp).unwrap_or(DEFAULT_ROWS).max(1.0))
 }
 
-/// Adds a ForeignPath to the relation.
-#[allow(clippy::too_many_arguments)]
-unsafe fn add_foreign_path(
-    root: *mut pg_sys::PlannerInfo,
-    baserel: *mut pg_sys::RelOptInfo,
+/// A path's estimate: its rows, startup and total cost.
+struct PathCost {
     rows: f64,
     startup: f64,
     total: f64,
+}
+
+/// Adds a ForeignPath to the relation.
+unsafe fn add_foreign_path(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    cost: PathCost,
     pathkeys: *mut pg_sys::List,
     required_outer: pg_sys::Relids,
 ) {
+    let PathCost { rows, startup, total } = cost;
     // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
     unsafe {
         let path = pg_sys::create_foreignscan_path(
@@ -219,7 +224,7 @@ pub unsafe extern "C-unwind" fn get_foreign_paths(
     _foreigntableid: pg_sys::Oid,
 ) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let state = rel_state(baserel);
         let opts = &state.table.access.options;
@@ -227,12 +232,13 @@ pub unsafe extern "C-unwind" fn get_foreign_paths(
         let startup = opts.fdw_startup_cost;
         let per_row = opts.fdw_tuple_cost + pg_sys::cpu_tuple_cost;
         let total = startup + rows * per_row;
-        add_foreign_path(root, baserel, rows, startup, total, std::ptr::null_mut(), std::ptr::null_mut());
+        add_foreign_path(root, baserel, PathCost { rows, startup, total }, std::ptr::null_mut(), std::ptr::null_mut());
 
         // A path sorted by CARTO for the query's ORDER BY, when every sort key can be shipped.
         let wanted = (*root).query_pathkeys;
         if !wanted.is_null() && deparse_pathkeys(state, wanted).is_some() {
-            add_foreign_path(root, baserel, rows, startup, total * SORT_MULTIPLIER, wanted, std::ptr::null_mut());
+            let sorted = PathCost { rows, startup, total: total * SORT_MULTIPLIER };
+            add_foreign_path(root, baserel, sorted, wanted, std::ptr::null_mut());
         }
 
         add_parameterized_paths(root, baserel, state, startup, per_row);
@@ -285,7 +291,8 @@ unsafe fn add_parameterized_paths(
             seen_outer.push(required_outer);
             let ppi = pg_sys::get_baserel_parampathinfo(root, baserel, required_outer);
             let rows = (*ppi).ppi_rows;
-            add_foreign_path(root, baserel, rows, startup, startup + rows * per_row, std::ptr::null_mut(), required_outer);
+            let cost = PathCost { rows, startup, total: startup + rows * per_row };
+            add_foreign_path(root, baserel, cost, std::ptr::null_mut(), required_outer);
         }
     }
 }
@@ -299,7 +306,7 @@ unsafe extern "C-unwind" fn ec_member_is_our_column(
     _arg: *mut std::ffi::c_void,
 ) -> bool {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let e = (*em).em_expr;
         if e.is_null() || (*e.cast::<pg_sys::Node>()).type_ != pg_sys::NodeTag::T_Var {
@@ -383,7 +390,7 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
     outer_plan: *mut pg_sys::Plan,
 ) -> *mut pg_sys::ForeignScan {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         if !crate::fdw::pushed::is_scan_rel(baserel) {
             // A join or an aggregate computed by CARTO (scanrelid 0).

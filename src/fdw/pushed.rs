@@ -662,7 +662,7 @@ pub unsafe fn direct_modify_sql(
             return None;
         }
         let mut conds: Vec<*mut pg_sys::Expr> = Vec::new();
-        collect_inner_conds(root, joinrel, &mut conds)?;
+        collect_inner_conds(joinrel, &mut conds)?;
         let target = p.tables.iter().find(|t| t.rti == rti)?;
         let target_rel = *(*root).simple_rel_array.add(rti as usize);
         if target_rel.is_null() || (*target_rel).fdw_private.is_null() {
@@ -709,11 +709,7 @@ pub unsafe fn direct_modify_sql(
 
 /// Every condition of a tree of inner joins, or None for another join kind. (An inner join's ON
 /// holds its tables' own conditions too: join.rs moved them there.)
-unsafe fn collect_inner_conds(
-    root: *mut pg_sys::PlannerInfo,
-    rel: *mut pg_sys::RelOptInfo,
-    out: &mut Vec<*mut pg_sys::Expr>,
-) -> Option<()> {
+unsafe fn collect_inner_conds(rel: *mut pg_sys::RelOptInfo, out: &mut Vec<*mut pg_sys::Expr>) -> Option<()> {
     // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
     unsafe {
         if is_scan_rel(rel) {
@@ -726,7 +722,7 @@ unsafe fn collect_inner_conds(
         }
         out.extend(p.where_conds.iter().copied());
         out.extend(on.iter().copied());
-        collect_inner_conds(root, *outer, out)?;
-        collect_inner_conds(root, *inner, out)
+        collect_inner_conds(*outer, out)?;
+        collect_inner_conds(*inner, out)
     }
 }

@@ -116,7 +116,7 @@ unsafe fn check_depth(stmt: *mut pg_sys::Node) -> Result<(), String> {
 /// The raw-tree walker's callback: records why `node` is refused (and stops the walk), or walks on.
 unsafe extern "C-unwind" fn forbidden_node(node: *mut pg_sys::Node, ctx: *mut std::ffi::c_void) -> bool {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         if node.is_null() {
             return false;

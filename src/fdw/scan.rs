@@ -366,7 +366,7 @@ unsafe fn state_of<'a>(node: *mut pg_sys::ForeignScanState) -> Option<&'a mut Sc
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn begin_foreign_scan(node: *mut pg_sys::ForeignScanState, eflags: i32) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
             // Nothing to prepare for a plain EXPLAIN: explain reads the plan itself.
@@ -524,7 +524,7 @@ pub unsafe extern "C-unwind" fn iterate_foreign_scan(
     node: *mut pg_sys::ForeignScanState,
 ) -> *mut pg_sys::TupleTableSlot {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let slot = (*node).ss.ss_ScanTupleSlot;
         let Some(state) = state_of(node) else {
@@ -552,7 +552,7 @@ pub unsafe extern "C-unwind" fn iterate_foreign_scan(
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn rescan_foreign_scan(node: *mut pg_sys::ForeignScanState) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let Some(state) = state_of(node) else { return };
         let prev = std::mem::replace(&mut state.source, Source::NotStarted);
@@ -577,7 +577,7 @@ pub unsafe extern "C-unwind" fn rescan_foreign_scan(node: *mut pg_sys::ForeignSc
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn end_foreign_scan(node: *mut pg_sys::ForeignScanState) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         if let Some(state) = state_of(node) {
             // Dropping the stream closes its connection at once: CARTO cancels the query.
@@ -601,7 +601,7 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
     es: *mut pg_sys::ExplainState,
 ) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
         let Ok(plan) = scan_plan_from_private((*fsplan).fdw_private) else { return };

@@ -95,7 +95,7 @@ impl ScanPlan {
     }
 
     /// What follows FROM: the table, or the pushed statement as a subquery.
-    fn from_sql(&self, params: Option<&[String]>) -> String {
+    fn relation_sql(&self, params: Option<&[String]>) -> String {
         match &self.subquery {
             Some(q) => format!("({}) s", q.render(params)),
             None => self.from.clone(),
@@ -130,7 +130,7 @@ impl ScanPlan {
         format!(
             "COPY (SELECT {} FROM {}{}) TO STDOUT",
             self.select_list(false),
-            self.from_sql(params),
+            self.relation_sql(params),
             self.tail(params, None, self.order_by.as_deref(), self.limit)
         )
     }
@@ -146,7 +146,7 @@ impl ScanPlan {
         format!(
             "COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)",
             list.join(", "),
-            self.from_sql(params),
+            self.relation_sql(params),
             self.tail(params, None, self.order_by.as_deref(), self.limit)
         )
     }
@@ -162,7 +162,7 @@ impl ScanPlan {
             return format!(
                 "SELECT {} FROM {}{}",
                 self.select_list(true),
-                self.from_sql(params),
+                self.relation_sql(params),
                 self.tail(params, None, self.order_by.as_deref(), self.limit)
             );
         }

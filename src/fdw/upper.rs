@@ -32,7 +32,7 @@ pub unsafe extern "C-unwind" fn get_foreign_upper_paths(
     extra: *mut std::ffi::c_void,
 ) {
     // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
-    // SAFETY: guarantees: this function's contract.
+    // guarantees: this function's contract.
     unsafe {
         if !(*output_rel).fdw_private.is_null() || (*(*root).parse).commandType != pg_sys::CmdType::CMD_SELECT {
             return;

@@ -159,21 +159,25 @@ fn notice(message: String) {
         .report(PgLogLevel::NOTICE);
 }
 
-/// Sends whole COPY text lines holding `rows` rows into the upload for `key`, opening it (one
-/// request) on the first data and rolling over to a new request before CARTO's byte limit.
-#[allow(clippy::too_many_arguments)]
-pub fn send_rows(
-    key: StreamKey,
-    label: &str,
-    sql: &str,
-    columns: usize,
-    client: &Client,
-    data: Vec<u8>,
-    rows: u64,
-) -> FdwResult<()> {
+/// Where rows go: the upload of `key`, opened with `sql` (a COPY FROM STDIN with `columns` columns) through
+/// `client`; `label` names the foreign table in messages.
+#[derive(Clone, Copy)]
+pub struct UploadTarget<'a> {
+    pub key: StreamKey,
+    pub label: &'a str,
+    pub sql: &'a str,
+    pub columns: usize,
+    pub client: &'a Client,
+}
+
+/// Sends whole rows, `rows` of them in `data` (COPY text lines, or COPY binary tuples when the key says
+/// binary), into the upload of `target.key`, opening it (one request) on the first data and rolling over to a
+/// new request before CARTO's byte limit.
+pub fn send_rows(target: &UploadTarget, data: Vec<u8>, rows: u64) -> FdwResult<()> {
     if data.is_empty() {
         return Ok(());
     }
+    let UploadTarget { key, label, sql, columns, client } = *target;
     ensure_callbacks();
     // SAFETY: backend thread, in a transaction.
     let subid = unsafe { pg_sys::GetCurrentSubTransactionId() };

@@ -99,6 +99,7 @@ pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
     Ok(cols)
 }
 
+// The SQL function's arguments, one by one: pgrx maps each parameter to one.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "_push", volatile, parallel_unsafe)]
 fn push_impl(
@@ -193,6 +194,7 @@ fn pull_source(remote: Option<&str>, query: Option<&str>) -> FdwResult<(String, 
     }
 }
 
+// The SQL function's arguments, one by one: pgrx maps each parameter to one.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "_pull", volatile, parallel_unsafe)]
 fn pull_impl(
