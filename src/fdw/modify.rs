@@ -364,7 +364,8 @@ unsafe fn new_insert_state(
 }
 
 impl InsertState {
-    /// Appends one row as a COPY text line, printed under the transmission modes. The caller
+    /// Appends one row, as a COPY text line printed under the transmission modes or, when the upload is
+    /// binary, as a COPY binary tuple through the send functions. The caller
     /// hands full chunks to the upload with [`InsertState::flush_full`] once the modes are gone.
     unsafe fn encode_row(&mut self, modes: &TransmissionModes, slot: *mut pg_sys::TupleTableSlot) {
         // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.

@@ -2,7 +2,8 @@
 //!
 //! Rows arrive as COPY text lines (`/copyto`) or as JSON objects whose values are PostgreSQL's
 //! text form (`/sql`, every column cast to text); either way each value goes through the local
-//! column type's input function with the column's typmod, exactly as postgres_fdw does.
+//! column type's input function with the column's typmod, exactly as postgres_fdw does. A COPY in
+//! FORMAT binary is read by binary_scan.rs (receive functions, or binary_fast's own conversions).
 
 use std::collections::VecDeque;
 use std::ffi::{c_char, CString};
