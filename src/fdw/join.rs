@@ -48,6 +48,10 @@ pub unsafe extern "C-unwind" fn get_foreign_join_paths(
     }
 }
 
+/// The pushed join of `outerrel` and `innerrel`, or None when CARTO cannot compute it: another
+/// statement than SELECT (or an UPDATE/DELETE over remote tables only), another server or key, a
+/// side with local conditions, an output that is more than plain columns, a condition that must stay
+/// local where it cannot.
 unsafe fn join_state(
     root: *mut pg_sys::PlannerInfo,
     joinrel: *mut pg_sys::RelOptInfo,
@@ -58,17 +62,7 @@ unsafe fn join_state(
 ) -> Option<PushedRel> {
     // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
     unsafe {
-        let q = (*root).parse;
-        let modify = matches!((*q).commandType, pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE);
-        if modify {
-            // UPDATE ... FROM / DELETE ... USING over tables that are all remote: no local row is
-            // locked, so no EvalPlanQual re-check (which would need a local join to re-run) can happen.
-            if !every_rel_remote(root) {
-                return None;
-            }
-        } else if (*q).commandType != pg_sys::CmdType::CMD_SELECT || !(*root).rowMarks.is_null() {
-            return None;
-        }
+        let modify = statement_kind(root)?;
         let semi = is_semi_or_anti(jointype);
         let keyword = match jointype {
             pg_sys::JoinType::JOIN_SEMI => "SEMI JOIN",
@@ -93,23 +87,8 @@ unsafe fn join_state(
         if oopts.server_name != iopts.server_name || oopts.api_key != iopts.api_key {
             return None;
         }
-        // The join's output: plain columns of its tables only.
-        let flags = pg_sys::PVC_INCLUDE_PLACEHOLDERS as i32;
-        let vars = PgList::<pg_sys::Node>::from_pg(pg_sys::pull_var_clause((*(*joinrel).reltarget).exprs.cast(), flags));
-        for v in vars.iter_ptr() {
-            if (*v).type_ != pg_sys::NodeTag::T_Var {
-                return None;
-            }
-            let attno = (*v.cast::<pg_sys::Var>()).varattno;
-            // Whole rows (an UPDATE's old target row, row-mark copies of the other tables) only in an
-            // UPDATE/DELETE, whose joins are inner or keep the target's rows (ROW(...) in pushed.rs).
-            if attno < 0 || (attno == 0 && !modify) {
-                return None;
-            }
-            // What a semi-/anti-join delivers comes from its outer side alone.
-            if semi && !pg_sys::bms_is_member((*v.cast::<pg_sys::Var>()).varno, (*outerrel).relids) {
-                return None;
-            }
+        if !output_is_plain_columns(joinrel, outerrel, modify, semi) {
+            return None;
         }
 
         let mut members = omembers;
@@ -118,13 +97,109 @@ unsafe fn join_state(
         tables.extend(itables);
         let info = RelInfo { relid: 0, remote_names: Vec::new(), postgis_ext: outer.postgis_ext(), members };
 
+        let mut conds = classify_conds(joinrel, innerrel, jointype, extra, &info)?;
+        conds.add_side_filters(jointype, outer.where_conds(), inner.where_conds())?;
+        let JoinConds { on, where_conds, local_conds } = conds;
+
+        let olabel = side_label(&outer, &tables[..1]);
+        let ilabel = match &inner {
+            Input::Pushed(p) => format!("({})", p.relations),
+            Input::Scan(..) => format!("({})", tables.last().map(|t| t.label.as_str()).unwrap_or("")),
+        };
+        let relations = format!("{olabel} {keyword} {ilabel}");
+        let remote_cost = outer.remote_cost() + inner.remote_cost();
+        let first_base = outer.first_base();
+        Some(PushedRel {
+            shape: Shape::Join { outer: outerrel, inner: innerrel, jointype, on },
+            info,
+            tables,
+            where_conds,
+            local_conds,
+            relations,
+            opts: PushOptions { use_remote_estimate: oopts.use_remote_estimate || iopts.use_remote_estimate, ..oopts },
+            first_base,
+            remote_cost,
+        })
+    }
+}
+
+/// Whether the statement may have its joins pushed: Some(true) for an UPDATE/DELETE, Some(false) for
+/// a SELECT without row marks, None otherwise.
+unsafe fn statement_kind(root: *mut pg_sys::PlannerInfo) -> Option<bool> {
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let q = (*root).parse;
+        let modify = matches!((*q).commandType, pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE);
+        if modify {
+            // UPDATE ... FROM / DELETE ... USING over tables that are all remote: no local row is
+            // locked, so no EvalPlanQual re-check (which would need a local join to re-run) can happen.
+            if !every_rel_remote(root) {
+                return None;
+            }
+        } else if (*q).commandType != pg_sys::CmdType::CMD_SELECT || !(*root).rowMarks.is_null() {
+            return None;
+        }
+        Some(modify)
+    }
+}
+
+/// Whether the join's output is plain columns of its tables only (and, for a semi-/anti-join, of its
+/// outer side only).
+unsafe fn output_is_plain_columns(
+    joinrel: *mut pg_sys::RelOptInfo,
+    outerrel: *mut pg_sys::RelOptInfo,
+    modify: bool,
+    semi: bool,
+) -> bool {
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let flags = pg_sys::PVC_INCLUDE_PLACEHOLDERS as i32;
+        let vars = PgList::<pg_sys::Node>::from_pg(pg_sys::pull_var_clause((*(*joinrel).reltarget).exprs.cast(), flags));
+        for v in vars.iter_ptr() {
+            if (*v).type_ != pg_sys::NodeTag::T_Var {
+                return false;
+            }
+            let attno = (*v.cast::<pg_sys::Var>()).varattno;
+            // Whole rows (an UPDATE's old target row, row-mark copies of the other tables) only in an
+            // UPDATE/DELETE, whose joins are inner or keep the target's rows (ROW(...) in pushed.rs).
+            if attno < 0 || (attno == 0 && !modify) {
+                return false;
+            }
+            // What a semi-/anti-join delivers comes from its outer side alone.
+            if semi && !pg_sys::bms_is_member((*v.cast::<pg_sys::Var>()).varno, (*outerrel).relids) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Where a pushed join's conditions go: its ON, its WHERE (both computed by CARTO), or local, above
+/// the foreign scan.
+struct JoinConds {
+    on: Vec<*mut pg_sys::Expr>,
+    where_conds: Vec<*mut pg_sys::Expr>,
+    local_conds: Vec<*mut pg_sys::RestrictInfo>,
+}
+
+/// The join's own conditions (its restrictlist) placed by what they are and whether they ship; None
+/// when one must be computed remotely but cannot be, or must not be.
+unsafe fn classify_conds(
+    joinrel: *mut pg_sys::RelOptInfo,
+    innerrel: *mut pg_sys::RelOptInfo,
+    jointype: pg_sys::JoinType::Type,
+    extra: *mut pg_sys::JoinPathExtraData,
+    info: &RelInfo,
+) -> Option<JoinConds> {
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
         let mut on = Vec::new();
         let mut where_conds = Vec::new();
         let mut local_conds = Vec::new();
         let is_outer = !matches!(jointype, pg_sys::JoinType::JOIN_INNER | pg_sys::JoinType::JOIN_SEMI);
         for ri in PgList::<pg_sys::RestrictInfo>::from_pg((*extra).restrictlist).iter_ptr() {
             let ships = {
-                let mut d = Deparser::new(&info);
+                let mut d = Deparser::new(info);
                 d.clause((*ri).clause.cast()).is_some()
             };
             let pushed_down = (*ri).is_pushed_down || !pg_sys::bms_is_subset((*ri).required_relids, (*joinrel).relids);
@@ -150,28 +225,39 @@ unsafe fn join_state(
                 local_conds.push(ri);
             }
         }
-        let owhere = outer.where_conds();
-        let iwhere = inner.where_conds();
+        Some(JoinConds { on, where_conds, local_conds })
+    }
+}
+
+impl JoinConds {
+    /// Adds the sides' own remote filters (`owhere` of the outer side, `iwhere` of the inner) where the join
+    /// type keeps their meaning; None for a FULL join with any.
+    fn add_side_filters(
+        &mut self,
+        jointype: pg_sys::JoinType::Type,
+        owhere: Vec<*mut pg_sys::Expr>,
+        iwhere: Vec<*mut pg_sys::Expr>,
+    ) -> Option<()> {
         match jointype {
             pg_sys::JoinType::JOIN_INNER => {
                 // All alike: into ON, so the join stays one unit inside a bigger one.
-                on.append(&mut where_conds);
-                on.extend(owhere);
-                on.extend(iwhere);
+                self.on.append(&mut self.where_conds);
+                self.on.extend(owhere);
+                self.on.extend(iwhere);
             }
             pg_sys::JoinType::JOIN_SEMI => {
                 // Every condition into the EXISTS, the outer side's filters stay in WHERE.
-                on.append(&mut where_conds);
-                on.extend(iwhere);
-                where_conds.extend(owhere);
+                self.on.append(&mut self.where_conds);
+                self.on.extend(iwhere);
+                self.where_conds.extend(owhere);
             }
             pg_sys::JoinType::JOIN_LEFT | pg_sys::JoinType::JOIN_ANTI => {
-                on.extend(iwhere);
-                where_conds.extend(owhere);
+                self.on.extend(iwhere);
+                self.where_conds.extend(owhere);
             }
             pg_sys::JoinType::JOIN_RIGHT => {
-                on.extend(owhere);
-                where_conds.extend(iwhere);
+                self.on.extend(owhere);
+                self.where_conds.extend(iwhere);
             }
             _ => {
                 // FULL: a side's filter can go neither to ON nor to WHERE.
@@ -180,29 +266,9 @@ unsafe fn join_state(
                 }
             }
         }
-
-        let olabel = side_label(&outer, &tables[..1]);
-        let ilabel = match &inner {
-            Input::Pushed(p) => format!("({})", p.relations),
-            Input::Scan(..) => format!("({})", tables.last().map(|t| t.label.as_str()).unwrap_or("")),
-        };
-        let relations = format!("{olabel} {keyword} {ilabel}");
-        let remote_cost = outer.remote_cost() + inner.remote_cost();
-        let first_base = outer.first_base();
-        Some(PushedRel {
-            shape: Shape::Join { outer: outerrel, inner: innerrel, jointype, on },
-            info,
-            tables,
-            where_conds,
-            local_conds,
-            relations,
-            opts: PushOptions { use_remote_estimate: oopts.use_remote_estimate || iopts.use_remote_estimate, ..oopts },
-            first_base,
-            remote_cost,
-        })
+        Some(())
     }
 }
-
 
 fn side_label(input: &Input, first: &[BaseTable]) -> String {
     match input {

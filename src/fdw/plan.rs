@@ -12,8 +12,8 @@ use pgrx::{PgList, PgMemoryContexts};
 
 use crate::fdw::connection::client_for;
 use crate::fdw::deparse::{Deparser, RelInfo, SqlTemplate};
-use crate::fdw::options::ScanMethod;
-use crate::fdw::scan_plan::{const_int, explain_plan_rows, rel_state, RelState, ScanPlan, Transport};
+use crate::fdw::options::{ScanMethod, TableOptions};
+use crate::fdw::scan_plan::{const_int, explain_plan_rows, rel_state, scan_plan_to_private, RelState, ScanPlan, Transport};
 use crate::fdw::table::TableDef;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
@@ -399,48 +399,12 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         let state = rel_state(baserel);
         let mut d = Deparser::new(&state.info);
         d.allow_outer_params = true;
-        let mut where_parts: Vec<SqlTemplate> = Vec::new();
+        let (where_, local_ris) = split_scan_clauses(&mut d, state, scan_clauses);
         let mut local_exprs = PgList::<pg_sys::Expr>::new();
-        let mut local_ris: Vec<*mut pg_sys::RestrictInfo> = Vec::new();
-        for ri in PgList::<pg_sys::RestrictInfo>::from_pg(scan_clauses).iter_ptr() {
-            if (*ri).pseudoconstant {
-                continue;
-            }
-            if state.local_conds.contains(&ri) {
-                local_exprs.push((*ri).clause);
-                local_ris.push(ri);
-                continue;
-            }
-            match d.clause((*ri).clause.cast()) {
-                Some(sql) => where_parts.push(sql),
-                None => {
-                    local_exprs.push((*ri).clause);
-                    local_ris.push(ri);
-                }
-            }
-        }
-        let mut where_ = SqlTemplate::default();
-        for (i, w) in where_parts.iter().enumerate() {
-            if i > 0 {
-                where_.push_str(" AND ");
-            }
-            where_.append(w);
-        }
-
-        // Columns the query needs: the rel's target list and what local quals read.
-        let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-        pg_sys::pull_varattnos((*(*baserel).reltarget).exprs.cast(), (*baserel).relid, &mut attrs);
         for ri in &local_ris {
-            pg_sys::pull_varattnos((**ri).clause.cast(), (*baserel).relid, &mut attrs);
+            local_exprs.push((**ri).clause);
         }
-        let offset = pg_sys::FirstLowInvalidHeapAttributeNumber;
-        let whole_row = pg_sys::bms_is_member(-offset, attrs);
-        let mut columns = Vec::new();
-        for c in state.table.columns.iter().flatten() {
-            if whole_row || pg_sys::bms_is_member(c.attnum as i32 - offset, attrs) {
-                columns.push((c.attnum, c.remote_name.clone()));
-            }
-        }
+        let columns = needed_columns(baserel, state, &local_ris);
 
         let pathkeys = (*best_path).path.pathkeys;
         let order_by = if pathkeys.is_null() { None } else { deparse_pathkeys(state, pathkeys) };
@@ -454,17 +418,7 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
             Some(l) => ((*best_path).path.rows).min(l as f64),
             None => (*best_path).path.rows,
         };
-        let transport = match opts.scan_method {
-            ScanMethod::Copy => Transport::Copy,
-            ScanMethod::Query => Transport::Query,
-            ScanMethod::Auto => {
-                if parameterized || !d.params.is_empty() || expected_rows <= opts.copy_threshold {
-                    Transport::Query
-                } else {
-                    Transport::Copy
-                }
-            }
-        };
+        let transport = choose_transport(opts, parameterized || !d.params.is_empty(), expected_rows);
 
         let binary_casts = match transport {
             Transport::Copy => crate::fdw::transport::read_casts(&state.table, &columns).or_report(),
@@ -488,10 +442,7 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
             user_rti: 0,
             member_rtis: Vec::new(),
         };
-        let json = serde_json::to_string(&plan).unwrap_or_default();
-        let mut private = PgList::<pg_sys::Node>::new();
-        let cjson = std::ffi::CString::new(json).unwrap_or_default();
-        private.push(pg_sys::makeString(pg_sys::pstrdup(cjson.as_ptr())).cast());
+        let private = scan_plan_to_private(&plan).or_report();
 
         let mut fdw_exprs = PgList::<pg_sys::Expr>::new();
         for p in &d.params {
@@ -503,10 +454,94 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
             local_exprs.into_pg(),
             (*baserel).relid,
             fdw_exprs.into_pg(),
-            private.into_pg(),
+            private,
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             outer_plan,
         )
+    }
+}
+
+/// The scan's clauses split into the ones CARTO evaluates, as one WHERE template (empty for none), and
+/// the ones left to the local ForeignScan (the relation's local conditions and what `d` cannot
+/// write). Pseudoconstant clauses are the planner's (a gating Result), neither.
+///
+/// # Safety
+/// Planning on the backend thread; `scan_clauses` the RestrictInfo list GetForeignPlan was given.
+unsafe fn split_scan_clauses(
+    d: &mut Deparser,
+    state: &RelState,
+    scan_clauses: *mut pg_sys::List,
+) -> (SqlTemplate, Vec<*mut pg_sys::RestrictInfo>) {
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let mut where_ = SqlTemplate::default();
+        let mut shipped = 0;
+        let mut local_ris: Vec<*mut pg_sys::RestrictInfo> = Vec::new();
+        for ri in PgList::<pg_sys::RestrictInfo>::from_pg(scan_clauses).iter_ptr() {
+            if (*ri).pseudoconstant {
+                continue;
+            }
+            if state.local_conds.contains(&ri) {
+                local_ris.push(ri);
+                continue;
+            }
+            match d.clause((*ri).clause.cast()) {
+                Some(sql) => {
+                    if shipped > 0 {
+                        where_.push_str(" AND ");
+                    }
+                    where_.append(&sql);
+                    shipped += 1;
+                }
+                None => local_ris.push(ri),
+            }
+        }
+        (where_, local_ris)
+    }
+}
+
+/// The columns the query needs, (attnum, remote name) in the table's order: the relation's target list
+/// and what the local conditions read (every column for a whole-row reference).
+///
+/// # Safety
+/// Planning on the backend thread; `baserel` the relation `state` belongs to.
+unsafe fn needed_columns(
+    baserel: *mut pg_sys::RelOptInfo,
+    state: &RelState,
+    local_ris: &[*mut pg_sys::RestrictInfo],
+) -> Vec<(i16, String)> {
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos((*(*baserel).reltarget).exprs.cast(), (*baserel).relid, &mut attrs);
+        for ri in local_ris {
+            pg_sys::pull_varattnos((**ri).clause.cast(), (*baserel).relid, &mut attrs);
+        }
+        let offset = pg_sys::FirstLowInvalidHeapAttributeNumber;
+        let whole_row = pg_sys::bms_is_member(-offset, attrs);
+        let mut columns = Vec::new();
+        for c in state.table.columns.iter().flatten() {
+            if whole_row || pg_sys::bms_is_member(c.attnum as i32 - offset, attrs) {
+                columns.push((c.attnum, c.remote_name.clone()));
+            }
+        }
+        columns
+    }
+}
+
+/// The transport of a scan: the table's scan_method, or for `auto` the `query` one (/sql) when the scan
+/// takes parameters or expects at most copy_threshold rows, COPY otherwise.
+fn choose_transport(opts: &TableOptions, has_params: bool, expected_rows: f64) -> Transport {
+    match opts.scan_method {
+        ScanMethod::Copy => Transport::Copy,
+        ScanMethod::Query => Transport::Query,
+        ScanMethod::Auto => {
+            if has_params || expected_rows <= opts.copy_threshold {
+                Transport::Query
+            } else {
+                Transport::Copy
+            }
+        }
     }
 }

@@ -19,7 +19,7 @@ use pgrx::{PgList, PgMemoryContexts};
 use crate::fdw::connection::client_for;
 use crate::fdw::deparse::{Deparser, Member, RelInfo, SqlTemplate};
 use crate::fdw::options::ScanMethod;
-use crate::fdw::scan_plan::{rel_state, RelState, ScanPlan, Transport};
+use crate::fdw::scan_plan::{rel_state, scan_plan_to_private, RelState, ScanPlan, Transport};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
 
@@ -602,10 +602,7 @@ pub unsafe fn plan(
             user_rti: p.tables.first().map(|t| t.rti).unwrap_or(0),
             member_rtis: p.tables.iter().map(|t| t.rti).collect(),
         };
-        let json = serde_json::to_string(&plan).map_err(|e| FdwError::internal(format!("scan plan: {e}")))?;
-        let cjson = std::ffi::CString::new(json).map_err(|e| FdwError::internal(format!("scan plan: {e}")))?;
-        let mut private = PgList::<pg_sys::Node>::new();
-        private.push(pg_sys::makeString(pg_sys::pstrdup(cjson.as_ptr())).cast());
+        let private = scan_plan_to_private(&plan)?;
         let mut fdw_exprs = PgList::<pg_sys::Expr>::new();
         for e in &d.params {
             fdw_exprs.push(*e);
@@ -615,7 +612,7 @@ pub unsafe fn plan(
             local_exprs.into_pg(),
             0,
             fdw_exprs.into_pg(),
-            private.into_pg(),
+            private,
             scan_tlist,
             std::ptr::null_mut(),
             outer_plan,

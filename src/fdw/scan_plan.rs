@@ -257,7 +257,20 @@ pub(crate) unsafe fn const_int(node: *mut pg_sys::Node) -> Option<i64> {
     }
 }
 
-/// Reads the ScanPlan back from a ForeignScan's fdw_private.
+/// A ForeignScan's fdw_private: the ScanPlan as JSON in one String node (palloc'd in the current context).
+///
+/// # Safety
+/// Backend thread, planning.
+pub unsafe fn scan_plan_to_private(plan: &ScanPlan) -> FdwResult<*mut pg_sys::List> {
+    let json = serde_json::to_string(plan).map_err(|e| FdwError::internal(format!("scan plan: {e}")))?;
+    let cjson = std::ffi::CString::new(json).map_err(|e| FdwError::internal(format!("scan plan: {e}")))?;
+    let mut private = PgList::<pg_sys::Node>::new();
+    // SAFETY: this function's contract (backend thread); pstrdup copies `cjson`, which lives for the call.
+    unsafe { private.push(pg_sys::makeString(pg_sys::pstrdup(cjson.as_ptr())).cast()) };
+    Ok(private.into_pg())
+}
+
+/// Reads the ScanPlan back from a ForeignScan's fdw_private (written by scan_plan_to_private).
 ///
 /// # Safety
 /// `private` must be the list get_foreign_plan built.
