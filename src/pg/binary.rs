@@ -266,6 +266,7 @@ mod tests {
     #[pg_test]
     fn which_types_go_binary() {
         Spi::run("CREATE TYPE t_mood AS ENUM ('a', 'b'); CREATE DOMAIN t_pos AS int CHECK (VALUE > 0); CREATE TYPE t_pair AS (a int, b text); CREATE DOMAIN t_moods AS t_mood[]").unwrap();
+        // SAFETY: a #[pg_test] runs on the backend thread inside its test transaction; binary_type's contract.
         let ty = |t: &str| unsafe { binary_type(oid(t)) };
         assert_eq!(ty("integer").unwrap(), BinaryType { cast: "integer".into(), name: "integer".into() });
         // Casts without typmod: bpchar and "bit", never character / bit (length 1); names as format_type(oid, NULL).
@@ -296,6 +297,8 @@ mod tests {
             ("jsonb", "{\"a\": [1, 2.50]}"),
             ("interval", "-178000000 years"),
         ] {
+            // SAFETY: a #[pg_test] runs on the backend thread inside its test transaction; every Datum comes from the
+            // type's own input function, for the receive/send functions of that type.
             unsafe {
                 let ty = oid(t);
                 let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
@@ -316,12 +319,16 @@ mod tests {
 
     #[pg_test(error = "incorrect binary data format")]
     fn trailing_bytes_are_an_error() {
+        // SAFETY: a #[pg_test] runs on the backend thread inside its test transaction; ColumnRecv's contract (an
+        // ERROR is what the test expects).
         unsafe { ColumnRecv::new(1, pg_sys::INT4OID, -1).recv(&[0, 0, 0, 1, 0]) };
     }
 
     #[pg_test(error = "value too long for type character varying(3)")]
     fn receive_applies_the_typmod() {
         // varchar(3) is typmod 7 (3 + VARHDRSZ).
+        // SAFETY: a #[pg_test] runs on the backend thread inside its test transaction; ColumnRecv's contract (an
+        // ERROR is what the test expects).
         unsafe { ColumnRecv::new(1, pg_sys::VARCHAROID, 7).recv(b"abcd") };
     }
 
@@ -383,6 +390,8 @@ mod tests {
             ("character varying", &["", "abc", "日本"]),
             ("bytea", &["\\x", "\\x00ff00", "\\x5c0a0d"]),
         ];
+        // SAFETY: a #[pg_test] runs on the backend thread inside its test transaction; every Datum comes from the
+        // type's own input function, and decoded/by_ref_bytes are given that type's values.
         unsafe {
             for (t, values) in cases {
                 let ty = oid(t);
@@ -412,6 +421,8 @@ mod tests {
     /// are refused by them.
     #[pg_test]
     fn receive_functions_refuse_what_the_fast_path_leaves() {
+        // SAFETY: a #[pg_test] runs on the backend thread inside its test transaction; the PgTryBuilder catches the
+        // receive functions' ERRORs.
         unsafe {
             for (ty, bytes) in [
                 (pg_sys::DATEOID, DATE_END.to_be_bytes().to_vec()),

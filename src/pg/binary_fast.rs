@@ -218,6 +218,8 @@ mod tests {
         let long = "abc".repeat(10_000);
         Spi::run(&format!("CREATE TABLE big (t text); INSERT INTO big VALUES ('{long}')")).unwrap();
         assert_eq!(Spi::get_one::<String>("SELECT pg_column_compression(t) FROM big").unwrap().as_deref(), Some("pglz"));
+        // SAFETY: a #[pg_test] runs on the backend thread inside its test transaction; SPI is connected and finished
+        // in this block, and the tuple is read while SPI still holds it.
         unsafe {
             pg_sys::SPI_connect();
             let q = CString::new("SELECT t FROM big").unwrap();

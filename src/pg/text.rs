@@ -105,6 +105,8 @@ mod tests {
 
     #[pg_test]
     fn checks_text_from_carto() {
+        // SAFETY: a #[pg_test] runs on the backend thread inside its test transaction; check only reads the given
+        // bytes and the database encoding.
         unsafe {
             assert_eq!(check(b"plain ascii"), Ok(None));
             assert_eq!(check("été ✓".as_bytes()), Ok(None));
