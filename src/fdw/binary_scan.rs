@@ -179,7 +179,7 @@ impl BinaryRows {
     /// # Safety
     /// Backend thread, in a transaction; `columns` the scan's retrieved columns, in order.
     pub unsafe fn new(columns: &[&Column]) -> Self {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let columns = columns
                 .iter()
@@ -225,7 +225,7 @@ impl BinaryRows {
     /// # Safety
     /// Backend thread; `slot` the scan's slot.
     pub unsafe fn next(&mut self, slot: *mut pg_sys::TupleTableSlot, names: &[String], table: &str) -> FdwResult<bool> {
-        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let context = || format!("reading foreign table \"{table}\"");
             let Some(run) = self.running.as_mut() else { return Ok(false) };
@@ -333,7 +333,7 @@ unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: 
 /// # Safety
 /// Backend thread, in a transaction.
 unsafe fn is_text_like(type_oid: pg_sys::Oid) -> bool {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         use pgrx::pg_sys::BuiltinOid as B;
         let base = pg_sys::getBaseType(type_oid);

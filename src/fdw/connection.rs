@@ -42,7 +42,7 @@ pub struct ServerAccess {
 /// # Safety
 /// Must run in a transaction on the backend thread.
 pub unsafe fn server_access(serverid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwResult<ServerAccess> {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let server = pg_sys::GetForeignServer(serverid);
         let server_name = crate::pg::cstr::cstr_owned((*server).servername).unwrap_or_default();
@@ -103,7 +103,7 @@ pub fn carto_server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
 /// # Safety
 /// Must run in a transaction on the backend thread.
 pub unsafe fn check_server_usage(serverid: pg_sys::Oid, userid: pg_sys::Oid, server: &str) -> FdwResult<()> {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
         let acl = pg_sys::pg_foreign_server_aclcheck(serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);

@@ -129,7 +129,7 @@ impl<'a> Deparser<'a> {
     /// # Safety
     /// `node` must be a valid planner expression tree.
     pub unsafe fn clause(&mut self, node: *mut pg_sys::Node) -> Option<SqlTemplate> {
-        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let saved = self.params.len();
             if pg_sys::contain_mutable_functions(node) {
@@ -753,7 +753,7 @@ impl<'a> Deparser<'a> {
     /// # Safety
     /// Backend thread, in a transaction (reads the catalogs; may raise an ERROR for an unknown type).
     pub unsafe fn type_name(&self, typid: pg_sys::Oid, typmod: i32) -> Option<String> {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             if !self.object_ok(pg_sys::TypeRelationId, typid) {
                 return None;
@@ -808,7 +808,7 @@ pub fn text_aliases(n: usize) -> Vec<String> {
 /// # Safety
 /// `value` must be a valid datum of type `typid`.
 pub unsafe fn const_text(typid: pg_sys::Oid, value: pg_sys::Datum) -> String {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let mut out_fn = pg_sys::InvalidOid;
         let mut is_varlena = false;
@@ -831,7 +831,7 @@ pub unsafe fn update_set_sql(
     target: &str,
     d: &mut Deparser,
 ) -> Option<SqlTemplate> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let mut tlist: *mut pg_sys::List = std::ptr::null_mut();
         let mut attrs: *mut pg_sys::List = std::ptr::null_mut();
@@ -863,7 +863,7 @@ pub unsafe fn order_by_sql(
     pathkeys: *mut pg_sys::List,
     mut member: impl FnMut(*mut pg_sys::EquivalenceMember) -> Option<SqlTemplate>,
 ) -> Option<SqlTemplate> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let mut out = SqlTemplate::default();
         for (i, pk) in PgList::<pg_sys::PathKey>::from_pg(pathkeys).iter_ptr().enumerate() {

@@ -278,7 +278,7 @@ fn carto_fdw_validator(options: Option<Vec<Option<String>>>, catalog: Option<pg_
 /// # Safety
 /// `list` must be a valid List of DefElem (or null).
 pub unsafe fn deflist_to_pairs(list: *mut pg_sys::List) -> Vec<(String, String)> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let mut out = Vec::new();
         if list.is_null() {

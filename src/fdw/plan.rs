@@ -473,7 +473,7 @@ unsafe fn split_scan_clauses(
     state: &RelState,
     scan_clauses: *mut pg_sys::List,
 ) -> (SqlTemplate, Vec<*mut pg_sys::RestrictInfo>) {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let mut where_ = SqlTemplate::default();
         let mut shipped = 0;
@@ -511,7 +511,7 @@ unsafe fn needed_columns(
     state: &RelState,
     local_ris: &[*mut pg_sys::RestrictInfo],
 ) -> Vec<(i16, String)> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
         pg_sys::pull_varattnos((*(*baserel).reltarget).exprs.cast(), (*baserel).relid, &mut attrs);

@@ -93,7 +93,7 @@ pub struct PushedRel {
 /// # Safety
 /// `rel` a valid RelOptInfo.
 pub unsafe fn is_scan_rel(rel: *mut pg_sys::RelOptInfo) -> bool {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         matches!((*rel).reloptkind, pg_sys::RelOptKind::RELOPT_BASEREL | pg_sys::RelOptKind::RELOPT_OTHER_MEMBER_REL)
     }
@@ -104,7 +104,7 @@ pub unsafe fn is_scan_rel(rel: *mut pg_sys::RelOptInfo) -> bool {
 /// # Safety
 /// `rel` a valid RelOptInfo of this FDW's planning.
 pub unsafe fn pushed_state<'a>(rel: *mut pg_sys::RelOptInfo) -> Option<&'a PushedRel> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         if is_scan_rel(rel) || (*rel).fdw_private.is_null() {
             return None;
@@ -123,7 +123,7 @@ impl<'a> Input<'a> {
     /// # Safety
     /// `rel` a valid RelOptInfo of this FDW's planning.
     pub unsafe fn of(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo) -> Option<(Input<'a>, Vec<BaseTable>, Vec<Member>)> {
-        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             if is_scan_rel(rel) {
                 if (*rel).fdw_private.is_null() {
@@ -163,7 +163,7 @@ impl<'a> Input<'a> {
     /// # Safety
     /// While planning.
     pub unsafe fn where_conds(&self) -> Vec<*mut pg_sys::Expr> {
-        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             match self {
                 Input::Scan(_, s) => s.remote_conds.iter().map(|(ri, _)| (**ri).clause).collect(),
@@ -222,7 +222,7 @@ impl<'a> Input<'a> {
 /// # Safety
 /// `rel` a valid RelOptInfo.
 pub unsafe fn attach(rel: *mut pg_sys::RelOptInfo, state: PushedRel) {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         (*rel).fdw_private = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
     }
@@ -435,7 +435,7 @@ unsafe fn order_by(pathkeys: *mut pg_sys::List, parts: &Parts, d: &mut Deparser)
 /// # Safety
 /// `rel` a pushed relation of this planning.
 pub unsafe fn statement(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo, d: &mut Deparser) -> Option<(*mut pg_sys::List, SqlTemplate)> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let parts = parts(root, rel, d)?;
         let mut sql = SqlTemplate::text("SELECT ");
@@ -512,7 +512,7 @@ pub unsafe fn statement(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOpt
 /// # Safety
 /// `rel` a pushed relation of this planning.
 pub unsafe fn can_write(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo) -> bool {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let Some(p) = pushed_state(rel) else { return false };
         let mut d = Deparser::new(&p.info);
@@ -526,7 +526,7 @@ pub unsafe fn can_write(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOpt
 /// # Safety
 /// `rel` a pushed relation of this planning.
 pub unsafe fn remote_estimate(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo) -> Option<f64> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let p = pushed_state(rel)?;
         if !p.opts.use_remote_estimate {
@@ -556,7 +556,7 @@ pub unsafe fn plan(
     tlist: *mut pg_sys::List,
     outer_plan: *mut pg_sys::Plan,
 ) -> FdwResult<*mut pg_sys::ForeignScan> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let p = pushed_state(rel).ok_or_else(|| FdwError::internal("pushed relation without its plan state"))?;
         let mut d = Deparser::new(&p.info);
@@ -648,7 +648,7 @@ pub unsafe fn direct_modify_sql(
     rti: pg_sys::Index,
     params: &mut Vec<*mut pg_sys::Expr>,
 ) -> Option<(SqlTemplate, Vec<u32>)> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let joinrel = pg_sys::find_join_rel(root, (*fscan).fs_relids);
         if joinrel.is_null() {

@@ -179,7 +179,7 @@ unsafe fn parse(sql: &str) -> Result<Vec<*mut pg_sys::RawStmt>, String> {
 /// # Safety
 /// Must run in a transaction on the backend thread.
 pub unsafe fn check_reader(relid: pg_sys::Oid, serverid: pg_sys::Oid, reader: pg_sys::Oid, label: &str) -> FdwResult<()> {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let rel = pg_sys::RelationIdGetRelation(relid);
         if rel.is_null() {

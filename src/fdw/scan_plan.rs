@@ -213,7 +213,7 @@ pub struct RelState {
 /// `baserel` a base relation whose fdw_private is this wrapper's RelState (set by get_foreign_rel_size), alive
 /// for `'a` (the planner's memory context), and not borrowed elsewhere while the result lives.
 pub(crate) unsafe fn rel_state<'a>(baserel: *mut pg_sys::RelOptInfo) -> &'a mut RelState {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         &mut *((*baserel).fdw_private as *mut RelState)
     }
@@ -244,7 +244,7 @@ pub(crate) fn explain_plan_rows(resp: &carto_client::QueryResponse) -> Option<f6
 /// # Safety
 /// `node` a valid, non-null expression node.
 pub(crate) unsafe fn const_int(node: *mut pg_sys::Node) -> Option<i64> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         if (*node).type_ != pg_sys::NodeTag::T_Const {
             return None;
@@ -275,7 +275,7 @@ pub unsafe fn scan_plan_to_private(plan: &ScanPlan) -> FdwResult<*mut pg_sys::Li
 /// # Safety
 /// `private` must be the list get_foreign_plan built.
 pub unsafe fn scan_plan_from_private(private: *mut pg_sys::List) -> FdwResult<ScanPlan> {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let list = PgList::<pg_sys::Node>::from_pg(private);
         let node = list.get_ptr(0).ok_or_else(|| FdwError::internal("foreign scan without a plan"))?;

@@ -25,7 +25,7 @@ pub struct Column {
 /// # Safety
 /// Must run in a transaction on the backend thread.
 pub unsafe fn columns_of(relid: pg_sys::Oid) -> Vec<Option<Column>> {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let rel = pg_sys::RelationIdGetRelation(relid);
         if rel.is_null() {
@@ -72,7 +72,7 @@ impl TableDef {
     /// # Safety
     /// Must run in a transaction on the backend thread; `relid` a foreign table.
     pub unsafe fn load(relid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwResult<TableDef> {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let table = pg_sys::GetForeignTable(relid);
             let access = server_access((*table).serverid, userid)?;

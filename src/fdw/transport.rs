@@ -83,7 +83,7 @@ pub fn remote_types(table: &TableDef, client: &Client) -> FdwResult<Option<Remot
 /// # Safety
 /// Backend thread, in a transaction.
 pub unsafe fn binary_casts(table: &TableDef, columns: &[&Column], format: CopyFormat) -> FdwResult<Option<Vec<String>>> {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         if format == CopyFormat::Text || columns.is_empty() {
             return Ok(None);
@@ -126,7 +126,7 @@ pub unsafe fn binary_casts(table: &TableDef, columns: &[&Column], format: CopyFo
 /// # Safety
 /// Backend thread, in a transaction.
 pub unsafe fn read_casts(table: &TableDef, columns: &[(i16, String)]) -> FdwResult<Option<Vec<String>>> {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let cols: Vec<&Column> = columns.iter().filter_map(|(a, _)| table.column(*a)).collect();
         if cols.len() != columns.len() {
@@ -145,7 +145,7 @@ pub const BINARY_COPY_SUFFIX: &str = " (FORMAT binary)";
 /// # Safety
 /// Backend thread, in a transaction.
 pub unsafe fn write_binary(table: &TableDef, columns: &[&Column]) -> FdwResult<bool> {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         if !crate::pg::binary::encodings_agree() {
             return Ok(false);
@@ -164,7 +164,7 @@ impl BinaryRowWriter {
     /// # Safety
     /// Backend thread, in a transaction; every column's type has a send function.
     pub unsafe fn new(columns: &[&Column]) -> Self {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             BinaryRowWriter { sends: columns.iter().map(|c| (c.attnum, crate::pg::binary::ColumnSend::new(c.type_oid))).collect() }
         }
@@ -176,7 +176,7 @@ impl BinaryRowWriter {
     /// # Safety
     /// Backend thread; `values`/`nulls` the slot's deformed columns.
     pub unsafe fn encode(&mut self, values: &[pg_sys::Datum], nulls: &[bool], skip: Option<usize>, out: &mut Vec<u8>) {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let n = self.sends.len() - usize::from(skip.is_some());
             carto_client::copy_binary::Encoder::begin_tuple(out, n);

@@ -62,7 +62,7 @@ fn oid_valued(base: pg_sys::Oid) -> bool {
 /// # Safety
 /// Backend thread, in a transaction.
 pub unsafe fn binary_type(type_oid: pg_sys::Oid) -> Result<BinaryType, String> {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         if !has_io(type_oid, pg_sys::IOFuncSelector::IOFunc_receive) || !has_io(type_oid, pg_sys::IOFuncSelector::IOFunc_send) {
             return Err("it has no binary send/receive functions".into());
@@ -121,7 +121,7 @@ impl ColumnRecv {
     /// # Safety
     /// Backend thread, in a transaction; the type has a receive function ([`binary_type`] said so).
     pub unsafe fn new(attnum: i16, type_oid: pg_sys::Oid, typmod: i32) -> Self {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let mut func = pg_sys::InvalidOid;
             let mut ioparam = pg_sys::InvalidOid;
@@ -138,7 +138,7 @@ impl ColumnRecv {
     /// # Safety
     /// Backend thread.
     pub unsafe fn recv(&mut self, bytes: &[u8]) -> pg_sys::Datum {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
@@ -156,7 +156,7 @@ impl ColumnRecv {
     /// # Safety
     /// Backend thread; `data` points to `len + 1` writable bytes.
     pub unsafe fn recv_in_place(&mut self, data: *mut u8, len: usize) -> pg_sys::Datum {
-        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let mut buf = pg_sys::StringInfoData { data: data.cast(), len: len as i32, maxlen: len as i32 + 1, cursor: 0 };
             let d = pg_sys::ReceiveFunctionCall(self.flinfo.as_mut(), &mut buf, self.ioparam, self.typmod);
@@ -176,7 +176,7 @@ impl ColumnRecv {
     /// # Safety
     /// Backend thread.
     pub unsafe fn recv_null(&mut self) -> pg_sys::Datum {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             pg_sys::ReceiveFunctionCall(self.flinfo.as_mut(), std::ptr::null_mut(), self.ioparam, self.typmod)
         }
@@ -194,7 +194,7 @@ impl ColumnSend {
     /// # Safety
     /// Backend thread, in a transaction; the type has a send function.
     pub unsafe fn new(type_oid: pg_sys::Oid) -> Self {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let mut func = pg_sys::InvalidOid;
             let mut varlena = false;
@@ -212,7 +212,7 @@ impl ColumnSend {
     /// # Safety
     /// Backend thread; `value` a non-NULL datum of the column's type.
     pub unsafe fn send_field(&mut self, value: pg_sys::Datum, out: &mut Vec<u8>) {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             if let Some(fast) = self.fast {
                 let at = out.len();
@@ -233,7 +233,7 @@ impl ColumnSend {
     /// # Safety
     /// Backend thread; `value` a non-NULL datum of the column's type.
     pub unsafe fn send<'a>(&mut self, value: pg_sys::Datum) -> &'a [u8] {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let bytea = pg_sys::SendFunctionCall(self.flinfo.as_mut(), value);
             let len = pgrx::varlena::varsize_any_exhdr(bytea.cast());

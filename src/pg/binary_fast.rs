@@ -178,7 +178,7 @@ impl FastType {
     /// # Safety
     /// Backend thread; `value` a Datum of this type (a varlena may be toasted: it is detoasted here).
     pub unsafe fn encode(self, value: pg_sys::Datum, out: &mut Vec<u8>) -> bool {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let v = value.value();
             match self {

@@ -12,7 +12,7 @@ use pgrx::PgLogLevel;
 /// # Safety
 /// Backend thread; `slot` a valid slot, not used through other references while these live.
 pub unsafe fn empty_slot<'a>(slot: *mut pg_sys::TupleTableSlot) -> (&'a mut [pg_sys::Datum], &'a mut [bool]) {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         if let Some(clear) = (*(*slot).tts_ops).clear {
             clear(slot);
@@ -48,7 +48,7 @@ pub fn reraise_with_column(e: CaughtError, column: &str, table: &str) -> ! {
 /// # Safety
 /// Backend thread; `es` the ExplainState of the EXPLAIN being written.
 pub unsafe fn explain_text(es: *mut pg_sys::ExplainState, label: &str, value: &str) {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let l = CString::new(label).unwrap_or_default();
         let v = CString::new(crate::pg::error::mask_secrets(value)).unwrap_or_default();
@@ -61,7 +61,7 @@ pub unsafe fn explain_text(es: *mut pg_sys::ExplainState, label: &str, value: &s
 /// # Safety
 /// Backend thread; `es` the ExplainState of the EXPLAIN being written.
 pub unsafe fn explain_int(es: *mut pg_sys::ExplainState, label: &str, value: i64) {
-    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let l = CString::new(label).unwrap_or_default();
         pg_sys::ExplainPropertyInteger(l.as_ptr(), std::ptr::null(), value, es);

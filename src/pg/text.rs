@@ -50,7 +50,7 @@ impl BadText {
 /// # Safety
 /// Backend thread.
 pub unsafe fn check(bytes: &[u8]) -> Result<Option<CString>, BadText> {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         if memchr::memchr(0, bytes).is_some() {
             return Err(BadText::Nul);
@@ -87,7 +87,7 @@ pub unsafe fn check(bytes: &[u8]) -> Result<Option<CString>, BadText> {
 /// # Safety
 /// Backend thread.
 pub unsafe fn checked_cstring(s: String) -> Result<CString, BadText> {
-    // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+    // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         match check(s.as_bytes())? {
             Some(converted) => Ok(converted),

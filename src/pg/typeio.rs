@@ -23,7 +23,7 @@ impl ColumnInput {
     /// # Safety
     /// Backend thread, in a transaction; the FmgrInfo's extra state lives in the current context.
     pub unsafe fn new(attnum: i16, type_oid: pg_sys::Oid, typmod: i32) -> Self {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let mut func = pg_sys::InvalidOid;
             let mut ioparam = pg_sys::InvalidOid;
@@ -37,7 +37,7 @@ impl ColumnInput {
     /// # Safety
     /// `value` is a NUL-terminated string; may raise an ERROR for invalid input.
     pub unsafe fn input(&mut self, value: *const c_char) -> pg_sys::Datum {
-        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             pg_sys::InputFunctionCall(self.flinfo.as_mut(), value as *mut c_char, self.ioparam, self.typmod)
         }
@@ -48,7 +48,7 @@ impl ColumnInput {
     /// # Safety
     /// Backend thread, in a transaction; may raise an ERROR (a domain's constraint).
     pub unsafe fn input_null(&mut self) -> pg_sys::Datum {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             pg_sys::InputFunctionCall(self.flinfo.as_mut(), std::ptr::null_mut(), self.ioparam, self.typmod)
         }
@@ -64,7 +64,7 @@ impl ColumnOutput {
     /// # Safety
     /// Backend thread, in a transaction.
     pub unsafe fn new(type_oid: pg_sys::Oid) -> Self {
-        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let mut func = pg_sys::InvalidOid;
             let mut varlena = false;
@@ -82,7 +82,7 @@ impl ColumnOutput {
     /// Backend thread, in a transaction; `value` a valid Datum of the type this output function was made for
     /// (not NULL); may raise an ERROR.
     pub unsafe fn output(&mut self, _modes: &TransmissionModes, value: pg_sys::Datum) -> *mut c_char {
-        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             pg_sys::OutputFunctionCall(self.flinfo.as_mut(), value)
         }
@@ -102,7 +102,7 @@ impl ParamOutput {
     /// # Safety
     /// `expr` from the plan's fdw_exprs; `parent` the scan's PlanState.
     pub unsafe fn new(expr: *mut pg_sys::Expr, parent: *mut pg_sys::PlanState) -> Self {
-        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let type_oid = pg_sys::exprType(expr.cast());
             let typmod = pg_sys::exprTypmod(expr.cast());
@@ -120,7 +120,7 @@ impl ParamOutput {
     /// # Safety
     /// `econtext` the scan's expression context.
     pub unsafe fn render(&mut self, econtext: *mut pg_sys::ExprContext) -> String {
-        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let mut isnull = false;
             let value = match (*self.state).evalfunc {
