@@ -11,8 +11,8 @@
 //! range, a field of the wrong length, text that is not valid in the database encoding or holds a NUL —
 //! is [`Wire::Recv`]: it goes to the type's own receive function on the backend, which accepts it or raises
 //! PostgreSQL's own error (named after the column by the scan). Domains, other typmods and every other type
-//! always go through their receive and send functions. `#[pg_test]`s below compare every conversion with
-//! the type's own functions, edges included.
+//! always go through their receive and send functions. `#[pg_test]`s in binary.rs (which may import this
+//! file, not the reverse) compare every conversion with the type's own functions, edges included.
 
 use pgrx::pg_sys;
 
