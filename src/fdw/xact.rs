@@ -4,7 +4,7 @@
 //! table (and user, and column list) and transaction. The request stays open after the statement:
 //! it is finished at the local transaction's pre-commit, so CARTO commits the rows only when the
 //! local transaction commits. Any abort ends it deterministically: a poison line CARTO's COPY must
-//! reject, a finished gzip stream and the body's end, a bounded wait for CARTO's answer, then the
+//! reject (for COPY binary, a tuple with one field too many), a finished gzip stream and the body's end, a bounded wait for CARTO's answer, then the
 //! connection is closed (CopyIn::abort_gracefully) — closing alone is not a reliable abort on
 //! CARTO. What cannot be ended that way (a killed backend, a broken connection, a commit-time
 //! finish that timed out after the body's end) is found later by its tag and cancelled
