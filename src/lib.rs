@@ -3,6 +3,8 @@
 //! `fdw/` holds the wrapper (one module per concern, after postgres_fdw), `pg/` the small wrappers
 //! over PostgreSQL that several modules share. Everything HTTP lives in the carto-client crate.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use pgrx::prelude::*;
 
 pub mod build_id;

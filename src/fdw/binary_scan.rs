@@ -179,16 +179,19 @@ impl BinaryRows {
     /// # Safety
     /// Backend thread, in a transaction; `columns` the scan's retrieved columns, in order.
     pub unsafe fn new(columns: &[&Column]) -> Self {
-        let columns = columns
-            .iter()
-            .map(|c| ColumnRead {
-                index: c.attnum as usize - 1,
-                fast: FastType::for_recv(c.type_oid, c.typmod),
-                recv: ColumnRecv::new(c.attnum, c.type_oid, c.typmod),
-                text_like: is_text_like(c.type_oid),
-            })
-            .collect();
-        BinaryRows { columns, running: None }
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            let columns = columns
+                .iter()
+                .map(|c| ColumnRead {
+                    index: c.attnum as usize - 1,
+                    fast: FastType::for_recv(c.type_oid, c.typmod),
+                    recv: ColumnRecv::new(c.attnum, c.type_oid, c.typmod),
+                    text_like: is_text_like(c.type_oid),
+                })
+                .collect();
+            BinaryRows { columns, running: None }
+        }
     }
 
     /// Reads `stream` from now on (a previous read, if any, is dropped); its counters stay readable
@@ -222,35 +225,38 @@ impl BinaryRows {
     /// # Safety
     /// Backend thread; `slot` the scan's slot.
     pub unsafe fn next(&mut self, slot: *mut pg_sys::TupleTableSlot, names: &[String], table: &str) -> FdwResult<bool> {
-        let context = || format!("reading foreign table \"{table}\"");
-        let Some(run) = self.running.as_mut() else { return Ok(false) };
-        loop {
-            if let Some(batch) = run.batch.as_deref_mut() {
-                if run.row < batch.rows {
-                    let row = run.row;
-                    run.row += 1;
-                    fill(&mut self.columns, batch, row, slot, names, table);
-                    return Ok(true);
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            let context = || format!("reading foreign table \"{table}\"");
+            let Some(run) = self.running.as_mut() else { return Ok(false) };
+            loop {
+                if let Some(batch) = run.batch.as_deref_mut() {
+                    if run.row < batch.rows {
+                        let row = run.row;
+                        run.row += 1;
+                        fill(&mut self.columns, batch, row, slot, names, table);
+                        return Ok(true);
+                    }
                 }
-            }
-            if run.ended {
-                return Ok(false);
-            }
-            // The previous batch is dropped only now: the executor is done with its last row.
-            run.batch = None;
-            match block_on(run.rx.recv())? {
-                Some(Msg::Batch(b)) => {
-                    run.batch = Some(b);
-                    run.row = 0;
+                if run.ended {
+                    return Ok(false);
                 }
-                Some(Msg::End) => run.ended = true,
-                Some(Msg::Err(e)) => {
-                    run.ended = true;
-                    return Err(FdwError::remote(e, context()));
-                }
-                None => {
-                    run.ended = true;
-                    return Err(FdwError::internal(format!("the binary COPY reader of foreign table \"{table}\" stopped")));
+                // The previous batch is dropped only now: the executor is done with its last row.
+                run.batch = None;
+                match block_on(run.rx.recv())? {
+                    Some(Msg::Batch(b)) => {
+                        run.batch = Some(b);
+                        run.row = 0;
+                    }
+                    Some(Msg::End) => run.ended = true,
+                    Some(Msg::Err(e)) => {
+                        run.ended = true;
+                        return Err(FdwError::remote(e, context()));
+                    }
+                    None => {
+                        run.ended = true;
+                        return Err(FdwError::internal(format!("the binary COPY reader of foreign table \"{table}\" stopped")));
+                    }
                 }
             }
         }
@@ -259,64 +265,67 @@ impl BinaryRows {
 
 /// Puts row `row` of `batch` into `slot`.
 unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: *mut pg_sys::TupleTableSlot, names: &[String], table: &str) {
-    let (datums, nulls) = crate::fdw::scan::empty_slot(slot);
-    let n = columns.len();
-    let cells = &batch.cells[row * n..(row + 1) * n];
-    let base = batch.arena.as_mut_ptr().cast::<u8>();
-    // Only a receive function can raise an ERROR: rows without one need no PG_TRY.
-    let calls_pg = cells.iter().zip(columns.iter()).any(|(c, col)| match c {
-        Cell::Recv { .. } => true,
-        Cell::Null => col.fast.is_none(),
-        _ => false,
-    });
-    for (i, (cell, col)) in cells.iter().zip(columns.iter()).enumerate() {
-        if let (Cell::Recv { off, len }, true) = (cell, col.text_like) {
-            if memchr::memchr(0, std::slice::from_raw_parts(base.add(*off), *len)).is_some() {
-                let name = names.get(i).map(String::as_str).unwrap_or("?");
-                crate::pg::text::BadText::Nul.error(name, table).report();
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let (datums, nulls) = crate::pg::executor::empty_slot(slot);
+        let n = columns.len();
+        let cells = &batch.cells[row * n..(row + 1) * n];
+        let base = batch.arena.as_mut_ptr().cast::<u8>();
+        // Only a receive function can raise an ERROR: rows without one need no PG_TRY.
+        let calls_pg = cells.iter().zip(columns.iter()).any(|(c, col)| match c {
+            Cell::Recv { .. } => true,
+            Cell::Null => col.fast.is_none(),
+            _ => false,
+        });
+        for (i, (cell, col)) in cells.iter().zip(columns.iter()).enumerate() {
+            if let (Cell::Recv { off, len }, true) = (cell, col.text_like) {
+                if memchr::memchr(0, std::slice::from_raw_parts(base.add(*off), *len)).is_some() {
+                    let name = names.get(i).map(String::as_str).unwrap_or("?");
+                    crate::pg::text::BadText::Nul.error(name, table).report();
+                }
             }
         }
-    }
-    let mut put = |i: usize, col: &mut ColumnRead| match cells[i] {
-        Cell::Null => {
-            if col.fast.is_none() {
-                // Through the receive function, so that a domain's NOT NULL is checked.
-                datums[col.index] = col.recv.recv_null();
+        let mut put = |i: usize, col: &mut ColumnRead| match cells[i] {
+            Cell::Null => {
+                if col.fast.is_none() {
+                    // Through the receive function, so that a domain's NOT NULL is checked.
+                    datums[col.index] = col.recv.recv_null();
+                }
+                nulls[col.index] = true;
             }
-            nulls[col.index] = true;
-        }
-        Cell::Value(v) => {
-            datums[col.index] = pg_sys::Datum::from(v);
-            nulls[col.index] = false;
-        }
-        Cell::ByRef(off) => {
-            datums[col.index] = pg_sys::Datum::from(base.add(off));
-            nulls[col.index] = false;
-        }
-        Cell::Recv { off, len } => {
-            datums[col.index] = col.recv.recv_in_place(base.add(off), len);
-            nulls[col.index] = false;
-        }
-    };
-    if calls_pg {
-        let current = std::sync::atomic::AtomicUsize::new(0);
-        PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+            Cell::Value(v) => {
+                datums[col.index] = pg_sys::Datum::from(v);
+                nulls[col.index] = false;
+            }
+            Cell::ByRef(off) => {
+                datums[col.index] = pg_sys::Datum::from(base.add(off));
+                nulls[col.index] = false;
+            }
+            Cell::Recv { off, len } => {
+                datums[col.index] = col.recv.recv_in_place(base.add(off), len);
+                nulls[col.index] = false;
+            }
+        };
+        if calls_pg {
+            let current = std::sync::atomic::AtomicUsize::new(0);
+            PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+                for (i, col) in columns.iter_mut().enumerate() {
+                    current.store(i, std::sync::atomic::Ordering::Relaxed);
+                    put(i, col);
+                }
+            }))
+            .catch_others(|e| {
+                let name = names.get(current.load(std::sync::atomic::Ordering::Relaxed)).map(String::as_str).unwrap_or("?");
+                crate::pg::executor::reraise_with_column(e, name, table)
+            })
+            .execute();
+        } else {
             for (i, col) in columns.iter_mut().enumerate() {
-                current.store(i, std::sync::atomic::Ordering::Relaxed);
                 put(i, col);
             }
-        }))
-        .catch_others(|e| {
-            let name = names.get(current.load(std::sync::atomic::Ordering::Relaxed)).map(String::as_str).unwrap_or("?");
-            crate::fdw::scan::reraise_with_column(e, name, table)
-        })
-        .execute();
-    } else {
-        for (i, col) in columns.iter_mut().enumerate() {
-            put(i, col);
         }
+        pg_sys::ExecStoreVirtualTuple(slot);
     }
-    pg_sys::ExecStoreVirtualTuple(slot);
 }
 
 /// Whether `type_oid`'s binary form is its text (see [`ColumnRead::text_like`]).
@@ -324,14 +333,17 @@ unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: 
 /// # Safety
 /// Backend thread, in a transaction.
 unsafe fn is_text_like(type_oid: pg_sys::Oid) -> bool {
-    use pgrx::pg_sys::BuiltinOid as B;
-    let base = pg_sys::getBaseType(type_oid);
-    if [B::JSONOID, B::JSONBOID, B::XMLOID].iter().any(|o| o.value() == base) {
-        return true;
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        use pgrx::pg_sys::BuiltinOid as B;
+        let base = pg_sys::getBaseType(type_oid);
+        if [B::JSONOID, B::JSONBOID, B::XMLOID].iter().any(|o| o.value() == base) {
+            return true;
+        }
+        let mut category: std::ffi::c_char = 0;
+        let mut preferred = false;
+        pg_sys::get_type_category_preferred(base, &mut category, &mut preferred);
+        // TYPCATEGORY_STRING and TYPCATEGORY_ENUM.
+        category as u8 == b'S' || category as u8 == b'E'
     }
-    let mut category: std::ffi::c_char = 0;
-    let mut preferred = false;
-    pg_sys::get_type_category_preferred(base, &mut category, &mut preferred);
-    // TYPCATEGORY_STRING and TYPCATEGORY_ENUM.
-    category as u8 == b'S' || category as u8 == b'E'
 }

@@ -23,6 +23,9 @@ use pgrx::{pg_sys, PgSqlErrorCode};
 use crate::fdw::options::{deflist_to_pairs, ServerOptions};
 use crate::pg::error::{FdwError, FdwResult};
 
+/// COPY text is handed to the upload in chunks of about this size (memory stays flat).
+pub const COPY_CHUNK: usize = 256 * 1024;
+
 thread_local! {
     static CLIENTS: RefCell<HashMap<String, Client>> = RefCell::new(HashMap::new());
 }
@@ -39,16 +42,19 @@ pub struct ServerAccess {
 /// # Safety
 /// Must run in a transaction on the backend thread.
 pub unsafe fn server_access(serverid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwResult<ServerAccess> {
-    let server = pg_sys::GetForeignServer(serverid);
-    let server_name = crate::fdw::deparse::cstr_owned((*server).servername).unwrap_or_default();
-    let options = ServerOptions::from_pairs(&deflist_to_pairs((*server).options));
-    // Without a user mapping PostgreSQL raises its own clear error (ERRCODE_UNDEFINED_OBJECT).
-    let mapping = pg_sys::GetUserMapping(userid, serverid);
-    let api_key = deflist_to_pairs((*mapping).options)
-        .into_iter()
-        .find(|(n, _)| n == "api_key")
-        .map(|(_, v)| v);
-    Ok(ServerAccess { server_name, options, api_key })
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        let server = pg_sys::GetForeignServer(serverid);
+        let server_name = crate::pg::cstr::cstr_owned((*server).servername).unwrap_or_default();
+        let options = ServerOptions::from_pairs(&deflist_to_pairs((*server).options));
+        // Without a user mapping PostgreSQL raises its own clear error (ERRCODE_UNDEFINED_OBJECT).
+        let mapping = pg_sys::GetUserMapping(userid, serverid);
+        let api_key = deflist_to_pairs((*mapping).options)
+            .into_iter()
+            .find(|(n, _)| n == "api_key")
+            .map(|(_, v)| v);
+        Ok(ServerAccess { server_name, options, api_key })
+    }
 }
 
 /// A server named by a function's argument, for the current user: it must be a carto_fdw server, the
@@ -56,6 +62,7 @@ pub unsafe fn server_access(serverid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwRe
 /// PostgreSQL's own error). The one check of every function that names a server.
 pub fn server_for_caller(server: &str) -> FdwResult<ServerAccess> {
     let serverid = carto_server_oid(server)?;
+    // SAFETY: SQL-callable code, so the backend thread in a transaction; `serverid` was just looked up.
     unsafe {
         let userid = pg_sys::GetUserId();
         check_server_usage(serverid, userid, server)?;
@@ -68,6 +75,8 @@ pub fn carto_server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
     let cname = CString::new(server).map_err(|_| FdwError::InvalidOptionValue {
         message: "a server name cannot contain a NUL byte".into(),
     })?;
+    // SAFETY: SQL-callable code, so the backend thread in a transaction; GetForeignServerByName with missing_ok false
+    // raises instead of returning NULL, so `srv` is valid.
     unsafe {
         // missing_ok = false: PostgreSQL's own "server \"x\" does not exist".
         let srv = pg_sys::GetForeignServerByName(cname.as_ptr(), false);
@@ -75,7 +84,7 @@ pub fn carto_server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
         let handler = if (*fdw).fdwhandler == pg_sys::InvalidOid {
             None
         } else {
-            crate::fdw::deparse::cstr_owned(pg_sys::get_func_name((*fdw).fdwhandler))
+            crate::pg::cstr::cstr_owned(pg_sys::get_func_name((*fdw).fdwhandler))
         };
         if handler.as_deref() != Some("carto_fdw_handler") {
             return Err(FdwError::Custom {
@@ -94,14 +103,17 @@ pub fn carto_server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
 /// # Safety
 /// Must run in a transaction on the backend thread.
 pub unsafe fn check_server_usage(serverid: pg_sys::Oid, userid: pg_sys::Oid, server: &str) -> FdwResult<()> {
-    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-    let acl = pg_sys::pg_foreign_server_aclcheck(serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);
-    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
-    let acl = pg_sys::object_aclcheck(pg_sys::ForeignServerRelationId, serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);
-    if acl != pg_sys::AclResult::ACLCHECK_OK {
-        return Err(FdwError::InsufficientPrivilege { message: format!("permission denied for foreign server {server}") });
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        let acl = pg_sys::pg_foreign_server_aclcheck(serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+        let acl = pg_sys::object_aclcheck(pg_sys::ForeignServerRelationId, serverid, userid, pg_sys::ACL_USAGE as pg_sys::AclMode);
+        if acl != pg_sys::AclResult::ACLCHECK_OK {
+            return Err(FdwError::InsufficientPrivilege { message: format!("permission denied for foreign server {server}") });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The client configuration a server's options describe.
@@ -132,7 +144,7 @@ pub fn client_config(access: &ServerAccess) -> FdwResult<ClientConfig> {
     // The option is CARTO's limit; roll over below it by what can still be in flight when the client
     // notices (its channels of COPY chunks, the compressor's buffer), at most half of the limit.
     if o.copyfrom_max_bytes != carto_client::DEFAULT_COPYFROM_MAX_BYTES {
-        let in_flight = (cfg.channel_capacity as u64 + 2) * crate::fdw::modify::COPY_CHUNK as u64 + 128 * 1024;
+        let in_flight = (cfg.channel_capacity as u64 + 2) * COPY_CHUNK as u64 + 128 * 1024;
         cfg.copyfrom_max_bytes = o.copyfrom_max_bytes.saturating_sub(in_flight).max(o.copyfrom_max_bytes / 2);
     }
     cfg.ca_file = o.ca_file.as_ref().map(Into::into);

@@ -10,14 +10,14 @@
 //! Values that are only known at execution time (parameters of a prepared statement, the outer
 //! side of a nested loop) become [`Segment::Param`]s, rendered as literals when the scan starts.
 
-use std::ffi::CStr;
-
 use pgrx::pg_sys;
 use pgrx::PgList;
 use serde::{Deserialize, Serialize};
 
-/// First OID of objects that are not built in (PostgreSQL's FirstGenbkiObjectId).
-const FIRST_NON_BUILTIN_OID: u32 = 10000;
+use crate::fdw::table::TableDef;
+use crate::pg::builtin::is_builtin;
+use crate::pg::cstr::cstr_owned;
+use crate::pg::sql_text::{literal_for_type, quote_ident, strip_schema};
 
 /// A piece of remote SQL: text, or the value of the n-th execution-time parameter.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -78,20 +78,6 @@ impl SqlTemplate {
     }
 }
 
-/// Always double-quotes, doubling embedded quotes: no name can break out of its identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A string literal that means the same whatever `standard_conforming_strings` is remotely.
-pub fn quote_literal(value: &str) -> String {
-    if value.contains('\\') {
-        format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-    } else {
-        format!("'{}'", value.replace('\'', "''"))
-    }
-}
-
 /// What the deparser knows of the foreign table being scanned.
 pub struct RelInfo {
     /// Range-table index of the foreign table.
@@ -143,74 +129,80 @@ impl<'a> Deparser<'a> {
     /// # Safety
     /// `node` must be a valid planner expression tree.
     pub unsafe fn clause(&mut self, node: *mut pg_sys::Node) -> Option<SqlTemplate> {
-        let saved = self.params.len();
-        if pg_sys::contain_mutable_functions(node) {
-            return None;
-        }
-        let mut out = SqlTemplate::default();
-        if self.expr(node, &mut out) {
-            Some(out)
-        } else {
-            self.params.truncate(saved);
-            None
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            let saved = self.params.len();
+            if pg_sys::contain_mutable_functions(node) {
+                return None;
+            }
+            let mut out = SqlTemplate::default();
+            if self.expr(node, &mut out) {
+                Some(out)
+            } else {
+                self.params.truncate(saved);
+                None
+            }
         }
     }
 
     unsafe fn expr(&mut self, node: *mut pg_sys::Node, out: &mut SqlTemplate) -> bool {
-        if node.is_null() {
-            return false;
-        }
-        match (*node).type_ {
-            pg_sys::NodeTag::T_Var => self.var(node.cast(), out),
-            pg_sys::NodeTag::T_Const => self.konst(node.cast(), out),
-            pg_sys::NodeTag::T_Param => self.param(node.cast(), out),
-            pg_sys::NodeTag::T_OpExpr => self.op_expr(node.cast(), out),
-            pg_sys::NodeTag::T_DistinctExpr => self.distinct_expr(node.cast(), out),
-            pg_sys::NodeTag::T_ScalarArrayOpExpr => self.scalar_array_op(node.cast(), out),
-            pg_sys::NodeTag::T_BoolExpr => self.bool_expr(node.cast(), out),
-            pg_sys::NodeTag::T_NullTest => self.null_test(node.cast(), out),
-            pg_sys::NodeTag::T_FuncExpr => self.func_expr(node.cast(), out),
-            pg_sys::NodeTag::T_RelabelType => {
-                let r: *mut pg_sys::RelabelType = node.cast();
-                if !self.collation_ok((*r).resultcollid) {
-                    return false;
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            if node.is_null() {
+                return false;
+            }
+            match (*node).type_ {
+                pg_sys::NodeTag::T_Var => self.var(node.cast(), out),
+                pg_sys::NodeTag::T_Const => self.konst(node.cast(), out),
+                pg_sys::NodeTag::T_Param => self.param(node.cast(), out),
+                pg_sys::NodeTag::T_OpExpr => self.op_expr(node.cast(), out),
+                pg_sys::NodeTag::T_DistinctExpr => self.distinct_expr(node.cast(), out),
+                pg_sys::NodeTag::T_ScalarArrayOpExpr => self.scalar_array_op(node.cast(), out),
+                pg_sys::NodeTag::T_BoolExpr => self.bool_expr(node.cast(), out),
+                pg_sys::NodeTag::T_NullTest => self.null_test(node.cast(), out),
+                pg_sys::NodeTag::T_FuncExpr => self.func_expr(node.cast(), out),
+                pg_sys::NodeTag::T_RelabelType => {
+                    let r: *mut pg_sys::RelabelType = node.cast();
+                    if !self.collation_ok((*r).resultcollid) {
+                        return false;
+                    }
+                    self.expr((*r).arg.cast(), out)
                 }
-                self.expr((*r).arg.cast(), out)
-            }
-            pg_sys::NodeTag::T_CoerceViaIO => {
-                let c: *mut pg_sys::CoerceViaIO = node.cast();
-                let Some(ty) = self.type_name((*c).resulttype, -1) else { return false };
-                out.push_str("(");
-                if !self.expr((*c).arg.cast(), out) {
-                    return false;
+                pg_sys::NodeTag::T_CoerceViaIO => {
+                    let c: *mut pg_sys::CoerceViaIO = node.cast();
+                    let Some(ty) = self.type_name((*c).resulttype, -1) else { return false };
+                    out.push_str("(");
+                    if !self.expr((*c).arg.cast(), out) {
+                        return false;
+                    }
+                    out.push_str(&format!(")::{ty}"));
+                    true
                 }
-                out.push_str(&format!(")::{ty}"));
-                true
+                pg_sys::NodeTag::T_ArrayExpr => self.array_expr(node.cast(), out),
+                pg_sys::NodeTag::T_Aggref if self.allow_aggs => self.aggref(node.cast(), out),
+                pg_sys::NodeTag::T_CaseExpr => self.case_expr(node.cast(), out),
+                pg_sys::NodeTag::T_CoalesceExpr => {
+                    let c: *mut pg_sys::CoalesceExpr = node.cast();
+                    self.collation_ok((*c).coalescecollid) && self.call("COALESCE", (*c).args, out)
+                }
+                pg_sys::NodeTag::T_MinMaxExpr => {
+                    let m: *mut pg_sys::MinMaxExpr = node.cast();
+                    let name = if (*m).op == pg_sys::MinMaxOp::IS_GREATEST { "GREATEST" } else { "LEAST" };
+                    self.collation_ok((*m).minmaxcollid)
+                        && self.collation_ok((*m).inputcollid)
+                        && self.type_name((*m).minmaxtype, -1).is_some()
+                        && self.call(name, (*m).args, out)
+                }
+                pg_sys::NodeTag::T_NullIfExpr => {
+                    let op: *mut pg_sys::NullIfExpr = node.cast();
+                    self.shippable_operator((*op).opno, (*op).inputcollid).is_some()
+                        && self.collation_ok((*op).opcollid)
+                        && self.call("NULLIF", (*op).args, out)
+                }
+                pg_sys::NodeTag::T_BooleanTest => self.boolean_test(node.cast(), out),
+                pg_sys::NodeTag::T_SubscriptingRef => self.subscript(node.cast(), out),
+                _ => false,
             }
-            pg_sys::NodeTag::T_ArrayExpr => self.array_expr(node.cast(), out),
-            pg_sys::NodeTag::T_Aggref if self.allow_aggs => self.aggref(node.cast(), out),
-            pg_sys::NodeTag::T_CaseExpr => self.case_expr(node.cast(), out),
-            pg_sys::NodeTag::T_CoalesceExpr => {
-                let c: *mut pg_sys::CoalesceExpr = node.cast();
-                self.collation_ok((*c).coalescecollid) && self.call("COALESCE", (*c).args, out)
-            }
-            pg_sys::NodeTag::T_MinMaxExpr => {
-                let m: *mut pg_sys::MinMaxExpr = node.cast();
-                let name = if (*m).op == pg_sys::MinMaxOp::IS_GREATEST { "GREATEST" } else { "LEAST" };
-                self.collation_ok((*m).minmaxcollid)
-                    && self.collation_ok((*m).inputcollid)
-                    && self.type_name((*m).minmaxtype, -1).is_some()
-                    && self.call(name, (*m).args, out)
-            }
-            pg_sys::NodeTag::T_NullIfExpr => {
-                let op: *mut pg_sys::NullIfExpr = node.cast();
-                self.shippable_operator((*op).opno, (*op).inputcollid).is_some()
-                    && self.collation_ok((*op).opcollid)
-                    && self.call("NULLIF", (*op).args, out)
-            }
-            pg_sys::NodeTag::T_BooleanTest => self.boolean_test(node.cast(), out),
-            pg_sys::NodeTag::T_SubscriptingRef => self.subscript(node.cast(), out),
-            _ => false,
         }
     }
 
@@ -221,124 +213,148 @@ impl<'a> Deparser<'a> {
     }
 
     unsafe fn var(&mut self, var: *mut pg_sys::Var, out: &mut SqlTemplate) -> bool {
-        if !self.rel.members.is_empty() && (*var).varlevelsup == 0 {
-            let member = self.rel.members.iter().find(|m| m.relid == (*var).varno as u32);
-            if let Some(m) = member {
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            if !self.rel.members.is_empty() && (*var).varlevelsup == 0 {
+                let member = self.rel.members.iter().find(|m| m.relid == (*var).varno as u32);
+                if let Some(m) = member {
+                    let attno = (*var).varattno;
+                    if attno <= 0 || !self.collation_ok((*var).varcollid) {
+                        return false;
+                    }
+                    return match m.remote_names.get(attno as usize - 1) {
+                        Some(Some(name)) => {
+                            out.push_str(&format!("{}.{}", m.alias, quote_ident(name)));
+                            true
+                        }
+                        _ => false,
+                    };
+                }
+            }
+            if (*var).varno as u32 == self.rel.relid && (*var).varlevelsup == 0 {
                 let attno = (*var).varattno;
                 if attno <= 0 || !self.collation_ok((*var).varcollid) {
                     return false;
                 }
-                return match m.remote_names.get(attno as usize - 1) {
+                match self.rel.remote_names.get(attno as usize - 1) {
                     Some(Some(name)) => {
-                        out.push_str(&format!("{}.{}", m.alias, quote_ident(name)));
+                        out.push_str(&quote_ident(name));
                         true
                     }
                     _ => false,
-                };
-            }
-        }
-        if (*var).varno as u32 == self.rel.relid && (*var).varlevelsup == 0 {
-            let attno = (*var).varattno;
-            if attno <= 0 || !self.collation_ok((*var).varcollid) {
-                return false;
-            }
-            match self.rel.remote_names.get(attno as usize - 1) {
-                Some(Some(name)) => {
-                    out.push_str(&quote_ident(name));
-                    true
                 }
-                _ => false,
+            } else if self.allow_outer_params && (*var).varlevelsup == 0 {
+                // A Var of another relation: its value comes from the outer side at execution time.
+                self.add_param(var.cast(), out)
+            } else {
+                false
             }
-        } else if self.allow_outer_params && (*var).varlevelsup == 0 {
-            // A Var of another relation: its value comes from the outer side at execution time.
-            self.add_param(var.cast(), out)
-        } else {
-            false
         }
     }
 
     unsafe fn add_param(&mut self, expr: *mut pg_sys::Expr, out: &mut SqlTemplate) -> bool {
-        let typid = pg_sys::exprType(expr.cast());
-        if self.type_name(typid, -1).is_none() {
-            return false;
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let typid = pg_sys::exprType(expr.cast());
+            if self.type_name(typid, -1).is_none() {
+                return false;
+            }
+            let existing = self.params.iter().position(|&e| pg_sys::equal(e.cast(), expr.cast()));
+            let index = existing.unwrap_or_else(|| {
+                self.params.push(expr);
+                self.params.len() - 1
+            });
+            out.push_param(index);
+            true
         }
-        let existing = self.params.iter().position(|&e| pg_sys::equal(e.cast(), expr.cast()));
-        let index = existing.unwrap_or_else(|| {
-            self.params.push(expr);
-            self.params.len() - 1
-        });
-        out.push_param(index);
-        true
     }
 
     unsafe fn param(&mut self, p: *mut pg_sys::Param, out: &mut SqlTemplate) -> bool {
-        match (*p).paramkind {
-            pg_sys::ParamKind::PARAM_EXTERN | pg_sys::ParamKind::PARAM_EXEC => {
-                self.add_param(p.cast(), out)
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            match (*p).paramkind {
+                pg_sys::ParamKind::PARAM_EXTERN | pg_sys::ParamKind::PARAM_EXEC => {
+                    self.add_param(p.cast(), out)
+                }
+                _ => false,
             }
-            _ => false,
         }
     }
 
     unsafe fn konst(&mut self, c: *mut pg_sys::Const, out: &mut SqlTemplate) -> bool {
-        let Some(ty) = self.type_name((*c).consttype, (*c).consttypmod) else { return false };
-        if (*c).constisnull {
-            out.push_str(&format!("NULL::{ty}"));
-            return true;
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let Some(ty) = self.type_name((*c).consttype, (*c).consttypmod) else { return false };
+            if (*c).constisnull {
+                out.push_str(&format!("NULL::{ty}"));
+                return true;
+            }
+            let text = const_text((*c).consttype, (*c).constvalue);
+            out.push_str(&literal_for_type((*c).consttype, &text, &ty));
+            true
         }
-        let text = const_text((*c).consttype, (*c).constvalue);
-        out.push_str(&literal_for_type((*c).consttype, &text, &ty));
-        true
     }
 
     /// The operator's name when it can be shipped (built in or PostGIS, default collation,
     /// a plain symbolic name); None otherwise.
     unsafe fn shippable_operator(&self, opno: pg_sys::Oid, inputcollid: pg_sys::Oid) -> Option<String> {
-        if !self.object_ok(pg_sys::OperatorRelationId, opno) || !self.collation_ok(inputcollid) {
-            return None;
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            if !self.object_ok(pg_sys::OperatorRelationId, opno) || !self.collation_ok(inputcollid) {
+                return None;
+            }
+            let name = cstr_owned(pg_sys::get_opname(opno))?;
+            name.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c)).then_some(name)
         }
-        let name = cstr_owned(pg_sys::get_opname(opno))?;
-        name.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c)).then_some(name)
     }
 
     /// `(left <middle> right)` for a two-argument list.
     unsafe fn binary(&mut self, args: *mut pg_sys::List, middle: &str, close: &str, out: &mut SqlTemplate) -> bool {
-        let args = PgList::<pg_sys::Node>::from_pg(args);
-        if args.len() != 2 {
-            return false;
-        }
-        out.push_str("(");
-        if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
-            return false;
-        }
-        out.push_str(middle);
-        if !self.expr(args.get_ptr(1).unwrap_or(std::ptr::null_mut()), out) {
-            return false;
-        }
-        out.push_str(close);
-        true
-    }
-
-    unsafe fn op_expr(&mut self, op: *mut pg_sys::OpExpr, out: &mut SqlTemplate) -> bool {
-        let Some(name) = self.shippable_operator((*op).opno, (*op).inputcollid) else { return false };
-        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
-        if args.len() == 1 {
-            // Prefix operator.
-            out.push_str(&format!("({name} "));
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let args = PgList::<pg_sys::Node>::from_pg(args);
+            if args.len() != 2 {
+                return false;
+            }
+            out.push_str("(");
             if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
                 return false;
             }
-            out.push_str(")");
-            return true;
+            out.push_str(middle);
+            if !self.expr(args.get_ptr(1).unwrap_or(std::ptr::null_mut()), out) {
+                return false;
+            }
+            out.push_str(close);
+            true
         }
-        self.binary((*op).args, &format!(" {name} "), ")", out)
+    }
+
+    unsafe fn op_expr(&mut self, op: *mut pg_sys::OpExpr, out: &mut SqlTemplate) -> bool {
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let Some(name) = self.shippable_operator((*op).opno, (*op).inputcollid) else { return false };
+            let args = PgList::<pg_sys::Node>::from_pg((*op).args);
+            if args.len() == 1 {
+                // Prefix operator.
+                out.push_str(&format!("({name} "));
+                if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+                    return false;
+                }
+                out.push_str(")");
+                return true;
+            }
+            self.binary((*op).args, &format!(" {name} "), ")", out)
+        }
     }
 
     unsafe fn distinct_expr(&mut self, op: *mut pg_sys::DistinctExpr, out: &mut SqlTemplate) -> bool {
-        if self.shippable_operator((*op).opno, (*op).inputcollid).is_none() {
-            return false;
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            if self.shippable_operator((*op).opno, (*op).inputcollid).is_none() {
+                return false;
+            }
+            self.binary((*op).args, " IS DISTINCT FROM ", ")", out)
         }
-        self.binary((*op).args, " IS DISTINCT FROM ", ")", out)
     }
 
     unsafe fn scalar_array_op(
@@ -346,360 +362,408 @@ impl<'a> Deparser<'a> {
         op: *mut pg_sys::ScalarArrayOpExpr,
         out: &mut SqlTemplate,
     ) -> bool {
-        let Some(name) = self.shippable_operator((*op).opno, (*op).inputcollid) else { return false };
-        let quantifier = if (*op).useOr { "ANY" } else { "ALL" };
-        self.binary((*op).args, &format!(" {name} {quantifier} ("), "))", out)
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let Some(name) = self.shippable_operator((*op).opno, (*op).inputcollid) else { return false };
+            let quantifier = if (*op).useOr { "ANY" } else { "ALL" };
+            self.binary((*op).args, &format!(" {name} {quantifier} ("), "))", out)
+        }
     }
 
     unsafe fn bool_expr(&mut self, b: *mut pg_sys::BoolExpr, out: &mut SqlTemplate) -> bool {
-        let args = PgList::<pg_sys::Node>::from_pg((*b).args);
-        let joiner = match (*b).boolop {
-            pg_sys::BoolExprType::AND_EXPR => " AND ",
-            pg_sys::BoolExprType::OR_EXPR => " OR ",
-            pg_sys::BoolExprType::NOT_EXPR => {
-                out.push_str("(NOT ");
-                if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let args = PgList::<pg_sys::Node>::from_pg((*b).args);
+            let joiner = match (*b).boolop {
+                pg_sys::BoolExprType::AND_EXPR => " AND ",
+                pg_sys::BoolExprType::OR_EXPR => " OR ",
+                pg_sys::BoolExprType::NOT_EXPR => {
+                    out.push_str("(NOT ");
+                    if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+                        return false;
+                    }
+                    out.push_str(")");
+                    return true;
+                }
+                _ => return false,
+            };
+            out.push_str("(");
+            for (i, arg) in args.iter_ptr().enumerate() {
+                if i > 0 {
+                    out.push_str(joiner);
+                }
+                if !self.expr(arg, out) {
                     return false;
                 }
-                out.push_str(")");
-                return true;
             }
-            _ => return false,
-        };
-        out.push_str("(");
-        for (i, arg) in args.iter_ptr().enumerate() {
-            if i > 0 {
-                out.push_str(joiner);
-            }
-            if !self.expr(arg, out) {
-                return false;
-            }
+            out.push_str(")");
+            true
         }
-        out.push_str(")");
-        true
     }
 
     unsafe fn null_test(&mut self, n: *mut pg_sys::NullTest, out: &mut SqlTemplate) -> bool {
-        if (*n).argisrow {
-            return false;
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            if (*n).argisrow {
+                return false;
+            }
+            out.push_str("(");
+            if !self.expr((*n).arg.cast(), out) {
+                return false;
+            }
+            out.push_str(match (*n).nulltesttype {
+                pg_sys::NullTestType::IS_NULL => " IS NULL)",
+                _ => " IS NOT NULL)",
+            });
+            true
         }
-        out.push_str("(");
-        if !self.expr((*n).arg.cast(), out) {
-            return false;
-        }
-        out.push_str(match (*n).nulltesttype {
-            pg_sys::NullTestType::IS_NULL => " IS NULL)",
-            _ => " IS NOT NULL)",
-        });
-        true
     }
 
     unsafe fn func_expr(&mut self, f: *mut pg_sys::FuncExpr, out: &mut SqlTemplate) -> bool {
-        if !self.object_ok(pg_sys::ProcedureRelationId, (*f).funcid)
-            || !self.collation_ok((*f).inputcollid)
-            || (*f).funcvariadic
-        {
-            return false;
-        }
-        let args = PgList::<pg_sys::Node>::from_pg((*f).args);
-        match (*f).funcformat {
-            pg_sys::CoercionForm::COERCE_IMPLICIT_CAST if !std::mem::take(&mut self.cast_implicit) => {
-                // As postgres_fdw: the remote side applies the same implicit cast.
-                return args.len() >= 1
-                    && self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out);
-            }
-            pg_sys::CoercionForm::COERCE_EXPLICIT_CAST | pg_sys::CoercionForm::COERCE_IMPLICIT_CAST => {
-                let typmod = if args.len() >= 2 {
-                    let m = args.get_ptr(1).unwrap_or(std::ptr::null_mut());
-                    if !m.is_null() && (*m).type_ == pg_sys::NodeTag::T_Const {
-                        let c: *mut pg_sys::Const = m.cast();
-                        (*c).constvalue.value() as i32
-                    } else {
-                        -1
-                    }
-                } else {
-                    -1
-                };
-                let Some(ty) = self.type_name((*f).funcresulttype, typmod) else { return false };
-                out.push_str("(");
-                if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
-                    return false;
-                }
-                out.push_str(&format!(")::{ty}"));
-                return true;
-            }
-            _ => {}
-        }
-        let Some(name) = cstr_owned(pg_sys::get_func_name((*f).funcid)) else { return false };
-        out.push_str(&quote_func_name(&name));
-        out.push_str("(");
-        for (i, arg) in args.iter_ptr().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            if !self.expr(arg, out) {
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            if !self.object_ok(pg_sys::ProcedureRelationId, (*f).funcid)
+                || !self.collation_ok((*f).inputcollid)
+                || (*f).funcvariadic
+            {
                 return false;
             }
+            let args = PgList::<pg_sys::Node>::from_pg((*f).args);
+            match (*f).funcformat {
+                pg_sys::CoercionForm::COERCE_IMPLICIT_CAST if !std::mem::take(&mut self.cast_implicit) => {
+                    // As postgres_fdw: the remote side applies the same implicit cast.
+                    return !args.is_empty()
+                        && self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out);
+                }
+                pg_sys::CoercionForm::COERCE_EXPLICIT_CAST | pg_sys::CoercionForm::COERCE_IMPLICIT_CAST => {
+                    let typmod = if args.len() >= 2 {
+                        let m = args.get_ptr(1).unwrap_or(std::ptr::null_mut());
+                        if !m.is_null() && (*m).type_ == pg_sys::NodeTag::T_Const {
+                            let c: *mut pg_sys::Const = m.cast();
+                            (*c).constvalue.value() as i32
+                        } else {
+                            -1
+                        }
+                    } else {
+                        -1
+                    };
+                    let Some(ty) = self.type_name((*f).funcresulttype, typmod) else { return false };
+                    out.push_str("(");
+                    if !self.expr(args.get_ptr(0).unwrap_or(std::ptr::null_mut()), out) {
+                        return false;
+                    }
+                    out.push_str(&format!(")::{ty}"));
+                    return true;
+                }
+                _ => {}
+            }
+            let Some(name) = cstr_owned(pg_sys::get_func_name((*f).funcid)) else { return false };
+            out.push_str(&quote_func_name(&name));
+            out.push_str("(");
+            for (i, arg) in args.iter_ptr().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                if !self.expr(arg, out) {
+                    return false;
+                }
+            }
+            out.push_str(")");
+            true
         }
-        out.push_str(")");
-        true
     }
 
     unsafe fn array_expr(&mut self, a: *mut pg_sys::ArrayExpr, out: &mut SqlTemplate) -> bool {
-        let Some(ty) = self.type_name((*a).array_typeid, -1) else { return false };
-        let elems = PgList::<pg_sys::Node>::from_pg((*a).elements);
-        out.push_str("ARRAY[");
-        for (i, e) in elems.iter_ptr().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let Some(ty) = self.type_name((*a).array_typeid, -1) else { return false };
+            let elems = PgList::<pg_sys::Node>::from_pg((*a).elements);
+            out.push_str("ARRAY[");
+            for (i, e) in elems.iter_ptr().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                if !self.expr(e, out) {
+                    return false;
+                }
             }
-            if !self.expr(e, out) {
-                return false;
-            }
+            out.push_str(&format!("]::{ty}"));
+            true
         }
-        out.push_str(&format!("]::{ty}"));
-        true
     }
 
     /// An argument of a node that resolves a common type: its own implicit cast written out.
     /// A column is cast to its local type too: it may be declared `text` over a remote geometry.
     unsafe fn typed_arg(&mut self, node: *mut pg_sys::Node, out: &mut SqlTemplate) -> bool {
-        if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_Var {
-            let Some(ty) = self.type_name(pg_sys::exprType(node), -1) else { return false };
-            out.push_str("(");
-            if !self.expr(node, out) {
-                return false;
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_Var {
+                let Some(ty) = self.type_name(pg_sys::exprType(node), -1) else { return false };
+                out.push_str("(");
+                if !self.expr(node, out) {
+                    return false;
+                }
+                out.push_str(&format!(")::{ty}"));
+                return true;
             }
-            out.push_str(&format!(")::{ty}"));
-            return true;
+            self.cast_implicit = !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_FuncExpr;
+            let ok = self.expr(node, out);
+            self.cast_implicit = false;
+            ok
         }
-        self.cast_implicit = !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_FuncExpr;
-        let ok = self.expr(node, out);
-        self.cast_implicit = false;
-        ok
     }
 
     /// `NAME(arg, ...)` for a list of arguments (of one common type).
     unsafe fn call(&mut self, name: &str, args: *mut pg_sys::List, out: &mut SqlTemplate) -> bool {
-        out.push_str(name);
-        out.push_str("(");
-        for (i, arg) in PgList::<pg_sys::Node>::from_pg(args).iter_ptr().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            out.push_str(name);
+            out.push_str("(");
+            for (i, arg) in PgList::<pg_sys::Node>::from_pg(args).iter_ptr().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                if !self.typed_arg(arg, out) {
+                    return false;
+                }
             }
-            if !self.typed_arg(arg, out) {
-                return false;
-            }
+            out.push_str(")");
+            true
         }
-        out.push_str(")");
-        true
     }
 
     unsafe fn case_expr(&mut self, c: *mut pg_sys::CaseExpr, out: &mut SqlTemplate) -> bool {
-        if !self.collation_ok((*c).casecollid) {
-            return false;
-        }
-        let simple = !(*c).arg.is_null();
-        out.push_str("(CASE");
-        if simple {
-            out.push_str(" ");
-            if !self.expr((*c).arg.cast(), out) {
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            if !self.collation_ok((*c).casecollid) {
                 return false;
             }
-        }
-        for w in PgList::<pg_sys::CaseWhen>::from_pg((*c).args).iter_ptr() {
-            out.push_str(" WHEN ");
-            let cond = (*w).expr.cast::<pg_sys::Node>();
-            let ok = if simple {
-                // `CASE x WHEN v`: the parser made `CaseTestExpr = v`; only v is written.
-                self.simple_case_value(cond, out)
-            } else {
-                self.expr(cond, out)
-            };
-            if !ok {
-                return false;
+            let simple = !(*c).arg.is_null();
+            out.push_str("(CASE");
+            if simple {
+                out.push_str(" ");
+                if !self.expr((*c).arg.cast(), out) {
+                    return false;
+                }
             }
-            out.push_str(" THEN ");
-            if !self.typed_arg((*w).result.cast(), out) {
-                return false;
+            for w in PgList::<pg_sys::CaseWhen>::from_pg((*c).args).iter_ptr() {
+                out.push_str(" WHEN ");
+                let cond = (*w).expr.cast::<pg_sys::Node>();
+                let ok = if simple {
+                    // `CASE x WHEN v`: the parser made `CaseTestExpr = v`; only v is written.
+                    self.simple_case_value(cond, out)
+                } else {
+                    self.expr(cond, out)
+                };
+                if !ok {
+                    return false;
+                }
+                out.push_str(" THEN ");
+                if !self.typed_arg((*w).result.cast(), out) {
+                    return false;
+                }
             }
-        }
-        if !(*c).defresult.is_null() {
-            out.push_str(" ELSE ");
-            if !self.typed_arg((*c).defresult.cast(), out) {
-                return false;
+            if !(*c).defresult.is_null() {
+                out.push_str(" ELSE ");
+                if !self.typed_arg((*c).defresult.cast(), out) {
+                    return false;
+                }
             }
+            out.push_str(" END)");
+            true
         }
-        out.push_str(" END)");
-        true
     }
 
     unsafe fn simple_case_value(&mut self, cond: *mut pg_sys::Node, out: &mut SqlTemplate) -> bool {
-        if cond.is_null() || (*cond).type_ != pg_sys::NodeTag::T_OpExpr {
-            return false;
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            if cond.is_null() || (*cond).type_ != pg_sys::NodeTag::T_OpExpr {
+                return false;
+            }
+            let op: *mut pg_sys::OpExpr = cond.cast();
+            if self.shippable_operator((*op).opno, (*op).inputcollid).as_deref() != Some("=") {
+                return false;
+            }
+            let args = PgList::<pg_sys::Node>::from_pg((*op).args);
+            let (Some(mut left), Some(right)) = (args.get_ptr(0), args.get_ptr(1)) else { return false };
+            while (*left).type_ == pg_sys::NodeTag::T_RelabelType {
+                left = (*left.cast::<pg_sys::RelabelType>()).arg.cast();
+            }
+            if (*left).type_ != pg_sys::NodeTag::T_CaseTestExpr {
+                return false;
+            }
+            self.expr(right, out)
         }
-        let op: *mut pg_sys::OpExpr = cond.cast();
-        if self.shippable_operator((*op).opno, (*op).inputcollid).as_deref() != Some("=") {
-            return false;
-        }
-        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
-        let (Some(mut left), Some(right)) = (args.get_ptr(0), args.get_ptr(1)) else { return false };
-        while (*left).type_ == pg_sys::NodeTag::T_RelabelType {
-            left = (*left.cast::<pg_sys::RelabelType>()).arg.cast();
-        }
-        if (*left).type_ != pg_sys::NodeTag::T_CaseTestExpr {
-            return false;
-        }
-        self.expr(right, out)
     }
 
     unsafe fn boolean_test(&mut self, b: *mut pg_sys::BooleanTest, out: &mut SqlTemplate) -> bool {
-        use pg_sys::BoolTestType::*;
-        let test = match (*b).booltesttype {
-            IS_TRUE => " IS TRUE)",
-            IS_NOT_TRUE => " IS NOT TRUE)",
-            IS_FALSE => " IS FALSE)",
-            IS_NOT_FALSE => " IS NOT FALSE)",
-            IS_UNKNOWN => " IS UNKNOWN)",
-            IS_NOT_UNKNOWN => " IS NOT UNKNOWN)",
-            _ => return false,
-        };
-        out.push_str("(");
-        if !self.expr((*b).arg.cast(), out) {
-            return false;
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            use pg_sys::BoolTestType::*;
+            let test = match (*b).booltesttype {
+                IS_TRUE => " IS TRUE)",
+                IS_NOT_TRUE => " IS NOT TRUE)",
+                IS_FALSE => " IS FALSE)",
+                IS_NOT_FALSE => " IS NOT FALSE)",
+                IS_UNKNOWN => " IS UNKNOWN)",
+                IS_NOT_UNKNOWN => " IS NOT UNKNOWN)",
+                _ => return false,
+            };
+            out.push_str("(");
+            if !self.expr((*b).arg.cast(), out) {
+                return false;
+            }
+            out.push_str(test);
+            true
         }
-        out.push_str(test);
-        true
     }
 
     /// `(array)[i]` / `[i][j]`: element fetches of built-in array types (no slices, no assignment).
     unsafe fn subscript(&mut self, r: *mut pg_sys::SubscriptingRef, out: &mut SqlTemplate) -> bool {
-        if !(*r).refassgnexpr.is_null()
-            || !(*r).reflowerindexpr.is_null()
-            || !self.collation_ok((*r).refcollid)
-            || u32::from((*r).refcontainertype) >= FIRST_NON_BUILTIN_OID
-            || self.type_name((*r).refcontainertype, -1).is_none_or(|t| !t.ends_with("[]"))
-        {
-            return false;
-        }
-        out.push_str("(");
-        if !self.expr((*r).refexpr.cast(), out) {
-            return false;
-        }
-        out.push_str(")");
-        for i in PgList::<pg_sys::Node>::from_pg((*r).refupperindexpr).iter_ptr() {
-            out.push_str("[");
-            if !self.expr(i, out) {
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            if !(*r).refassgnexpr.is_null()
+                || !(*r).reflowerindexpr.is_null()
+                || !self.collation_ok((*r).refcollid)
+                || !is_builtin((*r).refcontainertype)
+                || self.type_name((*r).refcontainertype, -1).is_none_or(|t| !t.ends_with("[]"))
+            {
                 return false;
             }
-            out.push_str("]");
+            out.push_str("(");
+            if !self.expr((*r).refexpr.cast(), out) {
+                return false;
+            }
+            out.push_str(")");
+            for i in PgList::<pg_sys::Node>::from_pg((*r).refupperindexpr).iter_ptr() {
+                out.push_str("[");
+                if !self.expr(i, out) {
+                    return false;
+                }
+                out.push_str("]");
+            }
+            true
         }
-        true
     }
 
     /// An aggregate call: built-in or PostGIS, plain (not ordered-set), not split for partial
     /// aggregation; its arguments, ORDER BY and FILTER shippable like any expression.
     unsafe fn aggref(&mut self, a: *mut pg_sys::Aggref, out: &mut SqlTemplate) -> bool {
-        if (*a).aggkind as u8 != b'n'
-            || (*a).aggsplit != pg_sys::AggSplit::AGGSPLIT_SIMPLE
-            || (*a).agglevelsup != 0
-            || (*a).aggvariadic
-            || !self.object_ok(pg_sys::ProcedureRelationId, (*a).aggfnoid)
-            || !default_collation((*a).inputcollid)
-            || !default_collation((*a).aggcollid)
-        {
-            return false;
-        }
-        let Some(name) = cstr_owned(pg_sys::get_func_name((*a).aggfnoid)) else { return false };
-        out.push_str(&quote_func_name(&name));
-        out.push_str("(");
-        if (*a).aggstar {
-            out.push_str("*");
-        } else {
-            if !(*a).aggdistinct.is_null() {
-                out.push_str("DISTINCT ");
-            }
-            let args = PgList::<pg_sys::TargetEntry>::from_pg((*a).args);
-            let mut first = true;
-            for te in args.iter_ptr() {
-                if (*te).resjunk {
-                    continue;
-                }
-                if !first {
-                    out.push_str(", ");
-                }
-                first = false;
-                if !self.expr((*te).expr.cast(), out) {
-                    return false;
-                }
-            }
-            if !(*a).aggorder.is_null() {
-                out.push_str(" ORDER BY ");
-                let sorts = PgList::<pg_sys::SortGroupClause>::from_pg((*a).aggorder);
-                for (i, sgc) in sorts.iter_ptr().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    let te = pg_sys::get_sortgroupclause_tle(sgc, (*a).args);
-                    if te.is_null() || !self.expr((*te).expr.cast(), out) {
-                        return false;
-                    }
-                    let Some(dir) = self.sort_direction((*sgc).sortop, pg_sys::exprType((*te).expr.cast())) else {
-                        return false;
-                    };
-                    out.push_str(&dir);
-                    out.push_str(if (*sgc).nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
-                }
-            }
-        }
-        out.push_str(")");
-        if !(*a).aggfilter.is_null() {
-            out.push_str(" FILTER (WHERE ");
-            if !self.expr((*a).aggfilter.cast(), out) {
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            if (*a).aggkind as u8 != b'n'
+                || (*a).aggsplit != pg_sys::AggSplit::AGGSPLIT_SIMPLE
+                || (*a).agglevelsup != 0
+                || (*a).aggvariadic
+                || !self.object_ok(pg_sys::ProcedureRelationId, (*a).aggfnoid)
+                || !default_collation((*a).inputcollid)
+                || !default_collation((*a).aggcollid)
+            {
                 return false;
             }
+            let Some(name) = cstr_owned(pg_sys::get_func_name((*a).aggfnoid)) else { return false };
+            out.push_str(&quote_func_name(&name));
+            out.push_str("(");
+            if (*a).aggstar {
+                out.push_str("*");
+            } else {
+                if !(*a).aggdistinct.is_null() {
+                    out.push_str("DISTINCT ");
+                }
+                let args = PgList::<pg_sys::TargetEntry>::from_pg((*a).args);
+                let mut first = true;
+                for te in args.iter_ptr() {
+                    if (*te).resjunk {
+                        continue;
+                    }
+                    if !first {
+                        out.push_str(", ");
+                    }
+                    first = false;
+                    if !self.expr((*te).expr.cast(), out) {
+                        return false;
+                    }
+                }
+                if !(*a).aggorder.is_null() {
+                    out.push_str(" ORDER BY ");
+                    let sorts = PgList::<pg_sys::SortGroupClause>::from_pg((*a).aggorder);
+                    for (i, sgc) in sorts.iter_ptr().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        let te = pg_sys::get_sortgroupclause_tle(sgc, (*a).args);
+                        if te.is_null() || !self.expr((*te).expr.cast(), out) {
+                            return false;
+                        }
+                        let Some(dir) = self.sort_direction((*sgc).sortop, pg_sys::exprType((*te).expr.cast())) else {
+                            return false;
+                        };
+                        out.push_str(&dir);
+                        out.push_str(if (*sgc).nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
+                    }
+                }
+            }
             out.push_str(")");
+            if !(*a).aggfilter.is_null() {
+                out.push_str(" FILTER (WHERE ");
+                if !self.expr((*a).aggfilter.cast(), out) {
+                    return false;
+                }
+                out.push_str(")");
+            }
+            true
         }
-        true
     }
 
     /// ` ASC` / ` DESC` when `sortop` is the `<` / `>` of the type's default btree opclass, else
     /// ` USING op` for a shippable operator; None when the sort cannot be written.
     unsafe fn sort_direction(&self, sortop: pg_sys::Oid, typid: pg_sys::Oid) -> Option<String> {
-        let mut lt = pg_sys::InvalidOid;
-        let mut gt = pg_sys::InvalidOid;
-        pg_sys::get_sort_group_operators(typid, false, false, false, &mut lt, std::ptr::null_mut(), &mut gt, std::ptr::null_mut());
-        if sortop == lt {
-            Some(" ASC".into())
-        } else if sortop == gt {
-            Some(" DESC".into())
-        } else {
-            let name = self.shippable_operator(sortop, pg_sys::InvalidOid)?;
-            Some(format!(" USING {name}"))
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            let mut lt = pg_sys::InvalidOid;
+            let mut gt = pg_sys::InvalidOid;
+            pg_sys::get_sort_group_operators(typid, false, false, false, &mut lt, std::ptr::null_mut(), &mut gt, std::ptr::null_mut());
+            if sortop == lt {
+                Some(" ASC".into())
+            } else if sortop == gt {
+                Some(" DESC".into())
+            } else {
+                let name = self.shippable_operator(sortop, pg_sys::InvalidOid)?;
+                Some(format!(" USING {name}"))
+            }
         }
     }
 
     /// Built in, or part of PostGIS when PostGIS is enabled for the server.
     unsafe fn object_ok(&self, class: pg_sys::Oid, oid: pg_sys::Oid) -> bool {
-        if u32::from(oid) < FIRST_NON_BUILTIN_OID {
-            return true;
-        }
-        match self.rel.postgis_ext {
-            Some(ext) => pg_sys::getExtensionOfObject(class, oid) == ext,
-            None => false,
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            if is_builtin(oid) {
+                return true;
+            }
+            match self.rel.postgis_ext {
+                Some(ext) => pg_sys::getExtensionOfObject(class, oid) == ext,
+                None => false,
+            }
         }
     }
 
     /// The remote spelling of a type, or None when the remote side may not know it.
+    ///
+    /// # Safety
+    /// Backend thread, in a transaction (reads the catalogs; may raise an ERROR for an unknown type).
     pub unsafe fn type_name(&self, typid: pg_sys::Oid, typmod: i32) -> Option<String> {
-        if !self.object_ok(pg_sys::TypeRelationId, typid) {
-            return None;
-        }
-        let name = cstr_owned(pg_sys::format_type_with_typemod(typid, typmod))?;
-        if u32::from(typid) < FIRST_NON_BUILTIN_OID {
-            Some(name)
-        } else {
-            Some(strip_schema(&name))
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            if !self.object_ok(pg_sys::TypeRelationId, typid) {
+                return None;
+            }
+            let name = cstr_owned(pg_sys::format_type_with_typemod(typid, typmod))?;
+            if is_builtin(typid) {
+                Some(name)
+            } else {
+                Some(strip_schema(&name))
+            }
         }
     }
 }
@@ -711,20 +775,11 @@ pub fn default_collation(coll: pg_sys::Oid) -> bool {
     coll == pg_sys::InvalidOid || coll == pg_sys::DEFAULT_COLLATION_OID
 }
 
-/// Drops a schema qualification before a type's name (`public.geometry(Point,4326)` →
-/// `geometry(Point,4326)`, `x.h3index[]` → `h3index[]`): extension types may print qualified
-/// locally, while CARTO has them on its search_path.
-pub fn strip_schema(name: &str) -> String {
-    let head_end = name.find('(').or_else(|| name.find('[')).unwrap_or(name.len());
-    match name[..head_end].rfind('.') {
-        Some(dot) => name[dot + 1..].to_string(),
-        None => name.to_string(),
-    }
-}
-
 fn quote_func_name(name: &str) -> String {
     // quote_identifier also quotes keywords: position, extract, overlay... are only callable quoted.
     match std::ffi::CString::new(name) {
+        // SAFETY: planner code on the backend thread; `c` is NUL-terminated and outlives the call, quote_identifier
+        // returns a valid string.
         Ok(c) => unsafe { cstr_owned(pg_sys::quote_identifier(c.as_ptr())) }.unwrap_or_else(|| quote_ident(name)),
         Err(_) => quote_ident(name),
     }
@@ -748,67 +803,52 @@ pub fn text_aliases(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("c{i}")).collect()
 }
 
-/// A constant's literal: numbers and booleans bare when their text is plainly a number,
-/// everything else quoted with an explicit cast.
-pub fn literal_for_type(typid: pg_sys::Oid, text: &str, type_name: &str) -> String {
-    let numeric = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::NUMERICOID];
-    if numeric.contains(&typid)
-        && !text.is_empty()
-        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
-    {
-        return if typid == pg_sys::INT4OID { text.to_string() } else { format!("{text}::{type_name}") };
-    }
-    if typid == pg_sys::BOOLOID {
-        return if text == "t" { "true".into() } else { "false".into() };
-    }
-    format!("{}::{type_name}", quote_literal(text))
-}
-
 /// The text form of a constant through its type's output function.
 ///
 /// # Safety
 /// `value` must be a valid datum of type `typid`.
 pub unsafe fn const_text(typid: pg_sys::Oid, value: pg_sys::Datum) -> String {
-    let mut out_fn = pg_sys::InvalidOid;
-    let mut is_varlena = false;
-    pg_sys::getTypeOutputInfo(typid, &mut out_fn, &mut is_varlena);
-    // Portable text form whatever the local DateStyle, IntervalStyle or extra_float_digits.
-    crate::pg::typeio::with_transmission_modes(|| cstr_owned(pg_sys::OidOutputFunctionCall(out_fn, value)).unwrap_or_default())
-}
-
-pub unsafe fn cstr_owned(p: *const std::ffi::c_char) -> Option<String> {
-    if p.is_null() {
-        None
-    } else {
-        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        let mut out_fn = pg_sys::InvalidOid;
+        let mut is_varlena = false;
+        pg_sys::getTypeOutputInfo(typid, &mut out_fn, &mut is_varlena);
+        // Portable text form whatever the local DateStyle, IntervalStyle or extra_float_digits.
+        crate::pg::typeio::with_transmission_modes(|| cstr_owned(pg_sys::OidOutputFunctionCall(out_fn, value)).unwrap_or_default())
     }
 }
 
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn identifiers_and_literals_cannot_escape() {
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
-        assert_eq!(quote_literal("a\\b'"), "E'a\\\\b'''");
-    }
-
-    #[test]
-    fn templates_render_params() {
-        let mut t = SqlTemplate::text("a = ");
-        t.push_param(0);
-        t.push_str(" AND b = ");
-        t.push_param(1);
-        assert_eq!(t.render(None), "a = $1 AND b = $2");
-        assert_eq!(t.render(Some(&["1".into(), "'x'::text".into()])), "a = 1 AND b = 'x'::text");
-    }
-
-    #[test]
-    fn schema_stripped_from_extension_types() {
-        assert_eq!(strip_schema("public.geometry(Point,4326)"), "geometry(Point,4326)");
-        assert_eq!(strip_schema("geography"), "geography");
+/// `UPDATE <target> SET "col" = value, …` for the statement's update target list of relation `rti` (the first
+/// N entries are the new values of the N updated columns; junk entries follow). None when a value does not ship.
+/// Direct modification of one table (here) and of a pushed join (pushed.rs) write their SET the same way.
+///
+/// # Safety
+/// While planning an UPDATE whose result relation is `rti`.
+pub unsafe fn update_set_sql(
+    root: *mut pg_sys::PlannerInfo,
+    rti: pg_sys::Index,
+    table: &TableDef,
+    target: &str,
+    d: &mut Deparser,
+) -> Option<SqlTemplate> {
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        let mut tlist: *mut pg_sys::List = std::ptr::null_mut();
+        let mut attrs: *mut pg_sys::List = std::ptr::null_mut();
+        pg_sys::get_translated_update_targetlist(root, rti, &mut tlist, &mut attrs);
+        let tles = PgList::<pg_sys::TargetEntry>::from_pg(tlist);
+        let attnos = PgList::<i32>::from_pg(attrs);
+        let mut sql = SqlTemplate::text(format!("UPDATE {target} SET "));
+        for (i, tle) in tles.iter_ptr().enumerate().take(attnos.len()) {
+            let col = table.column(attnos.get_int(i)? as i16)?;
+            let expr = d.clause((*tle).expr.cast())?;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("{} = ", quote_ident(&col.remote_name)));
+            sql.append(&expr);
+        }
+        Some(sql)
     }
 }
 
@@ -823,26 +863,43 @@ pub unsafe fn order_by_sql(
     pathkeys: *mut pg_sys::List,
     mut member: impl FnMut(*mut pg_sys::EquivalenceMember) -> Option<SqlTemplate>,
 ) -> Option<SqlTemplate> {
-    let mut out = SqlTemplate::default();
-    for (i, pk) in PgList::<pg_sys::PathKey>::from_pg(pathkeys).iter_ptr().enumerate() {
-        if u32::from((*pk).pk_opfamily) >= FIRST_NON_BUILTIN_OID {
-            return None;
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        let mut out = SqlTemplate::default();
+        for (i, pk) in PgList::<pg_sys::PathKey>::from_pg(pathkeys).iter_ptr().enumerate() {
+            if !is_builtin((*pk).pk_opfamily) {
+                return None;
+            }
+            let ec = (*pk).pk_eclass;
+            if (*ec).ec_has_volatile || !default_collation((*ec).ec_collation) {
+                return None;
+            }
+            let expr = PgList::<pg_sys::EquivalenceMember>::from_pg((*ec).ec_members)
+                .iter_ptr()
+                .filter(|em| !(**em).em_is_const && !(**em).em_is_child)
+                .find_map(&mut member)?;
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.append(&expr);
+            out.push_str(if (*pk).pk_strategy == pg_sys::BTGreaterStrategyNumber as i32 { " DESC" } else { " ASC" });
+            out.push_str(if (*pk).pk_nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
         }
-        let ec = (*pk).pk_eclass;
-        if (*ec).ec_has_volatile || !default_collation((*ec).ec_collation) {
-            return None;
-        }
-        let expr = PgList::<pg_sys::EquivalenceMember>::from_pg((*ec).ec_members)
-            .iter_ptr()
-            .filter(|em| !(**em).em_is_const && !(**em).em_is_child)
-            .find_map(&mut member)?;
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.append(&expr);
-        out.push_str(if (*pk).pk_strategy == pg_sys::BTGreaterStrategyNumber as i32 { " DESC" } else { " ASC" });
-        out.push_str(if (*pk).pk_nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
+        Some(out)
     }
-    Some(out)
 }
 
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn templates_render_params() {
+        let mut t = SqlTemplate::text("a = ");
+        t.push_param(0);
+        t.push_str(" AND b = ");
+        t.push_param(1);
+        assert_eq!(t.render(None), "a = $1 AND b = $2");
+        assert_eq!(t.render(Some(&["1".into(), "'x'::text".into()])), "a = 1 AND b = 'x'::text");
+    }
+}

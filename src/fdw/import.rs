@@ -20,8 +20,9 @@ use pgrx::{pg_sys, PgSqlErrorCode};
 use serde_json::Value;
 
 use crate::fdw::connection::{client_for, server_access};
-pub(crate) use crate::fdw::deparse::strip_schema;
-use crate::fdw::deparse::{cstr_owned, quote_ident, quote_literal};
+use crate::pg::sql_text::strip_schema;
+use crate::pg::cstr::cstr_owned;
+use crate::pg::sql_text::{quote_ident, quote_literal};
 use crate::fdw::options::{deflist_to_pairs, parse_bool};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
@@ -93,7 +94,7 @@ LEFT JOIN LATERAL (\
 SELECT c.relname::text AS rel, c.relkind::text AS kind, a.attnum::int AS attnum, a.attname::text AS col, \
 pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS notnull, \
 (t.typcategory = 'A' AND t.typelem <> 0) AS is_array, et.typname::text AS elem_type, et.typtype::text AS elem_kind, et.typdelim::text AS delim, \
-(et.oid < 16384) AS builtin, \
+(et.oid < {first_non_builtin}) AS builtin, \
 EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = et.oid AND d.deptype = 'e') AS ext_type, \
 (SELECT string_agg(pa.attname::text, ',') FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.indrelid AND pa.attnum = ANY (i.indkey) WHERE i.indrelid = c.oid AND i.indisprimary) AS pkey \
 FROM pg_catalog.pg_class c \
@@ -105,7 +106,8 @@ WHERE n.nspname = {schema} AND c.relkind IN ({kinds}) \
 AND c.relname NOT IN ({internal}) \
 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') \
 AND pg_catalog.has_table_privilege(c.oid, 'SELECT'){filter_sql}{webmercator}\
-) x ON true ORDER BY x.rel, x.attnum"
+) x ON true ORDER BY x.rel, x.attnum",
+        first_non_builtin = crate::pg::builtin::FIRST_NON_BUILTIN_OID
     )
 }
 
@@ -251,18 +253,19 @@ pub fn local_type(table: &str, c: &RemoteColumn, types: &dyn LocalTypes, report:
     text.to_string()
 }
 
+/// What every CREATE FOREIGN TABLE of one IMPORT FOREIGN SCHEMA shares.
+pub struct ImportContext<'a> {
+    pub server: &'a str,
+    pub remote_schema: &'a str,
+    pub catalog: &'a Catalog,
+    pub opts: &'a ImportOptions,
+    pub types: &'a dyn LocalTypes,
+}
+
 /// The CREATE FOREIGN TABLE statement of one remote table. `notices` collects what the user should
 /// know about it.
-pub fn create_statement(
-    t: &RemoteTable,
-    server: &str,
-    remote_schema: &str,
-    catalog: &Catalog,
-    opts: &ImportOptions,
-    types: &dyn LocalTypes,
-    report: &mut TypeReport,
-    notices: &mut Vec<String>,
-) -> String {
+pub fn create_statement(t: &RemoteTable, cx: &ImportContext, report: &mut TypeReport, notices: &mut Vec<String>) -> String {
+    let ImportContext { server, remote_schema, catalog, opts, types } = *cx;
     let mut cols = Vec::with_capacity(t.columns.len());
     for c in &t.columns {
         let ty = local_type(&t.name, c, types, report);
@@ -305,6 +308,8 @@ impl Backend {
         let c = CString::new(type_text).ok()?;
         // A typmod the local type rejects, or text that is not a type name, raises an ERROR: take it
         // as "unknown locally".
+        // SAFETY: IMPORT runs on the backend thread in a transaction; `c` is NUL-terminated and outlives the call,
+        // and an ERROR is caught by the PgTryBuilder.
         PgTryBuilder::new(|| unsafe {
             let mut oid = pg_sys::InvalidOid;
             let mut typmod: i32 = -1;
@@ -314,7 +319,7 @@ impl Backend {
             }
             let mut flags = pg_sys::FORMAT_TYPE_TYPEMOD_GIVEN;
             if builtin {
-                if u32::from(oid) >= pg_sys::FirstNormalObjectId {
+                if !crate::pg::builtin::is_builtin(oid) {
                     return None;
                 }
             } else {
@@ -338,84 +343,101 @@ impl LocalTypes for Backend {
 }
 
 unsafe fn table_filter(stmt: *mut pg_sys::ImportForeignSchemaStmt) -> TableFilter {
-    let names = || {
-        let list = pgrx::PgList::<pg_sys::RangeVar>::from_pg((*stmt).table_list);
-        list.iter_ptr().filter_map(|rv| cstr_owned((*rv).relname)).collect::<Vec<_>>()
-    };
-    match (*stmt).list_type {
-        pg_sys::ImportForeignSchemaType::FDW_IMPORT_SCHEMA_LIMIT_TO => TableFilter::LimitTo(names()),
-        pg_sys::ImportForeignSchemaType::FDW_IMPORT_SCHEMA_EXCEPT => TableFilter::Except(names()),
-        _ => TableFilter::All,
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let names = || {
+            let list = pgrx::PgList::<pg_sys::RangeVar>::from_pg((*stmt).table_list);
+            list.iter_ptr().filter_map(|rv| cstr_owned((*rv).relname)).collect::<Vec<_>>()
+        };
+        match (*stmt).list_type {
+            pg_sys::ImportForeignSchemaType::FDW_IMPORT_SCHEMA_LIMIT_TO => TableFilter::LimitTo(names()),
+            pg_sys::ImportForeignSchemaType::FDW_IMPORT_SCHEMA_EXCEPT => TableFilter::Except(names()),
+            _ => TableFilter::All,
+        }
     }
 }
 
 unsafe fn import(stmt: *mut pg_sys::ImportForeignSchemaStmt, server_oid: pg_sys::Oid) -> FdwResult<Vec<String>> {
-    let opts = parse_import_options(&deflist_to_pairs((*stmt).options))?;
-    let remote_schema = cstr_owned((*stmt).remote_schema).unwrap_or_default();
-    let filter = table_filter(stmt);
-    let access = server_access(server_oid, pg_sys::GetUserId())?;
-    let client = client_for(&access)?;
-    let sql = catalog_sql(&remote_schema, &filter, &opts);
-    let resp = block_on(client.query_readonly(&sql))?.map_err(|e| {
-        FdwError::remote(e, format!("reading the table catalogue of schema \"{remote_schema}\" from CARTO"))
-    })?;
-    let catalog = parse_catalog(&resp.rows)?;
-    if !catalog.schema_exists {
-        return Err(FdwError::Custom {
-            code: PgSqlErrorCode::ERRCODE_FDW_SCHEMA_NOT_FOUND,
-            message: format!("schema \"{remote_schema}\" does not exist on CARTO (server \"{}\")", access.server_name),
-            detail: None,
-            hint: Some(format!(
-                "This account's tables are in schema \"{}\" (\"public\" for single users, the username for organisation members).",
-                catalog.current_schema
-            )),
-        });
-    }
-    if let TableFilter::LimitTo(names) = &filter {
-        for n in names {
-            if !catalog.tables.iter().any(|t| &t.name == n) {
-                pgrx::notice!(
-                    "table {} named in LIMIT TO was not found in schema \"{remote_schema}\" on CARTO (or it is a view: OPTIONS (import_views 'true'))",
-                    quote_ident(n)
-                );
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let opts = parse_import_options(&deflist_to_pairs((*stmt).options))?;
+        let remote_schema = cstr_owned((*stmt).remote_schema).unwrap_or_default();
+        let filter = table_filter(stmt);
+        let access = server_access(server_oid, pg_sys::GetUserId())?;
+        let client = client_for(&access)?;
+        let sql = catalog_sql(&remote_schema, &filter, &opts);
+        let resp = block_on(client.query_readonly(&sql))?.map_err(|e| {
+            FdwError::remote(e, format!("reading the table catalogue of schema \"{remote_schema}\" from CARTO"))
+        })?;
+        let catalog = parse_catalog(&resp.rows)?;
+        if !catalog.schema_exists {
+            return Err(FdwError::Custom {
+                code: PgSqlErrorCode::ERRCODE_FDW_SCHEMA_NOT_FOUND,
+                message: format!("schema \"{remote_schema}\" does not exist on CARTO (server \"{}\")", access.server_name),
+                detail: None,
+                hint: Some(format!(
+                    "This account's tables are in schema \"{}\" (\"public\" for single users, the username for organisation members).",
+                    catalog.current_schema
+                )),
+            });
+        }
+        if let TableFilter::LimitTo(names) = &filter {
+            for n in names {
+                if !catalog.tables.iter().any(|t| &t.name == n) {
+                    pgrx::notice!(
+                        "table {} named in LIMIT TO was not found in schema \"{remote_schema}\" on CARTO (or it is a view: OPTIONS (import_views 'true'))",
+                        quote_ident(n)
+                    );
+                }
             }
         }
+        let mut report = TypeReport::default();
+        let mut notices = Vec::new();
+        let cx = ImportContext {
+            server: &access.server_name,
+            remote_schema: &remote_schema,
+            catalog: &catalog,
+            opts: &opts,
+            types: &Backend,
+        };
+        let stmts: Vec<String> = catalog.tables.iter().map(|t| create_statement(t, &cx, &mut report, &mut notices)).collect();
+        if !report.postgis_missing.is_empty() {
+            pgrx::notice!(
+                "PostGIS is not installed in this database: {} geometry/geography column(s) imported as text holding hex EWKB: {}",
+                report.postgis_missing.len(),
+                report.postgis_missing.join(", ")
+            );
+        }
+        for n in report.as_text.iter().chain(notices.iter()) {
+            pgrx::notice!("{n}");
+        }
+        Ok(stmts)
     }
-    let mut report = TypeReport::default();
-    let mut notices = Vec::new();
-    let stmts: Vec<String> = catalog
-        .tables
-        .iter()
-        .map(|t| create_statement(t, &access.server_name, &remote_schema, &catalog, &opts, &Backend, &mut report, &mut notices))
-        .collect();
-    if !report.postgis_missing.is_empty() {
-        pgrx::notice!(
-            "PostGIS is not installed in this database: {} geometry/geography column(s) imported as text holding hex EWKB: {}",
-            report.postgis_missing.len(),
-            report.postgis_missing.join(", ")
-        );
-    }
-    for n in report.as_text.iter().chain(notices.iter()) {
-        pgrx::notice!("{n}");
-    }
-    Ok(stmts)
 }
 
 /// The ImportForeignSchema callback.
+///
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pg_guard]
 pub unsafe extern "C-unwind" fn import_foreign_schema(
     stmt: *mut pg_sys::ImportForeignSchemaStmt,
     server_oid: pg_sys::Oid,
 ) -> *mut pg_sys::List {
-    let stmts = import(stmt, server_oid).or_report();
-    let mut list: *mut pg_sys::List = std::ptr::null_mut();
-    for s in stmts {
-        // Names come from CARTO: a NUL byte cannot be part of a PostgreSQL identifier anyway.
-        let Ok(c) = CString::new(s) else { continue };
-        let p = pg_sys::pstrdup(c.as_ptr());
-        list = pg_sys::lappend(list, p.cast());
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // guarantees: this function's contract.
+    unsafe {
+        let stmts = import(stmt, server_oid).or_report();
+        let mut list: *mut pg_sys::List = std::ptr::null_mut();
+        for s in stmts {
+            // Names come from CARTO: a NUL byte cannot be part of a PostgreSQL identifier anyway.
+            let Ok(c) = CString::new(s) else { continue };
+            let p = pg_sys::pstrdup(c.as_ptr());
+            list = pg_sys::lappend(list, p.cast());
+        }
+        list
     }
-    list
 }
 
 #[cfg(test)]
@@ -457,7 +479,8 @@ mod unit {
         let cat = Catalog { current_schema: "public".into(), schema_exists: true, tables: vec![] };
         let o = ImportOptions { views: false, webmercator: true, not_null: true };
         let mut r = TypeReport::default();
-        let s = create_statement(&t, "srv", "public", &cat, &o, &NoPostgis, &mut r, &mut Vec::new());
+        let cx = ImportContext { server: "srv", remote_schema: "public", catalog: &cat, opts: &o, types: &NoPostgis };
+        let s = create_statement(&t, &cx, &mut r, &mut Vec::new());
         assert!(!s.contains("DEFAULT") && !s.contains("injected"), "{s}");
         assert!(s.contains("\"x\" text"), "{s}");
         assert_eq!(r.as_text.len(), 1);
@@ -504,7 +527,8 @@ mod unit {
         let o = ImportOptions { views: false, webmercator: true, not_null: true };
         let mut r = TypeReport::default();
         let mut n = Vec::new();
-        let s = create_statement(&t, "srv", "public", &cat, &o, &NoPostgis, &mut r, &mut n);
+        let cx = ImportContext { server: "srv", remote_schema: "public", catalog: &cat, opts: &o, types: &NoPostgis };
+        let s = create_statement(&t, &cx, &mut r, &mut n);
         assert_eq!(
             s,
             "CREATE FOREIGN TABLE \"it's \"\"q\"\"\" (\n  \"cartodb_id\" integer NOT NULL,\n  \"the_geom\" text,\n  \"mood\" text[]\n) SERVER \"srv\" OPTIONS (table_name 'it''s \"q\"')"
@@ -512,7 +536,8 @@ mod unit {
         assert_eq!(r.postgis_missing.len(), 1);
         assert_eq!(r.as_text.len(), 1);
         let mut r = TypeReport::default();
-        let s = create_statement(&t, "srv", "alice", &cat, &o, &WithPostgis, &mut r, &mut n);
+        let cx = ImportContext { server: "srv", remote_schema: "alice", catalog: &cat, opts: &o, types: &WithPostgis };
+        let s = create_statement(&t, &cx, &mut r, &mut n);
         assert!(s.contains("\"the_geom\" public.geometry(Point,4326)"));
         assert!(s.contains("schema_name 'alice'"));
         assert!(r.postgis_missing.is_empty());

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod pushed;
 pub mod query_option;
 pub mod scan;
+pub mod scan_plan;
 pub mod settings;
 pub mod table;
 pub mod transport;
@@ -26,6 +27,7 @@ use pgrx::{pg_sys, AllocatedByRust, PgBox};
 /// Every slot of PostgreSQL's FdwRoutine; the ones left None say why.
 #[pg_extern(create_or_replace)]
 fn carto_fdw_handler() -> PgBox<pg_sys::FdwRoutine, AllocatedByRust> {
+    // SAFETY: the handler runs on the backend thread; alloc_node pallocs a zeroed FdwRoutine in the current context.
     let mut r = unsafe { PgBox::<pg_sys::FdwRoutine, AllocatedByRust>::alloc_node(pg_sys::NodeTag::T_FdwRoutine) };
 
     // Scans (scan.rs, plan.rs).

@@ -230,13 +230,11 @@ pub fn validate(
                 });
             }
         }
-        OptionTarget::Table => {
-            if has("query") && (has("table_name") || has("schema_name")) {
-                return Err(FdwError::InvalidOption {
-                    message: "option \"query\" cannot be combined with \"table_name\" or \"schema_name\"".into(),
-                    hint: Some("A foreign table reads either a remote table or a query.".into()),
-                });
-            }
+        OptionTarget::Table if has("query") && (has("table_name") || has("schema_name")) => {
+            return Err(FdwError::InvalidOption {
+                message: "option \"query\" cannot be combined with \"table_name\" or \"schema_name\"".into(),
+                hint: Some("A foreign table reads either a remote table or a query.".into()),
+            });
         }
         _ => {}
     }
@@ -258,6 +256,7 @@ pub fn split_option_strings(raw: &[Option<String>]) -> Vec<(String, String)> {
 fn carto_fdw_validator(options: Option<Vec<Option<String>>>, catalog: Option<pg_sys::Oid>) {
     let Some(target) = catalog.and_then(OptionTarget::from_catalog) else { return };
     let pairs = split_option_strings(&options.unwrap_or_default());
+    // SAFETY: the validator runs on the backend thread; superuser() only reads the session's user id and the catalog.
     let is_superuser = unsafe { pg_sys::superuser() };
     if let Err(e) = validate(target, &pairs, is_superuser) {
         e.report();
@@ -279,17 +278,20 @@ fn carto_fdw_validator(options: Option<Vec<Option<String>>>, catalog: Option<pg_
 /// # Safety
 /// `list` must be a valid List of DefElem (or null).
 pub unsafe fn deflist_to_pairs(list: *mut pg_sys::List) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    if list.is_null() {
-        return out;
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        let mut out = Vec::new();
+        if list.is_null() {
+            return out;
+        }
+        let list = pgrx::PgList::<pg_sys::DefElem>::from_pg(list);
+        for def in list.iter_ptr() {
+            let name = CStr::from_ptr((*def).defname).to_string_lossy().into_owned();
+            let value = CStr::from_ptr(pg_sys::defGetString(def)).to_string_lossy().into_owned();
+            out.push((name, value));
+        }
+        out
     }
-    let list = pgrx::PgList::<pg_sys::DefElem>::from_pg(list);
-    for def in list.iter_ptr() {
-        let name = CStr::from_ptr((*def).defname).to_string_lossy().into_owned();
-        let value = CStr::from_ptr(pg_sys::defGetString(def)).to_string_lossy().into_owned();
-        out.push((name, value));
-    }
-    out
 }
 
 fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {

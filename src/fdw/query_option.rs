@@ -27,6 +27,8 @@ fn check_text(query: &str) -> Result<(), String> {
     if query.trim().is_empty() {
         return Err("it is empty".into());
     }
+    // SAFETY: called on the backend thread in a transaction (option validation, plan time): the raw parser and its
+    // node lists live in the current memory context for this block.
     unsafe {
         let stmts = parse(query)?;
         if stmts.len() != 1 {
@@ -53,105 +55,121 @@ fn check_text(query: &str) -> Result<(), String> {
 }
 
 unsafe fn is_a(node: *mut pg_sys::Node, tag: pg_sys::NodeTag) -> bool {
-    !node.is_null() && (*node).type_ == tag
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        !node.is_null() && (*node).type_ == tag
+    }
 }
 
 /// A plain SELECT: no INTO, no locking clause, WITH queries that are SELECTs themselves, and the
 /// same for both sides of a UNION / INTERSECT / EXCEPT.
 unsafe fn check_select(node: *mut pg_sys::Node) -> Result<(), String> {
-    if !is_a(node, pg_sys::NodeTag::T_SelectStmt) {
-        return Err("it is not a SELECT".into());
-    }
-    let s = node as *mut pg_sys::SelectStmt;
-    if !(*s).intoClause.is_null() {
-        return Err("SELECT INTO creates a table".into());
-    }
-    if !(*s).lockingClause.is_null() {
-        return Err("FOR UPDATE / FOR SHARE lock rows".into());
-    }
-    if !(*s).withClause.is_null() {
-        let ctes = PgList::<pg_sys::Node>::from_pg((*(*s).withClause).ctes);
-        for cte in ctes.iter_ptr() {
-            if is_a(cte, pg_sys::NodeTag::T_CommonTableExpr) {
-                let q = (*(cte as *mut pg_sys::CommonTableExpr)).ctequery;
-                check_select(q).map_err(|why| format!("a WITH query that is not a plain SELECT: {why}"))?;
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        if !is_a(node, pg_sys::NodeTag::T_SelectStmt) {
+            return Err("it is not a SELECT".into());
+        }
+        let s = node as *mut pg_sys::SelectStmt;
+        if !(*s).intoClause.is_null() {
+            return Err("SELECT INTO creates a table".into());
+        }
+        if !(*s).lockingClause.is_null() {
+            return Err("FOR UPDATE / FOR SHARE lock rows".into());
+        }
+        if !(*s).withClause.is_null() {
+            let ctes = PgList::<pg_sys::Node>::from_pg((*(*s).withClause).ctes);
+            for cte in ctes.iter_ptr() {
+                if is_a(cte, pg_sys::NodeTag::T_CommonTableExpr) {
+                    let q = (*(cte as *mut pg_sys::CommonTableExpr)).ctequery;
+                    check_select(q).map_err(|why| format!("a WITH query that is not a plain SELECT: {why}"))?;
+                }
             }
         }
+        if (*s).op != pg_sys::SetOperation::SETOP_NONE {
+            check_select((*s).larg.cast())?;
+            check_select((*s).rarg.cast())?;
+        }
+        Ok(())
     }
-    if (*s).op != pg_sys::SetOperation::SETOP_NONE {
-        check_select((*s).larg.cast())?;
-        check_select((*s).rarg.cast())?;
-    }
-    Ok(())
 }
 
 /// The rules of [`check_select`] at every depth: a locking clause, SELECT INTO or a data-modifying
 /// statement in a subquery, a CTE, a set operation's branch or a sublink is refused as the top-level
 /// one is. PostgreSQL's own raw-tree walker visits every node, so no nesting is missed.
 unsafe fn check_depth(stmt: *mut pg_sys::Node) -> Result<(), String> {
-    let mut found: Option<&'static str> = None;
-    let ctx = (&mut found as *mut Option<&'static str>).cast::<std::ffi::c_void>();
-    // The walker raises an ERROR for a node type it does not know: refuse what cannot be checked.
-    let walked = PgTryBuilder::new(|| Ok(pg_sys::raw_expression_tree_walker(stmt, Some(forbidden_node), ctx)))
-        .catch_others(|_| Err("it cannot be checked".to_string()))
-        .execute();
-    walked?;
-    match found {
-        Some(why) => Err(why.to_string()),
-        None => Ok(()),
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let mut found: Option<&'static str> = None;
+        let ctx = (&mut found as *mut Option<&'static str>).cast::<std::ffi::c_void>();
+        // The walker raises an ERROR for a node type it does not know: refuse what cannot be checked.
+        let walked = PgTryBuilder::new(|| Ok(pg_sys::raw_expression_tree_walker(stmt, Some(forbidden_node), ctx)))
+            .catch_others(|_| Err("it cannot be checked".to_string()))
+            .execute();
+        walked?;
+        match found {
+            Some(why) => Err(why.to_string()),
+            None => Ok(()),
+        }
     }
 }
 
 /// The raw-tree walker's callback: records why `node` is refused (and stops the walk), or walks on.
 unsafe extern "C-unwind" fn forbidden_node(node: *mut pg_sys::Node, ctx: *mut std::ffi::c_void) -> bool {
-    if node.is_null() {
-        return false;
-    }
-    // SAFETY: `ctx` is the `Option<&str>` check_depth passed, alive for the whole walk.
-    let found = &mut *ctx.cast::<Option<&'static str>>();
-    let why = match (*node).type_ {
-        pg_sys::NodeTag::T_SelectStmt => {
-            let s = node.cast::<pg_sys::SelectStmt>();
-            if !(*s).lockingClause.is_null() {
-                Some("FOR UPDATE / FOR SHARE lock rows")
-            } else if !(*s).intoClause.is_null() {
-                Some("SELECT INTO creates a table")
-            } else {
-                None
-            }
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // guarantees: this function's contract.
+    unsafe {
+        if node.is_null() {
+            return false;
         }
-        pg_sys::NodeTag::T_InsertStmt
-        | pg_sys::NodeTag::T_UpdateStmt
-        | pg_sys::NodeTag::T_DeleteStmt
-        | pg_sys::NodeTag::T_MergeStmt => Some("a data-modifying statement inside it"),
-        _ => None,
-    };
-    if let Some(why) = why {
-        *found = Some(why);
-        return true;
+        // SAFETY: `ctx` is the `Option<&str>` check_depth passed, alive for the whole walk.
+        let found = &mut *ctx.cast::<Option<&'static str>>();
+        let why = match (*node).type_ {
+            pg_sys::NodeTag::T_SelectStmt => {
+                let s = node.cast::<pg_sys::SelectStmt>();
+                if !(*s).lockingClause.is_null() {
+                    Some("FOR UPDATE / FOR SHARE lock rows")
+                } else if !(*s).intoClause.is_null() {
+                    Some("SELECT INTO creates a table")
+                } else {
+                    None
+                }
+            }
+            pg_sys::NodeTag::T_InsertStmt
+            | pg_sys::NodeTag::T_UpdateStmt
+            | pg_sys::NodeTag::T_DeleteStmt
+            | pg_sys::NodeTag::T_MergeStmt => Some("a data-modifying statement inside it"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            *found = Some(why);
+            return true;
+        }
+        pg_sys::raw_expression_tree_walker(node, Some(forbidden_node), ctx)
     }
-    pg_sys::raw_expression_tree_walker(node, Some(forbidden_node), ctx)
 }
 
 /// PostgreSQL's raw parser over `sql`, with `standard_conforming_strings` on as on CARTO, whatever
 /// this session says (so a string literal ends where CARTO's lexer ends it). A syntax error is an Err.
 unsafe fn parse(sql: &str) -> Result<Vec<*mut pg_sys::RawStmt>, String> {
-    let c = CString::new(sql).map_err(|_| "it contains a NUL byte".to_string())?;
-    let saved = pg_sys::standard_conforming_strings;
-    pg_sys::standard_conforming_strings = true;
-    let list = PgTryBuilder::new(|| Ok(pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)))
-        .catch_others(|e| {
-            let msg = match &e {
-                pgrx::pg_sys::panic::CaughtError::PostgresError(r)
-                | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
-                pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
-            };
-            Err(msg)
-        })
-        .execute();
-    pg_sys::standard_conforming_strings = saved;
-    let list = list?;
-    Ok(PgList::<pg_sys::RawStmt>::from_pg(list).iter_ptr().collect())
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let c = CString::new(sql).map_err(|_| "it contains a NUL byte".to_string())?;
+        let saved = pg_sys::standard_conforming_strings;
+        pg_sys::standard_conforming_strings = true;
+        let list = PgTryBuilder::new(|| Ok(pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)))
+            .catch_others(|e| {
+                let msg = match &e {
+                    pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+                    | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
+                    pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+                };
+                Err(msg)
+            })
+            .execute();
+        pg_sys::standard_conforming_strings = saved;
+        let list = list?;
+        Ok(PgList::<pg_sys::RawStmt>::from_pg(list).iter_ptr().collect())
+    }
 }
 
 /// Whether `reader` may run the `query` of foreign table `relid` with its own key: it owns the table
@@ -161,24 +179,27 @@ unsafe fn parse(sql: &str) -> Result<Vec<*mut pg_sys::RawStmt>, String> {
 /// # Safety
 /// Must run in a transaction on the backend thread.
 pub unsafe fn check_reader(relid: pg_sys::Oid, serverid: pg_sys::Oid, reader: pg_sys::Oid, label: &str) -> FdwResult<()> {
-    let rel = pg_sys::RelationIdGetRelation(relid);
-    if rel.is_null() {
-        return Ok(());
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return Ok(());
+        }
+        let owner = (*(*rel).rd_rel).relowner;
+        pg_sys::RelationClose(rel);
+        let server_owner = (*pg_sys::GetForeignServer(serverid)).owner;
+        // Membership, not privileges: a superuser reader has every role's privileges, yet its key must not
+        // run a low-privileged role's SQL either (a scheduled job of a superuser reading such a table).
+        if reader == owner || pg_sys::is_member_of_role_nosuper(reader, owner) || owner == server_owner || pg_sys::superuser_arg(owner) {
+            return Ok(());
+        }
+        Err(FdwError::Custom {
+            code: pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            message: format!("permission denied to run the query of foreign table \"{label}\" with this role's API key"),
+            detail: Some("A foreign table with the option \"query\" runs its SQL with the key of the role that reads it: it runs only for its owner, or for anyone when a superuser or the server's owner owns it.".into()),
+            hint: Some("Ask the server's owner to create the table, or read it as its owner.".into()),
+        })
     }
-    let owner = (*(*rel).rd_rel).relowner;
-    pg_sys::RelationClose(rel);
-    let server_owner = (*pg_sys::GetForeignServer(serverid)).owner;
-    // Membership, not privileges: a superuser reader has every role's privileges, yet its key must not
-    // run a low-privileged role's SQL either (a scheduled job of a superuser reading such a table).
-    if reader == owner || pg_sys::is_member_of_role_nosuper(reader, owner) || owner == server_owner || pg_sys::superuser_arg(owner) {
-        return Ok(());
-    }
-    Err(FdwError::Custom {
-        code: pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        message: format!("permission denied to run the query of foreign table \"{label}\" with this role's API key"),
-        detail: Some("A foreign table with the option \"query\" runs its SQL with the key of the role that reads it: it runs only for its owner, or for anyone when a superuser or the server's owner owns it.".into()),
-        hint: Some("Ask the server's owner to create the table, or read it as its owner.".into()),
-    })
 }
 
 /// The text sent through `/sql` for a read of a query table: in a read-only transaction on CARTO

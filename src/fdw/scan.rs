@@ -2,7 +2,8 @@
 //!
 //! Rows arrive as COPY text lines (`/copyto`) or as JSON objects whose values are PostgreSQL's
 //! text form (`/sql`, every column cast to text); either way each value goes through the local
-//! column type's input function with the column's typmod, exactly as postgres_fdw does.
+//! column type's input function with the column's typmod, exactly as postgres_fdw does. A COPY in
+//! FORMAT binary is read by binary_scan.rs (receive functions, or binary_fast's own conversions).
 
 use std::collections::VecDeque;
 use std::ffi::{c_char, CString};
@@ -10,14 +11,14 @@ use std::ffi::{c_char, CString};
 use carto_client::copy_text::Decoder;
 use carto_client::{Bytes, Client, CopyOutStream, ErrorKind, RequestStats, StatsHandle};
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
-use pgrx::{PgList, PgLogLevel, PgMemoryContexts, PgTryBuilder};
+use pgrx::{PgList, PgMemoryContexts, PgTryBuilder};
 
 use crate::fdw::connection::client_for;
-use crate::fdw::plan::{scan_plan_from_private, Page, ScanPlan, Transport};
+use crate::fdw::scan_plan::{scan_plan_from_private, Page, ScanPlan, Transport};
 use crate::fdw::binary_scan::BinaryRows;
 use crate::fdw::table::TableDef;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
+use crate::pg::executor::{empty_slot, explain_int, explain_text, reraise_with_column};
 use crate::pg::runtime::block_on;
 use crate::pg::typeio::{ColumnInput, ParamOutput};
 
@@ -183,54 +184,57 @@ impl ScanState {
 
     /// Fills `slot` with the next row; false at the end.
     unsafe fn next(&mut self, slot: *mut pg_sys::TupleTableSlot) -> FdwResult<bool> {
-        loop {
-            match &mut self.source {
-                Source::NotStarted => self.start()?,
-                Source::Done => return Ok(false),
-                Source::Copy { stream, chunk, pos } => {
-                    if *pos < chunk.len() {
-                        let rest = &chunk[*pos..];
-                        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-                        let line = chunk.slice(*pos..*pos + end);
-                        *pos += end + 1;
-                        self.decoder.decode(&line).map_err(|e| FdwError::Conversion {
-                            message: format!("malformed COPY data from CARTO for foreign table \"{}\": {e}", self.plan.table_label),
-                            detail: None,
-                        })?;
-                        self.store_copy_row(slot)?;
-                        return Ok(true);
-                    }
-                    match block_on(stream.next_chunk())? {
-                        Ok(Some(bytes)) => {
-                            *chunk = bytes;
-                            *pos = 0;
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            loop {
+                match &mut self.source {
+                    Source::NotStarted => self.start()?,
+                    Source::Done => return Ok(false),
+                    Source::Copy { stream, chunk, pos } => {
+                        if *pos < chunk.len() {
+                            let rest = &chunk[*pos..];
+                            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                            let line = chunk.slice(*pos..*pos + end);
+                            *pos += end + 1;
+                            self.decoder.decode(&line).map_err(|e| FdwError::Conversion {
+                                message: format!("malformed COPY data from CARTO for foreign table \"{}\": {e}", self.plan.table_label),
+                                detail: None,
+                            })?;
+                            self.store_copy_row(slot)?;
+                            return Ok(true);
                         }
-                        Ok(None) => {
-                            self.stats.add(&stream.stats());
-                            self.source = Source::Done;
+                        match block_on(stream.next_chunk())? {
+                            Ok(Some(bytes)) => {
+                                *chunk = bytes;
+                                *pos = 0;
+                            }
+                            Ok(None) => {
+                                self.stats.add(&stream.stats());
+                                self.source = Source::Done;
+                            }
+                            Err(e) => {
+                                return Err(FdwError::remote(e, self.context()));
+                            }
                         }
-                        Err(e) => {
-                            return Err(FdwError::remote(e, self.context()));
+                    }
+                    Source::Binary { stats } => {
+                        let Some(rows) = self.binary.as_mut() else { return Err(FdwError::internal("binary scan without its reader")) };
+                        if rows.next(slot, &self.names, &self.plan.table_label)? {
+                            return Ok(true);
                         }
-                    }
-                }
-                Source::Binary { stats } => {
-                    let Some(rows) = self.binary.as_mut() else { return Err(FdwError::internal("binary scan without its reader")) };
-                    if rows.next(slot, &self.names, &self.plan.table_label)? {
-                        return Ok(true);
-                    }
-                    self.stats.add(&stats.snapshot());
-                    self.source = Source::Done;
-                }
-                Source::Query { rows, next } => {
-                    if let Some(row) = rows.pop_front() {
-                        self.store_text_row(slot, row)?;
-                        return Ok(true);
-                    }
-                    if next.is_none() {
+                        self.stats.add(&stats.snapshot());
                         self.source = Source::Done;
-                    } else {
-                        self.fetch_page()?;
+                    }
+                    Source::Query { rows, next } => {
+                        if let Some(row) = rows.pop_front() {
+                            self.store_text_row(slot, row)?;
+                            return Ok(true);
+                        }
+                        if next.is_none() {
+                            self.source = Source::Done;
+                        } else {
+                            self.fetch_page()?;
+                        }
                     }
                 }
             }
@@ -238,47 +242,50 @@ impl ScanState {
     }
 
     unsafe fn store_copy_row(&mut self, slot: *mut pg_sys::TupleTableSlot) -> FdwResult<()> {
-        let expected = self.inputs.len().max(1);
-        if self.decoder.len() != expected {
-            return Err(FdwError::Conversion {
-                message: format!(
-                    "CARTO returned {} columns for foreign table \"{}\", expected {}",
-                    self.decoder.len(),
-                    self.plan.table_label,
-                    expected
-                ),
-                detail: None,
-            });
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let expected = self.inputs.len().max(1);
+            if self.decoder.len() != expected {
+                return Err(FdwError::Conversion {
+                    message: format!(
+                        "CARTO returned {} columns for foreign table \"{}\", expected {}",
+                        self.decoder.len(),
+                        self.plan.table_label,
+                        expected
+                    ),
+                    detail: None,
+                });
+            }
+            // Pointers straight into the decoder's buffer (each field NUL-terminated): no copy per value.
+            let mut ptrs = std::mem::take(&mut self.ptr_buf);
+            ptrs.clear();
+            // Each value checked against the database encoding first (crate::pg::text); a value
+            // converted from UTF-8 (a database in another encoding) lives in `converted`. The decoder
+            // refuses NUL bytes itself, so a row that is all ASCII (nearly every row) needs one scan.
+            let ascii_row = self.decoder.buffer().is_ascii();
+            let mut converted: Vec<CString> = Vec::new();
+            for i in 0..self.inputs.len() {
+                let p = match self.decoder.field(i) {
+                    None => std::ptr::null(),
+                    Some(_) if ascii_row => self.decoder.field_ptr(i),
+                    Some(bytes) => match crate::pg::text::check(bytes) {
+                        Ok(None) => self.decoder.field_ptr(i),
+                        Ok(Some(c)) => {
+                            converted.push(c);
+                            converted.last().map_or(std::ptr::null(), |c| c.as_ptr())
+                        }
+                        Err(bad) => {
+                            self.ptr_buf = ptrs;
+                            return Err(bad.error(self.names.get(i).map_or("?", String::as_str), &self.plan.table_label));
+                        }
+                    },
+                };
+                ptrs.push(p);
+            }
+            self.fill_slot(slot, &ptrs);
+            self.ptr_buf = ptrs;
+            Ok(())
         }
-        // Pointers straight into the decoder's buffer (each field NUL-terminated): no copy per value.
-        let mut ptrs = std::mem::take(&mut self.ptr_buf);
-        ptrs.clear();
-        // Each value checked against the database encoding first (crate::pg::text); a value
-        // converted from UTF-8 (a database in another encoding) lives in `converted`. The decoder
-        // refuses NUL bytes itself, so a row that is all ASCII (nearly every row) needs one scan.
-        let ascii_row = self.decoder.buffer().is_ascii();
-        let mut converted: Vec<CString> = Vec::new();
-        for i in 0..self.inputs.len() {
-            let p = match self.decoder.field(i) {
-                None => std::ptr::null(),
-                Some(_) if ascii_row => self.decoder.field_ptr(i),
-                Some(bytes) => match crate::pg::text::check(bytes) {
-                    Ok(None) => self.decoder.field_ptr(i),
-                    Ok(Some(c)) => {
-                        converted.push(c);
-                        converted.last().map_or(std::ptr::null(), |c| c.as_ptr())
-                    }
-                    Err(bad) => {
-                        self.ptr_buf = ptrs;
-                        return Err(bad.error(self.names.get(i).map_or("?", String::as_str), &self.plan.table_label));
-                    }
-                },
-            };
-            ptrs.push(p);
-        }
-        self.fill_slot(slot, &ptrs);
-        self.ptr_buf = ptrs;
-        Ok(())
     }
 
     unsafe fn store_text_row(
@@ -286,50 +293,56 @@ impl ScanState {
         slot: *mut pg_sys::TupleTableSlot,
         row: Vec<Option<String>>,
     ) -> FdwResult<()> {
-        let mut owned: Vec<Option<CString>> = Vec::with_capacity(row.len());
-        for (i, v) in row.into_iter().enumerate() {
-            owned.push(match v {
-                None => None,
-                Some(s) => Some(crate::pg::text::checked_cstring(s).map_err(|bad| {
-                    bad.error(self.names.get(i).map_or("?", String::as_str), &self.plan.table_label)
-                })?),
-            });
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let mut owned: Vec<Option<CString>> = Vec::with_capacity(row.len());
+            for (i, v) in row.into_iter().enumerate() {
+                owned.push(match v {
+                    None => None,
+                    Some(s) => Some(crate::pg::text::checked_cstring(s).map_err(|bad| {
+                        bad.error(self.names.get(i).map_or("?", String::as_str), &self.plan.table_label)
+                    })?),
+                });
+            }
+            let ptrs: Vec<*const c_char> =
+                owned.iter().map(|v| v.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())).collect();
+            self.fill_slot(slot, &ptrs);
+            Ok(())
         }
-        let ptrs: Vec<*const c_char> =
-            owned.iter().map(|v| v.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())).collect();
-        self.fill_slot(slot, &ptrs);
-        Ok(())
     }
 
     /// Converts one row's text values into the slot; a value that does not convert raises an
     /// ERROR naming the column and the foreign table.
     unsafe fn fill_slot(&mut self, slot: *mut pg_sys::TupleTableSlot, values: &[*const c_char]) {
-        let (datums, nulls) = empty_slot(slot);
-        let current = std::sync::atomic::AtomicUsize::new(0);
-        let inputs = &mut self.inputs;
-        let names = &self.names;
-        let table = self.plan.table_label.as_str();
-        PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-            for (i, input) in inputs.iter_mut().enumerate() {
-                current.store(i, std::sync::atomic::Ordering::Relaxed);
-                let v = values.get(i).copied().unwrap_or(std::ptr::null());
-                let idx = input.attnum as usize - 1;
-                if v.is_null() {
-                    datums[idx] = input.input_null();
-                    nulls[idx] = true;
-                } else {
-                    datums[idx] = input.input(v);
-                    nulls[idx] = false;
+        // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+        unsafe {
+            let (datums, nulls) = empty_slot(slot);
+            let current = std::sync::atomic::AtomicUsize::new(0);
+            let inputs = &mut self.inputs;
+            let names = &self.names;
+            let table = self.plan.table_label.as_str();
+            PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+                for (i, input) in inputs.iter_mut().enumerate() {
+                    current.store(i, std::sync::atomic::Ordering::Relaxed);
+                    let v = values.get(i).copied().unwrap_or(std::ptr::null());
+                    let idx = input.attnum as usize - 1;
+                    if v.is_null() {
+                        datums[idx] = input.input_null();
+                        nulls[idx] = true;
+                    } else {
+                        datums[idx] = input.input(v);
+                        nulls[idx] = false;
+                    }
                 }
-            }
-        }))
-        .catch_others(|e| {
-            let i = current.load(std::sync::atomic::Ordering::Relaxed);
-            let name = names.get(i).map(String::as_str).unwrap_or("?");
-            reraise_with_column(e, name, table)
-        })
-        .execute();
-        pg_sys::ExecStoreVirtualTuple(slot);
+            }))
+            .catch_others(|e| {
+                let i = current.load(std::sync::atomic::Ordering::Relaxed);
+                let name = names.get(i).map(String::as_str).unwrap_or("?");
+                reraise_with_column(e, name, table)
+            })
+            .execute();
+            pg_sys::ExecStoreVirtualTuple(slot);
+        }
     }
 
     fn stats_total(&self) -> RequestStats {
@@ -341,280 +354,289 @@ impl ScanState {
     }
 }
 
-/// Clears `slot` for a new virtual tuple: its values and null flags, every column NULL until set.
-///
-/// # Safety
-/// Backend thread; `slot` a valid slot, not used through other references while these live.
-pub(crate) unsafe fn empty_slot<'a>(slot: *mut pg_sys::TupleTableSlot) -> (&'a mut [pg_sys::Datum], &'a mut [bool]) {
-    if let Some(clear) = (*(*slot).tts_ops).clear {
-        clear(slot);
-    }
-    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-    let datums = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
-    let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
-    nulls.fill(true);
-    (datums, nulls)
-}
-
-pub(crate) fn reraise_with_column(e: CaughtError, column: &str, table: &str) -> ! {
-    let report = match &e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
-        CaughtError::RustPanic { ereport, .. } => ereport,
-    };
-    let context = format!("column \"{column}\" of foreign table \"{table}\"");
-    let detail = match report.detail() {
-        Some(d) => format!("{d}\nWhile converting {context}."),
-        None => format!("While converting {context}."),
-    };
-    ErrorReport::new(report.sql_error_code(), report.message().to_string(), "carto_fdw")
-        .set_detail(detail)
-        .report(PgLogLevel::ERROR);
-    unreachable!()
-}
-
 unsafe fn state_of<'a>(node: *mut pg_sys::ForeignScanState) -> Option<&'a mut ScanState> {
-    ((*node).fdw_state as *mut ScanState).as_mut()
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        ((*node).fdw_state as *mut ScanState).as_mut()
+    }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn begin_foreign_scan(node: *mut pg_sys::ForeignScanState, eflags: i32) {
-    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
-        // Nothing to prepare for a plain EXPLAIN: explain reads the plan itself.
-        return;
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // guarantees: this function's contract.
+    unsafe {
+        if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
+            // Nothing to prepare for a plain EXPLAIN: explain reads the plan itself.
+            return;
+        }
+        begin(node).or_report()
     }
-    begin(node).or_report()
 }
 
 unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
-    let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
-    let plan = scan_plan_from_private((*fsplan).fdw_private)?;
-    let rel = (*node).ss.ss_currentRelation;
-    // A pushed join or aggregate (scanrelid 0) has no relation of its own: its first table gives
-    // the server and user mapping (all of them share both), its rows fdw_scan_tlist's types.
-    let pushed = rel.is_null();
-    let relid = if pushed { pg_sys::Oid::from(plan.relid) } else { (*rel).rd_id };
-    for r in &plan.member_relids {
-        crate::fdw::xact::finish_pending_for(pg_sys::Oid::from(*r))?;
-    }
-    crate::fdw::xact::finish_pending_for(relid)?; // rows this transaction inserted are read back
-    let rti = if pushed { plan.user_rti } else { (*fsplan).scan.scanrelid };
-    let userid = scan_user(node, rti);
-    let table = TableDef::load(relid, userid)?;
-    let client = client_for(&table.access)?;
-    // A pushed join or aggregate keeps every base relation's guarantees, not only its first one's:
-    // each member is loaded with the user that reads it (checking a `query` table's owner rule for
-    // that user, as a scan of it alone would), and the read is read-only if any member is a query.
-    let mut read_only = table.options.query.is_some();
-    if pushed {
-        for (member, member_rti) in plan.member_relids.iter().zip(&plan.member_rtis) {
-            let t = TableDef::load(pg_sys::Oid::from(*member), scan_user(node, *member_rti))?;
-            read_only |= t.options.query.is_some();
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
+        let plan = scan_plan_from_private((*fsplan).fdw_private)?;
+        let rel = (*node).ss.ss_currentRelation;
+        // A pushed join or aggregate (scanrelid 0) has no relation of its own: its first table gives
+        // the server and user mapping (all of them share both), its rows fdw_scan_tlist's types.
+        let pushed = rel.is_null();
+        let relid = if pushed { pg_sys::Oid::from(plan.relid) } else { (*rel).rd_id };
+        for r in &plan.member_relids {
+            crate::fdw::xact::finish_pending_for(pg_sys::Oid::from(*r))?;
         }
-    }
+        crate::fdw::xact::finish_pending_for(relid)?; // rows this transaction inserted are read back
+        let rti = if pushed { plan.user_rti } else { (*fsplan).scan.scanrelid };
+        let userid = scan_user(node, rti);
+        let table = TableDef::load(relid, userid)?;
+        let client = client_for(&table.access)?;
+        // A pushed join or aggregate keeps every base relation's guarantees, not only its first one's:
+        // each member is loaded with the user that reads it (checking a `query` table's owner rule for
+        // that user, as a scan of it alone would), and the read is read-only if any member is a query.
+        let mut read_only = table.options.query.is_some();
+        if pushed {
+            for (member, member_rti) in plan.member_relids.iter().zip(&plan.member_rtis) {
+                let t = TableDef::load(pg_sys::Oid::from(*member), scan_user(node, *member_rti))?;
+                read_only |= t.options.query.is_some();
+            }
+        }
 
-    let mut inputs = Vec::with_capacity(plan.columns.len());
-    let mut plan_names = Vec::with_capacity(plan.columns.len());
-    if pushed {
-        let tlist = PgList::<pg_sys::TargetEntry>::from_pg((*fsplan).fdw_scan_tlist);
-        for (i, te) in tlist.iter_ptr().enumerate() {
-            let expr = (*te).expr.cast::<pg_sys::Node>();
-            let col = crate::fdw::table::Column {
-                attnum: (i + 1) as i16,
-                local_name: format!("c{i}"),
-                remote_name: format!("c{i}"),
-                type_oid: pushed_column_type(node, expr),
-                typmod: pg_sys::exprTypmod(expr),
-                collation: pg_sys::exprCollation(expr),
-            };
-            inputs.push(ColumnInput::new(&col));
-            plan_names.push(col.local_name);
+        let mut inputs = Vec::with_capacity(plan.columns.len());
+        let mut plan_names = Vec::with_capacity(plan.columns.len());
+        if pushed {
+            let tlist = PgList::<pg_sys::TargetEntry>::from_pg((*fsplan).fdw_scan_tlist);
+            for (i, te) in tlist.iter_ptr().enumerate() {
+                let expr = (*te).expr.cast::<pg_sys::Node>();
+                let col = crate::fdw::table::Column {
+                    attnum: (i + 1) as i16,
+                    local_name: format!("c{i}"),
+                    remote_name: format!("c{i}"),
+                    type_oid: pushed_column_type(node, expr),
+                    typmod: pg_sys::exprTypmod(expr),
+                    collation: pg_sys::exprCollation(expr),
+                };
+                inputs.push(ColumnInput::new(col.attnum, col.type_oid, col.typmod));
+                plan_names.push(col.local_name);
+            }
+        } else {
+            for (attnum, _) in &plan.columns {
+                let col = table
+                    .column(*attnum)
+                    .ok_or_else(|| FdwError::internal(format!("column {attnum} of \"{}\" vanished", table.local_name)))?;
+                inputs.push(ColumnInput::new(col.attnum, col.type_oid, col.typmod));
+                plan_names.push(col.local_name.clone());
+            }
         }
-    } else {
-        for (attnum, _) in &plan.columns {
-            let col = table
-                .column(*attnum)
-                .ok_or_else(|| FdwError::internal(format!("column {attnum} of \"{}\" vanished", table.local_name)))?;
-            inputs.push(ColumnInput::new(col));
-            plan_names.push(col.local_name.clone());
-        }
-    }
 
-    let exprs = PgList::<pg_sys::Expr>::from_pg((*fsplan).fdw_exprs);
-    let mut params = Vec::with_capacity(exprs.len());
-    for e in exprs.iter_ptr() {
-        params.push(ParamOutput::new(e, node.cast()));
-    }
-
-    let binary = match &plan.binary_casts {
-        Some(_) => {
-            let cols: Vec<&crate::fdw::table::Column> = plan.columns.iter().filter_map(|(a, _)| table.column(*a)).collect();
-            Some(BinaryRows::new(&cols))
+        let exprs = PgList::<pg_sys::Expr>::from_pg((*fsplan).fdw_exprs);
+        let mut params = Vec::with_capacity(exprs.len());
+        for e in exprs.iter_ptr() {
+            params.push(ParamOutput::new(e, node.cast()));
         }
-        None => None,
-    };
-    let transport = plan.transport;
-    let state = ScanState {
-        plan,
-        client,
-        names: plan_names,
-        inputs,
-        params,
-        rendered_params: Vec::new(),
-        source: Source::NotStarted,
-        decoder: Decoder::new(),
-        ptr_buf: Vec::new(),
-        stats: RequestStats::default(),
-        transport,
-        fell_back: false,
-        scans: 0,
-        binary,
-        binary_active: false,
-        read_only,
-    };
-    (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
-    Ok(())
+
+        let binary = match &plan.binary_casts {
+            Some(_) => {
+                let cols: Vec<&crate::fdw::table::Column> = plan.columns.iter().filter_map(|(a, _)| table.column(*a)).collect();
+                Some(BinaryRows::new(&cols))
+            }
+            None => None,
+        };
+        let transport = plan.transport;
+        let state = ScanState {
+            plan,
+            client,
+            names: plan_names,
+            inputs,
+            params,
+            rendered_params: Vec::new(),
+            source: Source::NotStarted,
+            decoder: Decoder::new(),
+            ptr_buf: Vec::new(),
+            stats: RequestStats::default(),
+            transport,
+            fell_back: false,
+            scans: 0,
+            binary,
+            binary_active: false,
+            read_only,
+        };
+        (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
+        Ok(())
+    }
 }
 
 /// The type whose input function reads a pushed statement's column: the expression's, except for
 /// a whole row typed `record` (an UPDATE's old target row), read as its table's row type.
 unsafe fn pushed_column_type(node: *mut pg_sys::ForeignScanState, expr: *mut pg_sys::Node) -> pg_sys::Oid {
-    let typ = pg_sys::exprType(expr);
-    if typ != pg_sys::RECORDOID || (*expr).type_ != pg_sys::NodeTag::T_Var {
-        return typ;
-    }
-    let var: *mut pg_sys::Var = expr.cast();
-    if (*var).varattno != 0 {
-        return typ;
-    }
-    let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*(*node).ss.ps.state).es_range_table);
-    match rtable.get_ptr(((*var).varno as usize).wrapping_sub(1)) {
-        Some(rte) if (*rte).relid != pg_sys::InvalidOid => {
-            let rowtype = pg_sys::get_rel_type_id((*rte).relid);
-            if rowtype == pg_sys::InvalidOid { typ } else { rowtype }
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let typ = pg_sys::exprType(expr);
+        if typ != pg_sys::RECORDOID || (*expr).type_ != pg_sys::NodeTag::T_Var {
+            return typ;
         }
-        _ => typ,
+        let var: *mut pg_sys::Var = expr.cast();
+        if (*var).varattno != 0 {
+            return typ;
+        }
+        let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*(*node).ss.ps.state).es_range_table);
+        match rtable.get_ptr(((*var).varno as usize).wrapping_sub(1)) {
+            Some(rte) if (*rte).relid != pg_sys::InvalidOid => {
+                let rowtype = pg_sys::get_rel_type_id((*rte).relid);
+                if rowtype == pg_sys::InvalidOid { typ } else { rowtype }
+            }
+            _ => typ,
+        }
     }
 }
 
 /// The user whose mapping applies: the view owner's for a scan inside a view (checkAsUser),
 /// else the current user, as postgres_fdw does.
 unsafe fn scan_user(node: *mut pg_sys::ForeignScanState, rti: u32) -> pg_sys::Oid {
-    let estate = (*node).ss.ps.state;
-    let rti = rti as usize;
-    let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*estate).es_range_table);
-    match rtable.get_ptr(rti.wrapping_sub(1)) {
-        Some(rte) if (*rte).checkAsUser != pg_sys::InvalidOid => (*rte).checkAsUser,
-        _ => pg_sys::GetUserId(),
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let estate = (*node).ss.ps.state;
+        let rti = rti as usize;
+        let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*estate).es_range_table);
+        match rtable.get_ptr(rti.wrapping_sub(1)) {
+            Some(rte) if (*rte).checkAsUser != pg_sys::InvalidOid => (*rte).checkAsUser,
+            _ => pg_sys::GetUserId(),
+        }
     }
 }
 
 unsafe fn render_params(state: &mut ScanState, node: *mut pg_sys::ForeignScanState) {
-    let econtext = (*node).ss.ps.ps_ExprContext;
-    state.rendered_params = state.params.iter_mut().map(|p| p.render(econtext)).collect();
+    // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
+    unsafe {
+        let econtext = (*node).ss.ps.ps_ExprContext;
+        state.rendered_params = state.params.iter_mut().map(|p| p.render(econtext)).collect();
+    }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn iterate_foreign_scan(
     node: *mut pg_sys::ForeignScanState,
 ) -> *mut pg_sys::TupleTableSlot {
-    let slot = (*node).ss.ss_ScanTupleSlot;
-    let Some(state) = state_of(node) else {
-        return slot;
-    };
-    if matches!(state.source, Source::NotStarted) && state.rendered_params.len() != state.params.len() {
-        render_params(state, node);
-    }
-    match state.next(slot) {
-        Ok(true) => slot,
-        Ok(false) => {
-            if let Some(clear) = (*(*slot).tts_ops).clear {
-                clear(slot);
-            }
-            slot
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // guarantees: this function's contract.
+    unsafe {
+        let slot = (*node).ss.ss_ScanTupleSlot;
+        let Some(state) = state_of(node) else {
+            return slot;
+        };
+        if matches!(state.source, Source::NotStarted) && state.rendered_params.len() != state.params.len() {
+            render_params(state, node);
         }
-        Err(e) => e.report(),
+        match state.next(slot) {
+            Ok(true) => slot,
+            Ok(false) => {
+                if let Some(clear) = (*(*slot).tts_ops).clear {
+                    clear(slot);
+                }
+                slot
+            }
+            Err(e) => e.report(),
+        }
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn rescan_foreign_scan(node: *mut pg_sys::ForeignScanState) {
-    let Some(state) = state_of(node) else { return };
-    let prev = std::mem::replace(&mut state.source, Source::NotStarted);
-    if let Some(stream) = prev.stats() {
-        state.stats.add(&stream);
-    }
-    drop(prev);
-    if let Some(rows) = state.binary.as_mut() {
-        rows.stop();
-    }
-    // A second COPY request a statement would soon hit CARTO's rate limit: rescans read via /sql.
-    if state.scans > 0 {
-        state.transport = Transport::Query;
-    }
-    render_params(state, node);
-}
-
-#[pgrx::pg_guard]
-pub unsafe extern "C-unwind" fn end_foreign_scan(node: *mut pg_sys::ForeignScanState) {
-    if let Some(state) = state_of(node) {
-        // Dropping the stream closes its connection at once: CARTO cancels the query.
-        let prev = std::mem::replace(&mut state.source, Source::Done);
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // guarantees: this function's contract.
+    unsafe {
+        let Some(state) = state_of(node) else { return };
+        let prev = std::mem::replace(&mut state.source, Source::NotStarted);
         if let Some(stream) = prev.stats() {
             state.stats.add(&stream);
         }
+        drop(prev);
         if let Some(rows) = state.binary.as_mut() {
             rows.stop();
+        }
+        // A second COPY request a statement would soon hit CARTO's rate limit: rescans read via /sql.
+        if state.scans > 0 {
+            state.transport = Transport::Query;
+        }
+        render_params(state, node);
+    }
+}
+
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn end_foreign_scan(node: *mut pg_sys::ForeignScanState) {
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // guarantees: this function's contract.
+    unsafe {
+        if let Some(state) = state_of(node) {
+            // Dropping the stream closes its connection at once: CARTO cancels the query.
+            let prev = std::mem::replace(&mut state.source, Source::Done);
+            if let Some(stream) = prev.stats() {
+                state.stats.add(&stream);
+            }
+            if let Some(rows) = state.binary.as_mut() {
+                rows.stop();
+            }
         }
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
+/// arguments its foreign-data wrapper API documents for this callback.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn explain_foreign_scan(
     node: *mut pg_sys::ForeignScanState,
     es: *mut pg_sys::ExplainState,
 ) {
-    let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
-    let Ok(plan) = scan_plan_from_private((*fsplan).fdw_private) else { return };
-    let state = state_of(node);
-    if let Some(relations) = &plan.relations {
-        explain_text(es, "Relations", relations);
-    }
-    let transport = state.as_ref().map(|s| s.transport).unwrap_or(plan.transport);
-    let label = match transport {
-        Transport::Copy => "COPY (/copyto)",
-        Transport::Query => "SQL API (/sql)",
-    };
-    explain_text(es, "CARTO endpoint", label);
-    if (*es).verbose {
-        // Binary as planned, unless execution found client_encoding unlike the database's (transport.rs).
-        let binary = plan.binary_casts.is_some()
-            && state.as_ref().is_none_or(|s| s.binary_active || s.scans == 0);
-        if transport == Transport::Copy {
-            explain_text(es, "CARTO transport", if binary { "COPY binary" } else { "COPY text" });
+    // SAFETY: PostgreSQL calls this on the backend thread with valid pointers, as its API for this callback
+    // guarantees: this function's contract.
+    unsafe {
+        let fsplan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
+        let Ok(plan) = scan_plan_from_private((*fsplan).fdw_private) else { return };
+        let state = state_of(node);
+        if let Some(relations) = &plan.relations {
+            explain_text(es, "Relations", relations);
         }
-        let sql = if transport == Transport::Copy && !binary { plan.copy_sql(None) } else { plan.explain_sql() };
-        explain_text(es, "Remote SQL", &sql);
-    }
-    if (*es).analyze {
-        if let Some(s) = state {
-            let st = s.stats_total();
-            explain_int(es, "CARTO requests", st.requests as i64);
-            explain_int(es, "CARTO bytes received", st.bytes_received as i64);
-            explain_int(es, "CARTO retries", st.retries as i64);
-            if s.fell_back {
-                explain_text(es, "CARTO fallback", "copyto was rate-limited; read through /sql");
+        let transport = state.as_ref().map(|s| s.transport).unwrap_or(plan.transport);
+        let label = match transport {
+            Transport::Copy => "COPY (/copyto)",
+            Transport::Query => "SQL API (/sql)",
+        };
+        explain_text(es, "CARTO endpoint", label);
+        if (*es).verbose {
+            // Binary as planned, unless execution found client_encoding unlike the database's (transport.rs).
+            let binary = plan.binary_casts.is_some()
+                && state.as_ref().is_none_or(|s| s.binary_active || s.scans == 0);
+            if transport == Transport::Copy {
+                explain_text(es, "CARTO transport", if binary { "COPY binary" } else { "COPY text" });
+            }
+            let sql = if transport == Transport::Copy && !binary { plan.copy_sql(None) } else { plan.explain_sql() };
+            explain_text(es, "Remote SQL", &sql);
+        }
+        if (*es).analyze {
+            if let Some(s) = state {
+                let st = s.stats_total();
+                explain_int(es, "CARTO requests", st.requests as i64);
+                explain_int(es, "CARTO bytes received", st.bytes_received as i64);
+                explain_int(es, "CARTO retries", st.retries as i64);
+                if s.fell_back {
+                    explain_text(es, "CARTO fallback", "copyto was rate-limited; read through /sql");
+                }
             }
         }
     }
 }
 
-pub unsafe fn explain_text(es: *mut pg_sys::ExplainState, label: &str, value: &str) {
-    let l = CString::new(label).unwrap_or_default();
-    let v = CString::new(crate::pg::error::mask_secrets(value)).unwrap_or_default();
-    pg_sys::ExplainPropertyText(l.as_ptr(), v.as_ptr(), es);
-}
-
-pub unsafe fn explain_int(es: *mut pg_sys::ExplainState, label: &str, value: i64) {
-    let l = CString::new(label).unwrap_or_default();
-    pg_sys::ExplainPropertyInteger(l.as_ptr(), std::ptr::null(), value, es);
-}

@@ -4,7 +4,8 @@
 use pgrx::pg_sys;
 
 use crate::fdw::connection::{server_access, ServerAccess};
-use crate::fdw::deparse::{cstr_owned, quote_ident};
+use crate::pg::cstr::cstr_owned;
+use crate::pg::sql_text::quote_ident;
 use crate::fdw::options::{deflist_to_pairs, TableOptions};
 use crate::pg::error::FdwResult;
 
@@ -24,35 +25,38 @@ pub struct Column {
 /// # Safety
 /// Must run in a transaction on the backend thread.
 pub unsafe fn columns_of(relid: pg_sys::Oid) -> Vec<Option<Column>> {
-    let rel = pg_sys::RelationIdGetRelation(relid);
-    if rel.is_null() {
-        return Vec::new();
-    }
-    let tupdesc = (*rel).rd_att;
-    let natts = (*tupdesc).natts as usize;
-    let mut columns = Vec::with_capacity(natts);
-    for att in (*tupdesc).attrs.as_slice(natts) {
-        if att.attisdropped {
-            columns.push(None);
-            continue;
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return Vec::new();
         }
-        let local = cstr_owned(att.attname.data.as_ptr()).unwrap_or_default();
-        let remote = deflist_to_pairs(pg_sys::GetForeignColumnOptions(relid, att.attnum))
-            .into_iter()
-            .find(|(n, _)| n == "column_name")
-            .map(|(_, v)| v)
-            .unwrap_or_else(|| local.clone());
-        columns.push(Some(Column {
-            attnum: att.attnum,
-            local_name: local,
-            remote_name: remote,
-            type_oid: att.atttypid,
-            typmod: att.atttypmod,
-            collation: att.attcollation,
-        }));
+        let tupdesc = (*rel).rd_att;
+        let natts = (*tupdesc).natts as usize;
+        let mut columns = Vec::with_capacity(natts);
+        for att in (*tupdesc).attrs.as_slice(natts) {
+            if att.attisdropped {
+                columns.push(None);
+                continue;
+            }
+            let local = cstr_owned(att.attname.data.as_ptr()).unwrap_or_default();
+            let remote = deflist_to_pairs(pg_sys::GetForeignColumnOptions(relid, att.attnum))
+                .into_iter()
+                .find(|(n, _)| n == "column_name")
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| local.clone());
+            columns.push(Some(Column {
+                attnum: att.attnum,
+                local_name: local,
+                remote_name: remote,
+                type_oid: att.atttypid,
+                typmod: att.atttypmod,
+                collation: att.attcollation,
+            }));
+        }
+        pg_sys::RelationClose(rel);
+        columns
     }
-    pg_sys::RelationClose(rel);
-    columns
 }
 
 pub struct TableDef {
@@ -68,20 +72,23 @@ impl TableDef {
     /// # Safety
     /// Must run in a transaction on the backend thread; `relid` a foreign table.
     pub unsafe fn load(relid: pg_sys::Oid, userid: pg_sys::Oid) -> FdwResult<TableDef> {
-        let table = pg_sys::GetForeignTable(relid);
-        let access = server_access((*table).serverid, userid)?;
-        let local_name = cstr_owned(pg_sys::get_rel_name(relid)).unwrap_or_default();
-        let options =
-            TableOptions::from_pairs(&deflist_to_pairs((*table).options), &local_name, &access.options);
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            let table = pg_sys::GetForeignTable(relid);
+            let access = server_access((*table).serverid, userid)?;
+            let local_name = cstr_owned(pg_sys::get_rel_name(relid)).unwrap_or_default();
+            let options =
+                TableOptions::from_pairs(&deflist_to_pairs((*table).options), &local_name, &access.options);
 
-        if let Some(q) = &options.query {
-            // Checked again at every use: the option may predate the check, and the reader's key
-            // runs it only when its owner is trusted to choose that SQL (fdw::query_option).
-            crate::fdw::query_option::check(q)?;
-            crate::fdw::query_option::check_reader(relid, (*table).serverid, userid, &local_name)?;
+            if let Some(q) = &options.query {
+                // Checked again at every use: the option may predate the check, and the reader's key
+                // runs it only when its owner is trusted to choose that SQL (fdw::query_option).
+                crate::fdw::query_option::check(q)?;
+                crate::fdw::query_option::check_reader(relid, (*table).serverid, userid, &local_name)?;
+            }
+            let columns = columns_of(relid);
+            Ok(TableDef { relid, local_name, access, options, columns })
         }
-        let columns = columns_of(relid);
-        Ok(TableDef { relid, local_name, access, options, columns })
     }
 
     /// The remote relation as it appears after FROM.

@@ -25,7 +25,7 @@ use carto_client::Client;
 use pgrx::pg_sys;
 
 use crate::fdw::connection::client_for;
-use crate::fdw::deparse::{quote_literal, strip_schema};
+use crate::pg::sql_text::{quote_literal, strip_schema};
 use crate::fdw::options::CopyFormat;
 use crate::fdw::table::{Column, TableDef};
 use crate::pg::binary::binary_type;
@@ -41,6 +41,7 @@ thread_local! {
 }
 
 fn local_xact() -> u32 {
+    // SAFETY: backend thread: MyProc is this backend's PGPROC, checked for NULL before it is read.
     unsafe { if pg_sys::MyProc.is_null() { 0 } else { (*pg_sys::MyProc).lxid } }
 }
 
@@ -82,39 +83,42 @@ pub fn remote_types(table: &TableDef, client: &Client) -> FdwResult<Option<Remot
 /// # Safety
 /// Backend thread, in a transaction.
 pub unsafe fn binary_casts(table: &TableDef, columns: &[&Column], format: CopyFormat) -> FdwResult<Option<Vec<String>>> {
-    if format == CopyFormat::Text || columns.is_empty() {
-        return Ok(None);
-    }
-    let mut casts = Vec::with_capacity(columns.len());
-    let mut names = Vec::with_capacity(columns.len());
-    for col in columns {
-        match binary_type(col.type_oid) {
-            Ok(t) => {
-                casts.push(t.cast);
-                names.push(t.name);
-            }
-            Err(why) if format == CopyFormat::Binary => {
-                return Err(FdwError::NotSupported {
-                    message: format!(
-                        "column \"{}\" of foreign table \"{}\" cannot use copy_format 'binary': {why}",
-                        col.local_name, table.local_name
-                    ),
-                    hint: Some("Use copy_format 'auto' (binary where possible, else text) or 'text'.".into()),
-                });
-            }
-            Err(_) => return Ok(None),
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        if format == CopyFormat::Text || columns.is_empty() {
+            return Ok(None);
         }
-    }
-    if format == CopyFormat::Auto {
-        let client = client_for(&table.access)?;
-        let Some(remote) = remote_types(table, &client)? else { return Ok(None) };
-        for (col, name) in columns.iter().zip(&names) {
-            if remote.get(&col.remote_name) != Some(name) {
-                return Ok(None);
+        let mut casts = Vec::with_capacity(columns.len());
+        let mut names = Vec::with_capacity(columns.len());
+        for col in columns {
+            match binary_type(col.type_oid) {
+                Ok(t) => {
+                    casts.push(t.cast);
+                    names.push(t.name);
+                }
+                Err(why) if format == CopyFormat::Binary => {
+                    return Err(FdwError::NotSupported {
+                        message: format!(
+                            "column \"{}\" of foreign table \"{}\" cannot use copy_format 'binary': {why}",
+                            col.local_name, table.local_name
+                        ),
+                        hint: Some("Use copy_format 'auto' (binary where possible, else text) or 'text'.".into()),
+                    });
+                }
+                Err(_) => return Ok(None),
             }
         }
+        if format == CopyFormat::Auto {
+            let client = client_for(&table.access)?;
+            let Some(remote) = remote_types(table, &client)? else { return Ok(None) };
+            for (col, name) in columns.iter().zip(&names) {
+                if remote.get(&col.remote_name) != Some(name) {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(casts))
     }
-    Ok(Some(casts))
 }
 
 /// The plan-time choice of a scan's COPY format: the remote casts of its columns when binary.
@@ -122,11 +126,14 @@ pub unsafe fn binary_casts(table: &TableDef, columns: &[&Column], format: CopyFo
 /// # Safety
 /// Backend thread, in a transaction.
 pub unsafe fn read_casts(table: &TableDef, columns: &[(i16, String)]) -> FdwResult<Option<Vec<String>>> {
-    let cols: Vec<&Column> = columns.iter().filter_map(|(a, _)| table.column(*a)).collect();
-    if cols.len() != columns.len() {
-        return Ok(None);
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        let cols: Vec<&Column> = columns.iter().filter_map(|(a, _)| table.column(*a)).collect();
+        if cols.len() != columns.len() {
+            return Ok(None);
+        }
+        binary_casts(table, &cols, table.options.copy_format)
     }
-    binary_casts(table, &cols, table.options.copy_format)
 }
 
 /// `COPY ... FROM STDIN` becomes this for a binary upload; xact.rs opens such uploads with copy_from_binary.
@@ -138,10 +145,13 @@ pub const BINARY_COPY_SUFFIX: &str = " (FORMAT binary)";
 /// # Safety
 /// Backend thread, in a transaction.
 pub unsafe fn write_binary(table: &TableDef, columns: &[&Column]) -> FdwResult<bool> {
-    if !crate::pg::binary::encodings_agree() {
-        return Ok(false);
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        if !crate::pg::binary::encodings_agree() {
+            return Ok(false);
+        }
+        Ok(binary_casts(table, columns, table.options.copy_format)?.is_some())
     }
-    Ok(binary_casts(table, columns, table.options.copy_format)?.is_some())
 }
 
 /// Rows as binary COPY tuples, each value through its column's send function.
@@ -154,7 +164,10 @@ impl BinaryRowWriter {
     /// # Safety
     /// Backend thread, in a transaction; every column's type has a send function.
     pub unsafe fn new(columns: &[&Column]) -> Self {
-        BinaryRowWriter { sends: columns.iter().map(|c| (c.attnum, crate::pg::binary::ColumnSend::new(c.type_oid))).collect() }
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            BinaryRowWriter { sends: columns.iter().map(|c| (c.attnum, crate::pg::binary::ColumnSend::new(c.type_oid))).collect() }
+        }
     }
 
     /// Appends one tuple of the slot's `values`/`nulls` (indexed by attnum - 1), leaving out column `skip`
@@ -163,17 +176,20 @@ impl BinaryRowWriter {
     /// # Safety
     /// Backend thread; `values`/`nulls` the slot's deformed columns.
     pub unsafe fn encode(&mut self, values: &[pg_sys::Datum], nulls: &[bool], skip: Option<usize>, out: &mut Vec<u8>) {
-        let n = self.sends.len() - usize::from(skip.is_some());
-        carto_client::copy_binary::Encoder::begin_tuple(out, n);
-        for (i, (attnum, send)) in self.sends.iter_mut().enumerate() {
-            if Some(i) == skip {
-                continue;
-            }
-            let idx = *attnum as usize - 1;
-            if nulls[idx] {
-                carto_client::copy_binary::Encoder::null(out);
-            } else {
-                send.send_field(values[idx], out);
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            let n = self.sends.len() - usize::from(skip.is_some());
+            carto_client::copy_binary::Encoder::begin_tuple(out, n);
+            for (i, (attnum, send)) in self.sends.iter_mut().enumerate() {
+                if Some(i) == skip {
+                    continue;
+                }
+                let idx = *attnum as usize - 1;
+                if nulls[idx] {
+                    carto_client::copy_binary::Encoder::null(out);
+                } else {
+                    send.send_field(values[idx], out);
+                }
             }
         }
     }

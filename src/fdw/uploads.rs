@@ -27,7 +27,7 @@ use std::time::Instant;
 use carto_client::Client;
 use pgrx::{pg_sys, Spi};
 
-use crate::fdw::deparse::quote_literal;
+use crate::pg::sql_text::quote_literal;
 use crate::pg::error::{FdwError, FdwResult};
 
 thread_local! {
@@ -272,21 +272,3 @@ mod unit {
         assert_eq!(format!("{before}{t}{after}"), comment);
     }
 }
-
-/// `carto.cleanup_uploads(server)`: cancels on CARTO the uploads of this cluster that were left
-/// running (by killed backends, or by this one); returns how many were cancelled.
-#[pgrx::pg_extern(volatile, parallel_unsafe, strict)]
-fn cleanup_uploads(server: &str) -> i64 {
-    use crate::pg::error::OrReport;
-    let r = crate::functions::remote(server).or_report();
-    cleanup(&r.client, &crate::fdw::xact::open_tags(), None).or_report()
-}
-
-pgrx::extension_sql!(
-    r#"
-REVOKE EXECUTE ON FUNCTION carto.cleanup_uploads(text) FROM PUBLIC;
-COMMENT ON FUNCTION carto.cleanup_uploads(text) IS 'Cancel on CARTO the uploads (COPY) this cluster left running; returns how many';
-"#,
-    name = "carto_cleanup_uploads_grants",
-    requires = [cleanup_uploads]
-);

@@ -4,7 +4,7 @@
 //! table (and user, and column list) and transaction. The request stays open after the statement:
 //! it is finished at the local transaction's pre-commit, so CARTO commits the rows only when the
 //! local transaction commits. Any abort ends it deterministically: a poison line CARTO's COPY must
-//! reject, a finished gzip stream and the body's end, a bounded wait for CARTO's answer, then the
+//! reject (for COPY binary, a tuple with one field too many), a finished gzip stream and the body's end, a bounded wait for CARTO's answer, then the
 //! connection is closed (CopyIn::abort_gracefully) — closing alone is not a reliable abort on
 //! CARTO. What cannot be ended that way (a killed backend, a broken connection, a commit-time
 //! finish that timed out after the body's end) is found later by its tag and cancelled
@@ -159,21 +159,25 @@ fn notice(message: String) {
         .report(PgLogLevel::NOTICE);
 }
 
-/// Sends whole COPY text lines holding `rows` rows into the upload for `key`, opening it (one
-/// request) on the first data and rolling over to a new request before CARTO's byte limit.
-#[allow(clippy::too_many_arguments)]
-pub fn send_rows(
-    key: StreamKey,
-    label: &str,
-    sql: &str,
-    columns: usize,
-    client: &Client,
-    data: Vec<u8>,
-    rows: u64,
-) -> FdwResult<()> {
+/// Where rows go: the upload of `key`, opened with `sql` (a COPY FROM STDIN with `columns` columns) through
+/// `client`; `label` names the foreign table in messages.
+#[derive(Clone, Copy)]
+pub struct UploadTarget<'a> {
+    pub key: StreamKey,
+    pub label: &'a str,
+    pub sql: &'a str,
+    pub columns: usize,
+    pub client: &'a Client,
+}
+
+/// Sends whole rows, `rows` of them in `data` (COPY text lines, or COPY binary tuples when the key says
+/// binary), into the upload of `target.key`, opening it (one request) on the first data and rolling over to a
+/// new request before CARTO's byte limit.
+pub fn send_rows(target: &UploadTarget, data: Vec<u8>, rows: u64) -> FdwResult<()> {
     if data.is_empty() {
         return Ok(());
     }
+    let UploadTarget { key, label, sql, columns, client } = *target;
     ensure_callbacks();
     // SAFETY: backend thread, in a transaction.
     let subid = unsafe { pg_sys::GetCurrentSubTransactionId() };

@@ -13,6 +13,7 @@
 pub mod batch;
 pub mod query;
 pub mod tables;
+pub mod uploads;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use carto_client::Client;
 use pgrx::PgSqlErrorCode;
 
 use crate::fdw::connection::{client_for, server_for_caller, ServerAccess};
-use crate::fdw::deparse::quote_literal;
+use crate::pg::sql_text::quote_literal;
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
 
@@ -117,6 +118,6 @@ pub fn account_schema(r: &Remote) -> FdwResult<String> {
 
 /// `'schema.table'::regclass` for CARTO, both parts quoted.
 pub fn regclass_literal(schema: &str, table: &str) -> String {
-    use crate::fdw::deparse::quote_ident;
+    use crate::pg::sql_text::quote_ident;
     format!("{}::regclass", quote_literal(&format!("{}.{}", quote_ident(schema), quote_ident(table))))
 }

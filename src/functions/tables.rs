@@ -5,8 +5,8 @@ use std::ffi::CString;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 
-use crate::fdw::deparse::{quote_ident, quote_literal};
-use crate::fdw::import::strip_schema;
+use crate::pg::sql_text::{quote_ident, quote_literal};
+use crate::pg::sql_text::strip_schema;
 use crate::functions::{account_schema, regclass_literal, relay_warnings, remote, required, Remote};
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
@@ -81,8 +81,11 @@ fn cartodbfy(server: Option<&str>, table_name: Option<&str>, schema_name: defaul
 fn check_local_target(local_schema: &str, table: &str) -> FdwResult<()> {
     let c = CString::new(local_schema).map_err(|_| crate::functions::bad_argument("a schema name cannot contain a NUL byte", None))?;
     // missing_ok = false: PostgreSQL's own "schema \"x\" does not exist".
+    // SAFETY: SQL-callable function: backend thread in a transaction; `c` is NUL-terminated and outlives the call (a
+    // missing schema raises).
     let nsp = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), false) };
     let t = CString::new(table).map_err(|_| crate::functions::bad_argument("a table name cannot contain a NUL byte", None))?;
+    // SAFETY: as above: `t` is NUL-terminated and outlives the call, `nsp` a valid namespace.
     if unsafe { pg_sys::get_relname_relid(t.as_ptr(), nsp) } != pg_sys::InvalidOid {
         return Err(FdwError::Custom {
             code: PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE,

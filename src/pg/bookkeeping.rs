@@ -12,12 +12,15 @@ use crate::pg::identity;
 
 /// The role calling the function (the one whose rows these are).
 pub fn caller() -> pg_sys::Oid {
+    // SAFETY: GetUserId only reads this backend's current user id (backend thread).
     unsafe { pg_sys::GetUserId() }
 }
 
 /// The caller's role name, recorded for people reading the tables.
 pub fn caller_name() -> String {
-    unsafe { crate::fdw::deparse::cstr_owned(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), true)) }.unwrap_or_default()
+    // SAFETY: backend thread in a transaction (SQL-callable functions); noerr = true gives NULL, not an ERROR, for a
+    // dropped role, and cstr_owned accepts NULL.
+    unsafe { crate::pg::cstr::cstr_owned(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), true)) }.unwrap_or_default()
 }
 
 /// Runs `work` (SPI statements on `carto.<table>`) as the owner of that table, then switches back to

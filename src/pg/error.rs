@@ -21,7 +21,8 @@ pub enum FdwError {
     /// A value that does not convert into the local column type.
     Conversion { message: String, detail: Option<String> },
     /// The remote side failed; `context` says what we were doing ("reading foreign table \"t\"").
-    Remote { error: ClientError, context: String },
+    /// Boxed: the client's error is large, and every `FdwResult` would carry its size.
+    Remote { error: Box<ClientError>, context: String },
     /// Anything else that is our own logic's failure.
     Internal { message: String },
     /// An error with its own SQLSTATE, detail and hint (the carto.* functions).
@@ -32,7 +33,7 @@ pub type FdwResult<T> = Result<T, FdwError>;
 
 impl FdwError {
     pub fn remote(error: ClientError, context: impl Into<String>) -> Self {
-        FdwError::Remote { error, context: context.into() }
+        FdwError::Remote { error: Box::new(error), context: context.into() }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

@@ -65,6 +65,7 @@ mod tests {
     #[pg_test]
     fn as_role_pins_search_path_and_restores_it() {
         Spi::run("CREATE SCHEMA shadow; SET search_path = shadow, pg_catalog").unwrap();
+        // SAFETY: GetUserId only reads this backend's current user id (a #[pg_test], backend thread).
         let me = unsafe { pg_sys::GetUserId() };
         let inside = super::as_role(me, || Spi::get_one::<String>("SELECT pg_catalog.current_setting('search_path')"));
         assert_eq!(inside, Ok(Some("pg_catalog, pg_temp".to_string())));

@@ -2,8 +2,12 @@
 pub mod binary;
 pub mod binary_fast;
 pub mod bookkeeping;
+pub mod builtin;
+pub mod cstr;
 pub mod error;
+pub mod executor;
 pub mod identity;
 pub mod runtime;
+pub mod sql_text;
 pub mod text;
 pub mod typeio;

@@ -146,9 +146,7 @@ impl Drop for HeldInterrupts {
     fn drop(&mut self) {
         // SAFETY: undoes hold(); an ERROR's recovery resets the counter anyway.
         unsafe {
-            if pgrx::pg_sys::InterruptHoldoffCount > 0 {
-                pgrx::pg_sys::InterruptHoldoffCount -= 1;
-            }
+            pgrx::pg_sys::InterruptHoldoffCount = pgrx::pg_sys::InterruptHoldoffCount.saturating_sub(1);
         }
     }
 }

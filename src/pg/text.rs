@@ -28,7 +28,8 @@ impl BadText {
                 hint: None,
             },
             BadText::Encoding => {
-                let enc = unsafe { crate::fdw::deparse::cstr_owned(pg_sys::GetDatabaseEncodingName()) }.unwrap_or_default();
+                // SAFETY: backend thread; GetDatabaseEncodingName returns a static, NUL-terminated name.
+                let enc = unsafe { crate::pg::cstr::cstr_owned(pg_sys::GetDatabaseEncodingName()) }.unwrap_or_default();
                 FdwError::Custom {
                     code: PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
                     message: format!(
@@ -49,33 +50,36 @@ impl BadText {
 /// # Safety
 /// Backend thread.
 pub unsafe fn check(bytes: &[u8]) -> Result<Option<CString>, BadText> {
-    if memchr::memchr(0, bytes).is_some() {
-        return Err(BadText::Nul);
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        if memchr::memchr(0, bytes).is_some() {
+            return Err(BadText::Nul);
+        }
+        if bytes.is_ascii() {
+            return Ok(None);
+        }
+        let db = pg_sys::GetDatabaseEncoding();
+        if db == pg_sys::pg_enc::PG_SQL_ASCII as i32 {
+            // No encoding to check against, as PostgreSQL itself does for such a database.
+            return Ok(None);
+        }
+        let len = i32::try_from(bytes.len()).map_err(|_| BadText::Encoding)?;
+        // CARTO's text is UTF-8: check it as such (noError = true: our own error names the column).
+        if !pg_sys::pg_verify_mbstr(pg_sys::pg_enc::PG_UTF8 as i32, bytes.as_ptr().cast(), len, true) {
+            return Err(BadText::Encoding);
+        }
+        if db == pg_sys::pg_enc::PG_UTF8 as i32 {
+            return Ok(None);
+        }
+        // Another database encoding: convert (PostgreSQL's own error for a character it lacks).
+        let c = CString::new(bytes).map_err(|_| BadText::Nul)?;
+        let out: *mut c_char = pg_sys::pg_any_to_server(c.as_ptr(), len, pg_sys::pg_enc::PG_UTF8 as i32);
+        if out.cast_const() == c.as_ptr() {
+            return Ok(Some(c));
+        }
+        let converted = std::ffi::CStr::from_ptr(out).to_owned();
+        Ok(Some(converted))
     }
-    if bytes.is_ascii() {
-        return Ok(None);
-    }
-    let db = pg_sys::GetDatabaseEncoding();
-    if db == pg_sys::pg_enc::PG_SQL_ASCII as i32 {
-        // No encoding to check against, as PostgreSQL itself does for such a database.
-        return Ok(None);
-    }
-    let len = i32::try_from(bytes.len()).map_err(|_| BadText::Encoding)?;
-    // CARTO's text is UTF-8: check it as such (noError = true: our own error names the column).
-    if !pg_sys::pg_verify_mbstr(pg_sys::pg_enc::PG_UTF8 as i32, bytes.as_ptr().cast(), len, true) {
-        return Err(BadText::Encoding);
-    }
-    if db == pg_sys::pg_enc::PG_UTF8 as i32 {
-        return Ok(None);
-    }
-    // Another database encoding: convert (PostgreSQL's own error for a character it lacks).
-    let c = CString::new(bytes).map_err(|_| BadText::Nul)?;
-    let out: *mut c_char = pg_sys::pg_any_to_server(c.as_ptr(), len, pg_sys::pg_enc::PG_UTF8 as i32);
-    if out.cast_const() == c.as_ptr() {
-        return Ok(Some(c));
-    }
-    let converted = std::ffi::CStr::from_ptr(out).to_owned();
-    Ok(Some(converted))
 }
 
 /// A JSON string value from CARTO as a C string, checked as [`check`] does.
@@ -83,10 +87,13 @@ pub unsafe fn check(bytes: &[u8]) -> Result<Option<CString>, BadText> {
 /// # Safety
 /// Backend thread.
 pub unsafe fn checked_cstring(s: String) -> Result<CString, BadText> {
-    match check(s.as_bytes())? {
-        Some(converted) => Ok(converted),
-        // No NUL inside: checked above.
-        None => CString::new(s).map_err(|_| BadText::Nul),
+    // SAFETY: the caller upholds this function's contract (# Safety above).
+    unsafe {
+        match check(s.as_bytes())? {
+            Some(converted) => Ok(converted),
+            // No NUL inside: checked above.
+            None => CString::new(s).map_err(|_| BadText::Nul),
+        }
     }
 }
 
@@ -125,6 +132,8 @@ mod tests {
 
     #[pg_test]
     fn checks_text_from_carto() {
+        // SAFETY: a #[pg_test] runs on the backend thread inside its test transaction; check only reads the given
+        // bytes and the database encoding.
         unsafe {
             assert_eq!(check(b"plain ascii"), Ok(None));
             assert_eq!(check("été ✓".as_bytes()), Ok(None));

@@ -6,8 +6,8 @@ use std::ffi::c_char;
 
 use pgrx::pg_sys;
 
-use crate::fdw::deparse::{cstr_owned, literal_for_type};
-use crate::fdw::table::Column;
+use crate::pg::cstr::cstr_owned;
+use crate::pg::sql_text::literal_for_type;
 
 /// A column's input function, looked up once per scan.
 pub struct ColumnInput {
@@ -18,26 +18,40 @@ pub struct ColumnInput {
 }
 
 impl ColumnInput {
+    /// The input function of column `attnum`, of type `type_oid` with `typmod`.
+    ///
     /// # Safety
     /// Backend thread, in a transaction; the FmgrInfo's extra state lives in the current context.
-    pub unsafe fn new(col: &Column) -> Self {
-        let mut func = pg_sys::InvalidOid;
-        let mut ioparam = pg_sys::InvalidOid;
-        pg_sys::getTypeInputInfo(col.type_oid, &mut func, &mut ioparam);
-        let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-        pg_sys::fmgr_info(func, flinfo.as_mut());
-        ColumnInput { attnum: col.attnum, flinfo, ioparam, typmod: col.typmod }
+    pub unsafe fn new(attnum: i16, type_oid: pg_sys::Oid, typmod: i32) -> Self {
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            let mut func = pg_sys::InvalidOid;
+            let mut ioparam = pg_sys::InvalidOid;
+            pg_sys::getTypeInputInfo(type_oid, &mut func, &mut ioparam);
+            let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            pg_sys::fmgr_info(func, flinfo.as_mut());
+            ColumnInput { attnum, flinfo, ioparam, typmod }
+        }
     }
 
     /// # Safety
     /// `value` is a NUL-terminated string; may raise an ERROR for invalid input.
     pub unsafe fn input(&mut self, value: *const c_char) -> pg_sys::Datum {
-        pg_sys::InputFunctionCall(self.flinfo.as_mut(), value as *mut c_char, self.ioparam, self.typmod)
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            pg_sys::InputFunctionCall(self.flinfo.as_mut(), value as *mut c_char, self.ioparam, self.typmod)
+        }
     }
 
     /// NULL goes through the input function too, so a domain's NOT NULL is checked.
+    ///
+    /// # Safety
+    /// Backend thread, in a transaction; may raise an ERROR (a domain's constraint).
     pub unsafe fn input_null(&mut self) -> pg_sys::Datum {
-        pg_sys::InputFunctionCall(self.flinfo.as_mut(), std::ptr::null_mut(), self.ioparam, self.typmod)
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            pg_sys::InputFunctionCall(self.flinfo.as_mut(), std::ptr::null_mut(), self.ioparam, self.typmod)
+        }
     }
 }
 
@@ -50,18 +64,28 @@ impl ColumnOutput {
     /// # Safety
     /// Backend thread, in a transaction.
     pub unsafe fn new(type_oid: pg_sys::Oid) -> Self {
-        let mut func = pg_sys::InvalidOid;
-        let mut varlena = false;
-        pg_sys::getTypeOutputInfo(type_oid, &mut func, &mut varlena);
-        let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-        pg_sys::fmgr_info(func, flinfo.as_mut());
-        ColumnOutput { flinfo }
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            let mut func = pg_sys::InvalidOid;
+            let mut varlena = false;
+            pg_sys::getTypeOutputInfo(type_oid, &mut func, &mut varlena);
+            let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            pg_sys::fmgr_info(func, flinfo.as_mut());
+            ColumnOutput { flinfo }
+        }
     }
 
     /// The value's text form, palloc'd in the current memory context. Only under the
     /// transmission modes: the guard is asked for so no caller can forget them.
+    ///
+    /// # Safety
+    /// Backend thread, in a transaction; `value` a valid Datum of the type this output function was made for
+    /// (not NULL); may raise an ERROR.
     pub unsafe fn output(&mut self, _modes: &TransmissionModes, value: pg_sys::Datum) -> *mut c_char {
-        pg_sys::OutputFunctionCall(self.flinfo.as_mut(), value)
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            pg_sys::OutputFunctionCall(self.flinfo.as_mut(), value)
+        }
     }
 }
 
@@ -78,36 +102,42 @@ impl ParamOutput {
     /// # Safety
     /// `expr` from the plan's fdw_exprs; `parent` the scan's PlanState.
     pub unsafe fn new(expr: *mut pg_sys::Expr, parent: *mut pg_sys::PlanState) -> Self {
-        let type_oid = pg_sys::exprType(expr.cast());
-        let typmod = pg_sys::exprTypmod(expr.cast());
-        let name = cstr_owned(pg_sys::format_type_with_typemod(type_oid, typmod)).unwrap_or_default();
-        let type_name = crate::fdw::deparse::strip_schema(&name);
-        ParamOutput {
-            state: pg_sys::ExecInitExpr(expr, parent),
-            type_oid,
-            type_name,
-            output: ColumnOutput::new(type_oid),
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            let type_oid = pg_sys::exprType(expr.cast());
+            let typmod = pg_sys::exprTypmod(expr.cast());
+            let name = cstr_owned(pg_sys::format_type_with_typemod(type_oid, typmod)).unwrap_or_default();
+            let type_name = crate::pg::sql_text::strip_schema(&name);
+            ParamOutput {
+                state: pg_sys::ExecInitExpr(expr, parent),
+                type_oid,
+                type_name,
+                output: ColumnOutput::new(type_oid),
+            }
         }
     }
 
     /// # Safety
     /// `econtext` the scan's expression context.
     pub unsafe fn render(&mut self, econtext: *mut pg_sys::ExprContext) -> String {
-        let mut isnull = false;
-        let value = match (*self.state).evalfunc {
-            Some(f) => f(self.state, econtext, &mut isnull),
-            None => {
-                isnull = true;
-                pg_sys::Datum::from(0usize)
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            let mut isnull = false;
+            let value = match (*self.state).evalfunc {
+                Some(f) => f(self.state, econtext, &mut isnull),
+                None => {
+                    isnull = true;
+                    pg_sys::Datum::from(0usize)
+                }
+            };
+            if isnull {
+                return format!("NULL::{}", self.type_name);
             }
-        };
-        if isnull {
-            return format!("NULL::{}", self.type_name);
+            let modes = TransmissionModes::enter();
+            let text = cstr_owned(self.output.output(&modes, value)).unwrap_or_default();
+            drop(modes);
+            literal_for_type(self.type_oid, &text, &self.type_name)
         }
-        let modes = TransmissionModes::enter();
-        let text = cstr_owned(self.output.output(&modes, value)).unwrap_or_default();
-        drop(modes);
-        literal_for_type(self.type_oid, &text, &self.type_name)
     }
 }
 
@@ -165,9 +195,12 @@ impl TransmissionModes {
 
     /// True when the session's settings print every value as the transmission modes would.
     unsafe fn already_portable() -> bool {
-        pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
-            && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
-            && pg_sys::extra_float_digits > 0
+        // SAFETY: this function's contract: called on the backend thread, inside a transaction.
+        unsafe {
+            pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
+                && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
+                && pg_sys::extra_float_digits > 0
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod pull;
 pub mod push;
 pub mod push_binary;
 pub mod runs;
+pub mod upload;
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Spi};
@@ -71,6 +72,7 @@ pub fn source_sql(source: &str) -> String {
 
 /// The source's columns with their types (typmods kept), through a temporary view.
 pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
+    // SAFETY: MyProcPid is set once at backend start and only read here (backend thread).
     let view = format!("carto_push_cols_{}", unsafe { pg_sys::MyProcPid });
     Spi::run(&format!("CREATE TEMP VIEW {view} AS SELECT * FROM ({src}) s"))
         .map_err(|e| FdwError::InvalidOptionValue { message: format!("the source is not a valid query or table: {e}") })?;
@@ -88,7 +90,7 @@ pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
             let ty: Option<String> = row.get(2).ok().flatten();
             let oid: Option<pg_sys::Oid> = row.get(3).ok().flatten();
             if let (Some(name), Some(ty), Some(oid)) = (name, ty, oid) {
-                cols.push(SourceColumn { name, type_name: crate::fdw::deparse::strip_schema(&ty), type_oid: oid });
+                cols.push(SourceColumn { name, type_name: crate::pg::sql_text::strip_schema(&ty), type_oid: oid });
             }
         }
         Ok(())
@@ -97,6 +99,7 @@ pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
     Ok(cols)
 }
 
+// The SQL function's arguments, one by one: pgrx maps each parameter to one.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "_push", volatile, parallel_unsafe)]
 fn push_impl(
@@ -191,6 +194,7 @@ fn pull_source(remote: Option<&str>, query: Option<&str>) -> FdwResult<(String, 
     }
 }
 
+// The SQL function's arguments, one by one: pgrx maps each parameter to one.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "_pull", volatile, parallel_unsafe)]
 fn pull_impl(
@@ -244,6 +248,7 @@ fn pull_impl(
 fn rand_u32() -> u32 {
     use std::time::{SystemTime, UNIX_EPOCH};
     let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    // SAFETY: MyProcPid is set once at backend start and only read here (backend thread).
     n ^ unsafe { pg_sys::MyProcPid as u32 }.rotate_left(16)
 }
 

@@ -8,7 +8,7 @@
 
 use pgrx::Spi;
 
-use crate::fdw::deparse::{quote_ident, quote_literal};
+use crate::pg::sql_text::{quote_ident, quote_literal};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::sync::runs::RunOutcome;
 use crate::sync::Mode;
@@ -43,51 +43,8 @@ pub fn run(args: &PullArgs, name: &str, prev_wm: Option<&str>) -> FdwResult<RunO
     .unwrap_or_else(|| "public".into());
 
     // The target's columns define what is read: same names remotely.
-    let mut cols: Vec<(String, String)> = Vec::new();
-    Spi::connect(|c| -> FdwResult<()> {
-        let t = c
-            .select(
-                "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                None,
-                &[target.as_str().into()],
-            )
-            .map_err(spi_err("reading the target's columns"))?;
-        for row in t {
-            let n: Option<String> = row.get(1).map_err(spi_err("reading the target's columns"))?;
-            let ty: Option<String> = row.get(2).map_err(spi_err("reading the target's columns"))?;
-            if let (Some(n), Some(ty)) = (n, ty) {
-                cols.push((n, ty));
-            }
-        }
-        Ok(())
-    })?;
-
-    let ft = format!(
-        "{}.{}",
-        quote_ident(&schema),
-        // Per role and sync, not per backend: the sync's lock makes it unique, and names stay stable.
-        quote_ident(&format!(
-            "carto_pull_{}",
-            crate::sync::push::stage_prefix(&format!("{}/{name}", u32::from(crate::pg::bookkeeping::caller())))
-                .trim_start_matches("carto_sync_stage_")
-                .trim_end_matches('_')
-        ))
-    );
-    let defs: Vec<String> = cols.iter().map(|(n, t)| format!("{} {t}", quote_ident(n))).collect();
-    let remote_opt = if let Some(q) = &args.query {
-        format!("query {}", quote_literal(q))
-    } else {
-        match args.remote.split_once('.') {
-            Some((s, t)) => format!("schema_name {}, table_name {}", quote_literal(s), quote_literal(t)),
-            None => format!("table_name {}", quote_literal(&args.remote)),
-        }
-    };
-    Spi::run(&format!(
-        "CREATE FOREIGN TABLE {ft} ({}) SERVER {} OPTIONS ({remote_opt})",
-        defs.join(", "),
-        quote_ident(&args.server)
-    ))
-    .map_err(spi_err("creating the transient foreign table"))?;
+    let cols = target_columns(&target)?;
+    let ft = create_transient_table(args, name, &schema, &cols)?;
 
     let names: Vec<String> = cols.iter().map(|(n, _)| quote_ident(n)).collect();
     let list = names.join(", ");
@@ -129,4 +86,59 @@ pub fn run(args: &PullArgs, name: &str, prev_wm: Option<&str>) -> FdwResult<RunO
         None => None,
     };
     Ok(RunOutcome { rows, watermark_to })
+}
+
+/// The target table's columns, (name, type with typmod), in order.
+fn target_columns(target: &str) -> FdwResult<Vec<(String, String)>> {
+    let mut cols: Vec<(String, String)> = Vec::new();
+    Spi::connect(|c| -> FdwResult<()> {
+        let t = c
+            .select(
+                "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                None,
+                &[target.into()],
+            )
+            .map_err(spi_err("reading the target's columns"))?;
+        for row in t {
+            let n: Option<String> = row.get(1).map_err(spi_err("reading the target's columns"))?;
+            let ty: Option<String> = row.get(2).map_err(spi_err("reading the target's columns"))?;
+            if let (Some(n), Some(ty)) = (n, ty) {
+                cols.push((n, ty));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(cols)
+}
+
+/// Creates the transient foreign table `schema.carto_pull_...` over the remote table or query, with the
+/// target's columns; returns its quoted name.
+fn create_transient_table(args: &PullArgs, name: &str, schema: &str, cols: &[(String, String)]) -> FdwResult<String> {
+    let ft = format!(
+        "{}.{}",
+        quote_ident(schema),
+        // Per role and sync, not per backend: the sync's lock makes it unique, and names stay stable.
+        quote_ident(&format!(
+            "carto_pull_{}",
+            crate::sync::push::stage_prefix(&format!("{}/{name}", u32::from(crate::pg::bookkeeping::caller())))
+                .trim_start_matches("carto_sync_stage_")
+                .trim_end_matches('_')
+        ))
+    );
+    let defs: Vec<String> = cols.iter().map(|(n, t)| format!("{} {t}", quote_ident(n))).collect();
+    let remote_opt = if let Some(q) = &args.query {
+        format!("query {}", quote_literal(q))
+    } else {
+        match args.remote.split_once('.') {
+            Some((s, t)) => format!("schema_name {}, table_name {}", quote_literal(s), quote_literal(t)),
+            None => format!("table_name {}", quote_literal(&args.remote)),
+        }
+    };
+    Spi::run(&format!(
+        "CREATE FOREIGN TABLE {ft} ({}) SERVER {} OPTIONS ({remote_opt})",
+        defs.join(", "),
+        quote_ident(&args.server)
+    ))
+    .map_err(spi_err("creating the transient foreign table"))?;
+    Ok(ft)
 }

@@ -7,14 +7,15 @@
 //! and advances the sync's watermark in a ledger table next to it. The watermark therefore moves
 //! exactly when the rows land, which is what makes a retried run safe.
 
-use carto_client::{BatchJobRequest, Bytes, Client, ErrorKind, JobStatus};
+use carto_client::{BatchJobRequest, Client, ErrorKind, JobStatus};
 use pgrx::Spi;
 
-use crate::fdw::deparse::{quote_ident, quote_literal};
+use crate::pg::sql_text::{quote_ident, quote_literal};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
 use crate::pg::typeio::with_transmission_modes;
 use crate::sync::runs::RunOutcome;
+use crate::sync::upload::PushUpload;
 use crate::sync::{Mode, SourceColumn};
 
 /// Rows above which a staged apply goes straight to a Batch job.
@@ -93,8 +94,9 @@ pub fn drop_leftover_stages(client: &Client, name: &str) {
     }
 }
 
+/// The type of the column on CARTO: a built-in (pg/builtin.rs) or PostGIS type by its name, anything else as text.
 fn remote_type(col: &SourceColumn) -> String {
-    if u32::from(col.type_oid) < 10000 || col.type_name.starts_with("geometry") || col.type_name.starts_with("geography") {
+    if crate::pg::builtin::is_builtin(col.type_oid) || col.type_name.starts_with("geometry") || col.type_name.starts_with("geography") {
         col.type_name.clone()
     } else {
         // Types CARTO may not have (enums, domains): their text form.
@@ -117,79 +119,18 @@ pub fn run(args: &PushArgs, client: &Client, prev_wm: Option<&str>, stage: &str)
     let src = crate::sync::source_sql(&args.source);
     let cols = crate::sync::source_columns(&src)?;
     let send: Vec<&SourceColumn> = cols.iter().filter(|c| c.name != "the_geom_webmercator").collect();
-    let lnglat_idx = match &args.lnglat {
-        Some((lng, lat)) => {
-            if cols.iter().any(|c| c.name == "the_geom") {
-                return Err(FdwError::InvalidOptionValue {
-                    message: "lnglat builds the_geom, but the source already has a the_geom column".into(),
-                });
-            }
-            let find = |n: &str| {
-                send.iter().position(|c| c.name == n).ok_or_else(|| FdwError::InvalidOptionValue {
-                    message: format!("lnglat column \"{n}\" is not a column of the source"),
-                })
-            };
-            Some((find(lng)?, find(lat)?))
-        }
-        None => None,
+    let lnglat_idx = lnglat_columns(args, &cols, &send)?;
+    let Some(RunRange { filter, new_wm }) = run_range(args, &cols, &src, prev_wm)? else {
+        return Ok(RunOutcome { rows: 0, watermark_to: prev_wm.map(str::to_string) });
     };
-
-    // The range of this run: rows past the previous watermark, up to the highest value now.
-    let since_col = match &args.since {
-        Some(s) => Some(cols.iter().find(|c| &c.name == s).ok_or_else(|| FdwError::InvalidOptionValue {
-            message: format!("since column \"{s}\" is not a column of the source"),
-        })?),
-        None => None,
-    };
-    let mut filter = String::new();
-    let mut new_wm = None;
-    if let Some(sc) = since_col {
-        let qc = quote_ident(&sc.name);
-        let past = match prev_wm {
-            Some(w) => format!(" WHERE {qc} > {}::{}", quote_literal(w), sc.type_name),
-            None => String::new(),
-        };
-        // The watermark's text goes to CARTO's ledger and back into later runs' filters: portable.
-        new_wm = with_transmission_modes(|| Spi::get_one::<String>(&format!("SELECT max({qc})::text FROM ({src}) s{past}")))
-            .map_err(|e| FdwError::internal(format!("reading the source: {e}")))?;
-        let Some(upto) = &new_wm else {
-            return Ok(RunOutcome { rows: 0, watermark_to: prev_wm.map(str::to_string) });
-        };
-        filter = format!(
-            "{} {qc} <= {}::{}",
-            if past.is_empty() { " WHERE" } else { " AND" },
-            quote_literal(upto),
-            sc.type_name
-        );
-        filter = format!("{past}{filter}");
-    }
 
     // The remote table: created plain when missing (loaded, then cartodbfied).
     let target = remote_ident(&args.remote_table);
-    let exists = query(
-        client,
-        &format!("SELECT (to_regclass({}) IS NOT NULL)::text AS e", quote_literal(&target)),
-        "looking up the remote table",
-    )?;
-    let created = first_text(&exists, "e").as_deref() != Some("true");
     let mut col_defs: Vec<String> = send.iter().map(|c| format!("{} {}", quote_ident(&c.name), remote_type(c))).collect();
     if lnglat_idx.is_some() {
         col_defs.push("\"the_geom\" geometry(Point,4326)".into());
     }
-    if created {
-        if !args.create {
-            return Err(FdwError::InvalidOptionValue {
-                message: format!("remote table {target} does not exist (pass create => true to create it)"),
-            });
-        }
-        let mut defs = col_defs.clone();
-        if args.mode == Mode::Upsert {
-            if let Some(k) = &args.key {
-                defs.push(format!("UNIQUE ({})", quote_ident(k)));
-            }
-        }
-        query(client, &format!("CREATE TABLE {target} ({})", defs.join(", ")), "creating the remote table")?;
-    }
+    let created = create_if_missing(args, client, &target, &col_defs)?;
 
     let mut names: Vec<String> = send.iter().map(|c| quote_ident(&c.name)).collect();
     if lnglat_idx.is_some() {
@@ -228,24 +169,105 @@ pub fn run(args: &PushArgs, client: &Client, prev_wm: Option<&str>, stage: &str)
         apply_staged(args, client, &target, stage, &names, new_wm.as_deref(), rows)?;
     }
     if created && args.cartodbfy {
-        query(
-            client,
-            &format!("SELECT CDB_CartodbfyTable(current_schema()::text, {}::regclass)::text AS t", quote_literal(&target)),
-            "cartodbfying the new table",
-        )?;
-        // A cartodbfy that rewrites the table drops its constraints; upserts need the key unique.
-        if args.mode == Mode::Upsert {
-            if let Some(k) = &args.key {
-                let index = quote_ident(&format!("{}_{k}_carto_sync_key", args.remote_table.replace('.', "_")));
-                query(
-                    client,
-                    &format!("CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {target} ({})", quote_ident(k)),
-                    "indexing the upsert key",
-                )?;
-            }
-        }
+        cartodbfy(args, client, &target)?;
     }
     Ok(RunOutcome { rows, watermark_to: new_wm.or_else(|| prev_wm.map(str::to_string)) })
+}
+
+/// The positions, among the columns sent, of lnglat's longitude and latitude columns (which build
+/// the_geom), or None without lnglat.
+fn lnglat_columns(args: &PushArgs, cols: &[SourceColumn], send: &[&SourceColumn]) -> FdwResult<Option<(usize, usize)>> {
+    let Some((lng, lat)) = &args.lnglat else { return Ok(None) };
+    if cols.iter().any(|c| c.name == "the_geom") {
+        return Err(FdwError::InvalidOptionValue {
+            message: "lnglat builds the_geom, but the source already has a the_geom column".into(),
+        });
+    }
+    let find = |n: &str| {
+        send.iter().position(|c| c.name == n).ok_or_else(|| FdwError::InvalidOptionValue {
+            message: format!("lnglat column \"{n}\" is not a column of the source"),
+        })
+    };
+    Ok(Some((find(lng)?, find(lat)?)))
+}
+
+/// The rows of one run: the filter on the source (` WHERE ...`, empty for every row) and the watermark the
+/// run advances to.
+struct RunRange {
+    filter: String,
+    new_wm: Option<String>,
+}
+
+/// The range of this run: without `since`, every row; with it, rows past the previous watermark, up to
+/// the highest value now. None when the source has no value to go up to (nothing to send).
+fn run_range(args: &PushArgs, cols: &[SourceColumn], src: &str, prev_wm: Option<&str>) -> FdwResult<Option<RunRange>> {
+    let Some(s) = &args.since else { return Ok(Some(RunRange { filter: String::new(), new_wm: None })) };
+    let sc = cols.iter().find(|c| &c.name == s).ok_or_else(|| FdwError::InvalidOptionValue {
+        message: format!("since column \"{s}\" is not a column of the source"),
+    })?;
+    let qc = quote_ident(&sc.name);
+    let past = match prev_wm {
+        Some(w) => format!(" WHERE {qc} > {}::{}", quote_literal(w), sc.type_name),
+        None => String::new(),
+    };
+    // The watermark's text goes to CARTO's ledger and back into later runs' filters: portable.
+    let new_wm = with_transmission_modes(|| Spi::get_one::<String>(&format!("SELECT max({qc})::text FROM ({src}) s{past}")))
+        .map_err(|e| FdwError::internal(format!("reading the source: {e}")))?;
+    let Some(upto) = &new_wm else { return Ok(None) };
+    let upper = format!(
+        "{} {qc} <= {}::{}",
+        if past.is_empty() { " WHERE" } else { " AND" },
+        quote_literal(upto),
+        sc.type_name
+    );
+    Ok(Some(RunRange { filter: format!("{past}{upper}"), new_wm }))
+}
+
+/// Creates the remote table with `col_defs` (and the upsert key unique) when it does not exist and
+/// `create` allows it. Returns whether it was created.
+fn create_if_missing(args: &PushArgs, client: &Client, target: &str, col_defs: &[String]) -> FdwResult<bool> {
+    let exists = query(
+        client,
+        &format!("SELECT (to_regclass({}) IS NOT NULL)::text AS e", quote_literal(target)),
+        "looking up the remote table",
+    )?;
+    let created = first_text(&exists, "e").as_deref() != Some("true");
+    if created {
+        if !args.create {
+            return Err(FdwError::InvalidOptionValue {
+                message: format!("remote table {target} does not exist (pass create => true to create it)"),
+            });
+        }
+        let mut defs = col_defs.to_vec();
+        if args.mode == Mode::Upsert {
+            if let Some(k) = &args.key {
+                defs.push(format!("UNIQUE ({})", quote_ident(k)));
+            }
+        }
+        query(client, &format!("CREATE TABLE {target} ({})", defs.join(", ")), "creating the remote table")?;
+    }
+    Ok(created)
+}
+
+/// Cartodbfies the table this run created, and makes the upsert key unique again.
+fn cartodbfy(args: &PushArgs, client: &Client, target: &str) -> FdwResult<()> {
+    query(
+        client,
+        &format!("SELECT CDB_CartodbfyTable(current_schema()::text, {}::regclass)::text AS t", quote_literal(target)),
+        "cartodbfying the new table",
+    )?;
+    // A cartodbfy that rewrites the table drops its constraints; upserts need the key unique.
+    if args.mode == Mode::Upsert {
+        if let Some(k) = &args.key {
+            let index = quote_ident(&format!("{}_{k}_carto_sync_key", args.remote_table.replace('.', "_")));
+            query(
+                client,
+                &format!("CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {target} ({})", quote_ident(k)),
+                "indexing the upsert key",
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Streams the cursor's rows as COPY text into one `/copyfrom` request (rolling over to a new
@@ -295,60 +317,6 @@ fn stream_rows(client: &Client, select: &str, copy_sql: &str, columns: usize, ln
         pgrx::notice!("carto_fdw: the rows went to CARTO in {requests} COPY requests (each request is its own remote transaction)");
     }
     Ok(total)
-}
-
-/// The upload of a push (text or binary): one request, rolled over to a new one before CARTO's
-/// size limit. Dropped before it is finished (an ERROR unwinding), its open request is handed to
-/// the transaction's abort to be ended with a poison row rather than left to CARTO noticing a
-/// closed connection.
-pub(crate) struct PushUpload<'a> {
-    copy: Option<carto_client::CopyIn>,
-    open: Box<dyn Fn() -> carto_client::CopyIn + 'a>,
-    columns: usize,
-    total: i64,
-    requests: u32,
-}
-
-impl<'a> PushUpload<'a> {
-    /// `open` starts one request (its COPY tagged); `columns` is the COPY column count (for the poison).
-    pub(crate) fn new(open: impl Fn() -> carto_client::CopyIn + 'a, columns: usize) -> Self {
-        PushUpload { copy: Some(open()), open: Box::new(open), columns, total: 0, requests: 1 }
-    }
-
-    fn get(&mut self) -> FdwResult<&mut carto_client::CopyIn> {
-        self.copy.as_mut().ok_or_else(|| FdwError::internal("upload lost"))
-    }
-
-    /// Sends whole rows; finishes the request and opens the next when it nears CARTO's limit.
-    pub(crate) fn send(&mut self, data: Vec<u8>, rows: u64) -> FdwResult<()> {
-        block_on(self.get()?.send(Bytes::from(data), rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
-        if self.get()?.needs_rollover() {
-            let next = (self.open)();
-            let done = self.copy.replace(next).ok_or_else(|| FdwError::internal("upload lost"))?;
-            self.total += block_on(done.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
-            self.requests += 1;
-        }
-        Ok(())
-    }
-
-    /// Sends the last rows (if any) and finishes the request: the rows CARTO confirmed in all
-    /// requests, and how many requests there were.
-    pub(crate) fn finish(mut self, data: Vec<u8>, rows: u64) -> FdwResult<(i64, u32)> {
-        if rows > 0 {
-            block_on(self.get()?.send(Bytes::from(data), rows))?.map_err(|e| FdwError::remote(e, "pushing rows"))?;
-        }
-        let last = self.copy.take().ok_or_else(|| FdwError::internal("upload lost"))?;
-        self.total += block_on(last.finish())?.map_err(|e| FdwError::remote(e, "pushing rows"))?.total_rows as i64;
-        Ok((self.total, self.requests))
-    }
-}
-
-impl Drop for PushUpload<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = self.copy.take() {
-            crate::fdw::xact::adopt_orphan(c, self.columns);
-        }
-    }
 }
 
 /// One remote transaction: the staged rows into the target, the ledger's watermark, the staging

@@ -10,10 +10,10 @@ use carto_client::copy_binary::Encoder;
 use carto_client::Client;
 use pgrx::Spi;
 
-use crate::fdw::deparse::quote_ident;
+use crate::pg::sql_text::quote_ident;
 use crate::pg::binary::{binary_type, encodings_agree};
 use crate::pg::error::{FdwError, FdwResult};
-use crate::sync::push::PushUpload;
+use crate::sync::upload::PushUpload;
 use crate::sync::SourceColumn;
 
 /// The send function of each column (`int4send`, `geometry_send`, `array_send`...), when the columns can go
@@ -24,6 +24,7 @@ pub fn send_functions(cols: &[&SourceColumn], remote_types: &[String]) -> FdwRes
     }
     let mut sends = Vec::with_capacity(cols.len());
     for (c, remote) in cols.iter().zip(remote_types) {
+        // SAFETY: carto.push runs on the backend thread in a transaction, binary_type's contract.
         if remote != &c.type_name || unsafe { binary_type(c.type_oid) }.is_err() {
             return Ok(None);
         }

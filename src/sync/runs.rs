@@ -132,6 +132,8 @@ pub fn now_text() -> String {
 /// A local cancel (Ctrl-C, statement_timeout) is not a failure of the run: after the rollback it
 /// is raised again, so the statement stops as the user asked.
 pub fn in_subtransaction<T>(work: impl FnOnce() -> FdwResult<T>) -> Result<T, String> {
+    // SAFETY: carto.push / carto.pull run on the backend thread in a transaction: the subtransaction is begun here
+    // and always ended below (released or rolled back), the memory context and resource owner restored.
     unsafe {
         let old_cxt = pg_sys::CurrentMemoryContext;
         let old_owner = pg_sys::CurrentResourceOwner;
