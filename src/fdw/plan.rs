@@ -15,6 +15,7 @@ use crate::fdw::deparse::{Deparser, RelInfo, SqlTemplate};
 use crate::fdw::options::ScanMethod;
 use crate::fdw::scan_plan::{const_int, explain_plan_rows, rel_state, RelState, ScanPlan, Transport};
 use crate::fdw::table::TableDef;
+use crate::pg::compat::PathShape;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 
@@ -175,18 +176,8 @@ unsafe fn add_foreign_path(
     pathkeys: *mut pg_sys::List,
     required_outer: pg_sys::Relids,
 ) {
-    let path = pg_sys::create_foreignscan_path(
-        root,
-        baserel,
-        std::ptr::null_mut(),
-        rows,
-        startup,
-        total,
-        pathkeys,
-        required_outer,
-        std::ptr::null_mut(),
-        std::ptr::null_mut(),
-    );
+    let shape = PathShape { target: std::ptr::null_mut(), rows, startup, total, pathkeys, required_outer };
+    let path = crate::pg::compat::create_foreignscan_path(root, baserel, shape);
     pg_sys::add_path(baserel, path.cast());
 }
 
@@ -249,7 +240,7 @@ unsafe fn add_parameterized_paths(
             continue;
         }
         let required_outer = pg_sys::bms_difference((*ri).clause_relids, (*baserel).relids);
-        if pg_sys::bms_is_empty(required_outer)
+        if crate::pg::compat::bms_is_empty(required_outer)
             || seen_outer.iter().any(|&r| pg_sys::bms_equal(r, required_outer))
         {
             continue;

@@ -41,7 +41,7 @@ thread_local! {
 }
 
 fn local_xact() -> u32 {
-    unsafe { if pg_sys::MyProc.is_null() { 0 } else { (*pg_sys::MyProc).lxid } }
+    crate::pg::compat::local_xact_id()
 }
 
 /// CARTO's column types of a foreign table (remote column name → `format_type(atttypid, NULL)`), read once
