@@ -5,6 +5,7 @@
 
 use pgrx::prelude::*;
 
+pub mod build_id;
 pub mod fdw;
 pub mod functions;
 pub mod pg;

@@ -63,10 +63,19 @@ pub fn bad_argument(message: impl Into<String>, hint: Option<&str>) -> FdwError 
 
 /// Relays CARTO's notices and warnings of a `/sql` answer.
 pub fn relay_messages(r: &carto_client::QueryResponse) {
-    for n in &r.notices {
+    relay(&r.notices, &r.warnings);
+}
+
+/// [`relay_messages`] for a streamed answer, once it ended.
+pub fn relay_summary(s: &carto_client::QuerySummary) {
+    relay(&s.notices, &s.warnings);
+}
+
+fn relay(notices: &[String], warnings: &[String]) {
+    for n in notices {
         pgrx::notice!("CARTO: {}", crate::pg::error::mask_secrets(n));
     }
-    for w in &r.warnings {
+    for w in warnings {
         pgrx::warning!("CARTO: {}", crate::pg::error::mask_secrets(w));
     }
 }

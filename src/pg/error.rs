@@ -145,6 +145,11 @@ fn remote_parts(
         ),
         ErrorKind::Protocol => (ERRCODE_FDW_REPLY_HANDLE, None),
         ErrorKind::RowCountMismatch => (ERRCODE_DATA_EXCEPTION, None),
+        // A buffer CARTO's answer asked for could not be had: an ERROR, never an abort of the backend.
+        ErrorKind::OutOfMemory => (
+            ERRCODE_OUT_OF_MEMORY,
+            Some("A row or value from CARTO did not fit in this backend's memory; nothing was kept.".into()),
+        ),
         _ => (ERRCODE_FDW_ERROR, None),
     };
     let detail = e.detail.clone();

@@ -90,6 +90,33 @@ pub unsafe fn checked_cstring(s: String) -> Result<CString, BadText> {
     }
 }
 
+/// Text CARTO sent (UTF-8) that is not one column's value — a whole row of a `/sql` answer as JSON —
+/// as a C string in the database encoding, checked as [`check`] does: a NUL or invalid byte is an
+/// ERROR (22P05, 22021), a character the database encoding lacks PostgreSQL's conversion ERROR.
+pub fn utf8_to_server_cstring(bytes: &[u8], what: &str) -> Result<CString, FdwError> {
+    // SAFETY: called on the backend thread (an extension function's body).
+    match unsafe { check(bytes) } {
+        Ok(Some(converted)) => Ok(converted),
+        Ok(None) => CString::new(bytes).map_err(|_| nul_error(what)),
+        Err(BadText::Nul) => Err(nul_error(what)),
+        Err(BadText::Encoding) => Err(FdwError::Custom {
+            code: PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            message: format!("CARTO sent text that is not valid UTF-8 in {what}"),
+            detail: None,
+            hint: None,
+        }),
+    }
+}
+
+fn nul_error(what: &str) -> FdwError {
+    FdwError::Custom {
+        code: PgSqlErrorCode::ERRCODE_UNTRANSLATABLE_CHARACTER,
+        message: format!("CARTO sent a NUL character in {what}"),
+        detail: Some("PostgreSQL text cannot hold a NUL (\\u0000) character; the value was not stored.".into()),
+        hint: None,
+    }
+}
+
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {

@@ -4,13 +4,15 @@
 //!   cargo run --release -p carto-client --example bench_copy -- [ROWS]
 
 use std::io::Write as _;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use carto_client::copy_text::{self, Decoder};
 use carto_client::{Client, ClientConfig};
 use carto_sim::testkit::{TestSim, DEMO_MASTER_KEY};
+
+mod common;
+use common::curl;
 
 fn mbs(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
@@ -24,16 +26,6 @@ fn report(what: &str, bytes: usize, rows: usize, d: Duration) {
         bytes / 1_000_000,
         d.as_secs_f64()
     );
-}
-
-fn curl(args: &[&str]) -> (String, Duration) {
-    let t = Instant::now();
-    let out = Command::new("curl").args(args).output().expect("curl");
-    let d = t.elapsed();
-    if !out.status.success() {
-        panic!("curl failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    (String::from_utf8_lossy(&out.stdout).to_string(), d)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,8 @@ use crate::stats::RequestStats;
 
 /// CARTO refuses Batch bodies over this many bytes.
 pub const MAX_BATCH_BODY: usize = 16384;
+/// The largest Batch answer read (a job's JSON: its queries, at most 16 KB, statuses and error messages).
+pub const MAX_BATCH_ANSWER: u64 = 16 << 20;
 
 /// One query of a job with fallbacks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -158,6 +160,10 @@ fn fallback_failed_reason(v: &Value) -> Option<String> {
 }
 
 impl Client {
+    fn batch_limit(&self) -> u64 {
+        MAX_BATCH_ANSWER.min(self.inner.cfg.max_response_bytes)
+    }
+
     /// Create a job. The body is checked against CARTO's 16 KB limit before it is sent. Retried only for a 429
     /// with `Retry-After`.
     pub async fn batch_create(&self, job: &BatchJobRequest) -> Result<BatchJob> {
@@ -174,7 +180,7 @@ impl Client {
         let url = self.inner.cfg.endpoint_url(&["job"]);
         let mut stats = RequestStats::default();
         let (_, resp) = self
-            .send_buffered(Endpoint::BatchCreate, Retry::RateLimitOnly, &mut stats, || {
+            .send_buffered(Endpoint::BatchCreate, Retry::RateLimitOnly, &mut stats, self.batch_limit(), || {
                 self.request(reqwest::Method::POST, url.clone())
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body.clone())
@@ -188,7 +194,7 @@ impl Client {
         let url = self.inner.cfg.endpoint_url(&["job", job_id]);
         let mut stats = RequestStats::default();
         let (_, resp) = self
-            .send_buffered(Endpoint::BatchRead, Retry::Read, &mut stats, || {
+            .send_buffered(Endpoint::BatchRead, Retry::Read, &mut stats, self.batch_limit(), || {
                 self.request(reqwest::Method::GET, url.clone())
             })
             .await?;
@@ -200,7 +206,7 @@ impl Client {
         let url = self.inner.cfg.endpoint_url(&["job", job_id]);
         let mut stats = RequestStats::default();
         let (_, resp) = self
-            .send_buffered(Endpoint::BatchCancel, Retry::RateLimitOnly, &mut stats, || {
+            .send_buffered(Endpoint::BatchCancel, Retry::RateLimitOnly, &mut stats, self.batch_limit(), || {
                 self.request(reqwest::Method::DELETE, url.clone())
             })
             .await?;

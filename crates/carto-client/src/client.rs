@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use tokio::time::Instant;
@@ -137,18 +137,19 @@ impl Client {
         }
     }
 
-    /// Send a request with retries and read its whole (bounded) body. For reads, a body cut mid-way is retried too.
+    /// Send a request with retries and read its whole body, at most `limit` bytes (a Protocol error beyond).
+    /// For reads, a body cut mid-way is retried too. Only for small answers (Batch jobs).
     pub(crate) async fn send_buffered<F>(
         &self,
         endpoint: Endpoint,
         policy: Retry,
         stats: &mut RequestStats,
+        limit: u64,
         make: F,
     ) -> Result<(u16, Bytes)>
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
-        let limit = self.inner.cfg.max_response_bytes;
         let timeout = self.inner.cfg.request_timeout;
         self.retry_loop(policy, stats, || {
             let rb = make();
@@ -158,7 +159,7 @@ impl Client {
                 let r = match self.head_once(endpoint, rb, &mut st).await {
                     Ok(resp) => {
                         let status = resp.status().as_u16();
-                        read_body(endpoint, resp, limit, deadline, &mut st).await.map(|b| (status, b))
+                        read_body(endpoint, resp, limit, false, deadline, &mut st).await.map(|b| (status, b))
                     }
                     Err(e) => Err(e),
                 };
@@ -222,12 +223,15 @@ impl Client {
     }
 }
 
-/// Read an error response (at most 64 KiB of its body, for at most 10 s) into an Error.
+/// The most of an error response's body read.
+pub(crate) const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+/// Read an error response (the first 64 KiB of its body at most, for at most 10 s) into an Error.
 pub(crate) async fn error_from_response(endpoint: Endpoint, resp: reqwest::Response, stats: &mut RequestStats) -> Error {
     let status = resp.status().as_u16();
     let (retry_after, rate_limit) = retry_info(resp.headers());
     let deadline = Instant::now() + Duration::from_secs(10);
-    let body = read_body(endpoint, resp, 64 * 1024, deadline, stats).await.unwrap_or_default();
+    let body = read_body(endpoint, resp, MAX_ERROR_BODY, true, deadline, stats).await.unwrap_or_default();
     Error::from_response(endpoint, status, retry_after, rate_limit, &body)
 }
 
@@ -247,15 +251,17 @@ pub(crate) fn retry_info(h: &HeaderMap) -> (Option<Duration>, Option<RateLimit>)
     (retry_after, rate_limit)
 }
 
-/// Read a whole body, at most `limit` bytes (else PayloadTooLarge... as Protocol), before `deadline`.
+/// Read a whole body before `deadline`, at most `limit` bytes: beyond, a Protocol error, or with `truncate`
+/// the first `limit` bytes (the rest is not read). The buffer grows fallibly.
 pub(crate) async fn read_body(
     endpoint: Endpoint,
     resp: reqwest::Response,
     limit: u64,
+    truncate: bool,
     deadline: Instant,
     stats: &mut RequestStats,
 ) -> Result<Bytes> {
-    let mut buf = BytesMut::new();
+    let mut buf: Vec<u8> = Vec::new();
     let mut stream = resp.bytes_stream();
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {
@@ -265,7 +271,7 @@ pub(crate) async fn read_body(
             Ok(n) => n,
         };
         match next {
-            None => return Ok(buf.freeze()),
+            None => return Ok(Bytes::from(buf)),
             Some(Err(e)) => {
                 let mut err = Error::transport(endpoint, &e);
                 err.message = format!("connection cut while reading the response: {}", err.message);
@@ -274,14 +280,18 @@ pub(crate) async fn read_body(
             Some(Ok(chunk)) => {
                 stats.bytes_received += chunk.len() as u64;
                 if (buf.len() + chunk.len()) as u64 > limit {
+                    if truncate {
+                        let keep = limit as usize - buf.len();
+                        buf.extend_from_slice(&chunk[..keep]);
+                        return Ok(Bytes::from(buf));
+                    }
                     return Err(Error::new(
                         ErrorKind::Protocol,
                         endpoint,
-                        format!("response body larger than max_response_bytes ({limit} bytes)"),
-                    )
-                    .with_hint("fetch fewer rows per request"));
+                        format!("response body larger than the {limit} bytes accepted from {endpoint}"),
+                    ));
                 }
-                buf.extend_from_slice(&chunk);
+                crate::buf::extend(&mut buf, &chunk, limit as usize, endpoint, "a response body")?;
             }
         }
     }

@@ -85,8 +85,13 @@ pub struct ClientConfig {
     /// While a COPY FROM is open and the caller sends nothing for this long, an empty gzip block is sent so
     /// CARTO's slow-input guard and idle socket timeout do not cut the upload. Default 5 s.
     pub keepalive_interval: Duration,
-    /// The largest `/sql` or Batch response body read into memory. Default 1 GiB.
+    /// The largest `/sql` answer [`crate::Client::query_with`] reads (its rows are all kept). Default 1 GiB.
+    /// [`crate::Client::query_rows`] streams and has no total limit.
     pub max_response_bytes: u64,
+    /// The largest single row an answer may hold: a `/sql` row's JSON text, a COPY text line. A larger one is a
+    /// Protocol error before it is buffered. Default 1 GiB - 1 ([`crate::DEFAULT_MAX_ROW_BYTES`], PostgreSQL's
+    /// largest value).
+    pub max_row_bytes: usize,
     /// Capacity, in chunks, of the channels between the caller and a stream's network task. Default 8.
     pub channel_capacity: usize,
 }
@@ -106,6 +111,7 @@ impl ClientConfig {
             copyfrom_max_bytes: DEFAULT_COPYFROM_MAX_BYTES,
             keepalive_interval: Duration::from_secs(5),
             max_response_bytes: 1 << 30,
+            max_row_bytes: crate::DEFAULT_MAX_ROW_BYTES,
             channel_capacity: 8,
         }
     }
@@ -144,6 +150,9 @@ impl ClientConfig {
         }
         if self.keepalive_interval.is_zero() {
             return Err(Error::config("keepalive_interval must be positive"));
+        }
+        if self.max_row_bytes == 0 {
+            return Err(Error::config("max_row_bytes must be positive"));
         }
         if self.copyfrom_max_bytes == 0 {
             return Err(Error::config("copyfrom_max_bytes must be positive"));

@@ -36,6 +36,14 @@ fn protocol(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::Protocol, Endpoint::CopyTo, format!("malformed binary COPY data: {}", message.into()))
 }
 
+/// What the carry buffer holds, for allocation errors.
+const TUPLE: &str = "a binary COPY tuple";
+
+fn too_large(max: usize, declared: u64) -> Error {
+    protocol(format!("a tuple of at least {declared} bytes, more than the {max} accepted"))
+        .with_hint("a field larger than PostgreSQL can hold, or a broken server")
+}
+
 /// What [`Decoder::next_tuple`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -79,6 +87,8 @@ pub struct Decoder {
     fields: Vec<Option<(usize, usize)>>,
     tail: Vec<u8>,
     tuples: u64,
+    /// The largest header or tuple accepted, checked on the declared lengths before any of it is buffered.
+    max_tuple: usize,
 }
 
 impl Default for Decoder {
@@ -108,7 +118,17 @@ impl Decoder {
             fields: Vec::new(),
             tail: Vec::new(),
             tuples: 0,
+            max_tuple: MAX_FIELD,
         }
+    }
+
+    /// The largest tuple (its field count, lengths and values; also the header) accepted; default 1 GiB - 1,
+    /// PostgreSQL's largest value. A tuple declaring more is a Protocol error as soon as its lengths arrive,
+    /// before any of it is buffered; a tuple that spans chunks is assembled in a buffer that grows fallibly
+    /// (an allocation failure is [`ErrorKind::OutOfMemory`], never an abort).
+    pub fn with_max_tuple_bytes(mut self, max: usize) -> Self {
+        self.max_tuple = max.max(2);
+        self
     }
 
     /// Hand over the next chunk of the stream. Only after [`Step::NeedData`] (what is left of the previous
@@ -177,18 +197,19 @@ impl Decoder {
                 return Ok(Step::NeedData);
             }
             let buf = &self.chunk[self.pos..];
-            match parse_item(&mut self.state, self.expected, &mut self.fields, buf, self.pos)? {
+            match parse_item(&mut self.state, self.expected, self.max_tuple, &mut self.fields, buf, self.pos)? {
                 Parse::Done(n) => {
                     self.pos += n;
                     if let Some(s) = self.after_item(n)? {
                         return Ok(s);
                     }
                 }
-                Parse::More(_) => {
+                Parse::More(need) => {
                     if self.state == State::ErrorTail {
                         continue;
                     }
-                    self.carry.extend_from_slice(&self.chunk[self.pos..]);
+                    let avail = self.chunk.len() - self.pos;
+                    crate::buf::extend(&mut self.carry, &self.chunk[self.pos..], avail + need, Endpoint::CopyTo, TUPLE)?;
                     self.pos = self.chunk.len();
                     return Ok(Step::NeedData);
                 }
@@ -200,7 +221,7 @@ impl Decoder {
     /// Some(step) to return, None when the item (a header) is done and decoding goes on.
     fn continue_carry(&mut self) -> Result<Option<Step>> {
         loop {
-            match parse_item(&mut self.state, self.expected, &mut self.fields, &self.carry, 0)? {
+            match parse_item(&mut self.state, self.expected, self.max_tuple, &mut self.fields, &self.carry, 0)? {
                 Parse::Done(n) => {
                     debug_assert_eq!(n, self.carry.len());
                     let step = self.after_item(n)?;
@@ -221,7 +242,8 @@ impl Decoder {
                         return Ok(Some(Step::NeedData));
                     }
                     let take = need.min(avail);
-                    self.carry.extend_from_slice(&self.chunk[self.pos..self.pos + take]);
+                    let ceiling = self.carry.len() + need;
+                    crate::buf::extend(&mut self.carry, &self.chunk[self.pos..self.pos + take], ceiling, Endpoint::CopyTo, TUPLE)?;
                     self.pos += take;
                 }
             }
@@ -275,6 +297,7 @@ impl Decoder {
 fn parse_item(
     state: &mut State,
     expected: Option<usize>,
+    max_tuple: usize,
     fields: &mut Vec<Option<(usize, usize)>>,
     buf: &[u8],
     base: usize,
@@ -304,6 +327,9 @@ fn parse_item(
                 return Err(protocol("negative header extension length"));
             }
             let total = 19 + ext as usize;
+            if total > max_tuple {
+                return Err(too_large(max_tuple, total as u64));
+            }
             if buf.len() < total {
                 return Ok(Parse::More(total - buf.len()));
             }
@@ -347,6 +373,9 @@ fn parse_item(
                 return Err(protocol(format!("invalid field length {len}")));
             }
             let len = len as usize;
+            if p + len > max_tuple {
+                return Err(too_large(max_tuple, (p + len) as u64));
+            }
             if buf.len() < p + len {
                 return Ok(Parse::More(p + len - buf.len()));
             }
@@ -557,6 +586,61 @@ mod tests {
         let mut wide = HEADER.to_vec();
         wide.extend_from_slice(&2000i16.to_be_bytes());
         assert!(decode(&wide, &[100], None).unwrap_err().message.contains("field count"));
+    }
+
+    #[test]
+    fn huge_declared_fields_are_refused_before_buffering() {
+        // A field of 1 GiB - 1 declared (PostgreSQL's largest value): with its length word the tuple is over the
+        // default limit, refused as soon as the length arrives, whatever the cut, with next to nothing buffered.
+        let mut data = HEADER.to_vec();
+        data.extend_from_slice(&1i16.to_be_bytes());
+        data.extend_from_slice(&(MAX_FIELD as i32).to_be_bytes());
+        data.extend_from_slice(&[b'x'; 100]);
+        for cut in [1, 3, 20, 22, 25, 200] {
+            let mut d = Decoder::new(Some(1));
+            let mut err = None;
+            for c in data.chunks(cut) {
+                d.push(Bytes::copy_from_slice(c));
+                match d.next_tuple() {
+                    Ok(Step::NeedData) => {}
+                    Ok(s) => panic!("{s:?}"),
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+            let e = err.expect("refused");
+            assert_eq!(e.kind, ErrorKind::Protocol);
+            assert!(e.message.contains("more than the 1073741823 accepted"), "{e}");
+            assert!(d.carry.capacity() < 4096, "carry grew to {}", d.carry.capacity());
+        }
+        // A smaller limit: tuples up to it pass, across chunks; one byte more does not.
+        let rows = vec![vec![Some(vec![7u8; 994])]];
+        let data = encode(&rows);
+        let mut d = Decoder::new(Some(1)).with_max_tuple_bytes(1000);
+        let mut got = Vec::new();
+        for c in data.chunks(100) {
+            d.push(Bytes::copy_from_slice(c));
+            while let Step::Tuple = d.next_tuple().unwrap() {
+                got.push(d.field(0).unwrap().to_vec());
+            }
+        }
+        d.finish().unwrap();
+        assert_eq!(got, [vec![7u8; 994]]);
+        assert!(d.carry.capacity() <= 1000, "carry grew to {}", d.carry.capacity());
+        let data = encode(&[vec![Some(vec![7u8; 995])]]);
+        assert!(decode(&data, &[100], Some(1)).is_ok());
+        let mut d = Decoder::new(Some(1)).with_max_tuple_bytes(1000);
+        d.push(Bytes::from(data));
+        assert!(d.next_tuple().unwrap_err().message.contains("1001 bytes"));
+        // A header extension over the limit.
+        let mut h = SIGNATURE.to_vec();
+        h.extend_from_slice(&0u32.to_be_bytes());
+        h.extend_from_slice(&(i32::MAX as u32).to_be_bytes());
+        let mut d = Decoder::new(None);
+        d.push(Bytes::from(h));
+        assert_eq!(d.next_tuple().unwrap_err().kind, ErrorKind::Protocol);
     }
 
     #[test]

@@ -557,7 +557,7 @@ impl Pump {
                     if resp.status().is_success() {
                         let mut st = RequestStats::default();
                         let deadline = Instant::now() + cfg.request_timeout;
-                        let body = read_body(Endpoint::CopyFrom, resp, 1 << 20, deadline, &mut st).await?;
+                        let body = read_body(Endpoint::CopyFrom, resp, 1 << 20, false, deadline, &mut st).await?;
                         self.stats.add_received(st.bytes_received);
                         // A server may end the COPY as soon as the gzip trailer arrives, before the chunked
                         // body's terminator: that is a complete upload too (everything, trailer included, was

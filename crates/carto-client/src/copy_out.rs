@@ -158,7 +158,7 @@ impl Client {
         let st = shared.clone();
         let task = handle.spawn(async move {
             let cfg = &client.inner.cfg;
-            if let Err(e) = pump(body, first, &tx, &st, cfg.request_timeout, cfg.max_response_bytes, framing).await {
+            if let Err(e) = pump(body, first, &tx, &st, cfg.request_timeout, cfg.max_row_bytes, framing).await {
                 let _ = tx.send(Msg::Err(client.redact(e))).await;
             }
         });
@@ -196,7 +196,7 @@ async fn pump(
     tx: &mpsc::Sender<Msg>,
     stats: &AtomicStats,
     idle: std::time::Duration,
-    max_line: u64,
+    max_line: usize,
     framing: Framing,
 ) -> Result<()> {
     let mut pending = BytesMut::with_capacity(CHUNK_TARGET * 2);
@@ -206,8 +206,36 @@ async fn pump(
             Framing::Raw => finish_raw(pending, tx).await,
         }
     };
+    // A line is at most max_row_bytes, checked before the buffer grows (raw: the buffer is handed out at
+    // CHUNK_TARGET anyway); a large buffer grows fallibly. `partial`: the bytes after pending's last newline.
+    let ceiling = max_line.saturating_add(CHUNK_TARGET * 4);
+    let mut partial = 0usize;
+    let grow = |pending: &mut BytesMut, data: &[u8], partial: &mut usize| -> Result<()> {
+        if framing == Framing::Lines {
+            if *partial + data.len() > max_line {
+                let (mut len, mut last) = (*partial, 0);
+                for nl in memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len())) {
+                    if len + (nl - last) > max_line {
+                        return Err(Error::new(
+                            ErrorKind::Protocol,
+                            Endpoint::CopyTo,
+                            format!("a COPY line longer than max_row_bytes ({max_line} bytes)"),
+                        )
+                        .with_status(200));
+                    }
+                    len = 0;
+                    last = nl + 1;
+                }
+            }
+            *partial = match memchr::memrchr(b'\n', data) {
+                Some(p) => data.len() - p - 1,
+                None => *partial + data.len(),
+            };
+        }
+        crate::buf::extend_bytes_mut(pending, data, ceiling.saturating_add(data.len()), Endpoint::CopyTo, "a COPY line")
+    };
     match first {
-        Some(b) => pending.extend_from_slice(&b),
+        Some(b) => grow(&mut pending, &b, &mut partial)?,
         None => return finish(pending).await,
     }
     // One timer for the whole stream, pushed back when data arrives (not a new one per chunk).
@@ -234,14 +262,14 @@ async fn pump(
             next = body.next() => match next {
                 Some(Ok(chunk)) => {
                     stats.add_received(chunk.len() as u64);
-                    pending.extend_from_slice(&chunk);
+                    grow(&mut pending, &chunk, &mut partial)?;
                     // CARTO writes a row per HTTP chunk: take what hyper already holds before handing lines
                     // out, so the caller gets chunks of many rows, not a message (and a wake-up) per row.
                     while pending.len() < CHUNK_TARGET {
                         match body.next().now_or_never() {
                             Some(Some(Ok(more))) => {
                                 stats.add_received(more.len() as u64);
-                                pending.extend_from_slice(&more);
+                                grow(&mut pending, &more, &mut partial)?;
                             }
                             Some(Some(Err(e))) => return Err(cut_error(&e)),
                             Some(None) => return finish(pending).await,
@@ -249,13 +277,6 @@ async fn pump(
                         }
                     }
                     idle_timer.as_mut().reset(Instant::now() + idle);
-                    if pending.len() as u64 > max_line.max(CHUNK_TARGET as u64 * 4) {
-                        return Err(Error::new(
-                            ErrorKind::Protocol,
-                            Endpoint::CopyTo,
-                            format!("a COPY line longer than max_response_bytes ({max_line} bytes)"),
-                        ));
-                    }
                 }
                 Some(Err(e)) => return Err(cut_error(&e)),
                 None => return finish(pending).await,

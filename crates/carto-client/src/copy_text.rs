@@ -19,10 +19,16 @@ pub struct CodecError {
     pub message: String,
     /// Field number (0-based) where the problem is.
     pub field: usize,
+    /// Not malformed data: the line's decoding buffer could not be allocated (see
+    /// [`crate::ErrorKind::OutOfMemory`]).
+    pub out_of_memory: bool,
 }
 
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.out_of_memory {
+            return f.write_str(&self.message);
+        }
         write!(f, "invalid COPY text data in field {}: {}", self.field + 1, self.message)
     }
 }
@@ -31,7 +37,8 @@ impl std::error::Error for CodecError {}
 
 impl From<CodecError> for crate::Error {
     fn from(e: CodecError) -> Self {
-        crate::Error::new(crate::ErrorKind::Protocol, crate::Endpoint::None, e.to_string())
+        let kind = if e.out_of_memory { crate::ErrorKind::OutOfMemory } else { crate::ErrorKind::Protocol };
+        crate::Error::new(kind, crate::Endpoint::None, e.to_string())
     }
 }
 
@@ -54,7 +61,15 @@ impl Decoder {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         self.buf.clear();
         self.fields.clear();
-        self.buf.reserve(line.len() + 16);
+        // The line's size is CARTO's to decide (up to max_row_bytes): its buffer is allocated fallibly.
+        let need = line.len() + 16;
+        if self.buf.capacity() < need {
+            self.buf.try_reserve(need).map_err(|_| CodecError {
+                message: format!("out of memory: cannot allocate {need} bytes to decode a COPY text line"),
+                field: 0,
+                out_of_memory: true,
+            })?;
+        }
         let mut pos = 0usize;
         let n = line.len();
         loop {
@@ -90,7 +105,7 @@ impl Decoder {
                         // A backslash escape.
                         pos += 1;
                         let Some(&c) = line.get(pos) else {
-                            return Err(CodecError { message: "backslash at end of line".into(), field: field_no });
+                            return Err(CodecError { out_of_memory: false, message: "backslash at end of line".into(), field: field_no });
                         };
                         pos += 1;
                         let b = match c {
@@ -138,6 +153,7 @@ impl Decoder {
                             return Err(CodecError {
                                 message: "a backslash escape decodes to a NUL byte, which text cannot hold".into(),
                                 field: field_no,
+                                out_of_memory: false,
                             });
                         }
                         self.buf.push(b);
@@ -146,7 +162,7 @@ impl Decoder {
             }
             let end = self.buf.len();
             if memchr::memchr(0, &self.buf[start..end]).is_some() {
-                return Err(CodecError { message: "NUL byte in data".into(), field: field_no });
+                return Err(CodecError { out_of_memory: false, message: "NUL byte in data".into(), field: field_no });
             }
             self.buf.push(0);
             self.fields.push(Some(start..end));
@@ -336,6 +352,15 @@ mod tests {
     }
 
     #[test]
+    fn out_of_memory_is_its_own_kind() {
+        let e = CodecError { message: "out of memory: x".into(), field: 0, out_of_memory: true };
+        assert_eq!(e.to_string(), "out of memory: x");
+        assert_eq!(crate::Error::from(e).kind, crate::ErrorKind::OutOfMemory);
+        let e = CodecError { message: "bad".into(), field: 1, out_of_memory: false };
+        assert_eq!(crate::Error::from(e).kind, crate::ErrorKind::Protocol);
+    }
+
+    #[test]
     fn decodes() {
         assert_eq!(dec(b"a\tb\n"), vec![Some(b"a".to_vec()), Some(b"b".to_vec())]);
         assert_eq!(dec(b"\\N\t\t\\N"), vec![None, Some(vec![]), None]);
@@ -400,6 +425,7 @@ mod tests {
             encode_row(row.iter().map(|f| f.as_deref().map(str::as_bytes)), &mut out);
             let mut d = Decoder::new();
             d.decode(&out).unwrap();
+            prop_assert_eq!(d.len(), row.len());
             for (i, f) in row.iter().enumerate() {
                 prop_assert_eq!(d.field_cstr(i).map(|c| c.to_str().unwrap().to_string()), f.clone());
             }

@@ -80,6 +80,10 @@ pub enum ErrorKind {
     RowCountMismatch,
     /// Bad configuration or bad arguments (URL, CA file, a COPY statement that is not a COPY).
     Config,
+    /// A buffer that an answer needed could not be allocated (a large row, a COPY tuple or line spanning
+    /// chunks): the allocation failed and was refused instead of aborting the process. The extension maps it
+    /// to SQLSTATE 53200 (out of memory).
+    OutOfMemory,
 }
 
 /// CARTO's rate-limit headers (`Carto-Rate-Limit-Limit`, `-Remaining`, `-Reset` in seconds).
@@ -125,6 +129,11 @@ impl Error {
 
     pub fn config(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Config, Endpoint::None, message)
+    }
+
+    /// A failed allocation of `bytes` bytes for `what` (see [`ErrorKind::OutOfMemory`]).
+    pub(crate) fn out_of_memory(endpoint: Endpoint, what: &str, bytes: usize) -> Self {
+        Error::new(ErrorKind::OutOfMemory, endpoint, format!("out of memory: cannot allocate {bytes} bytes for {what}"))
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -237,8 +246,9 @@ impl Error {
             ErrorKind::Quota
         } else if lower.contains("permission denied") {
             ErrorKind::Forbidden
-        } else if lower.contains("statement timeout") || lower.contains("canceling statement due to statement timeout")
-        {
+        } else if lower.contains("statement timeout") || lower.contains("sql query timeout error") {
+            // PostgreSQL's "canceling statement due to statement timeout", or CARTO's own words for it
+            // ("You are over platform's limits: SQL query timeout error. ...").
             ErrorKind::RemoteTimeout
         } else {
             ErrorKind::BadRequest

@@ -3,7 +3,8 @@
 use serde_json::{Map, Value};
 
 use crate::client::{Client, Retry};
-use crate::error::{parse_error_object, Endpoint, Error, ErrorKind, Result};
+use crate::error::Result;
+use crate::sql_stream::text_value;
 use crate::stats::RequestStats;
 
 /// One entry of CARTO's `fields` member.
@@ -36,6 +37,19 @@ pub struct QueryResponse {
 }
 
 impl QueryResponse {
+    /// The rows of an answer and what it said besides them.
+    pub(crate) fn from_summary(rows: Vec<Map<String, Value>>, s: crate::QuerySummary) -> Self {
+        QueryResponse {
+            rows,
+            fields: s.fields,
+            total_rows: s.total_rows,
+            time: s.time,
+            notices: s.notices,
+            warnings: s.warnings,
+            stats: s.stats,
+        }
+    }
+
     /// The rows as text, for queries that cast every column to text: one `Vec` per row with the values of
     /// `columns` in that order (`None` for NULL). A value that is neither a string nor null, or a missing
     /// column, is an error.
@@ -44,28 +58,7 @@ impl QueryResponse {
         for (rn, row) in self.rows.iter().enumerate() {
             let mut r = Vec::with_capacity(columns.len());
             for c in columns {
-                match row.get(*c) {
-                    Some(Value::String(s)) => r.push(Some(s.clone())),
-                    Some(Value::Null) => r.push(None),
-                    None => {
-                        return Err(Error::new(
-                            ErrorKind::Protocol,
-                            Endpoint::Sql,
-                            format!("row {} has no column {c:?}", rn + 1),
-                        ))
-                    }
-                    Some(other) => {
-                        return Err(Error::new(
-                            ErrorKind::Protocol,
-                            Endpoint::Sql,
-                            format!(
-                                "column {c:?} of row {} is a JSON {} where text was expected (cast it to text)",
-                                rn + 1,
-                                json_kind(other)
-                            ),
-                        ))
-                    }
-                }
+                r.push(text_value(row.get(*c).cloned(), c, rn as u64 + 1)?);
             }
             out.push(r);
         }
@@ -73,100 +66,16 @@ impl QueryResponse {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| match x {
-                Value::String(s) => s.clone(),
-                o => o.to_string(),
-            })
-            .collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
-/// Parse a 200 body of `/sql`. An `error` member is an Err, whatever else the body holds.
+/// Parse a whole 200 body of `/sql` with the streaming reader. An `error` member is an Err, whatever else the
+/// body holds.
+#[cfg(test)]
 pub(crate) fn parse_query_body(body: &[u8]) -> Result<QueryResponse> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        let mut err = Error::new(
-            ErrorKind::Protocol,
-            Endpoint::Sql,
-            format!("malformed JSON from /sql: {e} (body starts {:?})", crate::error::body_excerpt(body)),
-        );
-        // A JSON body cut by an error that the server appended after streaming began.
-        if let Some(i) = body.windows(9).rposition(|w| w == b"\"error\":[") {
-            if let Some(start) = body[..i].iter().rposition(|&b| b == b'{') {
-                if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(&body[start..]) {
-                    if let Some(p) = parse_error_object(&o) {
-                        err = Error::from_body_error(Endpoint::Sql, p);
-                    }
-                }
-            }
-        }
-        err
-    })?;
-    let Value::Object(mut obj) = v else {
-        return Err(Error::new(ErrorKind::Protocol, Endpoint::Sql, "the /sql answer is not a JSON object"));
-    };
-    if let Some(p) = parse_error_object(&obj) {
-        return Err(Error::from_body_error(Endpoint::Sql, p));
-    }
-    let rows = match obj.remove("rows") {
-        Some(Value::Array(a)) => {
-            let mut rows = Vec::with_capacity(a.len());
-            for r in a {
-                match r {
-                    Value::Object(m) => rows.push(m),
-                    _ => return Err(Error::new(ErrorKind::Protocol, Endpoint::Sql, "a row is not a JSON object")),
-                }
-            }
-            rows
-        }
-        None | Some(Value::Null) => Vec::new(),
-        Some(_) => return Err(Error::new(ErrorKind::Protocol, Endpoint::Sql, "`rows` is not an array")),
-    };
-    let mut fields = Vec::new();
-    if let Some(Value::Object(f)) = obj.get("fields") {
-        for (name, info) in f {
-            let fi = FieldInfo {
-                r#type: match info.get("type") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(o) => o.to_string(),
-                    None => String::new(),
-                },
-                pgtype: info.get("pgtype").and_then(Value::as_str).map(str::to_string),
-                wkbtype: info.get("wkbtype").and_then(Value::as_str).map(str::to_string),
-                dims: info.get("dims").and_then(Value::as_i64),
-                srid: info.get("srid").and_then(Value::as_i64),
-                raw: info.clone(),
-            };
-            fields.push((name.clone(), fi));
-        }
-    }
-    let total_rows = obj.get("total_rows").and_then(Value::as_u64).unwrap_or(rows.len() as u64);
-    let time = obj.get("time").and_then(Value::as_f64).unwrap_or(0.0);
-    Ok(QueryResponse {
-        rows,
-        fields,
-        total_rows,
-        time,
-        notices: strings(obj.get("notices")),
-        warnings: strings(obj.get("warnings")),
-        stats: RequestStats::default(),
-    })
+    let mut sp = crate::sql_stream::Splitter::new(crate::sql_stream::DEFAULT_MAX_ROW_BYTES);
+    let mut raw = Vec::new();
+    sp.push(&bytes::Bytes::copy_from_slice(body), &mut raw)?;
+    let s = sp.finish()?;
+    let rows = raw.iter().map(|r| r.to_map()).collect::<Result<Vec<_>>>()?;
+    Ok(QueryResponse::from_summary(rows, s))
 }
 
 impl Client {
@@ -182,22 +91,25 @@ impl Client {
         self.query_with(sql, true).await
     }
 
-    /// [`Client::query`] or [`Client::query_readonly`] by a flag.
+    /// [`Client::query`] or [`Client::query_readonly`] by a flag. The answer is read as it streams (the same
+    /// reader as [`Client::query_rows`]) and its rows are parsed as they come, so the body itself is never
+    /// held; at most `max_response_bytes` of it are read (a Protocol error beyond), within `request_timeout`.
+    /// For reads, a body cut anywhere is retried (no row was handed out yet).
     pub async fn query_with(&self, sql: &str, read_only: bool) -> Result<QueryResponse> {
-        let url = self.inner.cfg.endpoint_url(&[]);
         let policy = if read_only { Retry::Read } else { Retry::RateLimitOnly };
+        let timeout = self.inner.cfg.request_timeout;
         let mut stats = RequestStats::default();
-        let form = [("q", sql), ("format", "json")];
-        let (_, body) = self
-            .send_buffered(Endpoint::Sql, policy, &mut stats, || {
-                self.request(reqwest::Method::POST, url.clone()).form(&form)
+        let mut r = self
+            .retry_loop(policy, &mut stats, || {
+                let rb = self.sql_request(sql);
+                async move {
+                    let mut st = RequestStats::default();
+                    let r = self.collect_once(rb, timeout, &mut st).await;
+                    (r, st)
+                }
             })
             .await?;
         stats.bytes_sent += sql.len() as u64;
-        let mut r = parse_query_body(&body).map_err(|mut e| {
-            e.retries = stats.retries as u32;
-            self.redact(e)
-        })?;
         r.stats = stats;
         Ok(r)
     }
@@ -206,6 +118,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     #[test]
     fn parses() {

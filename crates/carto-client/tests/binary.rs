@@ -9,7 +9,7 @@ use carto_client::{Client, ClientConfig, CopyOutStream, Error, ErrorKind};
 use carto_sim::testkit::{self, TestSim};
 
 mod common;
-use common::open_copies;
+use common::{open_copies, vm_hwm};
 
 fn demo(sim: &TestSim, f: impl FnOnce(&mut ClientConfig)) -> Client {
     let mut c = ClientConfig::for_base_url(&sim.base_url("demo")).unwrap().with_api_key(testkit::DEMO_MASTER_KEY);
@@ -21,8 +21,11 @@ fn demo(sim: &TestSim, f: impl FnOnce(&mut ClientConfig)) -> Client {
 type Row = Vec<Option<Vec<u8>>>;
 
 /// Every tuple of a binary stream, decoded chunk by chunk as they come.
-async fn read_binary(mut s: CopyOutStream, fields: usize) -> Result<(Vec<Row>, usize), (Error, usize)> {
-    let mut d = Decoder::new(Some(fields));
+async fn read_binary(s: CopyOutStream, fields: usize) -> Result<(Vec<Row>, usize), (Error, usize)> {
+    read_with(s, Decoder::new(Some(fields))).await
+}
+
+async fn read_with(mut s: CopyOutStream, mut d: Decoder) -> Result<(Vec<Row>, usize), (Error, usize)> {
     let mut rows = Vec::new();
     let mut chunks = 0;
     loop {
@@ -185,4 +188,39 @@ async fn copy_from_binary_abort_gracefully_ends_the_copy() {
     let mut up = c.copy_from_binary(sql);
     up.send(tuples(0, 10), 10).await.unwrap();
     assert_eq!(up.finish().await.unwrap().total_rows, 10);
+}
+
+/// A hostile (or broken) server declaring a field of about 1 GB: refused as soon as its length arrives, with
+/// nothing of that size allocated; a lower per-tuple limit refuses smaller ones the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_1gb_field_is_refused_without_allocating_it() {
+    use carto_sim::faults::FaultSpec;
+    let sim = TestSim::start_default();
+    let c = demo(&sim, |_| {});
+    let body = |len: i32| {
+        let mut b = carto_client::copy_binary::HEADER.to_vec();
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&len.to_be_bytes());
+        b.extend_from_slice(&[b'x'; 100_000]);
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    };
+    let before = vm_hwm();
+    for (len, limit) in [(0x3fff_ffff, None), (1_000_000_000, Some(64 << 20))] {
+        sim.admin().fault(FaultSpec {
+            group: Some("copy_to".into()),
+            status: Some(200),
+            body_hex: Some(body(len)),
+            ..testkit::fault_spec()
+        });
+        let s = c.copy_to_binary("COPY cities (cartodb_id) TO STDOUT (FORMAT binary)", true).await.unwrap();
+        let mut d = Decoder::new(Some(1));
+        if let Some(l) = limit {
+            d = d.with_max_tuple_bytes(l);
+        }
+        let (e, n) = read_with(s, d).await.unwrap_err();
+        assert_eq!((e.kind, n), (ErrorKind::Protocol, 0), "{e}");
+        assert!(e.message.contains("accepted"), "{e}");
+    }
+    let grew = vm_hwm().saturating_sub(before);
+    assert!(grew < 64 << 20, "peak RSS grew by {grew} bytes");
 }

@@ -17,7 +17,7 @@ use carto_sim::testkit::{self, fault_spec, TestSim};
 use carto_sim::faults::FaultSpec;
 
 mod common;
-use common::open_copies;
+use common::{open_copies, wait_query_gone};
 
 const ALL_KEYS: &[&str] = &[
     testkit::DEMO_MASTER_KEY,
@@ -392,19 +392,7 @@ async fn copy_to_drop_cancels_remote_query() {
     assert!(e.is_some(), "the sim did not see the connection close: {:?}", sim.admin().log());
     assert!(t.elapsed() < Duration::from_secs(5));
     // The backend query is gone.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = sim
-            .psql_admin("demo", "select count(*) from pg_stat_activity where query like 'COPY (select n, repeat%' and state = 'active'")
-            .unwrap()[0][0]
-            .clone()
-            .unwrap();
-        if n == "0" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "remote COPY still running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_query_gone(&sim, "COPY (select n, repeat").await;
 }
 
 // ---------------------------------------------------------------------------------------------------------
