@@ -882,7 +882,7 @@ pub unsafe fn order_by_sql(
                 out.push_str(", ");
             }
             out.append(&expr);
-            out.push_str(if (*pk).pk_strategy == pg_sys::BTGreaterStrategyNumber as i32 { " DESC" } else { " ASC" });
+            out.push_str(if crate::pg::compat::pathkey_descending(pk) { " DESC" } else { " ASC" });
             out.push_str(if (*pk).pk_nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
         }
         Some(out)

@@ -313,7 +313,7 @@ impl Backend {
         PgTryBuilder::new(|| unsafe {
             let mut oid = pg_sys::InvalidOid;
             let mut typmod: i32 = -1;
-            pg_sys::parseTypeString(c.as_ptr(), &mut oid, &mut typmod, true);
+            crate::pg::compat::parse_type_string(c.as_ptr(), &mut oid, &mut typmod);
             if oid == pg_sys::InvalidOid {
                 return None;
             }

@@ -342,18 +342,15 @@ unsafe fn add_join_path(
         if let Some(state) = ((*joinrel).fdw_private as *mut PushedRel).as_mut() {
             state.remote_cost = remote_cost;
         }
-        let path = pg_sys::create_foreign_join_path(
-            root,
-            joinrel,
-            std::ptr::null_mut(),
-            out_rows,
+        let shape = crate::pg::compat::PathShape {
+            target: std::ptr::null_mut(),
+            rows: out_rows,
             startup,
             total,
-            std::ptr::null_mut(),
-            (*joinrel).lateral_relids,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
+            pathkeys: std::ptr::null_mut(),
+            required_outer: (*joinrel).lateral_relids,
+        };
+        let path = crate::pg::compat::create_foreign_join_path(root, joinrel, shape);
         pg_sys::add_path(joinrel, path.cast());
     }
 }

@@ -156,7 +156,7 @@ unsafe fn plan_modify(
             }
         }
         if op == pg_sys::CmdType::CMD_UPDATE {
-            let cols = pg_sys::bms_union((*rte).updatedCols, (*rte).extraUpdatedCols);
+            let cols = crate::pg::compat::updated_cols(root, rte);
             let mut col = -1;
             loop {
                 col = pg_sys::bms_next_member(cols, col);
@@ -286,7 +286,9 @@ unsafe fn result_user(estate: *mut pg_sys::EState, rinfo: *mut pg_sys::ResultRel
         }
         let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*estate).es_range_table);
         match rtable.get_ptr(rti.wrapping_sub(1)) {
-            Some(rte) if (*rte).checkAsUser != pg_sys::InvalidOid => (*rte).checkAsUser,
+            Some(rte) if crate::pg::compat::check_as_user(estate, rte) != pg_sys::InvalidOid => {
+                crate::pg::compat::check_as_user(estate, rte)
+            }
             _ => pg_sys::GetUserId(),
         }
     }

@@ -198,18 +198,8 @@ unsafe fn add_foreign_path(
     let PathCost { rows, startup, total } = cost;
     // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
     unsafe {
-        let path = pg_sys::create_foreignscan_path(
-            root,
-            baserel,
-            std::ptr::null_mut(),
-            rows,
-            startup,
-            total,
-            pathkeys,
-            required_outer,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
+        let shape = crate::pg::compat::PathShape { target: std::ptr::null_mut(), rows, startup, total, pathkeys, required_outer };
+        let path = crate::pg::compat::create_foreignscan_path(root, baserel, shape);
         pg_sys::add_path(baserel, path.cast());
     }
 }
@@ -283,7 +273,7 @@ unsafe fn add_parameterized_paths(
                 continue;
             }
             let required_outer = pg_sys::bms_difference((*ri).clause_relids, (*baserel).relids);
-            if pg_sys::bms_is_empty(required_outer)
+            if crate::pg::compat::bms_is_empty(required_outer)
                 || seen_outer.iter().any(|&r| pg_sys::bms_equal(r, required_outer))
             {
                 continue;

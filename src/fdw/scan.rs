@@ -503,7 +503,9 @@ unsafe fn scan_user(node: *mut pg_sys::ForeignScanState, rti: u32) -> pg_sys::Oi
         let rti = rti as usize;
         let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*estate).es_range_table);
         match rtable.get_ptr(rti.wrapping_sub(1)) {
-            Some(rte) if (*rte).checkAsUser != pg_sys::InvalidOid => (*rte).checkAsUser,
+            Some(rte) if crate::pg::compat::check_as_user(estate, rte) != pg_sys::InvalidOid => {
+                crate::pg::compat::check_as_user(estate, rte)
+            }
             _ => pg_sys::GetUserId(),
         }
     }

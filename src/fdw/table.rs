@@ -32,9 +32,9 @@ pub unsafe fn columns_of(relid: pg_sys::Oid) -> Vec<Option<Column>> {
             return Vec::new();
         }
         let tupdesc = (*rel).rd_att;
-        let natts = (*tupdesc).natts as usize;
-        let mut columns = Vec::with_capacity(natts);
-        for att in (*tupdesc).attrs.as_slice(natts) {
+        let attrs = crate::pg::compat::tuple_desc_attrs(tupdesc);
+        let mut columns = Vec::with_capacity(attrs.len());
+        for att in attrs {
             if att.attisdropped {
                 columns.push(None);
                 continue;

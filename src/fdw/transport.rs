@@ -41,8 +41,7 @@ thread_local! {
 }
 
 fn local_xact() -> u32 {
-    // SAFETY: backend thread: MyProc is this backend's PGPROC, checked for NULL before it is read.
-    unsafe { if pg_sys::MyProc.is_null() { 0 } else { (*pg_sys::MyProc).lxid } }
+    crate::pg::compat::local_xact_id()
 }
 
 /// CARTO's column types of a foreign table (remote column name → `format_type(atttypid, NULL)`), read once

@@ -126,17 +126,15 @@ unsafe fn add_upper_path(
         p.remote_cost = remote_cost;
         let startup = p.opts.fdw_startup_cost + remote_cost;
         let total = (startup + rows * per_row) * discount;
-        let path = pg_sys::create_foreign_upper_path(
-            root,
-            rel,
+        let shape = crate::pg::compat::PathShape {
             target,
             rows,
-            startup.min(total),
+            startup: startup.min(total),
             total,
             pathkeys,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
+            required_outer: std::ptr::null_mut(),
+        };
+        let path = crate::pg::compat::create_foreign_upper_path(root, rel, shape);
         pg_sys::add_path(rel, path.cast());
     }
 }

@@ -3,6 +3,7 @@ pub mod binary;
 pub mod binary_fast;
 pub mod bookkeeping;
 pub mod builtin;
+pub mod compat;
 pub mod cstr;
 pub mod error;
 pub mod executor;
