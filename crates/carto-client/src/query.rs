@@ -3,8 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::client::{Client, Retry};
-use crate::error::Result;
-use crate::sql_stream::text_value;
+use crate::error::{Endpoint, Error, ErrorKind, Result};
 use crate::stats::RequestStats;
 
 /// One entry of CARTO's `fields` member.
@@ -68,6 +67,34 @@ impl QueryResponse {
 
 /// Parse a whole 200 body of `/sql` with the streaming reader. An `error` member is an Err, whatever else the
 /// body holds.
+/// One value of a text row: a string, NULL, or an error naming the row (1-based) and the column.
+pub(crate) fn text_value(v: Option<Value>, column: &str, row: u64) -> Result<Option<String>> {
+    match v {
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Null) => Ok(None),
+        None => Err(Error::new(ErrorKind::Protocol, Endpoint::Sql, format!("row {row} has no column {column:?}"))),
+        Some(other) => Err(Error::new(
+            ErrorKind::Protocol,
+            Endpoint::Sql,
+            format!(
+                "column {column:?} of row {row} is a JSON {} where text was expected (cast it to text)",
+                json_kind(&other)
+            ),
+        )),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn parse_query_body(body: &[u8]) -> Result<QueryResponse> {
     let mut sp = crate::sql_stream::Splitter::new(crate::sql_stream::DEFAULT_MAX_ROW_BYTES);

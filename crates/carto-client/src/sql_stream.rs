@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use crate::client::{Client, Retry};
 use crate::error::{body_excerpt, parse_error_object, Endpoint, Error, ErrorKind, Result};
-use crate::query::{FieldInfo, QueryResponse};
+use crate::query::{text_value, FieldInfo, QueryResponse};
 use crate::stats::{AtomicStats, RequestStats, StatsHandle};
 
 /// The most bytes of top-level members other than `rows` (`fields`, `notices`, ...) kept until the end.
@@ -120,34 +120,6 @@ impl RawRow {
             out.push(text_value(v, c, self.index)?);
         }
         Ok(out)
-    }
-}
-
-/// One value of a text row: a string, NULL, or an error naming the row (1-based) and the column.
-pub(crate) fn text_value(v: Option<Value>, column: &str, row: u64) -> Result<Option<String>> {
-    match v {
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(Value::Null) => Ok(None),
-        None => Err(Error::new(ErrorKind::Protocol, Endpoint::Sql, format!("row {row} has no column {column:?}"))),
-        Some(other) => Err(Error::new(
-            ErrorKind::Protocol,
-            Endpoint::Sql,
-            format!(
-                "column {column:?} of row {row} is a JSON {} where text was expected (cast it to text)",
-                json_kind(&other)
-            ),
-        )),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 
