@@ -123,9 +123,7 @@ impl ScanState {
         if self.read_only {
             sql = crate::fdw::query_option::read_only(&sql);
         }
-        let resp = block_on(self.client.query_readonly(&sql))?
-            .map_err(|e| FdwError::remote(e, format!("reading foreign table \"{}\"", self.plan.table_label)))?;
-        self.stats.add(&resp.stats);
+        let context = |e| FdwError::remote(e, format!("reading foreign table \"{}\"", self.plan.table_label));
         let n = self.plan.columns.len();
         let keyset = self.plan.pages_by_keyset();
         let mut names = crate::fdw::deparse::text_aliases(n);
@@ -133,12 +131,23 @@ impl ScanState {
             names.push("k".into());
         }
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let mut got: Vec<Vec<Option<String>>> = if names.is_empty() {
-            resp.rows.iter().map(|_| Vec::new()).collect()
-        } else {
-            resp.text_rows(&name_refs)
-                .map_err(|e| FdwError::remote(e, format!("reading foreign table \"{}\"", self.plan.table_label)))?
-        };
+        // The page streams (carto-client's query_rows): each row goes from its JSON text straight to its
+        // text values, so a page costs its values, never a JSON value tree or the whole body.
+        let mut stream = block_on(self.client.query_rows(&sql, true))?.map_err(context)?;
+        let mut got: Vec<Vec<Option<String>>> = Vec::new();
+        loop {
+            let row = match stream.next_ready() {
+                Some(row) => row,
+                None => match block_on(stream.next_row())?.map_err(context)? {
+                    Some(row) => row,
+                    None => break,
+                },
+            };
+            got.push(if name_refs.is_empty() { Vec::new() } else { row.text_row(&name_refs).map_err(context)? });
+        }
+        if let Some(summary) = stream.summary() {
+            self.stats.add(&summary.stats);
+        }
         if !keyset {
             rows.extend(got);
             return Ok(());

@@ -15,6 +15,8 @@ use std::panic::AssertUnwindSafe;
 
 use pgrx::{pg_sys, PgTryBuilder};
 
+use crate::pg::guc::GucLevel;
+
 /// The search_path every statement run under another identity sees (PostgreSQL's own
 /// GUC_SAFE_SEARCH_PATH): the system catalog, then the session's temporary schema (which is never
 /// searched for functions or operators).
@@ -33,17 +35,7 @@ pub fn as_role<T>(role: pg_sys::Oid, work: impl FnOnce() -> T) -> T {
     // which PgTryBuilder runs on success and on an ERROR before re-raising it.
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            SAFE_SEARCH_PATH.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        let pinned = std::cell::Cell::new(Some(GucLevel::set(&[(c"search_path", SAFE_SEARCH_PATH)])));
         pg_sys::SetUserIdAndSecContext(
             role,
             saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
@@ -51,7 +43,7 @@ pub fn as_role<T>(role: pg_sys::Oid, work: impl FnOnce() -> T) -> T {
         PgTryBuilder::new(AssertUnwindSafe(work))
             .finally(|| {
                 pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
-                pg_sys::AtEOXact_GUC(true, level);
+                drop(pinned.take());
             })
             .execute()
     }

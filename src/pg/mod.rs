@@ -7,6 +7,7 @@ pub mod compat;
 pub mod cstr;
 pub mod error;
 pub mod executor;
+pub mod guc;
 pub mod identity;
 pub mod runtime;
 pub mod sql_text;

@@ -7,6 +7,7 @@ use std::ffi::c_char;
 use pgrx::pg_sys;
 
 use crate::pg::cstr::cstr_owned;
+use crate::pg::guc::GucLevel;
 use crate::pg::sql_text::literal_for_type;
 
 /// A column's input function, looked up once per scan.
@@ -162,7 +163,7 @@ impl ParamOutput {
 /// Only output functions may run while it lives: user code (triggers, the statement's own
 /// expressions) must see the session's settings.
 pub struct TransmissionModes {
-    level: Option<i32>,
+    _level: Option<GucLevel>,
 }
 
 const MODES: [(&std::ffi::CStr, &std::ffi::CStr); 3] =
@@ -171,26 +172,11 @@ const MODES: [(&std::ffi::CStr, &std::ffi::CStr); 3] =
 impl TransmissionModes {
     /// Applies the transmission modes until the guard is dropped. Backend thread, in a transaction.
     pub fn enter() -> Self {
-        // SAFETY: plain reads of GUC variables and the GUC API, on the backend thread.
-        unsafe {
-            if Self::already_portable() {
-                return TransmissionModes { level: None };
-            }
-            let level = pg_sys::NewGUCNestLevel();
-            for (name, value) in MODES {
-                pg_sys::set_config_option(
-                    name.as_ptr(),
-                    value.as_ptr(),
-                    pg_sys::GucContext::PGC_USERSET,
-                    pg_sys::GucSource::PGC_S_SESSION,
-                    pg_sys::GucAction::GUC_ACTION_SAVE,
-                    true,
-                    0,
-                    false,
-                );
-            }
-            TransmissionModes { level: Some(level) }
+        // SAFETY: plain reads of GUC variables on the backend thread.
+        if unsafe { Self::already_portable() } {
+            return TransmissionModes { _level: None };
         }
+        TransmissionModes { _level: Some(GucLevel::set(&MODES)) }
     }
 
     /// True when the session's settings print every value as the transmission modes would.
@@ -200,15 +186,6 @@ impl TransmissionModes {
             pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
                 && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
                 && pg_sys::extra_float_digits > 0
-        }
-    }
-}
-
-impl Drop for TransmissionModes {
-    fn drop(&mut self) {
-        if let Some(level) = self.level.take() {
-            // SAFETY: pops the nest level opened in enter(), restoring the session's values.
-            unsafe { pg_sys::AtEOXact_GUC(true, level) };
         }
     }
 }
