@@ -233,12 +233,12 @@ mod tests {
         Spi::run("SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1").unwrap();
         // Already printing as the modes would (extra_float_digits > 0 is shortest-exact too): nothing is set.
         let g = TransmissionModes::enter();
-        assert!(g.level.is_none());
+        assert!(g._level.is_none());
         assert_eq!(settings(), "ISO, MDY|postgres|1");
         drop(g);
         Spi::run("SET extra_float_digits = 0").unwrap();
         let g = TransmissionModes::enter();
-        assert!(g.level.is_some());
+        assert!(g._level.is_some());
         assert_eq!(settings(), "ISO, MDY|postgres|3");
         drop(g);
         assert_eq!(settings(), "ISO, MDY|postgres|0");
