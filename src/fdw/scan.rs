@@ -132,22 +132,24 @@ impl ScanState {
         }
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         // The page streams (carto-client's query_rows): each row goes from its JSON text straight to its
-        // text values, so a page costs its values, never a JSON value tree or the whole body.
-        let mut stream = block_on(self.client.query_rows(&sql, true))?.map_err(context)?;
-        let mut got: Vec<Vec<Option<String>>> = Vec::new();
-        loop {
-            let row = match stream.next_ready() {
-                Some(row) => row,
-                None => match block_on(stream.next_row())?.map_err(context)? {
-                    Some(row) => row,
-                    None => break,
-                },
-            };
-            got.push(if name_refs.is_empty() { Vec::new() } else { row.text_row(&name_refs).map_err(context)? });
-        }
-        if let Some(summary) = stream.summary() {
-            self.stats.add(&summary.stats);
-        }
+        // text values, so a page costs its values, never a JSON value tree or the whole body. No row of the
+        // page reaches the executor before the page is complete, so a connection cut mid-page is retried
+        // (max_retries) like any read that returned nothing yet.
+        let max_retries = self.client.config().max_retries;
+        let mut attempt = 0;
+        let mut got = loop {
+            match read_page(&self.client, &sql, &name_refs)? {
+                Ok((got, stats)) => {
+                    self.stats.add(&stats);
+                    break got;
+                }
+                Err(PageError::Cut(e)) if e.kind() == ErrorKind::Transport && attempt < max_retries => {
+                    attempt += 1;
+                    self.stats.retries += 1;
+                }
+                Err(PageError::Cut(e) | PageError::Refused(e)) => return Err(context(e)),
+            }
+        };
         if !keyset {
             rows.extend(got);
             return Ok(());
@@ -651,3 +653,46 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
     }
 }
 
+/// A row of a `/sql` read: its columns' text values, None for NULL.
+type TextRow = Vec<Option<String>>;
+
+/// Why a page was not read: the request failed before its first row (the client already retried what
+/// can be), or the answer failed once rows were arriving (a cut connection can be read again).
+enum PageError {
+    Refused(carto_client::Error),
+    Cut(carto_client::Error),
+}
+
+/// One page of a `/sql` read: its rows as text values (`names` in order; none when no column is read),
+/// and the request's counters. The outer Err is a local cancel; the inner one CARTO's or the connection's.
+fn read_page(
+    client: &Client,
+    sql: &str,
+    names: &[&str],
+) -> FdwResult<Result<(Vec<TextRow>, RequestStats), PageError>> {
+    let mut stream = match block_on(client.query_rows(sql, true))? {
+        Ok(stream) => stream,
+        Err(e) => return Ok(Err(PageError::Refused(e))),
+    };
+    let mut got: Vec<TextRow> = Vec::new();
+    loop {
+        let row = match stream.next_ready() {
+            Some(row) => row,
+            None => match block_on(stream.next_row())? {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Ok(Err(PageError::Cut(e))),
+            },
+        };
+        if names.is_empty() {
+            got.push(Vec::new());
+        } else {
+            match row.text_row(names) {
+                Ok(values) => got.push(values),
+                Err(e) => return Ok(Err(PageError::Refused(e))),
+            }
+        }
+    }
+    let stats = stream.summary().map(|s| s.stats).unwrap_or_default();
+    Ok(Ok((got, stats)))
+}
