@@ -9,7 +9,9 @@
 #   2. a point lookup by cartodb_id through the foreign table (one /sql request) vs curl of the same /sql
 #      request: mean latency over N lookups;
 #   3. the backend's peak memory (VmHWM from /proc) after reading ROWS rows vs 10k rows (goal: within 20 MB);
-#   4. optionally (OGR=1) ogr_fdw (GDAL's Carto driver) as a peer, on a smaller table.
+#   4. optionally (OGR=1) ogr_fdw (GDAL's Carto driver) as a peer, on a smaller table;
+#   5. (DEFAULTS=1, the default) fast by default: hand-declared column types beside the exact ones, a never-analyzed
+#      table beside an analyzed one, a spatial filter through a server without options (section 1c below).
 # Uses the extension installed for $PG_CONFIG (install a release build first:
 # cargo pgrx install --release --pg-config $PG_CONFIG) and prints a Markdown table for bench/RESULTS.md.
 set -euo pipefail
@@ -175,6 +177,58 @@ INSERT INTO bench_wide SELECT g, ST_SetSRID(ST_MakePoint(g % 360 - 180 + 0.5, g 
   say "wide: carto_fdw $wide_transport ${wfdw_best}s, text ${wfdwt_best}s, curl text ${wcurl_best}s"
 fi
 
+# 1c. Fast by default (issue 21), in the same run:
+#   - the table declared by hand with other types than CARTO's (cartodb_id bigint over integer, price float8 over
+#     numeric, seen text over timestamptz) beside the exact declaration, both without the sink (goal >= 0.9x);
+#   - a never-analyzed copy of 300k rows (CREATE TABLE AS, autovacuum off) beside an analyzed one, through a server
+#     made as the README makes it (no options), each read from a fresh session: CARTO requests (goal <= 3) and time
+#     (goal <= 2x the analyzed one);
+#   - a spatial filter over the ROWS rows through that server: CARTO requests (goal: shipped, one request).
+defaults_lines=""
+if [ "${DEFAULTS:-1}" = 1 ]; then
+  sql_api "DROP TABLE IF EXISTS bench_fresh, bench_analyzed;
+CREATE TABLE bench_fresh WITH (autovacuum_enabled = false) AS SELECT * FROM bench_read WHERE cartodb_id <= 300000;
+CREATE TABLE bench_analyzed AS SELECT * FROM bench_read WHERE cartodb_id <= 300000;
+ALTER TABLE bench_analyzed ADD PRIMARY KEY (cartodb_id); ALTER TABLE bench_fresh ADD PRIMARY KEY (cartodb_id);
+ANALYZE bench_analyzed" | grep -v '"error"' >/dev/null || die "could not create bench_fresh"
+  "${PSQL[@]}" -v base_url="$CARTO_SIM_BASE_URL" -v api_key="$CARTO_SIM_API_KEY" <<'SQL'
+CREATE SERVER readme FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER readme OPTIONS (api_key :'api_key');
+CREATE FOREIGN TABLE ft_hand (cartodb_id bigint, the_geom geometry(Point, 4326), name text, price float8, n int, seen text)
+  SERVER carto OPTIONS (table_name 'bench_read', scan_method 'copy');
+CREATE FOREIGN TABLE ft_fresh (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
+  SERVER readme OPTIONS (table_name 'bench_fresh');
+CREATE FOREIGN TABLE ft_analyzed (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
+  SERVER readme OPTIONS (table_name 'bench_analyzed');
+CREATE FOREIGN TABLE ft_readme (cartodb_id int, the_geom geometry(Point, 4326), name text, price numeric, n int, seen timestamptz)
+  SERVER readme OPTIONS (table_name 'bench_read');
+SQL
+  hand_transport=$("${PSQL[@]}" -Atc "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft_hand" | sed -n 's/^ *Remote SQL: //p')
+  read -r exact_best _ < <(best time_fdw ft "$(nosink ft)")
+  read -r hand_best _ < <(best time_fdw ft_hand "$(nosink ft_hand)")
+  requests() {  # requests CMD... -> "seconds requests" of the first run of a fresh session, requests from the sim's log
+    local t
+    curl -sS -X DELETE "$CARTO_SIM_ADMIN/log" >/dev/null
+    read -r t _ < <("$@")
+    echo "$t $(curl -sS "$CARTO_SIM_ADMIN/log" | python3 -c 'import json,sys,collections; c=collections.Counter(e["group"] for e in json.load(sys.stdin)); print(sum(c.values()), "(" + " ".join("%s=%d" % kv for kv in sorted(c.items())) + ")")')"
+  }
+  read -r fresh_t fresh_n fresh_detail < <(requests time_fdw ft_fresh "$(nosink ft_fresh)")
+  read -r analyzed_t analyzed_n analyzed_detail < <(requests time_fdw ft_analyzed "$(nosink ft_analyzed)")
+  spatial_q="SELECT count(*) FROM ft_readme WHERE ST_Intersects(the_geom, ST_MakeEnvelope(0, 0, 10, 10, 4326))"
+  read -r spatial_t spatial_n spatial_detail < <(requests time_fdw ft_readme "$spatial_q")
+  spatial_sql=$("${PSQL[@]}" -Atc "EXPLAIN (VERBOSE, COSTS OFF) $spatial_q" | sed -n 's/^ *Remote SQL: //p' | head -1)
+  {
+    echo "read defaults,carto_fdw exact types,$ROWS,$(echo "$ROWS / $exact_best" | bc -l)"
+    echo "read defaults,carto_fdw hand-declared types,$ROWS,$(echo "$ROWS / $hand_best" | bc -l)"
+  } >> "${BENCH_CSV:-$DIR/results.csv}"
+  defaults_lines=$(printf '| hand-declared types (bigint over integer, float8 over numeric, text over timestamptz) vs exact, no sink | %.2f s vs %.2f s | | %.2f of the exact read (goal >= 0.9) |\n| never-analyzed 300k rows, README server, fresh session | %.2f s, %s requests %s | analyzed: %.2f s, %s requests %s | %.2fx the analyzed time (goal <= 2), %s requests (goal <= 3) |\n| spatial filter over %s rows, README server | %.2f s, %s requests %s | | Remote SQL: `%s` |' \
+    "$hand_best" "$exact_best" "$(echo "$exact_best / $hand_best" | bc -l)" \
+    "$fresh_t" "$fresh_n" "$fresh_detail" "$analyzed_t" "$analyzed_n" "$analyzed_detail" "$(echo "$fresh_t / $analyzed_t" | bc -l)" "$fresh_n" \
+    "$ROWS" "$spatial_t" "$spatial_n" "$spatial_detail" "$spatial_sql")
+  say "defaults: hand ${hand_best}s vs exact ${exact_best}s; fresh ${fresh_t}s/$fresh_n req vs analyzed ${analyzed_t}s/$analyzed_n req; spatial ${spatial_t}s/$spatial_n req"
+  say "hand-declared remote SQL: $hand_transport"
+fi
+
 # The local raw limit for the same rows: the very bytes of /copyto, saved to a file and read through file_fdw
 # (PostgreSQL's own COPY parser and the same input functions) into the same COPY TO /dev/null. carto_fdw does
 # this work too, on the backend thread; the network side runs beside it.
@@ -304,6 +358,7 @@ cat <<EOF
 | backend VmHWM, 10k rows | $((hwm10k / 1024)) MB (baseline $((base10k / 1024)) MB) | | |
 | backend VmHWM, $ROWS rows | $((hwm1m / 1024)) MB (baseline $((base1m / 1024)) MB) | | difference $(((hwm1m - hwm10k) / 1024)) MB (goal: within 20 MB) |
 ${wide_line}
+$(printf '%b' "$defaults_lines")
 ${ogr_line}
 
 $( [ -n "$perf_top" ] && printf 'perf, one COPY binary read, the backend process (all its threads):\n```\n%s\n```\n' "$perf_top")

@@ -23,6 +23,7 @@ use crate::fdw::table::Column;
 use crate::pg::binary::ColumnRecv;
 use crate::pg::binary_fast::{FastType, TextRule, Wire};
 use crate::pg::error::{FdwError, FdwResult};
+use crate::pg::typeio::ColumnInput;
 use crate::pg::runtime::{block_on, runtime};
 
 /// Batches decoded ahead of the backend.
@@ -151,6 +152,9 @@ struct ColumnRead {
     /// in it is refused with the text transports' error (22P05, naming the column), not left to the
     /// receive function's invalid-encoding error (22021).
     text_like: bool,
+    /// A column that travels as text (transport.rs `Mismatch::AsText`: its local type is not CARTO's): its
+    /// bytes are checked as the text transports check them, then go through this input function.
+    as_text: Option<ColumnInput>,
 }
 
 /// A running read: the decode task and what it sent.
@@ -177,17 +181,23 @@ pub struct BinaryRows {
 
 impl BinaryRows {
     /// # Safety
-    /// Backend thread, in a transaction; `columns` the scan's retrieved columns, in order.
-    pub unsafe fn new(columns: &[&Column]) -> Self {
+    /// Backend thread, in a transaction; `columns` the scan's retrieved columns, in order; `as_text`
+    /// parallel to them (empty: none travels as text).
+    pub unsafe fn new(columns: &[&Column], as_text: &[bool]) -> Self {
         // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let columns = columns
                 .iter()
-                .map(|c| ColumnRead {
-                    index: c.attnum as usize - 1,
-                    fast: FastType::for_recv(c.type_oid, c.typmod),
-                    recv: ColumnRecv::new(c.attnum, c.type_oid, c.typmod),
-                    text_like: is_text_like(c.type_oid),
+                .enumerate()
+                .map(|(i, c)| {
+                    let text = as_text.get(i).copied().unwrap_or(false);
+                    ColumnRead {
+                        index: c.attnum as usize - 1,
+                        fast: if text { None } else { FastType::for_recv(c.type_oid, c.typmod) },
+                        recv: ColumnRecv::new(c.attnum, c.type_oid, c.typmod),
+                        text_like: text || is_text_like(c.type_oid),
+                        as_text: text.then(|| ColumnInput::new(c.attnum, c.type_oid, c.typmod)),
+                    }
                 })
                 .collect();
             BinaryRows { columns, running: None }
@@ -279,15 +289,24 @@ unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: 
         });
         for (i, (cell, col)) in cells.iter().zip(columns.iter()).enumerate() {
             if let (Cell::Recv { off, len }, true) = (cell, col.text_like) {
-                if memchr::memchr(0, std::slice::from_raw_parts(base.add(*off), *len)).is_some() {
-                    let name = names.get(i).map(String::as_str).unwrap_or("?");
-                    crate::pg::text::BadText::Nul.error(name, table).report();
+                let bytes = std::slice::from_raw_parts(base.add(*off), *len);
+                let name = || names.get(i).map(String::as_str).unwrap_or("?");
+                if col.as_text.is_some() {
+                    // What an input function reads must be valid in the database encoding (binary is only
+                    // used in UTF8 and SQL_ASCII databases, so nothing is ever converted here).
+                    if let Err(bad) = crate::pg::text::check(bytes) {
+                        bad.error(name(), table).report();
+                    }
+                } else if memchr::memchr(0, bytes).is_some() {
+                    crate::pg::text::BadText::Nul.error(name(), table).report();
                 }
             }
         }
         let mut put = |i: usize, col: &mut ColumnRead| match cells[i] {
             Cell::Null => {
-                if col.fast.is_none() {
+                if let Some(input) = col.as_text.as_mut() {
+                    datums[col.index] = input.input_null();
+                } else if col.fast.is_none() {
                     // Through the receive function, so that a domain's NOT NULL is checked.
                     datums[col.index] = col.recv.recv_null();
                 }
@@ -302,7 +321,11 @@ unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: 
                 nulls[col.index] = false;
             }
             Cell::Recv { off, len } => {
-                datums[col.index] = col.recv.recv_in_place(base.add(off), len);
+                datums[col.index] = match col.as_text.as_mut() {
+                    // NUL-terminated by push_recv, checked above.
+                    Some(input) => input.input(base.add(off).cast::<std::ffi::c_char>()),
+                    None => col.recv.recv_in_place(base.add(off), len),
+                };
                 nulls[col.index] = false;
             }
         };

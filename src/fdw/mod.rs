@@ -12,6 +12,7 @@ pub mod options;
 pub mod plan;
 pub mod pushed;
 pub mod query_option;
+pub mod remote_catalog;
 pub mod scan;
 pub mod scan_plan;
 pub mod settings;

@@ -171,6 +171,10 @@ fn check_value(spec: &Spec, value: &str) -> Result<(), String> {
             }
         }
         Kind::Extensions => {
+            // '' turns the default (postgis) off: nothing but built-ins is shipped.
+            if value.trim().is_empty() {
+                return Ok(());
+            }
             for ext in value.split(',').map(str::trim) {
                 if ext.is_empty() || !ext.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(format!(
@@ -376,8 +380,9 @@ impl ServerOptions {
             username: get(p, "username").map(str::to_string),
             base_url: get(p, "base_url").map(str::to_string),
             extensions: get(p, "extensions")
-                .map(|v| v.split(',').map(|e| e.trim().to_ascii_lowercase()).collect())
-                .unwrap_or_default(),
+                .map(|v| v.split(',').map(|e| e.trim().to_ascii_lowercase()).filter(|e| !e.is_empty()).collect())
+                // Every CARTO account has PostGIS: shipped by default (when it is installed locally too).
+                .unwrap_or_else(|| vec!["postgis".to_string()]),
             scan_method: get(p, "scan_method").map(ScanMethod::parse).unwrap_or(ScanMethod::Auto),
             copy_threshold: num(p, "copy_threshold", 10_000.0),
             copy_format: get(p, "copy_format").map(CopyFormat::parse).unwrap_or(CopyFormat::Auto),
@@ -533,6 +538,12 @@ mod unit {
     fn defaults() {
         let s = ServerOptions::from_pairs(&pairs(&[("username", "a"), ("extensions", "PostGIS, h3")]));
         assert!(s.has_postgis());
+        // PostGIS by default; '' turns it off.
+        assert!(ServerOptions::from_pairs(&pairs(&[("username", "a")])).has_postgis());
+        let off = ServerOptions::from_pairs(&pairs(&[("username", "a"), ("extensions", " ")]));
+        assert!(!off.has_postgis() && off.extensions.is_empty());
+        assert!(validate(OptionTarget::Server, &pairs(&[("username", "a"), ("extensions", "")]), true).is_ok());
+        assert!(validate(OptionTarget::Server, &pairs(&[("username", "a"), ("extensions", "postgis,")]), true).is_err());
         assert_eq!(s.compression_level, 2);
         let t = TableOptions::from_pairs(&[], "cities", &s);
         assert_eq!(t.table_name, "cities");

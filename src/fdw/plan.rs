@@ -3,32 +3,25 @@
 //! Plan-time work ends in a [`ScanPlan`], serialized into the ForeignScan's fdw_private, which the
 //! executor (scan.rs) reads back; the expressions of execution-time parameters go into fdw_exprs.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
 use pgrx::pg_sys;
 use pgrx::{PgList, PgMemoryContexts};
 
 use crate::fdw::connection::client_for;
 use crate::fdw::deparse::{Deparser, RelInfo, SqlTemplate};
 use crate::fdw::options::{ScanMethod, TableOptions};
-use crate::fdw::scan_plan::{const_int, explain_plan_rows, rel_state, scan_plan_to_private, RelState, ScanPlan, Transport};
+use crate::fdw::remote_catalog::{explain_plan_rows, remote_table, Freshness};
+use crate::fdw::scan_plan::{const_int, rel_state, scan_plan_to_private, RelState, ScanPlan, Transport};
 use crate::fdw::table::TableDef;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 
-/// Rows assumed for a table of unknown size (no ANALYZE, no remote statistics).
+/// Rows assumed for a table of unknown size (CARTO's catalogue could not be read).
 const DEFAULT_ROWS: f64 = 1000.0;
 /// How much more a remotely sorted scan costs than an unsorted one (as postgres_fdw).
 const SORT_MULTIPLIER: f64 = 1.2;
-
-thread_local! {
-    /// Remote row counts by (server, relation), so planning does not ask CARTO every time.
-    static REMOTE_ROWS: RefCell<HashMap<String, (Instant, f64)>> = RefCell::new(HashMap::new());
-}
-
-const REMOTE_ROWS_TTL: Duration = Duration::from_secs(300);
+/// A `/sql` read switches to `/copyto` once it has read this many times the rows the plan expected (and
+/// at least this many full pages): a wrong estimate costs a few requests, never hundreds.
+const SWITCH_FACTOR: u64 = 2;
 
 /// # Safety
 /// Only PostgreSQL calls this (a slot of the FdwRoutine), on the backend thread, with the
@@ -85,28 +78,27 @@ unsafe fn rel_size(
             }
         }
 
-        let state = RelState { table, info, remote_conds, local_conds };
-        let all = state.all_conds();
-        let selectivity = clause_selectivity(root, baserel, &all);
+        let mut state = RelState { table, info, remote_conds, local_conds, retrieved_rows: 0.0 };
+        let shipped: Vec<*mut pg_sys::RestrictInfo> = state.remote_conds.iter().map(|(r, _)| *r).collect();
+        let local_sel = clause_selectivity(root, baserel, &state.local_conds);
 
         if state.table.options.use_remote_estimate {
             // CARTO's planner estimated the filtered result of the shipped clauses; only the local
             // clauses' selectivity is applied on top.
             let remote_rows = remote_estimate(&state)?;
-            let local: Vec<*mut pg_sys::RestrictInfo> = state.local_conds.clone();
-            let local_sel = clause_selectivity(root, baserel, &local);
             (*baserel).tuples = (*baserel).tuples.max(remote_rows);
-            (*baserel).rows = pg_sys::clamp_row_est(remote_rows * local_sel);
+            state.retrieved_rows = remote_rows;
         } else {
             let tuples = if (*baserel).tuples > 0.0 {
                 // ANALYZE on the foreign table sampled it.
                 (*baserel).tuples
             } else {
-                remote_row_count(&state).unwrap_or(DEFAULT_ROWS)
+                remote_row_count(&state)?.unwrap_or(DEFAULT_ROWS)
             };
             (*baserel).tuples = tuples;
-            (*baserel).rows = pg_sys::clamp_row_est(tuples * selectivity);
+            state.retrieved_rows = pg_sys::clamp_row_est(tuples * clause_selectivity(root, baserel, &shipped));
         }
+        (*baserel).rows = pg_sys::clamp_row_est(state.retrieved_rows * local_sel);
         (*baserel).fdw_private = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
         Ok(())
     }
@@ -133,31 +125,15 @@ unsafe fn clause_selectivity(
     }
 }
 
-/// CARTO's own idea of the table's size (pg_class.reltuples), cached for a few minutes.
-fn remote_row_count(state: &RelState) -> Option<f64> {
+/// CARTO's own idea of the table's size (crate::fdw::remote_catalog: its row count once analyzed, else its
+/// planner's estimate); None for a `query` table or when the catalogue could not be read.
+fn remote_row_count(state: &RelState) -> FdwResult<Option<f64>> {
     if state.table.options.query.is_some() {
-        return None;
+        return Ok(None);
     }
-    let key = format!("{}|{}", state.table.access.server_name, state.table.from_clause());
-    let cached = REMOTE_ROWS.with(|m| {
-        m.borrow().get(&key).filter(|(at, _)| at.elapsed() < REMOTE_ROWS_TTL).map(|(_, n)| *n)
-    });
-    if cached.is_some() {
-        return cached;
-    }
-    let client = client_for(&state.table.access).ok()?;
-    let sql = format!(
-        "SELECT greatest(c.reltuples, 0)::float8 AS n, c.relpages::float8 AS p FROM pg_class c WHERE c.oid = to_regclass({})",
-        crate::pg::sql_text::quote_literal(&state.table.from_clause())
-    );
-    let resp = block_on(client.query_readonly(&sql)).ok()?.ok()?;
-    let row = resp.rows.first()?;
-    let n = row.get("n").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let pages = row.get("p").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    // A table never analyzed on CARTO's side says 0 rows; guess from its pages then.
-    let rows = if n > 0.0 { n } else if pages > 0.0 { pages * 50.0 } else { DEFAULT_ROWS };
-    REMOTE_ROWS.with(|m| m.borrow_mut().insert(key, (Instant::now(), rows)));
-    Some(rows)
+    // No client (no user mapping yet): planning goes on with the default; the scan reports it.
+    let Ok(client) = client_for(&state.table.access) else { return Ok(None) };
+    Ok(remote_table(&state.table, &client, Freshness::Recent)?.rows)
 }
 
 /// Rows CARTO's planner expects for the scan (use_remote_estimate), via EXPLAIN through /sql.
@@ -404,15 +380,33 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         let limit = pushable_limit(root, !local_ris.is_empty(), sorted_as_query, parameterized);
 
         let opts = &state.table.options;
+        // What CARTO will send: a parameterized path's rows per outer row, else the shipped clauses'
+        // result (local filters come after the transfer), at most the pushed LIMIT.
+        let sent_rows = if parameterized { (*best_path).path.rows } else { state.retrieved_rows };
         let expected_rows = match limit {
-            Some(l) => ((*best_path).path.rows).min(l as f64),
-            None => (*best_path).path.rows,
+            Some(l) => sent_rows.min(l as f64),
+            None => sent_rows,
         };
         let transport = choose_transport(opts, parameterized || !d.params.is_empty(), expected_rows);
+        // An `auto` read through /sql that pages by keyset switches to /copyto when its pages keep coming
+        // full (scan.rs): the estimate was wrong. Not for a parameterized path (a rescan per outer row).
+        let rowid = state.table.rowid().map(str::to_string);
+        let switch_after_rows = (opts.scan_method == ScanMethod::Auto
+            && transport == Transport::Query
+            && !parameterized
+            && rowid.is_some()
+            && order_by.is_none()
+            && limit.is_none())
+        .then(|| SWITCH_FACTOR * opts.fetch_size.max(expected_rows.ceil() as u64));
 
-        let binary_casts = match transport {
-            Transport::Copy => crate::fdw::transport::read_casts(&state.table, &columns).or_report(),
-            Transport::Query => None,
+        let read = if transport == Transport::Copy || switch_after_rows.is_some() {
+            crate::fdw::transport::read_casts(&state.table, &columns).or_report()
+        } else {
+            None
+        };
+        let (binary_casts, binary_as_text) = match read {
+            Some(r) => (Some(r.casts), r.as_text),
+            None => (None, Vec::new()),
         };
         let plan = ScanPlan {
             relid: u32::from(state.table.relid),
@@ -422,8 +416,10 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
             where_: if where_.is_empty() { None } else { Some(where_) },
             order_by,
             limit,
-            rowid: state.table.rowid().map(str::to_string),
+            rowid,
             binary_casts,
+            binary_as_text,
+            switch_after_rows,
             transport,
             fetch_size: opts.fetch_size,
             subquery: None,

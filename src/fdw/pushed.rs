@@ -541,7 +541,7 @@ pub unsafe fn remote_estimate(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::
         let client = client_for(&base.table.access).ok()?;
         let sql = format!("EXPLAIN (FORMAT JSON) {}", sql.render(None));
         let resp = block_on(client.query_readonly(&sql)).ok()?.ok()?;
-        Some(crate::fdw::scan_plan::explain_plan_rows(&resp)?.max(1.0))
+        Some(crate::fdw::remote_catalog::explain_plan_rows(&resp)?.max(1.0))
     }
 }
 
@@ -596,6 +596,8 @@ pub unsafe fn plan(
             // several tables, not columns whose CARTO types transport.rs looked up, so the rule that
             // lets a column go binary (the remote type is the local one) cannot be checked for them.
             binary_casts: None,
+            binary_as_text: Vec::new(),
+            switch_after_rows: None,
             subquery: Some(sql),
             relations: Some(p.relations.clone()),
             member_relids: p.tables.iter().map(|t| u32::from(t.relid)).collect(),

@@ -67,6 +67,14 @@ pub struct ScanState {
     binary_active: bool,
     /// A query table: its `/sql` reads run in a read-only transaction on CARTO.
     read_only: bool,
+    /// Rows the `/sql` pages of this scan brought.
+    query_rows_read: u64,
+    /// A `/sql` read that switched to `/copyto`: the requests and rows read through `/sql` before.
+    switched: Option<(u64, u64)>,
+    /// The switch was refused by CARTO's COPY rate limit: not tried again in this scan.
+    switch_refused: bool,
+    /// The table's entry in crate::fdw::remote_catalog, dropped when CARTO refuses a COPY built from it.
+    catalog_key: String,
 }
 
 impl ScanState {
@@ -78,35 +86,11 @@ impl ScanState {
         self.scans += 1;
         match self.transport {
             Transport::Copy => {
-                let binary = match (&mut self.binary, &self.plan.binary_casts) {
-                    (Some(_), Some(casts)) if crate::pg::binary::encodings_agree() => {
-                        Some(self.plan.copy_sql_binary(Some(&self.rendered_params), casts))
-                    }
-                    _ => None,
-                };
-                self.binary_active = binary.is_some();
-                // Not waiting out a rate limit: /sql reads the same rows now.
-                let started = match &binary {
-                    Some(sql) => block_on(self.client.copy_to_binary(sql, false))?,
-                    None => block_on(self.client.copy_to_with(&self.plan.copy_sql(Some(&self.rendered_params)), false))?,
-                };
-                match started {
-                    Ok(stream) if binary.is_some() => {
-                        let Some(rows) = self.binary.as_mut() else { return Err(FdwError::internal("binary scan without its reader")) };
-                        self.source = Source::Binary { stats: rows.start(stream)? };
-                    }
-                    Ok(stream) => {
-                        self.source = Source::Copy { stream, chunk: Bytes::new(), pos: 0 };
-                    }
-                    Err(e) if e.kind() == ErrorKind::RateLimited => {
-                        // COPY endpoints allow a few requests a minute: read through /sql instead.
-                        self.stats.requests += 1 + u64::from(e.retries);
-                        self.stats.retries += u64::from(e.retries);
-                        self.transport = Transport::Query;
-                        self.fell_back = true;
-                        self.source = Source::Query { rows: VecDeque::new(), next: Some(Page::First) };
-                    }
-                    Err(e) => return Err(FdwError::remote(e, self.context())),
+                if !self.start_copy(None)? {
+                    // COPY endpoints allow a few requests a minute: read through /sql instead.
+                    self.transport = Transport::Query;
+                    self.fell_back = true;
+                    self.source = Source::Query { rows: VecDeque::new(), next: Some(Page::First) };
                 }
             }
             Transport::Query => {
@@ -114,6 +98,63 @@ impl ScanState {
             }
         }
         Ok(())
+    }
+
+    /// Starts a `/copyto` read of the scan's rows (from keyset page `rest` on, when a `/sql` read switches);
+    /// false when CARTO's COPY rate limit refused it (not waited out: `/sql` reads the same rows now).
+    fn start_copy(&mut self, rest: Option<&Page>) -> FdwResult<bool> {
+        let binary = match (&mut self.binary, &self.plan.binary_casts) {
+            (Some(_), Some(casts)) if crate::pg::binary::encodings_agree() => {
+                Some(self.plan.copy_sql_binary_from(Some(&self.rendered_params), casts, rest))
+            }
+            _ => None,
+        };
+        self.binary_active = binary.is_some();
+        let started = match &binary {
+            Some(sql) => block_on(self.client.copy_to_binary(sql, false))?,
+            None => block_on(self.client.copy_to_with(&self.plan.copy_sql_from(Some(&self.rendered_params), rest), false))?,
+        };
+        match started {
+            Ok(stream) if binary.is_some() => {
+                let Some(rows) = self.binary.as_mut() else { return Err(FdwError::internal("binary scan without its reader")) };
+                self.source = Source::Binary { stats: rows.start(stream)? };
+            }
+            Ok(stream) => {
+                self.source = Source::Copy { stream, chunk: Bytes::new(), pos: 0 };
+            }
+            Err(e) if e.kind() == ErrorKind::RateLimited => {
+                self.stats.requests += 1 + u64::from(e.retries);
+                self.stats.retries += u64::from(e.retries);
+                return Ok(false);
+            }
+            Err(e) => {
+                // The statement was built from CARTO's catalogue as this backend remembers it: look again
+                // next time.
+                crate::fdw::remote_catalog::forget_key(&self.catalog_key);
+                return Err(FdwError::remote(e, self.context()));
+            }
+        }
+        Ok(true)
+    }
+
+    /// A `/sql` keyset read that has read `switch_after_rows` rows, its last page full, reads the rest
+    /// from `next` on in one `/copyto` stream; it goes on through `/sql` if CARTO's COPY rate limit refuses.
+    fn switch_to_copy(&mut self, next: Page) -> FdwResult<bool> {
+        let due = matches!(self.plan.switch_after_rows, Some(n) if self.query_rows_read >= n);
+        if !due || self.switched.is_some() || self.switch_refused || self.scans > 1 || matches!(next, Page::Nulls) {
+            return Ok(false);
+        }
+        let pages = self.stats.requests;
+        if self.start_copy(Some(&next))? {
+            self.transport = Transport::Copy;
+            self.switched = Some((pages, self.query_rows_read));
+            Ok(true)
+        } else {
+            // Rate-limited: no second try in this scan.
+            self.switch_refused = true;
+            self.source = Source::Query { rows: VecDeque::new(), next: Some(next) };
+            Ok(false)
+        }
     }
 
     fn fetch_page(&mut self) -> FdwResult<()> {
@@ -150,6 +191,7 @@ impl ScanState {
                 Err(PageError::Cut(e) | PageError::Refused(e)) => return Err(context(e)),
             }
         };
+        self.query_rows_read += got.len() as u64;
         if !keyset {
             rows.extend(got);
             return Ok(());
@@ -241,10 +283,14 @@ impl ScanState {
                             self.store_text_row(slot, row)?;
                             return Ok(true);
                         }
-                        if next.is_none() {
-                            self.source = Source::Done;
-                        } else {
-                            self.fetch_page()?;
+                        match next.take() {
+                            None => self.source = Source::Done,
+                            Some(page) => {
+                                *next = Some(page.clone());
+                                if !self.switch_to_copy(page)? {
+                                    self.fetch_page()?;
+                                }
+                            }
                         }
                     }
                 }
@@ -453,7 +499,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
         let binary = match &plan.binary_casts {
             Some(_) => {
                 let cols: Vec<&crate::fdw::table::Column> = plan.columns.iter().filter_map(|(a, _)| table.column(*a)).collect();
-                Some(BinaryRows::new(&cols))
+                Some(BinaryRows::new(&cols, &plan.binary_as_text))
             }
             None => None,
         };
@@ -475,6 +521,10 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
             binary,
             binary_active: false,
             read_only,
+            query_rows_read: 0,
+            switched: None,
+            switch_refused: false,
+            catalog_key: crate::fdw::remote_catalog::key(&table),
         };
         (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
         Ok(())
@@ -647,6 +697,10 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
                 explain_int(es, "CARTO retries", st.retries as i64);
                 if s.fell_back {
                     explain_text(es, "CARTO fallback", "copyto was rate-limited; read through /sql");
+                }
+                if let Some((requests, rows)) = s.switched {
+                    let how = format!("{rows} rows in {requests} /sql requests, the rest in one /copyto stream");
+                    explain_text(es, "CARTO switch", &how);
                 }
             }
         }

@@ -61,6 +61,10 @@ pub struct ScanPlan {
     /// COPY binary (transport.rs): the remote casts of the columns, parallel to `columns`; None for COPY text.
     #[serde(default)]
     pub binary_casts: Option<Vec<String>>,
+    /// Parallel to `binary_casts`: the columns that travel as text inside the binary stream (read with the
+    /// local type's input function; transport.rs `Mismatch::AsText`).
+    #[serde(default)]
+    pub binary_as_text: Vec<bool>,
     /// A pushed join or aggregate (pushed.rs): the whole remote SELECT, whose columns are named
     /// `c0`, `c1`, … as the columns above; read as `FROM (subquery) s`.
     #[serde(default)]
@@ -74,6 +78,10 @@ pub struct ScanPlan {
     /// Range-table index whose checkAsUser picks the user mapping of a pushed join or aggregate.
     #[serde(default)]
     pub user_rti: u32,
+    /// A `/sql` keyset read that finds this many rows or more (full pages, well beyond the planner's
+    /// estimate) reads the rest in one `/copyto` stream (scan.rs); None: it never switches.
+    #[serde(default)]
+    pub switch_after_rows: Option<u64>,
     /// The range-table index of each of `member_relids`: at execution every member is loaded with
     /// its own user, so each keeps its guarantees (a `query` table's owner rule, read-only `/sql`).
     #[serde(default)]
@@ -127,16 +135,29 @@ impl ScanPlan {
 
     /// The statement of the `/copyto` transport.
     pub fn copy_sql(&self, params: Option<&[String]>) -> String {
-        format!(
-            "COPY (SELECT {} FROM {}{}) TO STDOUT",
-            self.select_list(false),
-            self.relation_sql(params),
-            self.tail(params, None, self.order_by.as_deref(), self.limit)
-        )
+        self.copy_sql_from(params, None)
     }
 
     /// The statement of the `/copyto` transport in COPY binary: each column cast to the local type (`casts`).
     pub fn copy_sql_binary(&self, params: Option<&[String]>, casts: &[String]) -> String {
+        self.copy_sql_binary_from(params, casts, None)
+    }
+
+    /// [`ScanPlan::copy_sql`] of the rows from keyset page `rest` on (None: all): the rest of a `/sql` read
+    /// that switched to `/copyto`.
+    pub fn copy_sql_from(&self, params: Option<&[String]>, rest: Option<&Page>) -> String {
+        let cond = rest.and_then(|p| self.keyset_cond(p));
+        format!(
+            "COPY (SELECT {} FROM {}{}) TO STDOUT",
+            self.select_list(false),
+            self.relation_sql(params),
+            self.tail(params, cond.as_deref(), self.order_by.as_deref(), self.limit)
+        )
+    }
+
+    /// [`ScanPlan::copy_sql_binary`] of the rows from keyset page `rest` on (None: all).
+    pub fn copy_sql_binary_from(&self, params: Option<&[String]>, casts: &[String], rest: Option<&Page>) -> String {
+        let cond = rest.and_then(|p| self.keyset_cond(p));
         let list: Vec<String> = self
             .columns
             .iter()
@@ -147,8 +168,21 @@ impl ScanPlan {
             "COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)",
             list.join(", "),
             self.relation_sql(params),
-            self.tail(params, None, self.order_by.as_deref(), self.limit)
+            self.tail(params, cond.as_deref(), self.order_by.as_deref(), self.limit)
         )
+    }
+
+    /// The condition that selects the rows of keyset page `page` and every page after it (a switch to
+    /// `/copyto` reads them in one request, in no particular order); None for the first page (all rows).
+    fn keyset_cond(&self, page: &Page) -> Option<String> {
+        let rowid = crate::pg::sql_text::quote_ident(self.rowid.as_deref()?);
+        let lit = crate::pg::sql_text::quote_literal;
+        match page {
+            Page::First => None,
+            Page::After(k) => Some(format!("({rowid} > {} OR {rowid} IS NULL)", lit(k))),
+            Page::From(k) | Page::Group(k) => Some(format!("({rowid} >= {} OR {rowid} IS NULL)", lit(k))),
+            Page::Nulls => Some(format!("{rowid} IS NULL")),
+        }
     }
 
     /// Whether the `/sql` transport pages by keyset (else it reads the result in one request).
@@ -205,6 +239,10 @@ pub struct RelState {
     /// Restriction clauses shipped to CARTO, with their SQL.
     pub remote_conds: Vec<(*mut pg_sys::RestrictInfo, SqlTemplate)>,
     pub local_conds: Vec<*mut pg_sys::RestrictInfo>,
+    /// The rows CARTO sends for a scan of the relation: its size times the selectivity of the shipped
+    /// clauses only (postgres_fdw's retrieved_rows). The local clauses filter after the transfer, so they
+    /// do not make a transfer smaller.
+    pub retrieved_rows: f64,
 }
 
 /// The RelState that GetForeignRelSize left in a base relation of this wrapper.
@@ -217,26 +255,6 @@ pub(crate) unsafe fn rel_state<'a>(baserel: *mut pg_sys::RelOptInfo) -> &'a mut 
     unsafe {
         &mut *((*baserel).fdw_private as *mut RelState)
     }
-}
-
-impl RelState {
-    /// Every restriction clause of the relation, shipped or not.
-    pub(crate) fn all_conds(&self) -> Vec<*mut pg_sys::RestrictInfo> {
-        self.remote_conds.iter().map(|(r, _)| *r).chain(self.local_conds.iter().copied()).collect()
-    }
-}
-
-/// CARTO's row estimate from the answer to `EXPLAIN (FORMAT JSON) …` through `/sql` (the plan arrives as a
-/// JSON value or as its text, depending on the server).
-pub(crate) fn explain_plan_rows(resp: &carto_client::QueryResponse) -> Option<f64> {
-    resp.rows
-        .first()
-        .and_then(|r| r.values().next().cloned())
-        .and_then(|v| match v {
-            serde_json::Value::String(s) => serde_json::from_str::<serde_json::Value>(&s).ok(),
-            other => Some(other),
-        })
-        .and_then(|v| v.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64())
 }
 
 /// The value of a non-negative int8 Const (LIMIT and OFFSET's type), None for any other node, NULL or below 0.
@@ -282,5 +300,63 @@ pub unsafe fn scan_plan_from_private(private: *mut pg_sys::List) -> FdwResult<Sc
         let s = crate::pg::cstr::cstr_owned((*node.cast::<pg_sys::String>()).sval as *const _)
             .ok_or_else(|| FdwError::internal("foreign scan without a plan"))?;
         serde_json::from_str(&s).map_err(|e| FdwError::internal(format!("unreadable scan plan: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Page, ScanPlan, Transport};
+
+    fn plan() -> ScanPlan {
+        ScanPlan {
+            relid: 1,
+            table_label: "ft".into(),
+            from: "\"t\"".into(),
+            columns: vec![(1, "cartodb_id".into()), (2, "name".into())],
+            where_: None,
+            order_by: None,
+            limit: None,
+            rowid: Some("cartodb_id".into()),
+            transport: Transport::Query,
+            fetch_size: 1000,
+            binary_casts: None,
+            binary_as_text: Vec::new(),
+            subquery: None,
+            relations: None,
+            member_relids: Vec::new(),
+            user_rti: 0,
+            switch_after_rows: Some(2000),
+            member_rtis: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_rest_of_a_switched_read_starts_at_its_next_keyset_page() {
+        let p = plan();
+        assert_eq!(p.copy_sql_from(None, None), "COPY (SELECT \"cartodb_id\", \"name\" FROM \"t\") TO STDOUT");
+        assert_eq!(p.copy_sql_from(None, Some(&Page::First)), p.copy_sql(None));
+        assert_eq!(
+            p.copy_sql_from(None, Some(&Page::From("1999".into()))),
+            "COPY (SELECT \"cartodb_id\", \"name\" FROM \"t\" WHERE (\"cartodb_id\" >= '1999' OR \"cartodb_id\" IS NULL)) TO STDOUT"
+        );
+        // After a group page, the next page starts after its key; the NULL rowids come last either way.
+        assert!(p.copy_sql_from(None, Some(&Page::After("7".into()))).contains("WHERE (\"cartodb_id\" > '7' OR \"cartodb_id\" IS NULL)"));
+        assert!(p.copy_sql_from(None, Some(&Page::Group("7".into()))).contains("WHERE (\"cartodb_id\" >= '7' OR \"cartodb_id\" IS NULL)"));
+        let casts = vec!["integer".to_string(), "text".to_string()];
+        assert_eq!(
+            p.copy_sql_binary_from(None, &casts, Some(&Page::From("it's".into()))),
+            "COPY (SELECT \"cartodb_id\"::integer, \"name\"::text FROM \"t\" WHERE (\"cartodb_id\" >= 'it''s' OR \"cartodb_id\" IS NULL)) TO STDOUT (FORMAT binary)"
+        );
+    }
+
+    #[test]
+    fn the_keyset_condition_joins_the_shipped_where() {
+        let mut p = plan();
+        let mut w = crate::fdw::deparse::SqlTemplate::default();
+        w.push_str("(\"k\" = 5)");
+        p.where_ = Some(w);
+        assert!(p
+            .copy_sql_from(None, Some(&Page::After("10".into())))
+            .contains("WHERE (\"k\" = 5) AND (\"cartodb_id\" > '10' OR \"cartodb_id\" IS NULL)"));
     }
 }

@@ -2,10 +2,14 @@
 //!
 //! The choice (option `copy_format`, docs/options.md and docs/reads.md "COPY formats"):
 //! * `text`: always COPY text.
-//! * `auto` (default): binary when every column involved can go binary ([`binary_type`]) and CARTO's column
-//!   has the very same type (name, without typmod: the typmod is applied by the receive function as by the
-//!   input function). CARTO's column types are read from its catalogue through `/sql` once per table and
-//!   transaction ([`remote_types`]). A `query` table, a lookup that fails, or any other type: text.
+//! * `auto` (default): binary for every column that can go binary ([`binary_type`]) and has CARTO's very
+//!   type (name, without typmod: the typmod is applied by the receive function as by the input function).
+//!   On a read, any other column travels as text inside the binary stream (cast to text on CARTO, then the
+//!   local type's input function with the typmod, naming the column in its errors: the text transports'
+//!   semantics), so a hand-declared `integer` over CARTO's `bigint` costs that column, not the table. An
+//!   upload cannot cast on CARTO's side: one such column sends the whole upload as COPY text. CARTO's column
+//!   types come from crate::fdw::remote_catalog (kept across transactions for reads; read in the upload's
+//!   own transaction for writes). A `query` table or a lookup that fails: text.
 //! * `binary`: binary whatever CARTO's column types (a read casts each column to the local type remotely);
 //!   an ERROR for a column whose type cannot go binary at all.
 //!
@@ -18,70 +22,37 @@
 //! A pushed join or aggregate (pushed.rs, scanrelid 0) always reads as text: its columns are expressions,
 //! not table columns whose CARTO types were looked up.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
-use carto_client::Client;
 use pgrx::pg_sys;
 
 use crate::fdw::connection::client_for;
-use crate::pg::sql_text::{quote_literal, strip_schema};
 use crate::fdw::options::CopyFormat;
+use crate::fdw::remote_catalog::{remote_table, Freshness};
 use crate::fdw::table::{Column, TableDef};
 use crate::pg::binary::binary_type;
 use crate::pg::error::{FdwError, FdwResult};
-use crate::pg::runtime::block_on;
 
-/// CARTO's column types of one table: remote column name → type name (no typmod).
-type RemoteTypes = HashMap<String, String>;
-
-thread_local! {
-    /// CARTO's column types per foreign table (relid), with the local transaction that read them.
-    static REMOTE_TYPES: RefCell<HashMap<u32, (u32, Option<RemoteTypes>)>> = RefCell::new(HashMap::new());
+/// What a binary COPY does with a column whose local type is not CARTO's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    /// A read: the column travels as text inside the binary stream (cast to text on CARTO, then the local
+    /// type's input function with the typmod: the text transports' exact semantics and errors).
+    AsText,
+    /// An upload: no cast can be applied on CARTO's side, so the whole upload goes as COPY text.
+    WholeText,
 }
 
-fn local_xact() -> u32 {
-    crate::pg::compat::local_xact_id()
-}
-
-/// CARTO's column types of a foreign table (remote column name → `format_type(atttypid, NULL)`), read once
-/// per table and local transaction; None for a `query` table or when the catalogue could not be read.
-pub fn remote_types(table: &TableDef, client: &Client) -> FdwResult<Option<RemoteTypes>> {
-    if table.options.query.is_some() {
-        return Ok(None);
-    }
-    let key = u32::from(table.relid);
-    let xact = local_xact();
-    if let Some(hit) = REMOTE_TYPES.with(|c| c.borrow().get(&key).filter(|(x, _)| *x == xact).map(|(_, t)| t.clone())) {
-        return Ok(hit);
-    }
-    let sql = format!(
-        "SELECT a.attname::text AS n, format_type(a.atttypid, NULL) AS t FROM pg_catalog.pg_attribute a \
-         WHERE a.attrelid = to_regclass({}) AND a.attnum > 0 AND NOT a.attisdropped",
-        quote_literal(&table.from_clause())
-    );
-    // A failure only costs the binary format: the scan or upload goes as text.
-    let types = match block_on(client.query_readonly(&sql))? {
-        Ok(resp) => resp.text_rows(&["n", "t"]).ok().map(|rows| {
-            rows.into_iter()
-                .filter_map(|r| match (r.first().cloned().flatten(), r.get(1).cloned().flatten()) {
-                    (Some(n), Some(t)) => Some((n, strip_schema(&t))),
-                    _ => None,
-                })
-                .collect::<HashMap<_, _>>()
-        }),
-        Err(_) => None,
-    };
-    REMOTE_TYPES.with(|c| c.borrow_mut().insert(key, (xact, types.clone())));
-    Ok(types)
-}
-
-/// The remote casts of a binary COPY of `columns` (attnum, remote name) of `table`, or None for COPY text.
-/// `what` names the operation for errors ("read", "write").
+/// The remote casts of a binary COPY of `columns` of `table`, parallel to them, or None for COPY text. A column
+/// whose local type is not CARTO's is cast to `text` on a read ([`Mismatch::AsText`]; see
+/// [`ReadCasts::as_text`]).
 ///
 /// # Safety
 /// Backend thread, in a transaction.
-pub unsafe fn binary_casts(table: &TableDef, columns: &[&Column], format: CopyFormat) -> FdwResult<Option<Vec<String>>> {
+pub unsafe fn binary_casts(
+    table: &TableDef,
+    columns: &[&Column],
+    format: CopyFormat,
+    mismatch: Mismatch,
+) -> FdwResult<Option<Vec<String>>> {
     // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         if format == CopyFormat::Text || columns.is_empty() {
@@ -93,7 +64,7 @@ pub unsafe fn binary_casts(table: &TableDef, columns: &[&Column], format: CopyFo
             match binary_type(col.type_oid) {
                 Ok(t) => {
                     casts.push(t.cast);
-                    names.push(t.name);
+                    names.push(Some(t.name));
                 }
                 Err(why) if format == CopyFormat::Binary => {
                     return Err(FdwError::NotSupported {
@@ -104,34 +75,71 @@ pub unsafe fn binary_casts(table: &TableDef, columns: &[&Column], format: CopyFo
                         hint: Some("Use copy_format 'auto' (binary where possible, else text) or 'text'.".into()),
                     });
                 }
+                Err(_) if mismatch == Mismatch::AsText => {
+                    casts.push(TEXT_CAST.into());
+                    names.push(None);
+                }
                 Err(_) => return Ok(None),
             }
         }
         if format == CopyFormat::Auto {
             let client = client_for(&table.access)?;
-            let Some(remote) = remote_types(table, &client)? else { return Ok(None) };
-            for (col, name) in columns.iter().zip(&names) {
-                if remote.get(&col.remote_name) != Some(name) {
-                    return Ok(None);
+            let freshness = match mismatch {
+                Mismatch::AsText => Freshness::Recent,
+                Mismatch::WholeText => Freshness::ThisTransaction,
+            };
+            let Some(remote) = remote_table(table, &client, freshness)?.types else { return Ok(None) };
+            for ((col, name), cast) in columns.iter().zip(&names).zip(casts.iter_mut()) {
+                match remote.get(&col.remote_name) {
+                    // Not a column CARTO knows (the read will fail there): the text path says so as ever.
+                    None => return Ok(None),
+                    Some(t) if name.as_ref() == Some(t) => continue,
+                    Some(_) => {}
                 }
+                match mismatch {
+                    Mismatch::AsText => *cast = TEXT_CAST.into(),
+                    Mismatch::WholeText => return Ok(None),
+                }
+            }
+            if casts.iter().all(|c| c == TEXT_CAST) && names.iter().any(|n| n.as_deref() != Some("text")) {
+                // Nothing would travel in binary but text: COPY text is the same bytes, and simpler.
+                return Ok(None);
             }
         }
         Ok(Some(casts))
     }
 }
 
-/// The plan-time choice of a scan's COPY format: the remote casts of its columns when binary.
+/// The remote cast of a column read as text inside a binary COPY.
+pub const TEXT_CAST: &str = "text";
+
+/// A read's COPY binary plan: the remote casts, and which columns travel as text.
+pub struct ReadCasts {
+    pub casts: Vec<String>,
+    /// Parallel to the casts: read with the local type's input function (the column's local type is not
+    /// CARTO's, or has no binary form).
+    pub as_text: Vec<bool>,
+}
+
+/// The plan-time choice of a scan's COPY format: None for COPY text.
 ///
 /// # Safety
 /// Backend thread, in a transaction.
-pub unsafe fn read_casts(table: &TableDef, columns: &[(i16, String)]) -> FdwResult<Option<Vec<String>>> {
+pub unsafe fn read_casts(table: &TableDef, columns: &[(i16, String)]) -> FdwResult<Option<ReadCasts>> {
     // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let cols: Vec<&Column> = columns.iter().filter_map(|(a, _)| table.column(*a)).collect();
         if cols.len() != columns.len() {
             return Ok(None);
         }
-        binary_casts(table, &cols, table.options.copy_format)
+        let Some(casts) = binary_casts(table, &cols, table.options.copy_format, Mismatch::AsText)? else { return Ok(None) };
+        let mut as_text = Vec::with_capacity(cols.len());
+        for (col, cast) in cols.iter().zip(&casts) {
+            // A local text column cast to text reads the same through its receive function.
+            let own = binary_type(col.type_oid).map(|t| t.cast).ok();
+            as_text.push(cast == TEXT_CAST && own.as_deref() != Some(TEXT_CAST));
+        }
+        Ok(Some(ReadCasts { casts, as_text }))
     }
 }
 
@@ -149,7 +157,7 @@ pub unsafe fn write_binary(table: &TableDef, columns: &[&Column]) -> FdwResult<b
         if !crate::pg::binary::encodings_agree() {
             return Ok(false);
         }
-        Ok(binary_casts(table, columns, table.options.copy_format)?.is_some())
+        Ok(binary_casts(table, columns, table.options.copy_format, Mismatch::WholeText)?.is_some())
     }
 }
 

@@ -20,6 +20,7 @@ use crate::pg::runtime::block_on;
 /// past work_mem), so memory stays flat however many rows CARTO sends.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn query(server: &str, sql: &str) -> SetOfIterator<'static, RowJson> {
+    crate::fdw::remote_catalog::forget_all();
     let rows = Rows::start(server, sql).or_report();
     SetOfIterator::new(rows)
 }
@@ -127,6 +128,8 @@ fn exec(server: &str, sql: &str) -> i64 {
 }
 
 pub fn exec_sql(server: &str, sql: &str, what: &str) -> FdwResult<i64> {
+    // The SQL may change any table: what this backend remembers of CARTO's catalogue is looked up again.
+    crate::fdw::remote_catalog::forget_all();
     let r = remote(server)?;
     let resp = block_on(r.client.query(sql))?
         .map_err(|e| FdwError::remote(e, format!("{what} on server \"{server}\"")))?;

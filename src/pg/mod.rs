@@ -9,6 +9,7 @@ pub mod error;
 pub mod executor;
 pub mod guc;
 pub mod identity;
+pub mod inval;
 pub mod runtime;
 pub mod sql_text;
 pub mod text;

@@ -116,6 +116,8 @@ pub fn point_ewkb_hex(lng: f64, lat: f64) -> String {
 }
 
 pub fn run(args: &PushArgs, client: &Client, prev_wm: Option<&str>, stage: &str) -> FdwResult<RunOutcome> {
+    // A push may create or replace its target: what this backend remembers of CARTO's catalogue goes.
+    crate::fdw::remote_catalog::forget_all();
     let src = crate::sync::source_sql(&args.source);
     let cols = crate::sync::source_columns(&src)?;
     let send: Vec<&SourceColumn> = cols.iter().filter(|c| c.name != "the_geom_webmercator").collect();

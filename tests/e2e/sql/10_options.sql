@@ -47,7 +47,9 @@ ALTER SERVER s_cloud OPTIONS (ADD truncatable '');
 ALTER SERVER s_cloud OPTIONS (ADD scan_method 'fast');
 ALTER SERVER s_cloud OPTIONS (ADD scan_method 'COPY');
 ALTER SERVER s_cloud OPTIONS (ADD extensions 'postgis;drop table x');
+-- extensions '' is valid: it turns off the default (postgis).
 ALTER SERVER s_cloud OPTIONS (ADD extensions '');
+ALTER SERVER s_cloud OPTIONS (DROP extensions);
 ALTER SERVER s_cloud OPTIONS (SET username '');
 -- Unknown options: the hint lists the valid ones (per object kind).
 ALTER SERVER s_cloud OPTIONS (ADD usernme 'bob');

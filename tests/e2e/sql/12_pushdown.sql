@@ -13,7 +13,7 @@ RESET search_path;
 ANALYZE loc.t12;
 
 CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url', extensions 'postgis');
-CREATE SERVER carto_noext FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
+CREATE SERVER carto_noext FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url', extensions '');
 CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
 CREATE USER MAPPING FOR CURRENT_USER SERVER carto_noext OPTIONS (api_key :'api_key');
 CREATE FOREIGN TABLE ft12 (cartodb_id int, the_geom geometry(Point, 4326), i int, n numeric, f float8,
@@ -155,7 +155,7 @@ SELECT count(*) AS queries, count(*) FILTER (WHERE r.same) AS same, string_agg(c
   FROM corpus c, pg_temp.run(c.q, 'ft12') r;
 ALTER FOREIGN TABLE ft12 OPTIONS (SET scan_method 'copy');
 
--- 4. Without extensions 'postgis' on the server, PostGIS clauses stay local (same results).
+-- 4. With extensions '' on the server (PostGIS off), PostGIS clauses stay local (same results).
 SELECT c.id, r.rows, r.same, r.remote_where AS "where", r.remote_order AS "order", r.remote_limit AS "limit",
        r.local_filter AS "filter"
   FROM corpus c, pg_temp.run(c.q, 'ft12_noext') r WHERE c.id >= 86 ORDER BY c.id;

@@ -86,6 +86,8 @@ SELECT pg_temp.try('SELECT * FROM t14_copy');
 -- 5. A 400 with CARTO's detail and hint.
 \! curl -sS -X POST "$CARTO_SIM_ADMIN/faults" -d '{"group": "copy_to", "status": 400, "json": {"error": ["duplicate key value violates unique constraint \"t14_pkey\""], "detail": "Key (cartodb_id)=(1) already exists.", "hint": "A hint from CARTO."}}' >/dev/null
 SELECT pg_temp.try('SELECT * FROM t14_copy');
+-- (Read once first: what CARTO's catalogue says of t14 is remembered, so the fault meets the read itself.)
+SELECT pg_temp.try('SELECT * FROM t14_query');
 \! curl -sS -X POST "$CARTO_SIM_ADMIN/faults" -d '{"group": "query", "status": 400, "json": {"error": ["function nope(integer) does not exist"], "hint": "No function matches the given name and argument types."}}' >/dev/null
 SELECT pg_temp.try('SELECT * FROM t14_query');
 

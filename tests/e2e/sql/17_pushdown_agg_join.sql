@@ -15,7 +15,7 @@ INSERT INTO loc.lookup VALUES (0, 'zero'), (1, 'one'), (2, 'two');
 ANALYZE loc.lookup;
 
 CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url', extensions 'postgis');
-CREATE SERVER carto_noext FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
+CREATE SERVER carto_noext FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url', extensions '');
 CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
 CREATE USER MAPPING FOR CURRENT_USER SERVER carto_noext OPTIONS (api_key :'api_key');
 CREATE FOREIGN TABLE pts (cartodb_id int, the_geom geometry(Point, 4326), cat text, grp int, v int, n numeric,

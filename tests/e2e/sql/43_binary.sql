@@ -111,7 +111,8 @@ SELECT 'text' AS copy_format, * FROM pg_temp.compare('pg_temp.remote_digests(''f
 SELECT count(*) AS differing FROM ((SELECT r::text FROM ft_geo r EXCEPT ALL SELECT r::text FROM fwg_bin r)
                            UNION ALL (SELECT r::text FROM fwg_bin r EXCEPT ALL SELECT r::text FROM ft_geo r)) d;
 
--- Types that cannot go binary: auto reads and writes them as text, 'binary' says why not.
+-- Types that cannot go binary: auto reads them as text inside the binary stream (writes them as COPY text),
+-- 'binary' says why not.
 CREATE FOREIGN TABLE ft_all (cartodb_id int, x xml, t text) SERVER carto OPTIONS (table_name 't43_scalars');
 EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft_all;
 SELECT cartodb_id, x FROM ft_all ORDER BY cartodb_id LIMIT 2;
@@ -120,7 +121,8 @@ SELECT cartodb_id, x FROM ft_all;
 CREATE FOREIGN TABLE ft_ageo (cartodb_id int, ag geometry[]) SERVER carto OPTIONS (query 'SELECT 1 AS cartodb_id, ARRAY[''POINT(1 2)''::geometry] AS ag', copy_format 'binary');
 SELECT * FROM ft_ageo;
 
--- A local type unlike CARTO's: auto takes the text path (the same values and errors as ever)...
+-- A local type unlike CARTO's: auto reads that column as text inside the binary stream (the text path's values and
+-- errors, naming the column)...
 CREATE FOREIGN TABLE ft_mis (cartodb_id int, i8 int4) SERVER carto OPTIONS (table_name 't43_scalars');
 EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft_mis;
 SELECT cartodb_id, i8 FROM ft_mis ORDER BY cartodb_id;
