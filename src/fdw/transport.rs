@@ -94,6 +94,9 @@ pub unsafe fn binary_casts(
                     // Not a column CARTO knows (the read will fail there): the text path says so as ever.
                     None => return Ok(None),
                     Some(t) if name.as_ref() == Some(t) => continue,
+                    // A read can cast on CARTO's side where that gives the text path's very values and can
+                    // never fail: the column stays binary.
+                    Some(t) if mismatch == Mismatch::AsText && name.as_deref().is_some_and(|n| exact_widening(t, n)) => continue,
                     Some(_) => {}
                 }
                 match mismatch {
@@ -108,6 +111,23 @@ pub unsafe fn binary_casts(
         }
         Ok(Some(casts))
     }
+}
+
+/// Whether CARTO's cast of a `remote` column to the `local` type (both `format_type` names) gives exactly what
+/// the text path gives (CARTO prints the value, the local input function reads it) and can never fail: integers
+/// into wider integers or numeric (a numeric typmod is applied by the local receive function, as by its input
+/// function), varchar and text into each other (the same bytes; a varchar typmod is applied locally). Not
+/// real into double precision (the text path reads the shortest decimal), nor char(n) into text (the cast
+/// drops the padding), nor any narrowing (CARTO would raise the error, not the local type).
+fn exact_widening(remote: &str, local: &str) -> bool {
+    matches!(
+        (remote, local),
+        ("smallint", "integer" | "bigint" | "numeric")
+            | ("integer", "bigint" | "numeric")
+            | ("bigint", "numeric")
+            | ("character varying", "text")
+            | ("text", "character varying")
+    )
 }
 
 /// The remote cast of a column read as text inside a binary COPY.
@@ -199,5 +219,24 @@ impl BinaryRowWriter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exact_widening;
+
+    #[test]
+    fn only_exact_and_infallible_casts_keep_a_mismatched_column_binary() {
+        assert!(exact_widening("integer", "bigint"));
+        assert!(exact_widening("smallint", "numeric"));
+        assert!(exact_widening("character varying", "text"));
+        assert!(exact_widening("text", "character varying"));
+        // Narrowing fails on CARTO's side; real -> double precision and char -> text change the value.
+        assert!(!exact_widening("bigint", "integer"));
+        assert!(!exact_widening("numeric", "double precision"));
+        assert!(!exact_widening("real", "double precision"));
+        assert!(!exact_widening("character", "text"));
+        assert!(!exact_widening("timestamp with time zone", "text"));
     }
 }

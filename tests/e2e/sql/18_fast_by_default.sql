@@ -85,7 +85,8 @@ SELECT * FROM scan('SELECT cartodb_id FROM fresh WHERE k = 5');
 ALTER FOREIGN TABLE fresh OPTIONS (DROP fetch_size, DROP scan_method);
 
 -- 5. Columns declared with other types than CARTO's (bigint, numeric, varchar, timestamptz there) stay in
--- COPY binary: only they travel as text, read by the local type's input function with its typmod.
+-- COPY binary: only they travel as text, read by the local type's input function with its typmod. A cast that
+-- gives the text path's very value and cannot fail (text into varchar(12)) is made by CARTO, the column binary.
 SELECT carto.exec('carto', $$CREATE TABLE t18_types (cartodb_id bigint PRIMARY KEY, n numeric, v varchar(20),
   ts timestamptz, f float8, t text)$$);
 SELECT carto.exec('carto', $$INSERT INTO t18_types SELECT g, g / 7.0, 'v' || g,
