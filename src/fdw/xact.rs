@@ -14,9 +14,12 @@
 //! Rows already sent cannot be withdrawn from an open COPY: when a subtransaction that sent rows
 //! is rolled back, the upload is aborted at once and the transaction is doomed (COMMIT fails).
 //!
+//! The upload itself — requests tagged, rolled over before CARTO's size limit, handed to the abort when an
+//! ERROR drops one unfinished — is [`Upload`], which carto.push (sync/) uses too.
+//!
 //! Everything here runs on the backend thread. No RefCell borrow is ever held across `block_on`
-//! (which may raise an ERROR): uploads are taken out of the list while they are waited on, in a
-//! guard that, if an ERROR unwinds through it, hands the upload to the orphans the abort ends.
+//! (which may raise an ERROR): an upload's open request is taken out of the list while it is waited
+//! on ([`Request`]): if an ERROR unwinds through it, it hands itself to the orphans the abort ends.
 //!
 //! The commit-time finish is bounded by statement_timeout itself: PostgreSQL disables its statement
 //! timer before committing, so the deadline is derived from statement_timeout and the statement's
@@ -54,18 +57,7 @@ pub struct StreamKey {
 struct Pending {
     key: StreamKey,
     label: String,
-    sql: String,
-    /// Columns of the COPY column list (the poison line has one more).
-    columns: usize,
-    client: Client,
-    /// The open request; None before the first row, after a roll-over or a mid-transaction finish,
-    /// and while it is taken out to be waited on.
-    copy: Option<CopyIn>,
-    /// The tag of the open request's COPY statement.
-    tag: Option<uploads::UploadTag>,
-    /// Requests finished before commit (roll-overs and mid-transaction finishes).
-    finished_requests: u64,
-    rows_total: u64,
+    upload: Upload,
     /// Subtransactions (SubTransactionId) that sent rows; rewritten to the parent on sub-commit.
     subids: Vec<pg_sys::SubTransactionId>,
 }
@@ -79,20 +71,22 @@ struct State {
     orphans: Vec<(CopyIn, usize)>,
 }
 
-/// An upload taken out of the state while it is waited on. Dropped with the upload still in it (an
-/// ERROR unwinding), it hands it to the orphans, so the abort ends it with its poison line.
-struct Taken {
+/// One open request of an upload: a tagged COPY on its way to CARTO. Dropped with the COPY still in it (an
+/// ERROR unwinding while it is waited on), it hands it to the orphans, so the abort ends it with its poison row.
+struct Request {
     copy: Option<CopyIn>,
     columns: usize,
+    tag: uploads::UploadTag,
 }
 
-impl Taken {
-    fn take(mut self) -> Option<CopyIn> {
+impl Request {
+    /// The COPY, no longer handed to the abort when dropped.
+    fn into_copy(mut self) -> Option<CopyIn> {
         self.copy.take()
     }
 }
 
-impl Drop for Taken {
+impl Drop for Request {
     fn drop(&mut self) {
         if let Some(c) = self.copy.take() {
             let columns = self.columns;
@@ -107,6 +101,132 @@ impl Drop for Taken {
             drop(kept);
         }
     }
+}
+
+/// One upload into CARTO: a `COPY ... FROM STDIN` (text, or binary) sent as one `/copyfrom` request after
+/// another. Each request's COPY is tagged (uploads.rs finds what killed backends left open by the tag); a
+/// request that nears CARTO's size limit is finished — CARTO commits it as its own transaction — and the next
+/// rows open a new one; a request dropped unfinished is handed to the transaction's abort ([`Request`]). INSERT
+/// keeps one per foreign table in this file's state until the commit; carto.push one per run.
+pub struct Upload {
+    client: Client,
+    sql: String,
+    binary: bool,
+    /// Columns of the COPY column list (the poison row has one more).
+    columns: usize,
+    /// The open request; None before the first rows, after a roll-over or a finish, and while it is taken out
+    /// to be waited on.
+    open: Option<Request>,
+    /// Requests finished so far (roll-overs and finishes), and the rows CARTO confirmed in them.
+    finished_requests: u64,
+    rows_total: u64,
+}
+
+/// What sending rows into a request left.
+enum Sent {
+    /// The request, still open (boxed: a CopyIn is large).
+    Open(Box<Request>),
+    /// The request neared CARTO's size limit and was finished: the rows CARTO committed with it.
+    RolledOver(u64),
+}
+
+impl Upload {
+    /// An upload of `sql` (a `COPY ... FROM STDIN` with `columns` columns; `binary` for `FORMAT binary`).
+    /// Nothing is sent before the first rows.
+    pub fn new(client: &Client, sql: &str, binary: bool, columns: usize) -> Upload {
+        Upload { client: client.clone(), sql: sql.to_string(), binary, columns, open: None, finished_requests: 0, rows_total: 0 }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// The tag of the open request.
+    fn tag(&self) -> Option<uploads::UploadTag> {
+        self.open.as_ref().map(|r| r.tag)
+    }
+
+    /// The open request, taken out to be waited on; a new one (its COPY tagged) when none is open.
+    fn request(&mut self) -> Request {
+        if let Some(r) = self.open.take() {
+            return r;
+        }
+        // The transaction's end ends what an ERROR leaves open.
+        ensure_callbacks();
+        // Binary COPYs carry the same tag: the cleanup finds every upload by it.
+        let (tagged, tag) = uploads::tag_copy(&self.sql);
+        let copy = match self.binary {
+            true => self.client.copy_from_binary(&tagged),
+            false => self.client.copy_from(&tagged),
+        };
+        Request { copy: Some(copy), columns: self.columns, tag }
+    }
+
+    /// Counts a finished request and the rows CARTO confirmed in it: the number of requests finished so far.
+    fn finished(&mut self, rows: u64) -> u64 {
+        self.finished_requests += 1;
+        self.rows_total += rows;
+        self.finished_requests
+    }
+
+    /// Sends whole rows, `rows` of them in `data`, rolling over to a new request before CARTO's size limit.
+    /// `what` names the work in messages ("pushing rows").
+    pub fn send(&mut self, data: Vec<u8>, rows: u64, what: &str) -> FdwResult<()> {
+        let req = self.request();
+        match send_rolling(req, data, rows, &|| what.to_string(), &|| what.to_string())? {
+            Sent::Open(r) => self.open = Some(*r),
+            Sent::RolledOver(n) => {
+                self.finished(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the last rows (if any, never rolling over) and finishes the request: the rows CARTO confirmed in
+    /// all requests, and how many requests there were.
+    pub fn finish(mut self, data: Vec<u8>, rows: u64, what: &str) -> FdwResult<(u64, u64)> {
+        let mut req = self.request();
+        if rows > 0 {
+            req.send(data, rows)?.map_err(|e| FdwError::remote(e, what))?;
+        }
+        let Some(copy) = req.into_copy() else { return Err(FdwError::internal("upload lost")) };
+        let summary = block_on(copy.finish())?.map_err(|e| FdwError::remote(e, what))?;
+        self.finished(summary.total_rows);
+        Ok((self.rows_total, self.finished_requests))
+    }
+}
+
+impl Request {
+    /// Sends whole rows: the outer error is the wait's (an interrupt), the inner one CARTO's or the connection's
+    /// (the upload is then gone).
+    fn send(&mut self, data: Vec<u8>, rows: u64) -> FdwResult<Result<(), carto_client::Error>> {
+        match self.copy.as_mut() {
+            Some(c) => block_on(c.send(Bytes::from(data), rows)),
+            None => Err(FdwError::internal("upload lost")),
+        }
+    }
+}
+
+/// Sends whole rows into `req`, then finishes the request if it nears CARTO's size limit. A failure drops
+/// `req`: the abort ends it. `sending` and `rolling_over` name the work in messages.
+fn send_rolling(
+    mut req: Request,
+    data: Vec<u8>,
+    rows: u64,
+    sending: &dyn Fn() -> String,
+    rolling_over: &dyn Fn() -> String,
+) -> FdwResult<Sent> {
+    if let Err(e) = req.send(data, rows)? {
+        // The upload failed (CARTO rejected a row, or the connection broke): it is gone.
+        return Err(FdwError::remote(e, sending()));
+    }
+    let rollover = req.copy.as_ref().is_some_and(|c| c.needs_rollover());
+    if !rollover {
+        return Ok(Sent::Open(Box::new(req)));
+    }
+    let Some(copy) = req.into_copy() else { return Err(FdwError::internal("upload lost")) };
+    let summary = block_on(copy.finish())?.map_err(|e| FdwError::remote(e, rolling_over()))?;
+    Ok(Sent::RolledOver(summary.total_rows))
 }
 
 /// Ends uploads that must not commit, all at once: each gets its poison line and the end of its
@@ -181,12 +301,12 @@ pub fn send_rows(target: &UploadTarget, data: Vec<u8>, rows: u64) -> FdwResult<(
     ensure_callbacks();
     // SAFETY: backend thread, in a transaction.
     let subid = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    let open = STATE.with(|s| s.borrow().pending.iter().any(|p| p.key == key && p.copy.is_some()));
+    let open = STATE.with(|s| s.borrow().pending.iter().any(|p| p.key == key && p.upload.is_open()));
     if !open {
         // A new request to this account: first end what earlier, killed uploads left.
         cleanup_stale_uploads(client);
     }
-    let copy = STATE.with(|s| {
+    let req = STATE.with(|s| {
         let mut s = s.borrow_mut();
         let idx = match s.pending.iter().position(|p| p.key == key) {
             Some(i) => i,
@@ -194,13 +314,7 @@ pub fn send_rows(target: &UploadTarget, data: Vec<u8>, rows: u64) -> FdwResult<(
                 s.pending.push(Pending {
                     key,
                     label: label.to_string(),
-                    sql: sql.to_string(),
-                    columns,
-                    client: client.clone(),
-                    copy: None,
-                    tag: None,
-                    finished_requests: 0,
-                    rows_total: 0,
+                    upload: Upload::new(client, sql, key.binary, columns),
                     subids: Vec::new(),
                 });
                 s.pending.len() - 1
@@ -210,56 +324,37 @@ pub fn send_rows(target: &UploadTarget, data: Vec<u8>, rows: u64) -> FdwResult<(
         if !p.subids.contains(&subid) {
             p.subids.push(subid);
         }
-        match p.copy.take() {
-            Some(c) => c,
-            None => {
-                // Binary COPYs carry the same tag: the cleanup finds every upload by it.
-                let (tagged, tag) = uploads::tag_copy(&p.sql);
-                p.tag = Some(tag);
-                match p.key.binary {
-                    true => p.client.copy_from_binary(&tagged),
-                    false => p.client.copy_from(&tagged),
-                }
-            }
-        }
+        p.upload.request()
     });
-    // If this raises (cancel, statement_timeout), the guard hands the upload to the orphans.
-    let mut taken = Taken { copy: Some(copy), columns };
-    let sent = match taken.copy.as_mut() {
-        Some(c) => block_on(c.send(Bytes::from(data), rows))?,
-        None => return Err(FdwError::internal("upload lost")),
-    };
-    if let Err(e) = sent {
-        // The upload failed (CARTO rejected a row, or the connection broke): it is gone.
-        return Err(FdwError::remote(e, format!("inserting into foreign table \"{label}\"")));
-    }
-    let Some(copy) = taken.take() else { return Err(FdwError::internal("upload lost")) };
-    let rollover = copy.needs_rollover();
-    if rollover {
-        let summary = block_on(copy.finish())?.map_err(|e| {
-            FdwError::remote(e, format!("finishing a COPY request into foreign table \"{label}\" at its size limit"))
-        })?;
-        let done = STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            s.pending.iter_mut().find(|p| p.key == key).map(|p| {
-                p.finished_requests += 1;
-                p.rows_total += summary.total_rows;
-                p.finished_requests
-            })
-        });
-        notice(format!(
-            "foreign table \"{label}\": COPY request {} reached the size limit and was committed on CARTO with {} rows as its own transaction; continuing in request {}",
-            done.unwrap_or(1),
-            summary.total_rows,
-            done.unwrap_or(1) + 1
-        ));
-    } else {
-        STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            if let Some(p) = s.pending.iter_mut().find(|p| p.key == key) {
-                p.copy = Some(copy);
-            }
-        });
+    // If this raises (cancel, statement_timeout), the request is handed to the orphans.
+    let sent = send_rolling(
+        req,
+        data,
+        rows,
+        &|| format!("inserting into foreign table \"{label}\""),
+        &|| format!("finishing a COPY request into foreign table \"{label}\" at its size limit"),
+    )?;
+    match sent {
+        Sent::RolledOver(total_rows) => {
+            let done = STATE.with(|s| {
+                let mut s = s.borrow_mut();
+                s.pending.iter_mut().find(|p| p.key == key).map(|p| p.upload.finished(total_rows))
+            });
+            notice(format!(
+                "foreign table \"{label}\": COPY request {} reached the size limit and was committed on CARTO with {} rows as its own transaction; continuing in request {}",
+                done.unwrap_or(1),
+                total_rows,
+                done.unwrap_or(1) + 1
+            ));
+        }
+        Sent::Open(req) => {
+            STATE.with(|s| {
+                let mut s = s.borrow_mut();
+                if let Some(p) = s.pending.iter_mut().find(|p| p.key == key) {
+                    p.upload.open = Some(*req);
+                }
+            });
+        }
     }
     Ok(())
 }
@@ -278,7 +373,7 @@ pub fn cleanup_stale_uploads(client: &Client) {
 
 /// The tags of this backend's uploads still open.
 pub fn open_tags() -> Vec<uploads::UploadTag> {
-    STATE.with(|s| s.borrow().pending.iter().filter(|p| p.copy.is_some()).filter_map(|p| p.tag).collect())
+    STATE.with(|s| s.borrow().pending.iter().filter_map(|p| p.upload.tag()).collect())
 }
 
 /// Takes out the open upload of the first pending entry matching `pred`, with its label and client.
@@ -288,7 +383,10 @@ fn take_open(pred: &dyn Fn(&Pending) -> bool) -> Option<(StreamKey, String, Copy
         s.pending
             .iter_mut()
             .filter(|p| pred(p))
-            .find_map(|p| p.copy.take().map(|c| (p.key, p.label.clone(), c, p.client.clone())))
+            .find_map(|p| {
+                let copy = p.upload.open.take().and_then(Request::into_copy)?;
+                Some((p.key, p.label.clone(), copy, p.upload.client.clone()))
+            })
     })
 }
 
@@ -355,11 +453,7 @@ fn finish_one(key: StreamKey, label: &str, copy: CopyIn, client: &Client, at_com
     Ok(STATE.with(|s| {
         let mut s = s.borrow_mut();
         match s.pending.iter_mut().find(|p| p.key == key) {
-            Some(p) => {
-                p.finished_requests += 1;
-                p.rows_total += summary.total_rows;
-                (p.finished_requests, p.rows_total)
-            }
+            Some(p) => (p.upload.finished(summary.total_rows), p.upload.rows_total),
             None => (1, summary.total_rows),
         }
     }))
@@ -375,16 +469,9 @@ pub fn finish_pending_for(relid: pg_sys::Oid) -> FdwResult<()> {
     Ok(())
 }
 
-/// Hands an upload that must not commit to the transaction's orphans: the next abort (or the end of
-/// the transaction) ends it with its poison line. For uploads outside `pending` (carto.push).
-pub fn adopt_orphan(copy: CopyIn, columns: usize) {
-    ensure_callbacks();
-    drop(Taken { copy: Some(copy), columns });
-}
-
 /// True when an upload of this transaction is still open.
 pub fn has_open_uploads() -> bool {
-    STATE.with(|s| s.borrow().pending.iter().any(|p| p.copy.is_some()))
+    STATE.with(|s| s.borrow().pending.iter().any(|p| p.upload.is_open()))
 }
 
 fn pre_commit() -> FdwResult<()> {
@@ -409,9 +496,9 @@ fn pre_commit() -> FdwResult<()> {
 fn clear() {
     let old = STATE.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let mut open: Vec<(CopyIn, usize)> = old.orphans;
-    for p in old.pending {
-        if let Some(c) = p.copy {
-            open.push((c, p.columns));
+    for mut p in old.pending {
+        if let Some(c) = p.upload.open.take().and_then(Request::into_copy) {
+            open.push((c, p.upload.columns));
         }
     }
     end_uploads(open);
@@ -463,8 +550,8 @@ unsafe extern "C-unwind" fn subxact_callback(
                 let mut first_label = None;
                 for p in s.pending.iter_mut().filter(|p| p.subids.contains(&my_subid)) {
                     first_label.get_or_insert_with(|| p.label.clone());
-                    if let Some(c) = p.copy.take() {
-                        out.push((c, p.columns));
+                    if let Some(c) = p.upload.open.take().and_then(Request::into_copy) {
+                        out.push((c, p.upload.columns));
                     }
                 }
                 if let Some(label) = first_label {

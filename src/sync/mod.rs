@@ -8,7 +8,6 @@ pub mod pull;
 pub mod push;
 pub mod push_binary;
 pub mod runs;
-pub mod upload;
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Spi};

@@ -15,7 +15,7 @@ use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
 use crate::pg::typeio::with_transmission_modes;
 use crate::sync::runs::RunOutcome;
-use crate::sync::upload::PushUpload;
+use crate::fdw::xact::Upload;
 use crate::sync::{Mode, SourceColumn};
 
 /// Rows above which a staged apply goes straight to a Batch job.
@@ -277,7 +277,7 @@ fn cartodbfy(args: &PushArgs, client: &Client, target: &str) -> FdwResult<()> {
 fn stream_rows(client: &Client, select: &str, copy_sql: &str, columns: usize, lnglat: Option<(usize, usize)>) -> FdwResult<i64> {
     // Each request's COPY is tagged, and an ERROR (cancel, timeout, a bad row) hands the open
     // upload to the transaction's abort, which ends it with a poison line (fdw/xact.rs).
-    let mut upload = PushUpload::new(|| client.copy_from(&crate::fdw::uploads::tag_copy(copy_sql).0), columns);
+    let mut upload = Upload::new(client, copy_sql, false, columns);
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut pending_rows: u64 = 0;
     Spi::connect(|c| -> FdwResult<()> {
@@ -308,17 +308,17 @@ fn stream_rows(client: &Client, select: &str, copy_sql: &str, columns: usize, ln
                 pending_rows += 1;
             }
             if buf.len() >= 1 << 20 {
-                upload.send(std::mem::take(&mut buf), pending_rows)?;
+                upload.send(std::mem::take(&mut buf), pending_rows, "pushing rows")?;
                 pending_rows = 0;
             }
         }
         Ok(())
     })?;
-    let (total, requests) = upload.finish(buf, pending_rows)?;
+    let (total, requests) = upload.finish(buf, pending_rows, "pushing rows")?;
     if requests > 1 {
         pgrx::notice!("carto_fdw: the rows went to CARTO in {requests} COPY requests (each request is its own remote transaction)");
     }
-    Ok(total)
+    Ok(total as i64)
 }
 
 /// One remote transaction: the staged rows into the target, the ledger's watermark, the staging

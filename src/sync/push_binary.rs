@@ -13,7 +13,7 @@ use pgrx::Spi;
 use crate::pg::sql_text::quote_ident;
 use crate::pg::binary::{binary_type, encodings_agree};
 use crate::pg::error::{FdwError, FdwResult};
-use crate::sync::upload::PushUpload;
+use crate::fdw::xact::Upload;
 use crate::sync::SourceColumn;
 
 /// The send function of each column (`int4send`, `geometry_send`, `array_send`...), when the columns can go
@@ -52,7 +52,7 @@ pub fn stream_rows(client: &Client, cols: &[&SourceColumn], sends: &[String], fr
     let select = format!("SELECT {select} FROM {from}");
     // Each request's COPY is tagged like the text push's, and an ERROR (cancel, timeout, a bad row) hands
     // the open upload to the transaction's abort, which ends it with a binary poison tuple (fdw/xact.rs).
-    let mut upload = PushUpload::new(|| client.copy_from_binary(&crate::fdw::uploads::tag_copy(copy_sql).0), cols.len());
+    let mut upload = Upload::new(client, copy_sql, true, cols.len());
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut pending_rows: u64 = 0;
     let n = cols.len();
@@ -74,11 +74,12 @@ pub fn stream_rows(client: &Client, cols: &[&SourceColumn], sends: &[String], fr
                 pending_rows += 1;
             }
             if buf.len() >= 1 << 20 {
-                upload.send(std::mem::replace(&mut buf, Vec::with_capacity(1 << 20)), pending_rows)?;
+                upload.send(std::mem::replace(&mut buf, Vec::with_capacity(1 << 20)), pending_rows, "pushing rows")?;
                 pending_rows = 0;
             }
         }
         Ok(())
     })?;
-    upload.finish(buf, pending_rows)
+    let (total, requests) = upload.finish(buf, pending_rows, "pushing rows")?;
+    Ok((total as i64, requests as u32))
 }

@@ -339,6 +339,187 @@ impl Drop for CopyIn {
     }
 }
 
+/// How a request ended, when it did not fail.
+enum Answered {
+    /// CARTO copied this many rows (the rows sent).
+    Done(u64),
+    /// CARTO refused the request before taking anything (a 429 with Retry-After): replay it after this wait.
+    Replay(Duration),
+}
+
+fn gz_err(e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, format!("gzip: {e}"))
+}
+
+/// The compressing side of an upload: the gzip stream, the bytes it produced, and where the pump waited (which
+/// sets the level: see `adapt`). Each method returns the compressed bytes ready to go and publishes the count
+/// `CopyIn::needs_rollover` reads.
+struct Compression {
+    enc: Gzip,
+    configured_level: u32,
+    /// Compressed bytes produced for the request (what needs_rollover() compares), and raw bytes written
+    /// since the last sync flush (what the compressor may still hold).
+    produced: u64,
+    raw_since_flush: u64,
+    /// A sync flush every so often bounds what the compressor holds (and so the over-estimate) at a small
+    /// fraction of the threshold; deflate keeps its dictionary across sync flushes, so the ratio barely moves.
+    flush_every: u64,
+    max_bytes: u64,
+    /// Where the pump waited since the last sync flush: for the body to take a chunk, or for rows (`adapt`).
+    waited_for_body: Duration,
+    waited_for_rows: Duration,
+    avg_body: Duration,
+    avg_rows: Duration,
+}
+
+impl Compression {
+    fn new(configured_level: u32, max_bytes: u64) -> Self {
+        Compression {
+            // The configured level while the network is the bottleneck, level 1 while it is not (see `adapt`).
+            enc: Gzip::new(configured_level),
+            configured_level,
+            produced: 0,
+            raw_since_flush: 0,
+            flush_every: (max_bytes / 16).clamp(4096, 1 << 20),
+            max_bytes,
+            waited_for_body: Duration::ZERO,
+            waited_for_rows: Duration::ZERO,
+            avg_body: Duration::ZERO,
+            avg_rows: Duration::ZERO,
+        }
+    }
+
+    /// Rows (whole COPY lines or tuples).
+    fn rows(&mut self, b: &[u8], compressed: &AtomicU64) -> Result<Vec<u8>> {
+        self.enc.write(b).map_err(gz_err)?;
+        self.raw_since_flush += b.len() as u64;
+        // Near the roll-over threshold, a sync flush makes the count exact: everything
+        // written so far is then in the compressed output.
+        if self.raw_since_flush >= self.flush_every || self.produced + self.raw_since_flush >= self.max_bytes {
+            self.enc.sync_flush().map_err(gz_err)?;
+            self.raw_since_flush = 0;
+            // Averaged over the last few stretches: a slow link's waits come in bursts,
+            // when the buffers in front of it fill.
+            self.avg_body = self.avg_body.mul_f64(0.75) + self.waited_for_body.mul_f64(0.25);
+            self.avg_rows = self.avg_rows.mul_f64(0.75) + self.waited_for_rows.mul_f64(0.25);
+            (self.waited_for_body, self.waited_for_rows) = (Duration::ZERO, Duration::ZERO);
+            self.enc.set_level(adapt(self.configured_level, self.enc.level(), self.avg_body, self.avg_rows));
+        }
+        let out = self.enc.take();
+        self.produced += out.len() as u64;
+        // An upper bound (exact right after a flush); published before raw_done moves, so
+        // needs_rollover() never misses these bytes.
+        compressed.store(self.produced + self.raw_since_flush, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// The end of the gzip stream, after `last` (the poison line) when given.
+    fn finish(&mut self, last: Option<&[u8]>, compressed: &AtomicU64) -> Result<Vec<u8>> {
+        if let Some(line) = last {
+            self.enc.write(line).map_err(gz_err)?;
+        }
+        self.enc.finish().map_err(gz_err)?;
+        let out = self.enc.take();
+        self.produced += out.len() as u64;
+        compressed.store(self.produced, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// A keep-alive while no rows come: a sync flush and an empty stored block.
+    fn keepalive(&mut self, compressed: &AtomicU64) -> Result<Vec<u8>> {
+        self.enc.sync_flush().map_err(gz_err)?;
+        self.raw_since_flush = 0;
+        let mut out = self.enc.take();
+        out.extend_from_slice(&EMPTY_STORED_BLOCK);
+        self.produced += out.len() as u64;
+        compressed.store(self.produced, Ordering::Relaxed);
+        Ok(out)
+    }
+}
+
+/// The body's side of a request: the compressed chunks waiting for the body, the replay buffer (the chunks
+/// sent, while they are at most REPLAY_MAX), whether the end went out, and the clocks of keep-alives, stalls
+/// and the answer.
+struct Outgoing {
+    queue: VecDeque<Bytes>,
+    replay: Vec<Bytes>,
+    replay_bytes: usize,
+    replayable: bool,
+    end_sent: bool,
+    body_closed: bool,
+    answer_deadline: Option<Instant>,
+    last_activity: Instant,
+    /// Last time the body accepted a chunk: a body that accepts nothing for request_timeout is a stall.
+    last_progress: Instant,
+}
+
+impl Outgoing {
+    fn new() -> Self {
+        Outgoing {
+            queue: VecDeque::new(),
+            replay: Vec::new(),
+            replay_bytes: 0,
+            replayable: true,
+            end_sent: false,
+            body_closed: false,
+            answer_deadline: None,
+            last_activity: Instant::now(),
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// What the body takes next: the next chunk (kept for a replay while the request is small), or the end.
+    fn next_msg(&mut self, stats: &AtomicStats, request_timeout: Duration) -> BodyMsg {
+        let msg = match self.queue.pop_front() {
+            Some(c) => {
+                let n = c.len();
+                if self.replayable {
+                    self.replay_bytes += n;
+                    if self.replay_bytes > REPLAY_MAX {
+                        self.never_replay();
+                    } else {
+                        self.replay.push(c.clone());
+                    }
+                }
+                stats.add_sent(n as u64);
+                BodyMsg::Data(c)
+            }
+            None => {
+                self.end_sent = true;
+                self.answer_deadline = Some(Instant::now() + request_timeout);
+                BodyMsg::End
+            }
+        };
+        self.last_activity = Instant::now();
+        self.last_progress = self.last_activity;
+        msg
+    }
+
+    /// The body takes nothing more: only the answer is left to wait for.
+    fn body_gone(&mut self, request_timeout: Duration) {
+        self.body_closed = true;
+        self.answer_deadline = Some(Instant::now() + request_timeout);
+    }
+
+    fn never_replay(&mut self) {
+        self.replayable = false;
+        self.replay = Vec::new();
+    }
+
+    /// For a replay on a new request: what the refused request carried goes first again.
+    fn rewind(&mut self) {
+        let mut q: VecDeque<Bytes> = self.replay.drain(..).collect();
+        q.extend(self.queue.drain(..));
+        self.queue = q;
+        self.replay_bytes = 0;
+        self.end_sent = false;
+        self.body_closed = false;
+        self.answer_deadline = None;
+        self.last_activity = Instant::now();
+        self.last_progress = self.last_activity;
+    }
+}
+
 struct Pump {
     client: Client,
     sql: String,
@@ -383,75 +564,28 @@ impl Pump {
 
     async fn run_inner(&self, mut rx: mpsc::Receiver<In>) -> Result<u64> {
         let cfg = &self.client.inner.cfg;
-        // The configured level while the network is the bottleneck, level 1 while it is not (see `adapt`).
-        let mut enc = Gzip::new(cfg.compression_level);
-        let gz_err = |e: std::io::Error| Error::new(ErrorKind::Protocol, Endpoint::CopyFrom, format!("gzip: {e}"));
-
-        let mut out_q: VecDeque<Bytes> = VecDeque::new();
-        let mut replay: Vec<Bytes> = Vec::new();
-        let mut replay_bytes = 0usize;
-        let mut replayable = true;
+        let mut gz = Compression::new(cfg.compression_level, cfg.copyfrom_max_bytes);
+        let mut out = Outgoing::new();
         let mut retries = 0u32;
         let mut rows_expected: Option<u64> = None; // set by Finish
-        let mut end_sent = false;
-        let mut body_closed = false;
-        let mut last_activity = Instant::now();
-        let mut answer_deadline: Option<Instant> = None;
-        // Last time the body accepted a chunk: a body that accepts nothing for request_timeout is a stall.
-        let mut last_progress = Instant::now();
-        // Compressed bytes produced for the request (what needs_rollover() compares), and raw bytes written
-        // since the last sync flush (what the compressor may still hold).
-        let mut produced = 0u64;
-        let mut raw_since_flush = 0u64;
-        // A sync flush every so often bounds what the compressor holds (and so the over-estimate) at a small
-        // fraction of the threshold; deflate keeps its dictionary across sync flushes, so the ratio barely moves.
-        let flush_every = (cfg.copyfrom_max_bytes / 16).clamp(4096, 1 << 20);
-
         let (mut body_tx, body_rx) = mpsc::channel::<BodyMsg>(cfg.channel_capacity);
         let mut resp_task = self.start_request(body_stream(body_rx));
-        // Where the pump waited since the last sync flush: for the body to take a chunk, or for rows (`adapt`).
-        let (mut waited_for_body, mut waited_for_rows) = (Duration::ZERO, Duration::ZERO);
-        let (mut avg_body, mut avg_rows) = (Duration::ZERO, Duration::ZERO);
 
         loop {
-            let want_send = !body_closed && (!out_q.is_empty() || (rows_expected.is_some() && !end_sent));
-            let want_input = out_q.is_empty() && rows_expected.is_none();
+            let want_send = !out.body_closed && (!out.queue.is_empty() || (rows_expected.is_some() && !out.end_sent));
+            let want_input = out.queue.is_empty() && rows_expected.is_none();
             let waiting_since = Instant::now();
-            let keepalive_at = last_activity + cfg.keepalive_interval;
+            let keepalive_at = out.last_activity + cfg.keepalive_interval;
             let far = Instant::now() + Duration::from_secs(86400 * 365);
-            let stall_at = last_progress + cfg.request_timeout;
+            let stall_at = out.last_progress + cfg.request_timeout;
             let answer = tokio::select! {
                 biased;
                 r = &mut resp_task.0 => Some(r),
                 permit = body_tx.reserve(), if want_send => {
                     match permit {
-                        Err(_) => {
-                            // hyper stopped reading the body: CARTO answered early or the connection broke.
-                            body_closed = true;
-                            answer_deadline = Some(Instant::now() + cfg.request_timeout);
-                        }
-                        Ok(p) => {
-                            if let Some(c) = out_q.pop_front() {
-                                let n = c.len();
-                                if replayable {
-                                    replay_bytes += n;
-                                    if replay_bytes > REPLAY_MAX {
-                                        replayable = false;
-                                        replay = Vec::new();
-                                    } else {
-                                        replay.push(c.clone());
-                                    }
-                                }
-                                p.send(BodyMsg::Data(c));
-                                self.stats.add_sent(n as u64);
-                            } else {
-                                p.send(BodyMsg::End);
-                                end_sent = true;
-                                answer_deadline = Some(Instant::now() + cfg.request_timeout);
-                            }
-                            last_activity = Instant::now();
-                            last_progress = last_activity;
-                        }
+                        // hyper stopped reading the body: CARTO answered early or the connection broke.
+                        Err(_) => out.body_gone(cfg.request_timeout),
+                        Ok(p) => p.send(out.next_msg(&self.stats, cfg.request_timeout)),
                     }
                     None
                 }
@@ -459,51 +593,24 @@ impl Pump {
                     match msg {
                         Some(In::Data(b)) => {
                             // Nothing was waiting to be sent: the stall clock starts now.
-                            last_progress = Instant::now();
-                            enc.write(&b).map_err(gz_err)?;
-                            raw_since_flush += b.len() as u64;
-                            // Near the roll-over threshold, a sync flush makes the count exact: everything
-                            // written so far is then in the compressed output.
-                            if raw_since_flush >= flush_every || produced + raw_since_flush >= cfg.copyfrom_max_bytes {
-                                enc.sync_flush().map_err(gz_err)?;
-                                raw_since_flush = 0;
-                                // Averaged over the last few stretches: a slow link's waits come in bursts,
-                                // when the buffers in front of it fill.
-                                avg_body = avg_body.mul_f64(0.75) + waited_for_body.mul_f64(0.25);
-                                avg_rows = avg_rows.mul_f64(0.75) + waited_for_rows.mul_f64(0.25);
-                                (waited_for_body, waited_for_rows) = (Duration::ZERO, Duration::ZERO);
-                                enc.set_level(adapt(cfg.compression_level, enc.level(), avg_body, avg_rows));
-                            }
-                            let out = enc.take();
-                            produced += out.len() as u64;
-                            // An upper bound (exact right after a flush); published before raw_done moves, so
-                            // needs_rollover() never misses these bytes.
-                            self.compressed.store(produced + raw_since_flush, Ordering::Relaxed);
-                            if !out.is_empty() {
-                                out_q.push_back(Bytes::from(out));
+                            out.last_progress = Instant::now();
+                            let chunk = gz.rows(&b, &self.compressed)?;
+                            if !chunk.is_empty() {
+                                out.queue.push_back(Bytes::from(chunk));
                             }
                             self.raw_done.fetch_add(b.len() as u64, Ordering::Relaxed);
                         }
                         Some(In::Poison(line)) => {
                             // The rows sent so far, then a line the COPY rejects, then a proper end: CARTO's
                             // COPY fails by itself. Never replayed, whatever CARTO answers.
-                            enc.write(&line).map_err(gz_err)?;
-                            enc.finish().map_err(gz_err)?;
-                            let out = enc.take();
-                            produced += out.len() as u64;
-                            self.compressed.store(produced, Ordering::Relaxed);
-                            out_q.push_back(Bytes::from(out));
-                            replayable = false;
-                            replay = Vec::new();
+                            out.queue.push_back(Bytes::from(gz.finish(Some(&line), &self.compressed)?));
+                            out.never_replay();
                             rows_expected = Some(u64::MAX);
                         }
                         Some(In::Finish(rows)) => {
-                            enc.finish().map_err(gz_err)?;
-                            let out = enc.take();
-                            produced += out.len() as u64;
-                            self.compressed.store(produced, Ordering::Relaxed);
-                            if !out.is_empty() {
-                                out_q.push_back(Bytes::from(out));
+                            let chunk = gz.finish(None, &self.compressed)?;
+                            if !chunk.is_empty() {
+                                out.queue.push_back(Bytes::from(chunk));
                             }
                             rows_expected = Some(rows);
                         }
@@ -514,86 +621,91 @@ impl Pump {
                     }
                     None
                 }
-                _ = tokio::time::sleep_until(keepalive_at), if want_input && !body_closed => {
-                    enc.sync_flush().map_err(gz_err)?;
-                    raw_since_flush = 0;
-                    let mut out = enc.take();
-                    out.extend_from_slice(&EMPTY_STORED_BLOCK);
-                    produced += out.len() as u64;
-                    self.compressed.store(produced, Ordering::Relaxed);
-                    out_q.push_back(Bytes::from(out));
-                    last_activity = Instant::now();
+                _ = tokio::time::sleep_until(keepalive_at), if want_input && !out.body_closed => {
+                    out.queue.push_back(Bytes::from(gz.keepalive(&self.compressed)?));
+                    out.last_activity = Instant::now();
                     None
                 }
                 _ = tokio::time::sleep_until(stall_at), if want_send => {
                     return Err(Error::new(ErrorKind::Timeout, Endpoint::CopyFrom,
                         format!("upload stalled: CARTO read nothing for request_timeout ({} s)", cfg.request_timeout.as_secs_f64())));
                 }
-                _ = tokio::time::sleep_until(answer_deadline.unwrap_or(far)), if answer_deadline.is_some() => {
+                _ = tokio::time::sleep_until(out.answer_deadline.unwrap_or(far)), if out.answer_deadline.is_some() => {
                     return Err(Error::new(ErrorKind::Timeout, Endpoint::CopyFrom,
                         format!("no answer from CARTO within request_timeout ({} s) after the upload", cfg.request_timeout.as_secs_f64())));
                 }
             };
             if want_input {
-                waited_for_rows += waiting_since.elapsed();
+                gz.waited_for_rows += waiting_since.elapsed();
             } else if want_send && rows_expected.is_none() {
-                waited_for_body += waiting_since.elapsed();
+                gz.waited_for_body += waiting_since.elapsed();
             }
-            if let Some(r) = answer {
-                    let resp = match r {
-                        Ok(Ok(resp)) => resp,
-                        Ok(Err(e)) => {
-                            let mut err = Error::transport(Endpoint::CopyFrom, &e);
-                            err.message = if end_sent {
-                                format!("connection lost while waiting for CARTO's answer to the upload: {}", err.message)
-                            } else {
-                                format!("upload cut before its end (CARTO rolls it back): {}", err.message)
-                            };
-                            return Err(err);
-                        }
-                        Err(j) => return Err(Error::new(ErrorKind::Transport, Endpoint::CopyFrom, format!("request task failed: {j}"))),
-                    };
-                    let status = resp.status().as_u16();
-                    if resp.status().is_success() {
-                        let mut st = RequestStats::default();
-                        let deadline = Instant::now() + cfg.request_timeout;
-                        let body = read_body(Endpoint::CopyFrom, resp, 1 << 20, false, deadline, &mut st).await?;
-                        self.stats.add_received(st.bytes_received);
-                        // A server may end the COPY as soon as the gzip trailer arrives, before the chunked
-                        // body's terminator: that is a complete upload too (everything, trailer included, was
-                        // handed to the body: Finish seen and nothing left queued).
-                        let all_data_sent = end_sent || (rows_expected.is_some() && out_q.is_empty());
-                        if !all_data_sent {
-                            return Err(Error::new(ErrorKind::Protocol, Endpoint::CopyFrom,
-                                format!("CARTO answered {status} before the upload ended")).with_status(status));
-                        }
-                        return self.check_answer(status, &body, rows_expected.unwrap_or(0));
-                    }
-                    let (retry_after, _) = retry_info(resp.headers());
-                    let mut st = RequestStats::default();
-                    let mut err = error_from_response(Endpoint::CopyFrom, resp, &mut st).await;
-                    self.stats.add_received(st.bytes_received);
-                    err.retries = retries;
-                    let can_replay = status == 429 && replayable && retry_after.is_some();
-                    let wait = if can_replay { self.client.backoff(&err, retries, crate::client::Retry::RateLimitOnly) } else { None };
-                    let Some(wait) = wait else { return Err(err) };
+            let Some(r) = answer else { continue };
+            match self.answered(r, &out, rows_expected, retries).await? {
+                Answered::Done(rows) => return Ok(rows),
+                Answered::Replay(wait) => {
                     // CARTO refused the request before accepting anything: replay it on a new request.
                     tokio::time::sleep(wait).await;
                     retries += 1;
                     self.stats.add_retries(1);
-                    let mut q: VecDeque<Bytes> = replay.drain(..).collect();
-                    q.extend(out_q.drain(..));
-                    out_q = q;
-                    replay_bytes = 0;
-                    end_sent = false;
-                    body_closed = false;
-                    answer_deadline = None;
+                    out.rewind();
                     let (tx, brx) = mpsc::channel::<BodyMsg>(cfg.channel_capacity);
                     body_tx = tx;
                     resp_task = self.start_request(body_stream(brx));
-                    last_activity = Instant::now();
-                    last_progress = last_activity;
-                            }
+                }
+            }
+        }
+    }
+
+    /// CARTO's answer to the request, or how it failed: the upload's end (CARTO's row count checked), a 429 with
+    /// Retry-After that came before CARTO took anything and may be replayed after a wait, or the error.
+    async fn answered(
+        &self,
+        r: std::result::Result<reqwest::Result<reqwest::Response>, tokio::task::JoinError>,
+        out: &Outgoing,
+        rows_expected: Option<u64>,
+        retries: u32,
+    ) -> Result<Answered> {
+        let resp = match r {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                let mut err = Error::transport(Endpoint::CopyFrom, &e);
+                err.message = if out.end_sent {
+                    format!("connection lost while waiting for CARTO's answer to the upload: {}", err.message)
+                } else {
+                    format!("upload cut before its end (CARTO rolls it back): {}", err.message)
+                };
+                return Err(err);
+            }
+            Err(j) => return Err(Error::new(ErrorKind::Transport, Endpoint::CopyFrom, format!("request task failed: {j}"))),
+        };
+        let cfg = &self.client.inner.cfg;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            let mut st = RequestStats::default();
+            let deadline = Instant::now() + cfg.request_timeout;
+            let body = read_body(Endpoint::CopyFrom, resp, 1 << 20, false, deadline, &mut st).await?;
+            self.stats.add_received(st.bytes_received);
+            // A server may end the COPY as soon as the gzip trailer arrives, before the chunked
+            // body's terminator: that is a complete upload too (everything, trailer included, was
+            // handed to the body: Finish seen and nothing left queued).
+            let all_data_sent = out.end_sent || (rows_expected.is_some() && out.queue.is_empty());
+            if !all_data_sent {
+                return Err(Error::new(ErrorKind::Protocol, Endpoint::CopyFrom,
+                    format!("CARTO answered {status} before the upload ended")).with_status(status));
+            }
+            return self.check_answer(status, &body, rows_expected.unwrap_or(0)).map(Answered::Done);
+        }
+        let (retry_after, _) = retry_info(resp.headers());
+        let mut st = RequestStats::default();
+        let mut err = error_from_response(Endpoint::CopyFrom, resp, &mut st).await;
+        self.stats.add_received(st.bytes_received);
+        err.retries = retries;
+        let can_replay = status == 429 && out.replayable && retry_after.is_some();
+        let wait = if can_replay { self.client.backoff(&err, retries, crate::client::Retry::RateLimitOnly) } else { None };
+        match wait {
+            Some(wait) => Ok(Answered::Replay(wait)),
+            None => Err(err),
         }
     }
 

@@ -49,6 +49,54 @@ pub struct Decoder {
     fields: Vec<Option<Range<usize>>>,
 }
 
+/// The byte a COPY text backslash escape stands for: `c` is the character after the backslash, `pos` the position
+/// after it in `line` (moved past the octal or hex digits that belong to the escape), as PostgreSQL's COPY reads
+/// it: `\b \f \n \r \t \v`, up to three octal digits, `\x` and up to two hex digits (`\x` without one is a
+/// plain `x`), any other character itself.
+fn escaped_byte(c: u8, line: &[u8], pos: &mut usize) -> u8 {
+    match c {
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        b'v' => 0x0b,
+        b'0'..=b'7' => {
+            let mut v: u32 = (c - b'0') as u32;
+            for _ in 0..2 {
+                match line.get(*pos) {
+                    Some(&d @ b'0'..=b'7') => {
+                        v = v * 8 + (d - b'0') as u32;
+                        *pos += 1;
+                    }
+                    _ => break,
+                }
+            }
+            (v & 0xff) as u8
+        }
+        b'x' => {
+            let mut v: u32 = 0;
+            let mut digits = 0;
+            while digits < 2 {
+                match line.get(*pos).and_then(|d| (*d as char).to_digit(16)) {
+                    Some(d) => {
+                        v = v * 16 + d;
+                        *pos += 1;
+                        digits += 1;
+                    }
+                    None => break,
+                }
+            }
+            if digits == 0 {
+                b'x' // PostgreSQL: `\x` without hex digits is a plain x
+            } else {
+                v as u8
+            }
+        }
+        other => other,
+    }
+}
+
 impl Decoder {
     pub fn new() -> Self {
         Self::default()
@@ -108,47 +156,7 @@ impl Decoder {
                             return Err(CodecError { out_of_memory: false, message: "backslash at end of line".into(), field: field_no });
                         };
                         pos += 1;
-                        let b = match c {
-                            b'b' => 0x08,
-                            b'f' => 0x0c,
-                            b'n' => b'\n',
-                            b'r' => b'\r',
-                            b't' => b'\t',
-                            b'v' => 0x0b,
-                            b'0'..=b'7' => {
-                                let mut v: u32 = (c - b'0') as u32;
-                                for _ in 0..2 {
-                                    match line.get(pos) {
-                                        Some(&d @ b'0'..=b'7') => {
-                                            v = v * 8 + (d - b'0') as u32;
-                                            pos += 1;
-                                        }
-                                        _ => break,
-                                    }
-                                }
-                                (v & 0xff) as u8
-                            }
-                            b'x' => {
-                                let mut v: u32 = 0;
-                                let mut digits = 0;
-                                while digits < 2 {
-                                    match line.get(pos).and_then(|d| (*d as char).to_digit(16)) {
-                                        Some(d) => {
-                                            v = v * 16 + d;
-                                            pos += 1;
-                                            digits += 1;
-                                        }
-                                        None => break,
-                                    }
-                                }
-                                if digits == 0 {
-                                    b'x' // PostgreSQL: `\x` without hex digits is a plain x
-                                } else {
-                                    v as u8
-                                }
-                            }
-                            other => other,
-                        };
+                        let b = escaped_byte(c, line, &mut pos);
                         if b == 0 {
                             return Err(CodecError {
                                 message: "a backslash escape decodes to a NUL byte, which text cannot hold".into(),

@@ -23,6 +23,7 @@ pub mod sql_api;
 pub mod sql_split;
 pub mod state;
 pub mod testkit;
+pub mod tls;
 pub mod upload_race;
 
 pub use config::Config;

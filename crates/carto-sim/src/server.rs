@@ -513,6 +513,30 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(state, listener, None, shutdown).await
+}
+
+/// As `serve`, over HTTPS: each connection's TLS handshake through `tls` first (a failed or silent handshake
+/// just closes the connection, within the idle timeout).
+pub async fn serve_tls(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(state, listener, Some(tls), shutdown).await
+}
+
+/// A connection's byte stream: the TCP socket itself or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+async fn serve_with(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     // Dropping `signal_rx` tells everyone to shut down; `close_rx` clones track the open connections.
     let (signal_tx, signal_rx) = tokio::sync::watch::channel(());
@@ -551,7 +575,20 @@ pub async fn serve(
         });
         let signal_tx = signal_tx.clone();
         let close_rx = close_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let stream: Box<dyn Io> = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => match tokio::time::timeout(idle, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    // A refused or silent handshake (a client that does not trust the certificate): no request.
+                    _ => {
+                        drop(stop_watch);
+                        drop(close_rx);
+                        return;
+                    }
+                },
+            };
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(idle).keep_alive(true);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);

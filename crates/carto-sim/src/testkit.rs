@@ -94,7 +94,19 @@ impl TestSim {
 
     /// Start a sim. `admin_url`, `prefix` and `listen` of `config` are replaced (env
     /// `CARTO_SIM_ADMIN_URL`, a unique prefix, 127.0.0.1:0); the admin API is switched on.
-    pub fn start(mut config: Config) -> TestSim {
+    pub fn start(config: Config) -> TestSim {
+        TestSim::start_with(config, None)
+    }
+
+    /// Start a sim that serves HTTPS with the certificate chain `cert` and key `key` (PEM files); `url()` is then
+    /// `https://127.0.0.1:PORT`. Otherwise as `start`.
+    pub fn start_tls(config: Config, cert: &std::path::Path, key: &std::path::Path) -> TestSim {
+        let acceptor = crate::tls::acceptor(cert, key).unwrap_or_else(|e| panic!("TestSim: {e}"));
+        TestSim::start_with(config, Some(acceptor))
+    }
+
+    fn start_with(mut config: Config, tls: Option<tokio_rustls::TlsAcceptor>) -> TestSim {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let admin_url = std::env::var(ADMIN_URL_ENV).unwrap_or_else(|_| {
             panic!(
                 "{ADMIN_URL_ENV} is not set. Start a throwaway PostgreSQL first:\n  scripts/pg-cluster start /tmp/simpg 55500\n  \
@@ -144,10 +156,13 @@ impl TestSim {
                     };
                     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
                     let _ = ready_tx.send(Ok((addr, state.clone(), tokio::runtime::Handle::current())));
-                    let _ = crate::server::serve(state, listener, async move {
+                    let stop = async move {
                         let _ = stop_rx.await;
-                    })
-                    .await;
+                    };
+                    let _ = match tls {
+                        Some(acceptor) => crate::server::serve_tls(state, listener, acceptor, stop).await,
+                        None => crate::server::serve(state, listener, stop).await,
+                    };
                 });
                 // Streams still open are dropped with the runtime.
                 rt.shutdown_timeout(Duration::from_secs(2));
@@ -163,10 +178,10 @@ impl TestSim {
             }
             Err(_) => panic!("TestSim: the sim thread died during start"),
         };
-        TestSim { config, url: format!("http://{addr}"), state, handle, shutdown: Some(stop_tx), thread: Some(thread) }
+        TestSim { config, url: format!("{scheme}://{addr}"), state, handle, shutdown: Some(stop_tx), thread: Some(thread) }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` when started by `start_tls`)
     pub fn url(&self) -> &str {
         &self.url
     }

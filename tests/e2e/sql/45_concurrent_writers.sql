@@ -1,4 +1,4 @@
--- 45_concurrent_writers: 8 sessions INSERT 20000 rows each into one CARTO table at the same time, each under a
+-- 45_concurrent_writers: 8 sessions INSERT 100000 rows each into one CARTO table at the same time, each under a
 -- different hostile DateStyle / IntervalStyle / TimeZone / extra_float_digits; CARTO's own counts and digests
 -- (computed remotely over time-zone-free forms of the values) equal the digests of the rows as generated here,
 -- and no upload is left running on CARTO.
@@ -17,7 +17,7 @@ LANGUAGE sql IMMUTABLE AS $$
          timestamptz '2026-03-29 00:30:00+00' + make_interval(secs => (g * 97 + s) % 200000 * 3.5),
          make_interval(days => g % 40, secs => (g % 1000) / 8.0), (g * s) / 7.0,
          CASE WHEN g % 11 = 0 THEN NULL ELSE s || ':' || md5(g::text) || E'\t\\' END
-    FROM generate_series(1, 20000) g $$;
+    FROM generate_series(1, 100000) g $$;
 -- A digest per session over forms that no session setting changes.
 \set digest 'count(*) AS n_rows, count(DISTINCT n) AS n_distinct, sum(n) AS n_sum, md5(string_agg(concat_ws(''|'', n, d - date ''2000-01-01'', extract(epoch FROM ts), extract(epoch FROM iv), float8send(f), t), '','' ORDER BY n)) AS digest'
 
