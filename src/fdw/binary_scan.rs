@@ -193,7 +193,7 @@ impl BinaryRows {
                     let text = as_text.get(i).copied().unwrap_or(false);
                     ColumnRead {
                         index: c.attnum as usize - 1,
-                        fast: if text { None } else { FastType::for_recv(c.type_oid, c.typmod) },
+                        fast: if text { FastType::for_text_input(c.type_oid) } else { FastType::for_recv(c.type_oid, c.typmod) },
                         recv: ColumnRecv::new(c.attnum, c.type_oid, c.typmod),
                         text_like: text || is_text_like(c.type_oid),
                         as_text: text.then(|| ColumnInput::new(c.attnum, c.type_oid, c.typmod)),
@@ -304,11 +304,13 @@ unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: 
         }
         let mut put = |i: usize, col: &mut ColumnRead| match cells[i] {
             Cell::Null => {
-                if let Some(input) = col.as_text.as_mut() {
-                    datums[col.index] = input.input_null();
-                } else if col.fast.is_none() {
-                    // Through the receive function, so that a domain's NOT NULL is checked.
-                    datums[col.index] = col.recv.recv_null();
+                // Through the input or receive function, so that a domain's NOT NULL is checked (a fast
+                // type is never a domain).
+                if col.fast.is_none() {
+                    datums[col.index] = match col.as_text.as_mut() {
+                        Some(input) => input.input_null(),
+                        None => col.recv.recv_null(),
+                    };
                 }
                 nulls[col.index] = true;
             }

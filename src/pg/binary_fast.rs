@@ -1,5 +1,7 @@
 //! Built-in types whose binary COPY form carto_fdw converts itself, without the type's receive or send
-//! function: integers, floats, booleans, dates, timestamps, uuid, and text, varchar and bytea.
+//! function: integers, floats, booleans, dates, timestamps, uuid, and text, varchar and bytea; and, for a
+//! column read as text inside a binary COPY (its local type is not CARTO's), the plainest decimal text of
+//! int2/int4/int8/float8, converted as their input functions would.
 //!
 //! Why: on a binary read most of the backend's time went into calling receive functions through fmgr for
 //! values that are a big-endian integer or a run of bytes, and a scan's rows are made on the backend thread
@@ -31,6 +33,11 @@ pub enum FastType {
     Uuid,
     /// text, varchar without a length, bytea: a varlena holding the bytes.
     Varlena { checks_encoding: bool },
+    /// A column read as text inside a binary COPY (its local type is not CARTO's): the text CARTO printed,
+    /// for int2/int4/int8/float8 in their plainest decimal spelling only; anything else goes to the type's
+    /// input function, as [`Wire::Recv`] says.
+    TextInt { min: i64, max: i64 },
+    TextFloat8,
 }
 
 // Ranges of date_recv and timestamp_recv (datatype/timestamp.h): IS_VALID_DATE, MIN_/END_TIMESTAMP; the
@@ -57,6 +64,20 @@ impl FastType {
             _ => true,
         };
         typmod_free.then_some(t)
+    }
+
+    /// The conversion of a column read as text (its input function and typmod applying otherwise), if any:
+    /// int2, int4, int8 and float8 themselves (no domain; their input functions ignore typmods).
+    pub fn for_text_input(type_oid: pg_sys::Oid) -> Option<FastType> {
+        use pg_sys::BuiltinOid as B;
+        let o = type_oid;
+        Some(match () {
+            _ if o == B::INT2OID.value() => FastType::TextInt { min: i16::MIN.into(), max: i16::MAX.into() },
+            _ if o == B::INT4OID.value() => FastType::TextInt { min: i32::MIN.into(), max: i32::MAX.into() },
+            _ if o == B::INT8OID.value() => FastType::TextInt { min: i64::MIN, max: i64::MAX },
+            _ if o == B::FLOAT8OID.value() => FastType::TextFloat8,
+            _ => return None,
+        })
     }
 
     /// The conversion of a value of `base_type` on a write (send functions ignore typmods; a domain's
@@ -110,6 +131,45 @@ fn text_ok(bytes: &[u8], rule: TextRule) -> bool {
     memchr::memchr(0, bytes).is_none() && (rule == TextRule::SqlAscii || std::str::from_utf8(bytes).is_ok())
 }
 
+/// `-?[0-9]{1,19}` as an i64: what int2in/int4in/int8in read the same way (they also take spaces and `+`,
+/// left to them).
+fn plain_int(bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // ASCII digits: valid UTF-8; an i64 overflow (20 digits are refused above, 19 may still overflow) is None.
+    std::str::from_utf8(bytes).ok()?.parse::<i64>().ok()
+}
+
+/// `-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?` as the f64 float8in makes of it: both round correctly to the
+/// nearest double. Not what float8in refuses (a result out of range: infinite, or zero from non-zero digits)
+/// nor its other spellings (NaN, Infinity, spaces): those are left to it.
+fn plain_float(bytes: &[u8]) -> Option<f64> {
+    let (mantissa, exponent) = match bytes.iter().position(|b| *b == b'e' || *b == b'E') {
+        Some(i) => (&bytes[..i], Some(&bytes[i + 1..])),
+        None => (bytes, None),
+    };
+    let unsigned = mantissa.strip_prefix(b"-").unwrap_or(mantissa);
+    let (int, frac) = match unsigned.iter().position(|b| *b == b'.') {
+        Some(i) => (&unsigned[..i], Some(&unsigned[i + 1..])),
+        None => (unsigned, None),
+    };
+    let digits = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+    if !digits(int) || frac.is_some_and(|f| !digits(f)) {
+        return None;
+    }
+    if let Some(e) = exponent {
+        let e = e.strip_prefix(b"-").or_else(|| e.strip_prefix(b"+")).unwrap_or(e);
+        if !digits(e) {
+            return None;
+        }
+    }
+    let v = std::str::from_utf8(bytes).ok()?.parse::<f64>().ok()?;
+    let nonzero = unsigned.iter().any(|b| (b'1'..=b'9').contains(b));
+    (v.is_finite() && (v != 0.0 || !nonzero)).then_some(v)
+}
+
 /// Sign-extends like C's `(Datum) (int32) x`: Int32GetDatum and friends.
 fn datum_i64(v: i64) -> usize {
     v as usize
@@ -143,6 +203,14 @@ impl FastType {
             FastType::Timestamp => match <[u8; 8]>::try_from(bytes).map(i64::from_be_bytes) {
                 Ok(t) if t == i64::MIN || t == i64::MAX || (TIMESTAMP_MIN..TIMESTAMP_END).contains(&t) => Wire::Value(datum_i64(t)),
                 _ => Wire::Recv,
+            },
+            FastType::TextInt { min, max } => match plain_int(bytes) {
+                Some(v) if (min..=max).contains(&v) => Wire::Value(datum_i64(v)),
+                _ => Wire::Recv,
+            },
+            FastType::TextFloat8 => match plain_float(bytes) {
+                Some(v) => Wire::Value(datum_i64(v.to_bits() as i64)),
+                None => Wire::Recv,
             },
             FastType::Uuid if bytes.len() == 16 => Wire::ByRef(16),
             FastType::Uuid => Wire::Recv,
@@ -187,6 +255,8 @@ impl FastType {
                 FastType::Int4 | FastType::Float4 | FastType::Date => out.extend_from_slice(&(v as i32).to_be_bytes()),
                 FastType::Int8 | FastType::Float8 | FastType::Timestamp => out.extend_from_slice(&(v as i64).to_be_bytes()),
                 FastType::Uuid => out.extend_from_slice(std::slice::from_raw_parts(value.cast_mut_ptr::<u8>(), 16)),
+                // Read-only conversions (for_text_input): never chosen for a write.
+                FastType::TextInt { .. } | FastType::TextFloat8 => return false,
                 FastType::Varlena { .. } => {
                     // Short or plain headers are read in place; compressed or external values are detoasted
                     // (in the current memory context). Same encodings on both sides: textsend does not convert.
@@ -210,6 +280,39 @@ mod tests {
 
     fn oid(t: &str) -> pg_sys::Oid {
         Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{t}'::regtype::oid")).unwrap().unwrap()
+    }
+
+    /// The text conversions give float8in's and intNin's very values, and leave to them what they refuse.
+    #[pg_test]
+    fn text_conversions_are_the_input_functions() {
+        let floats = ["0", "-0", "0.1", "1.5", "123456.789", "-2.5e-3", "1e308", "1.7976931348623157e308",
+            "4.9e-324", "2.2250738585072014e-308", "0.30000000000000004", "9007199254740993", "1E+10", "00012.50"];
+        for v in floats {
+            let want = Spi::get_one::<f64>(&format!("SELECT '{v}'::float8")).unwrap().unwrap();
+            match FastType::TextFloat8.decode(v.as_bytes(), TextRule::Utf8) {
+                Wire::Value(bits) => assert_eq!(bits as u64, want.to_bits(), "{v}"),
+                other => panic!("{v}: {other:?}"),
+            }
+        }
+        // Out of range for float8in (an ERROR there), or spelled otherwise: its own.
+        for v in ["1e400", "-1e400", "1e-400", "NaN", "Infinity", " 1", "1.", ".5", "1e", "+1", "1_0", ""] {
+            assert_eq!(FastType::TextFloat8.decode(v.as_bytes(), TextRule::Utf8), Wire::Recv, "{v}");
+        }
+        let int4 = FastType::for_text_input(oid("int4")).unwrap();
+        for v in ["0", "-1", "2147483647", "-2147483648", "0012"] {
+            let want = Spi::get_one::<i32>(&format!("SELECT '{v}'::int4")).unwrap().unwrap();
+            assert_eq!(int4.decode(v.as_bytes(), TextRule::Utf8), Wire::Value(datum_i64(want.into())), "{v}");
+        }
+        for v in ["2147483648", "-2147483649", "3000000000", " 1", "+1", "1.0", "", "-"] {
+            assert_eq!(int4.decode(v.as_bytes(), TextRule::Utf8), Wire::Recv, "{v}");
+        }
+        let int8 = FastType::for_text_input(oid("int8")).unwrap();
+        assert_eq!(int8.decode(b"-9223372036854775808", TextRule::Utf8), Wire::Value(datum_i64(i64::MIN)));
+        assert_eq!(int8.decode(b"9223372036854775808", TextRule::Utf8), Wire::Recv);
+        let int2 = FastType::for_text_input(oid("int2")).unwrap();
+        assert_eq!(int2.decode(b"-32768", TextRule::Utf8), Wire::Value(datum_i64(-32768)));
+        assert_eq!(int2.decode(b"32768", TextRule::Utf8), Wire::Recv);
+        assert_eq!(FastType::for_text_input(oid("numeric")), None);
     }
 
     /// A compressed text value (as a table scan hands it over) is detoasted before it is sent.
