@@ -13,7 +13,6 @@
 //! (default true). Unknown options fail with a hint listing these.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -305,7 +304,7 @@ impl Backend {
     /// Parses `type_text` as one type name (anything else, e.g. a DEFAULT or a second statement, is a
     /// syntax error there) and writes the type found as the local catalogue spells it.
     fn parse(type_text: &str, builtin: bool) -> Option<String> {
-        let c = CString::new(type_text).ok()?;
+        let c = crate::pg::encoding::server_cstring(type_text)?;
         // A typmod the local type rejects, or text that is not a type name, raises an ERROR: take it
         // as "unknown locally".
         // SAFETY: IMPORT runs on the backend thread in a transaction; `c` is NUL-terminated and outlives the call,
@@ -431,8 +430,9 @@ pub unsafe extern "C-unwind" fn import_foreign_schema(
         let stmts = import(stmt, server_oid).or_report();
         let mut list: *mut pg_sys::List = std::ptr::null_mut();
         for s in stmts {
-            // Names come from CARTO: a NUL byte cannot be part of a PostgreSQL identifier anyway.
-            let Ok(c) = CString::new(s) else { continue };
+            // Names come from CARTO (UTF-8): PostgreSQL parses the statement in the database encoding
+            // (its ERROR for a character that encoding lacks). A NUL byte cannot be part of an identifier.
+            let Some(c) = crate::pg::encoding::server_cstring(&s) else { continue };
             let p = pg_sys::pstrdup(c.as_ptr());
             list = pg_sys::lappend(list, p.cast());
         }

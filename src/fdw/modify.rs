@@ -191,7 +191,7 @@ unsafe fn json_from_list<T: for<'de> Deserialize<'de>>(list: *mut pg_sys::List) 
     unsafe {
         let l = PgList::<pg_sys::Node>::from_pg(list);
         let node = l.get_ptr(0).ok_or_else(|| FdwError::internal("modify plan missing"))?;
-        let s = cstr_owned((*node.cast::<pg_sys::String>()).sval as *const c_char)
+        let s = crate::pg::cstr::cstr_as_written((*node.cast::<pg_sys::String>()).sval as *const c_char)
             .ok_or_else(|| FdwError::internal("modify plan missing"))?;
         serde_json::from_str(&s).map_err(|e| FdwError::internal(format!("unreadable modify plan: {e}")))
     }
@@ -406,7 +406,9 @@ impl InsertState {
                     encode_null(buf);
                 } else {
                     let p = c.output.output(modes, values[idx]);
-                    encode_field(std::ffi::CStr::from_ptr(p).to_bytes(), buf);
+                    // CARTO's COPY reads UTF-8: the output text converted from the database encoding.
+                    let text = crate::pg::encoding::server_to_utf8(std::ffi::CStr::from_ptr(p).to_bytes());
+                    encode_field(text.as_bytes(), buf);
                 }
             }
             if text {

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::functions::{bad_argument, remote, required, Remote};
 use crate::pg::bookkeeping;
+use crate::pg::encoding::DbText;
 use crate::pg::error::{sqlstate_from_message, FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 
@@ -34,14 +35,15 @@ fn record(server: &str, job: &BatchJob, submitted: Option<(&[String], Option<&st
              WHERE b.role_id OPERATOR(pg_catalog.=) excluded.role_id",
             &[
                 job.job_id.as_str().into(),
-                server.into(),
-                queries.into(),
-                onsuccess.into(),
-                onerror.into(),
+                // Text the caller gave (UTF-8 here) goes back in the database encoding (DbText).
+                DbText(server.to_string()).into(),
+                queries.map(|q| q.into_iter().map(DbText).collect::<Vec<_>>()).into(),
+                onsuccess.map(|s| DbText(s.to_string())).into(),
+                onerror.map(|s| DbText(s.to_string())).into(),
                 job.status.as_str().into(),
-                job.failed_reason.as_deref().into(),
+                job.failed_reason.clone().map(DbText).into(),
                 JsonB(job.raw.clone()).into(),
-                role_name.as_str().into(),
+                DbText(role_name.clone()).into(),
                 role.into(),
             ],
         )
@@ -131,14 +133,17 @@ fn read(r: &Remote, server: &str, job_id: &str) -> FdwResult<Result<BatchJob, (S
 /// UNSAFE.
 #[pg_extern(volatile, parallel_unsafe)]
 fn batch_submit(
-    server: Option<&str>,
-    queries: Option<Vec<Option<String>>>,
-    onsuccess: default!(Option<&str>, "NULL"),
-    onerror: default!(Option<&str>, "NULL"),
+    server: Option<DbText>,
+    queries: Option<Vec<Option<DbText>>>,
+    onsuccess: default!(Option<DbText>, "NULL"),
+    onerror: default!(Option<DbText>, "NULL"),
 ) -> String {
+    // Text arguments are read in the database encoding and converted to UTF-8 (crate::pg::encoding).
+    let (onsuccess, onerror) = (onsuccess.as_deref(), onerror.as_deref());
     (|| {
-        let server = required(server, "server")?;
+        let server = required(server.as_deref(), "server")?;
         let queries = required(queries, "queries")?;
+        let queries: Vec<Option<String>> = queries.into_iter().map(|q| q.map(DbText::into_string)).collect();
         if queries.is_empty() {
             return Err(bad_argument("a Batch SQL job needs at least one query", None));
         }
@@ -171,7 +176,8 @@ fn batch_submit(
 /// carto.batch_jobs. A job CARTO no longer knows (finished more than ~2 hours ago) answers with its
 /// last recorded status plus `"expired_on_carto": true`, and a NOTICE. STRICT, VOLATILE, PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe, strict)]
-fn batch_status(server: &str, job_id: &str) -> JsonB {
+fn batch_status(server: DbText, job_id: DbText) -> JsonB {
+    let (server, job_id) = (server.as_str(), job_id.as_str());
     (|| {
         check_job_id(job_id)?;
         let r = remote(server)?;
@@ -202,11 +208,12 @@ fn interval_to_duration(i: &Interval) -> FdwResult<Duration> {
 /// cancelled job is an ERROR carrying its failed_reason. STRICT, VOLATILE, PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn batch_wait(
-    server: &str,
-    job_id: &str,
+    server: DbText,
+    job_id: DbText,
     timeout: default!(Interval, "'1 hour'"),
     raise_on_failure: default!(bool, false),
 ) -> JsonB {
+    let (server, job_id) = (server.as_str(), job_id.as_str());
     (|| {
         let limit = interval_to_duration(&timeout)?;
         check_job_id(job_id)?;
@@ -269,7 +276,8 @@ fn batch_wait(
 /// Cancels a pending or running job (CARTO refuses to cancel a finished one: an ERROR saying so) and
 /// returns its status (as batch_status), recorded in carto.batch_jobs. STRICT, VOLATILE, PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe, strict)]
-fn batch_cancel(server: &str, job_id: &str) -> JsonB {
+fn batch_cancel(server: DbText, job_id: DbText) -> JsonB {
+    let (server, job_id) = (server.as_str(), job_id.as_str());
     (|| {
         check_job_id(job_id)?;
         let r = remote(server)?;

@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 use pgrx::pgrx_sql_entity_graph::metadata::{ArgumentError, Returns, ReturnsError, SqlMapping, SqlTranslatable};
 
 use crate::functions::{relay_messages, relay_summary, remote};
+use crate::pg::encoding::DbText;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 
@@ -19,8 +20,9 @@ use crate::pg::runtime::block_on;
 /// at a time (value per call; in FROM, PostgreSQL keeps the rows in a tuplestore that spills to disk
 /// past work_mem), so memory stays flat however many rows CARTO sends.
 #[pg_extern(volatile, parallel_unsafe, strict)]
-fn query(server: &str, sql: &str) -> SetOfIterator<'static, RowJson> {
-    let rows = Rows::start(server, sql).or_report();
+fn query(server: DbText, sql: DbText) -> SetOfIterator<'static, RowJson> {
+    // Text arguments are read in the database encoding and converted to UTF-8 (crate::pg::encoding).
+    let rows = Rows::start(&server, &sql).or_report();
     SetOfIterator::new(rows)
 }
 
@@ -122,8 +124,8 @@ unsafe impl SqlTranslatable for RowJson {
 /// Runs `sql` on CARTO through `/sql` and returns CARTO's `total_rows`: the rows affected by a write
 /// (of the last statement), or the rows a query returned. STRICT, VOLATILE, PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe, strict)]
-fn exec(server: &str, sql: &str) -> i64 {
-    exec_sql(server, sql, "running carto.exec").or_report()
+fn exec(server: DbText, sql: DbText) -> i64 {
+    exec_sql(&server, &sql, "running carto.exec").or_report()
 }
 
 pub fn exec_sql(server: &str, sql: &str, what: &str) -> FdwResult<i64> {

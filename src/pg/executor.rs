@@ -51,7 +51,8 @@ pub unsafe fn explain_text(es: *mut pg_sys::ExplainState, label: &str, value: &s
     // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let l = CString::new(label).unwrap_or_default();
-        let v = CString::new(crate::pg::error::mask_secrets(value)).unwrap_or_default();
+        // The remote SQL is UTF-8 (what CARTO gets): EXPLAIN prints it in the database encoding.
+        let v = crate::pg::encoding::server_cstring(&crate::pg::error::mask_secrets(value)).unwrap_or_default();
         pg_sys::ExplainPropertyText(l.as_ptr(), v.as_ptr(), es);
     }
 }
