@@ -384,8 +384,11 @@ unsafe fn import(stmt: *mut pg_sys::ImportForeignSchemaStmt, server_oid: pg_sys:
             for n in names {
                 if !catalog.tables.iter().any(|t| &t.name == n) {
                     pgrx::notice!(
-                        "table {} named in LIMIT TO was not found in schema \"{remote_schema}\" on CARTO (or it is a view: OPTIONS (import_views 'true'))",
-                        quote_ident(n)
+                        "{}",
+                        crate::pg::error::for_database(format!(
+                            "table {} named in LIMIT TO was not found in schema \"{remote_schema}\" on CARTO (or it is a view: OPTIONS (import_views 'true'))",
+                            quote_ident(n)
+                        ))
                     );
                 }
             }
@@ -402,13 +405,16 @@ unsafe fn import(stmt: *mut pg_sys::ImportForeignSchemaStmt, server_oid: pg_sys:
         let stmts: Vec<String> = catalog.tables.iter().map(|t| create_statement(t, &cx, &mut report, &mut notices)).collect();
         if !report.postgis_missing.is_empty() {
             pgrx::notice!(
-                "PostGIS is not installed in this database: {} geometry/geography column(s) imported as text holding hex EWKB: {}",
-                report.postgis_missing.len(),
-                report.postgis_missing.join(", ")
+                "{}",
+                crate::pg::error::for_database(format!(
+                    "PostGIS is not installed in this database: {} geometry/geography column(s) imported as text holding hex EWKB: {}",
+                    report.postgis_missing.len(),
+                    report.postgis_missing.join(", ")
+                ))
             );
         }
         for n in report.as_text.iter().chain(notices.iter()) {
-            pgrx::notice!("{n}");
+            pgrx::notice!("{}", crate::pg::error::for_database(n.clone()));
         }
         Ok(stmts)
     }

@@ -42,8 +42,11 @@ fn cartodbfy_result(resp: &carto_client::QueryResponse, table: &str) -> FdwResul
     if let (Some(old), Some(new)) = (get("old_oid"), get("new_oid")) {
         if old != new {
             pgrx::notice!(
-                "CARTO rewrote table {} to cartodbfy it (it lacked a cartodb_id primary key with a sequence, or the_geom / the_geom_webmercator): views on it in CARTO must be recreated",
-                quote_ident(table)
+                "{}",
+                crate::pg::error::for_database(format!(
+                    "CARTO rewrote table {} to cartodbfy it (it lacked a cartodb_id primary key with a sequence, or the_geom / the_geom_webmercator): views on it in CARTO must be recreated",
+                    quote_ident(table)
+                ))
             );
         }
     }

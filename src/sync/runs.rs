@@ -62,7 +62,7 @@ pub fn lock_or_skip(info: &RunInfo, started: &str, wait: bool) -> FdwResult<bool
     }
     let none = RunOutcome { rows: 0, watermark_to: None };
     record(info, started, "skipped", Some(&none), Some("another run of this sync was in progress"))?;
-    pgrx::notice!("carto_fdw: sync \"{}\" skipped: another run is in progress", info.name);
+    pgrx::notice!("{}", crate::pg::error::for_database(format!("carto_fdw: sync \"{}\" skipped: another run is in progress", info.name)));
     Ok(false)
 }
 
@@ -183,7 +183,7 @@ pub fn in_subtransaction<T>(work: impl FnOnce() -> FdwResult<T>) -> Result<T, St
         pg_sys::CurrentMemoryContext = old_cxt;
         pg_sys::CurrentResourceOwner = old_owner;
         if let Some(message) = cancel.into_inner().ok().flatten() {
-            pgrx::pg_sys::panic::ErrorReport::new(pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED, message, "carto_fdw")
+            pgrx::pg_sys::panic::ErrorReport::new(pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED, crate::pg::error::for_database(message), "carto_fdw")
                 .report(pgrx::PgLogLevel::ERROR);
         }
         result
@@ -207,6 +207,6 @@ fn join_error(message: &str, detail: Option<&str>, hint: Option<&str>) -> String
 /// raise, or the record would be rolled back with it).
 pub fn report_failure(info: &RunInfo, started: &str, error: &str) -> FdwResult<()> {
     record(info, started, "failed", None, Some(error))?;
-    pgrx::warning!("carto_fdw: sync \"{}\" failed: {}", info.name, error);
+    pgrx::warning!("{}", crate::pg::error::for_database(format!("carto_fdw: sync \"{}\" failed: {}", info.name, error)));
     Ok(())
 }
