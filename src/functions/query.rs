@@ -76,6 +76,13 @@ fn context_error(e: carto_client::Error, server: &str) -> FdwError {
 /// conversion from UTF-8 to the database encoding): no JSON value tree in between.
 pub struct RowJson(carto_client::Bytes);
 
+impl RowJson {
+    /// A JSON value (UTF-8, as CARTO's) returned as jsonb the same way: converted to the database encoding.
+    pub fn from_value(v: &serde_json::Value) -> RowJson {
+        RowJson(carto_client::Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
+    }
+}
+
 thread_local! {
     /// jsonb's input function, looked up once per backend (a built-in: never invalidated).
     static JSONB_IN: std::cell::RefCell<Option<Box<pg_sys::FmgrInfo>>> = const { std::cell::RefCell::new(None) };

@@ -119,6 +119,22 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM bin_places WHERE cartodb_id > 6;
 SELECT * FROM bin_places WHERE cartodb_id > 6 ORDER BY cartodb_id;
 SELECT r->>'name' AS name, r->>'hex' AS utf8_hex FROM carto.query('carto',
   $$SELECT name, encode(convert_to(name, 'UTF8'), 'hex') AS hex FROM enc37_places WHERE city = 'Brno'$$) r;
+-- The Batch SQL API: the queries as UTF-8, the job's JSON (status, queries) converted back, carto.batch_jobs in LATIN1.
+SELECT carto.batch_submit('carto', ARRAY[$$INSERT INTO "enc37_café" ("crème", "année") VALUES ('à la française', 2025)$$],
+  onsuccess => $$INSERT INTO "enc37_café" ("crème") VALUES ('réussi')$$) AS job \gset
+SELECT j->>'status' AS status, j->'query'->'query'->0->>'query' AS query, j->'query'->'onsuccess' AS onsuccess
+  FROM carto.batch_wait('carto', :'job') j;
+SELECT j->>'status' AS status, j->'query'->'query'->0->>'query' AS query FROM carto.batch_status('carto', :'job') j;
+SELECT queries, onsuccess, last_status, last_job->'query'->'query'->0->>'query' AS recorded FROM carto.batch_jobs WHERE job_id = :'job';
+SELECT "crème", "année" FROM imp."enc37_café" WHERE "année" IS NULL OR "année" > 2024 ORDER BY 1;
+-- carto.create_table / cartodbfy / drop_table with names that are not ASCII (the returned name converted back).
+SET client_min_messages = warning;
+SELECT carto.drop_table('carto', 'enc37_créé', if_exists => true);
+RESET client_min_messages;
+SELECT carto.create_table('carto', 'enc37_créé', 'libellé text', cartodbfy => false, local_schema => 'imp') AS created;
+INSERT INTO imp."enc37_créé" ("libellé") VALUES ('déjà');
+SELECT "libellé" FROM imp."enc37_créé";
+SELECT carto.drop_table('carto', 'enc37_créé');
 SELECT carto.exec('carto', $$DROP TABLE enc37_places; DROP TABLE "enc37_café"; DROP TABLE enc37_jp; DROP TABLE enc37_pushed; DROP TABLE "enc37_pushé"$$) AS dropped;
 
 -- ===================================================================== EUC_JP (multibyte)
