@@ -6,6 +6,7 @@
 \set SHOW_CONTEXT never
 CREATE DATABASE e2e_37_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
 CREATE DATABASE e2e_37_eucjp ENCODING 'EUC_JP' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+CREATE DATABASE e2e_37_sqlascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
 
 -- ===================================================================== LATIN1
 \c e2e_37_latin1
@@ -14,16 +15,20 @@ SELECT pg_catalog.getdatabaseencoding() AS db, pg_catalog.current_setting('clien
 CREATE EXTENSION carto_fdw;
 CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
 CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
--- carto.exec with non-ASCII literals and names: the SQL reaches CARTO as UTF-8.
-SELECT carto.exec('carto', $$DROP TABLE IF EXISTS enc37_places; DROP TABLE IF EXISTS "enc37_café"; DROP TABLE IF EXISTS enc37_jp;
-  DROP TABLE IF EXISTS enc37_pushed; DROP TABLE IF EXISTS "enc37_pushé";
+-- The remote tables, made with ASCII-only SQL (U& escapes: the names and values below are café, Zürich, crème, Genève,
+-- naïve, "enc37_café" ("crème", "année"), brûlée, fraîche, 東京), so that this setup does not depend on what is tested.
+SELECT carto.exec('carto', $$DROP TABLE IF EXISTS enc37_places; DROP TABLE IF EXISTS U&"enc37_caf\00E9"; DROP TABLE IF EXISTS enc37_jp;
+  DROP TABLE IF EXISTS enc37_pushed; DROP TABLE IF EXISTS U&"enc37_push\00E9";
   CREATE TABLE enc37_places (cartodb_id serial PRIMARY KEY, name text, city varchar(20));
-  INSERT INTO enc37_places (name, city) VALUES ('café', 'Zürich'), ('crème', 'Genève'), ('naïve', 'Zürich'), ('plain', 'Oslo');
-  CREATE TABLE "enc37_café" (cartodb_id serial PRIMARY KEY, "crème" text, "année" int);
-  COMMENT ON TABLE "enc37_café" IS 'Ça coûte cher';
-  INSERT INTO "enc37_café" ("crème", "année") VALUES ('brûlée', 1999), ('fraîche', 2024);
+  INSERT INTO enc37_places (name, city) VALUES (U&'caf\00E9', U&'Z\00FCrich'), (U&'cr\00E8me', U&'Gen\00E8ve'), (U&'na\00EFve', U&'Z\00FCrich'), ('plain', 'Oslo');
+  CREATE TABLE U&"enc37_caf\00E9" (cartodb_id serial PRIMARY KEY, U&"cr\00E8me" text, U&"ann\00E9e" int);
+  INSERT INTO U&"enc37_caf\00E9" VALUES (DEFAULT, U&'br\00FBl\00E9e', 1999), (DEFAULT, U&'fra\00EEche', 2024);
   CREATE TABLE enc37_jp (cartodb_id serial PRIMARY KEY, name text);
   INSERT INTO enc37_jp (name) VALUES ('ascii'), (U&'\6771\4EAC')$$) AS created;
+-- carto.exec with non-ASCII literals and names: the SQL reaches CARTO as UTF-8.
+SELECT carto.exec('carto', $$COMMENT ON TABLE "enc37_café" IS 'Ça coûte cher'$$) AS commented;
+SELECT * FROM carto.query('carto', $$SELECT obj_description('"enc37_café"'::regclass) AS comment,
+  encode(convert_to(obj_description('"enc37_café"'::regclass), 'UTF8'), 'hex') AS utf8_hex$$);
 -- What CARTO holds, as UTF-8 bytes (hex computed there).
 SELECT r->>'name' AS name, r->>'hex' AS utf8_hex FROM carto.query('carto',
   $$SELECT name, encode(convert_to(name, 'UTF8'), 'hex') AS hex FROM enc37_places ORDER BY cartodb_id$$) r;
@@ -135,7 +140,8 @@ SELECT carto.create_table('carto', 'enc37_créé', 'libellé text', cartodbfy =>
 INSERT INTO imp."enc37_créé" ("libellé") VALUES ('déjà');
 SELECT "libellé" FROM imp."enc37_créé";
 SELECT carto.drop_table('carto', 'enc37_créé');
-SELECT carto.exec('carto', $$DROP TABLE enc37_places; DROP TABLE "enc37_café"; DROP TABLE enc37_jp; DROP TABLE enc37_pushed; DROP TABLE "enc37_pushé"$$) AS dropped;
+SELECT carto.exec('carto', $$DROP TABLE enc37_places; DROP TABLE "enc37_café"; DROP TABLE enc37_jp; DROP TABLE enc37_pushed; DROP TABLE "enc37_pushé";
+  DROP TABLE carto_sync_state$$) AS dropped;
 
 -- ===================================================================== EUC_JP (multibyte)
 \c e2e_37_eucjp
@@ -190,6 +196,24 @@ SELECT name FROM imp.enc37_emoji;
 \echo :LAST_ERROR_SQLSTATE
 SELECT carto.exec('carto', $$DROP TABLE "enc37_都市"; DROP TABLE enc37_emoji; DROP TABLE enc37_jpush$$) AS dropped;
 
+-- ===================================================================== SQL_ASCII
+-- No encoding known: bytes go as they are (UTF-8 from this UTF-8 client arrives intact); bytes that are not
+-- UTF-8 are PostgreSQL's ERROR before anything is sent.
+\c e2e_37_sqlascii
+\encoding UTF8
+SELECT pg_catalog.getdatabaseencoding() AS db;
+CREATE EXTENSION carto_fdw;
+CREATE SERVER carto FOREIGN DATA WRAPPER carto_fdw OPTIONS (base_url :'base_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER carto OPTIONS (api_key :'api_key');
+SELECT carto.exec('carto', $$CREATE TABLE enc37_ascii (cartodb_id serial PRIMARY KEY, name text)$$) AS created;
+CREATE FOREIGN TABLE ascii_t (cartodb_id int, name text) SERVER carto OPTIONS (table_name 'enc37_ascii');
+INSERT INTO ascii_t (name) VALUES ('café ✓');
+SELECT name FROM ascii_t WHERE name = 'café ✓';
+INSERT INTO ascii_t (name) VALUES (E'caf\xe9');
+SELECT * FROM carto.query('carto', $$SELECT name, encode(convert_to(name, 'UTF8'), 'hex') AS hex FROM enc37_ascii$$);
+SELECT carto.exec('carto', 'DROP TABLE enc37_ascii') AS dropped;
+
 \c postgres
 DROP DATABASE e2e_37_latin1;
 DROP DATABASE e2e_37_eucjp;
+DROP DATABASE e2e_37_sqlascii;
