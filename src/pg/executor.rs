@@ -37,8 +37,9 @@ pub fn reraise_with_column(e: CaughtError, column: &str, table: &str) -> ! {
         Some(d) => format!("{d}\nWhile converting {context}."),
         None => format!("While converting {context}."),
     };
-    ErrorReport::new(report.sql_error_code(), report.message().to_string(), "carto_fdw")
-        .set_detail(detail)
+    // Names are UTF-8 here: written for the database encoding (crate::pg::error::for_database).
+    ErrorReport::new(report.sql_error_code(), crate::pg::error::for_database(report.message().to_string()), "carto_fdw")
+        .set_detail(crate::pg::error::for_database(detail))
         .report(PgLogLevel::ERROR);
     unreachable!()
 }
