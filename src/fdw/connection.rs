@@ -15,7 +15,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use std::ffi::CString;
 
 use carto_client::{ApiKey, Client, ClientConfig};
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -72,7 +71,7 @@ pub fn server_for_caller(server: &str) -> FdwResult<ServerAccess> {
 
 /// The OID of a carto_fdw server by name (PostgreSQL's own error when there is none).
 pub fn carto_server_oid(server: &str) -> FdwResult<pg_sys::Oid> {
-    let cname = CString::new(server).map_err(|_| FdwError::InvalidOptionValue {
+    let cname = crate::pg::encoding::server_cstring(server).ok_or_else(|| FdwError::InvalidOptionValue {
         message: "a server name cannot contain a NUL byte".into(),
     })?;
     // SAFETY: SQL-callable code, so the backend thread in a transaction; GetForeignServerByName with missing_ok false

@@ -777,6 +777,10 @@ pub fn default_collation(coll: pg_sys::Oid) -> bool {
 
 fn quote_func_name(name: &str) -> String {
     // quote_identifier also quotes keywords: position, extract, overlay... are only callable quoted.
+    // It reads the database encoding: a non-ASCII name (UTF-8 here) is quoted by our own rule.
+    if !name.is_ascii() {
+        return quote_ident(name);
+    }
     match std::ffi::CString::new(name) {
         // SAFETY: planner code on the backend thread; `c` is NUL-terminated and outlives the call, quote_identifier
         // returns a valid string.

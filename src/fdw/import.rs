@@ -13,7 +13,6 @@
 //! (default true). Unknown options fail with a hint listing these.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -305,7 +304,7 @@ impl Backend {
     /// Parses `type_text` as one type name (anything else, e.g. a DEFAULT or a second statement, is a
     /// syntax error there) and writes the type found as the local catalogue spells it.
     fn parse(type_text: &str, builtin: bool) -> Option<String> {
-        let c = CString::new(type_text).ok()?;
+        let c = crate::pg::encoding::server_cstring(type_text)?;
         // A typmod the local type rejects, or text that is not a type name, raises an ERROR: take it
         // as "unknown locally".
         // SAFETY: IMPORT runs on the backend thread in a transaction; `c` is NUL-terminated and outlives the call,
@@ -385,8 +384,11 @@ unsafe fn import(stmt: *mut pg_sys::ImportForeignSchemaStmt, server_oid: pg_sys:
             for n in names {
                 if !catalog.tables.iter().any(|t| &t.name == n) {
                     pgrx::notice!(
-                        "table {} named in LIMIT TO was not found in schema \"{remote_schema}\" on CARTO (or it is a view: OPTIONS (import_views 'true'))",
-                        quote_ident(n)
+                        "{}",
+                        crate::pg::error::for_database(format!(
+                            "table {} named in LIMIT TO was not found in schema \"{remote_schema}\" on CARTO (or it is a view: OPTIONS (import_views 'true'))",
+                            quote_ident(n)
+                        ))
                     );
                 }
             }
@@ -403,13 +405,16 @@ unsafe fn import(stmt: *mut pg_sys::ImportForeignSchemaStmt, server_oid: pg_sys:
         let stmts: Vec<String> = catalog.tables.iter().map(|t| create_statement(t, &cx, &mut report, &mut notices)).collect();
         if !report.postgis_missing.is_empty() {
             pgrx::notice!(
-                "PostGIS is not installed in this database: {} geometry/geography column(s) imported as text holding hex EWKB: {}",
-                report.postgis_missing.len(),
-                report.postgis_missing.join(", ")
+                "{}",
+                crate::pg::error::for_database(format!(
+                    "PostGIS is not installed in this database: {} geometry/geography column(s) imported as text holding hex EWKB: {}",
+                    report.postgis_missing.len(),
+                    report.postgis_missing.join(", ")
+                ))
             );
         }
         for n in report.as_text.iter().chain(notices.iter()) {
-            pgrx::notice!("{n}");
+            pgrx::notice!("{}", crate::pg::error::for_database(n.clone()));
         }
         Ok(stmts)
     }
@@ -431,8 +436,9 @@ pub unsafe extern "C-unwind" fn import_foreign_schema(
         let stmts = import(stmt, server_oid).or_report();
         let mut list: *mut pg_sys::List = std::ptr::null_mut();
         for s in stmts {
-            // Names come from CARTO: a NUL byte cannot be part of a PostgreSQL identifier anyway.
-            let Ok(c) = CString::new(s) else { continue };
+            // Names come from CARTO (UTF-8): PostgreSQL parses the statement in the database encoding
+            // (its ERROR for a character that encoding lacks). A NUL byte cannot be part of an identifier.
+            let Some(c) = crate::pg::encoding::server_cstring(&s) else { continue };
             let p = pg_sys::pstrdup(c.as_ptr());
             list = pg_sys::lappend(list, p.cast());
         }

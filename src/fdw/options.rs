@@ -7,7 +7,6 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::ffi::CStr;
 
 use crate::pg::error::FdwError;
 
@@ -257,9 +256,12 @@ pub fn split_option_strings(raw: &[Option<String>]) -> Vec<(String, String)> {
 }
 
 #[pg_extern]
-fn carto_fdw_validator(options: Option<Vec<Option<String>>>, catalog: Option<pg_sys::Oid>) {
+fn carto_fdw_validator(options: Option<Vec<Option<crate::pg::encoding::DbText>>>, catalog: Option<pg_sys::Oid>) {
     let Some(target) = catalog.and_then(OptionTarget::from_catalog) else { return };
-    let pairs = split_option_strings(&options.unwrap_or_default());
+    // Option strings read in the database encoding, converted to UTF-8 as every option value is.
+    let options: Vec<Option<String>> =
+        options.unwrap_or_default().into_iter().map(|o| o.map(crate::pg::encoding::DbText::into_string)).collect();
+    let pairs = split_option_strings(&options);
     // SAFETY: the validator runs on the backend thread; superuser() only reads the session's user id and the catalog.
     let is_superuser = unsafe { pg_sys::superuser() };
     if let Err(e) = validate(target, &pairs, is_superuser) {
@@ -290,8 +292,8 @@ pub unsafe fn deflist_to_pairs(list: *mut pg_sys::List) -> Vec<(String, String)>
         }
         let list = pgrx::PgList::<pg_sys::DefElem>::from_pg(list);
         for def in list.iter_ptr() {
-            let name = CStr::from_ptr((*def).defname).to_string_lossy().into_owned();
-            let value = CStr::from_ptr(pg_sys::defGetString(def)).to_string_lossy().into_owned();
+            let name = crate::pg::cstr::cstr_owned((*def).defname).unwrap_or_default();
+            let value = crate::pg::cstr::cstr_owned(pg_sys::defGetString(def)).unwrap_or_default();
             out.push((name, value));
         }
         out

@@ -9,7 +9,6 @@
 //! - it runs only for a reader who is trusted to choose the SQL their key runs: the table's owner (or
 //!   a member of it), or any reader when the table's owner is a superuser or owns the server.
 
-use std::ffi::CString;
 
 use pgrx::pg_sys;
 use pgrx::{PgList, PgTryBuilder};
@@ -153,7 +152,8 @@ unsafe extern "C-unwind" fn forbidden_node(node: *mut pg_sys::Node, ctx: *mut st
 unsafe fn parse(sql: &str) -> Result<Vec<*mut pg_sys::RawStmt>, String> {
     // SAFETY: this function's contract: called on the backend thread, its pointers valid for the call.
     unsafe {
-        let c = CString::new(sql).map_err(|_| "it contains a NUL byte".to_string())?;
+        // The option's text is UTF-8 (what CARTO gets); the parser reads the database encoding.
+        let c = crate::pg::encoding::server_cstring(sql).ok_or_else(|| "it contains a NUL byte".to_string())?;
         let saved = pg_sys::standard_conforming_strings;
         pg_sys::standard_conforming_strings = true;
         let list = PgTryBuilder::new(|| Ok(pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)))

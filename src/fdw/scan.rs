@@ -680,9 +680,13 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
         };
         explain_text(es, "CARTO endpoint", label);
         if (*es).verbose {
-            // Binary as planned, unless execution found client_encoding unlike the database's (transport.rs).
+            // Binary as planned, unless execution found (or, not run yet, would find) client_encoding unlike the
+            // database's, or a database encoding other than UTF8 / SQL_ASCII (transport.rs, pg/binary.rs).
             let binary = plan.binary_casts.is_some()
-                && state.as_ref().is_none_or(|s| s.binary_active || s.scans == 0);
+                && match state.as_ref() {
+                    Some(s) if s.scans > 0 => s.binary_active,
+                    _ => crate::pg::binary::encodings_agree(),
+                };
             if transport == Transport::Copy {
                 explain_text(es, "CARTO transport", if binary { "COPY binary" } else { "COPY text" });
             }

@@ -297,7 +297,7 @@ pub unsafe fn scan_plan_from_private(private: *mut pg_sys::List) -> FdwResult<Sc
     unsafe {
         let list = PgList::<pg_sys::Node>::from_pg(private);
         let node = list.get_ptr(0).ok_or_else(|| FdwError::internal("foreign scan without a plan"))?;
-        let s = crate::pg::cstr::cstr_owned((*node.cast::<pg_sys::String>()).sval as *const _)
+        let s = crate::pg::cstr::cstr_as_written((*node.cast::<pg_sys::String>()).sval as *const _)
             .ok_or_else(|| FdwError::internal("foreign scan without a plan"))?;
         serde_json::from_str(&s).map_err(|e| FdwError::internal(format!("unreadable scan plan: {e}")))
     }

@@ -275,7 +275,7 @@ fn ensure_callbacks() {
 }
 
 fn notice(message: String) {
-    ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "carto_fdw")
+    ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, crate::pg::error::for_database(message), "carto_fdw")
         .report(PgLogLevel::NOTICE);
 }
 

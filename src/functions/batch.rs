@@ -7,11 +7,13 @@ use std::time::Duration;
 use carto_client::{BatchJob, BatchJobRequest, BatchQuery, ErrorKind};
 use pgrx::prelude::*;
 use pgrx::datum::Interval;
-use pgrx::{JsonB, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 use serde_json::Value;
 
+use crate::functions::query::RowJson;
 use crate::functions::{bad_argument, remote, required, Remote};
 use crate::pg::bookkeeping;
+use crate::pg::encoding::DbText;
 use crate::pg::error::{sqlstate_from_message, FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 
@@ -28,20 +30,22 @@ fn record(server: &str, job: &BatchJob, submitted: Option<(&[String], Option<&st
     bookkeeping::as_owner_of("batch_jobs", || {
         Spi::run_with_args(
             "INSERT INTO carto.batch_jobs AS b (job_id, server, queries, onsuccess, onerror, last_status, last_checked_at, failed_reason, last_job, submitted_by, role_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now(), $7, $8, $9, $10) \
+             VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now(), $7, $8::pg_catalog.jsonb, $9, $10) \
              ON CONFLICT (job_id) DO UPDATE SET last_status = excluded.last_status, last_checked_at = excluded.last_checked_at, \
                failed_reason = excluded.failed_reason, last_job = excluded.last_job \
              WHERE b.role_id OPERATOR(pg_catalog.=) excluded.role_id",
             &[
                 job.job_id.as_str().into(),
-                server.into(),
-                queries.into(),
-                onsuccess.into(),
-                onerror.into(),
+                // Text the caller gave (UTF-8 here) goes back in the database encoding (DbText).
+                DbText(server.to_string()).into(),
+                queries.map(|q| q.into_iter().map(DbText).collect::<Vec<_>>()).into(),
+                onsuccess.map(|s| DbText(s.to_string())).into(),
+                onerror.map(|s| DbText(s.to_string())).into(),
                 job.status.as_str().into(),
-                job.failed_reason.as_deref().into(),
-                JsonB(job.raw.clone()).into(),
-                role_name.as_str().into(),
+                job.failed_reason.clone().map(DbText).into(),
+                // CARTO's JSON (UTF-8) as text in the database encoding, made jsonb by the statement.
+                DbText(serde_json::to_string(&job.raw).unwrap_or_default()).into(),
+                DbText(role_name.clone()).into(),
                 role.into(),
             ],
         )
@@ -70,16 +74,16 @@ fn check_job_id(job_id: &str) -> FdwResult<()> {
     }
 }
 
-fn job_json(job: &BatchJob) -> JsonB {
-    JsonB(job.raw.clone())
+fn job_json(job: &BatchJob) -> RowJson {
+    RowJson::from_value(&job.raw)
 }
 
 /// The job as carto.batch_jobs last saw it (among the caller's own jobs), when CARTO no longer knows it.
 fn last_known(job_id: &str) -> FdwResult<Option<(String, Value)>> {
     let role = bookkeeping::caller();
     let (status, job) = bookkeeping::as_owner_of("batch_jobs", || {
-        Spi::get_two_with_args::<String, JsonB>(
-            "SELECT last_status, last_job FROM carto.batch_jobs WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.text \
+        Spi::get_two_with_args::<DbText, DbText>(
+            "SELECT last_status, last_job::pg_catalog.text FROM carto.batch_jobs WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.text \
              AND pg_catalog.pg_has_role($2::pg_catalog.oid, role_id, 'USAGE'::pg_catalog.text)",
             &[job_id.into(), role.into()],
         )
@@ -89,7 +93,8 @@ fn last_known(job_id: &str) -> FdwResult<Option<(String, Value)>> {
         })
         .map_err(|e| FdwError::internal(format!("reading carto.batch_jobs: {e}")))
     })?;
-    Ok(status.map(|s| (s, job.map(|j| j.0).unwrap_or(Value::Null))))
+    let job = job.and_then(|j| serde_json::from_str::<Value>(&j).ok()).unwrap_or(Value::Null);
+    Ok(status.map(|s| (s.into_string(), job)))
 }
 
 /// What to answer for a job CARTO no longer knows: the recorded status (with a NOTICE), or the error.
@@ -131,14 +136,17 @@ fn read(r: &Remote, server: &str, job_id: &str) -> FdwResult<Result<BatchJob, (S
 /// UNSAFE.
 #[pg_extern(volatile, parallel_unsafe)]
 fn batch_submit(
-    server: Option<&str>,
-    queries: Option<Vec<Option<String>>>,
-    onsuccess: default!(Option<&str>, "NULL"),
-    onerror: default!(Option<&str>, "NULL"),
+    server: Option<DbText>,
+    queries: Option<Vec<Option<DbText>>>,
+    onsuccess: default!(Option<DbText>, "NULL"),
+    onerror: default!(Option<DbText>, "NULL"),
 ) -> String {
+    // Text arguments are read in the database encoding and converted to UTF-8 (crate::pg::encoding).
+    let (onsuccess, onerror) = (onsuccess.as_deref(), onerror.as_deref());
     (|| {
-        let server = required(server, "server")?;
+        let server = required(server.as_deref(), "server")?;
         let queries = required(queries, "queries")?;
+        let queries: Vec<Option<String>> = queries.into_iter().map(|q| q.map(DbText::into_string)).collect();
         if queries.is_empty() {
             return Err(bad_argument("a Batch SQL job needs at least one query", None));
         }
@@ -171,7 +179,8 @@ fn batch_submit(
 /// carto.batch_jobs. A job CARTO no longer knows (finished more than ~2 hours ago) answers with its
 /// last recorded status plus `"expired_on_carto": true`, and a NOTICE. STRICT, VOLATILE, PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe, strict)]
-fn batch_status(server: &str, job_id: &str) -> JsonB {
+fn batch_status(server: DbText, job_id: DbText) -> RowJson {
+    let (server, job_id) = (server.as_str(), job_id.as_str());
     (|| {
         check_job_id(job_id)?;
         let r = remote(server)?;
@@ -180,7 +189,7 @@ fn batch_status(server: &str, job_id: &str) -> JsonB {
                 record(server, &job, None)?;
                 Ok(job_json(&job))
             }
-            Err((_, v)) => Ok(JsonB(v)),
+            Err((_, v)) => Ok(RowJson::from_value(&v)),
         }
     })()
     .or_report()
@@ -202,11 +211,12 @@ fn interval_to_duration(i: &Interval) -> FdwResult<Duration> {
 /// cancelled job is an ERROR carrying its failed_reason. STRICT, VOLATILE, PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn batch_wait(
-    server: &str,
-    job_id: &str,
+    server: DbText,
+    job_id: DbText,
     timeout: default!(Interval, "'1 hour'"),
     raise_on_failure: default!(bool, false),
-) -> JsonB {
+) -> RowJson {
+    let (server, job_id) = (server.as_str(), job_id.as_str());
     (|| {
         let limit = interval_to_duration(&timeout)?;
         check_job_id(job_id)?;
@@ -261,7 +271,7 @@ fn batch_wait(
                 hint: None,
             });
         }
-        Ok(JsonB(value))
+        Ok(RowJson::from_value(&value))
     })()
     .or_report()
 }
@@ -269,7 +279,8 @@ fn batch_wait(
 /// Cancels a pending or running job (CARTO refuses to cancel a finished one: an ERROR saying so) and
 /// returns its status (as batch_status), recorded in carto.batch_jobs. STRICT, VOLATILE, PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe, strict)]
-fn batch_cancel(server: &str, job_id: &str) -> JsonB {
+fn batch_cancel(server: DbText, job_id: DbText) -> RowJson {
+    let (server, job_id) = (server.as_str(), job_id.as_str());
     (|| {
         check_job_id(job_id)?;
         let r = remote(server)?;

@@ -71,12 +71,13 @@ pub fn relay_summary(s: &carto_client::QuerySummary) {
     relay(&s.notices, &s.warnings);
 }
 
+// CARTO's messages are UTF-8: written for the database encoding (crate::pg::error::for_database).
 fn relay(notices: &[String], warnings: &[String]) {
     for n in notices {
-        pgrx::notice!("CARTO: {}", crate::pg::error::mask_secrets(n));
+        pgrx::notice!("CARTO: {}", crate::pg::error::for_database(crate::pg::error::mask_secrets(n)));
     }
     for w in warnings {
-        pgrx::warning!("CARTO: {}", crate::pg::error::mask_secrets(w));
+        pgrx::warning!("CARTO: {}", crate::pg::error::for_database(crate::pg::error::mask_secrets(w)));
     }
 }
 
@@ -84,10 +85,10 @@ fn relay(notices: &[String], warnings: &[String]) {
 /// (CDB_CartodbfyTable's "trigger ... does not exist, skipping"): notices go to DEBUG1.
 pub fn relay_warnings(r: &carto_client::QueryResponse) {
     for n in &r.notices {
-        pgrx::debug1!("CARTO: {}", crate::pg::error::mask_secrets(n));
+        pgrx::debug1!("CARTO: {}", crate::pg::error::for_database(crate::pg::error::mask_secrets(n)));
     }
     for w in &r.warnings {
-        pgrx::warning!("CARTO: {}", crate::pg::error::mask_secrets(w));
+        pgrx::warning!("CARTO: {}", crate::pg::error::for_database(crate::pg::error::mask_secrets(w)));
     }
 }
 

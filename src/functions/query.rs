@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 use pgrx::pgrx_sql_entity_graph::metadata::{ArgumentError, Returns, ReturnsError, SqlMapping, SqlTranslatable};
 
 use crate::functions::{relay_messages, relay_summary, remote};
+use crate::pg::encoding::DbText;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 
@@ -19,9 +20,10 @@ use crate::pg::runtime::block_on;
 /// at a time (value per call; in FROM, PostgreSQL keeps the rows in a tuplestore that spills to disk
 /// past work_mem), so memory stays flat however many rows CARTO sends.
 #[pg_extern(volatile, parallel_unsafe, strict)]
-fn query(server: &str, sql: &str) -> SetOfIterator<'static, RowJson> {
+fn query(server: DbText, sql: DbText) -> SetOfIterator<'static, RowJson> {
+    // Text arguments are read in the database encoding and converted to UTF-8 (crate::pg::encoding).
     crate::fdw::remote_catalog::forget_all();
-    let rows = Rows::start(server, sql).or_report();
+    let rows = Rows::start(&server, &sql).or_report();
     SetOfIterator::new(rows)
 }
 
@@ -75,6 +77,13 @@ fn context_error(e: carto_client::Error, server: &str) -> FdwError {
 /// conversion from UTF-8 to the database encoding): no JSON value tree in between.
 pub struct RowJson(carto_client::Bytes);
 
+impl RowJson {
+    /// A JSON value (UTF-8, as CARTO's) returned as jsonb the same way: converted to the database encoding.
+    pub fn from_value(v: &serde_json::Value) -> RowJson {
+        RowJson(carto_client::Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
+    }
+}
+
 thread_local! {
     /// jsonb's input function, looked up once per backend (a built-in: never invalidated).
     static JSONB_IN: std::cell::RefCell<Option<Box<pg_sys::FmgrInfo>>> = const { std::cell::RefCell::new(None) };
@@ -123,8 +132,8 @@ unsafe impl SqlTranslatable for RowJson {
 /// Runs `sql` on CARTO through `/sql` and returns CARTO's `total_rows`: the rows affected by a write
 /// (of the last statement), or the rows a query returned. STRICT, VOLATILE, PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe, strict)]
-fn exec(server: &str, sql: &str) -> i64 {
-    exec_sql(server, sql, "running carto.exec").or_report()
+fn exec(server: DbText, sql: DbText) -> i64 {
+    exec_sql(&server, &sql, "running carto.exec").or_report()
 }
 
 pub fn exec_sql(server: &str, sql: &str, what: &str) -> FdwResult<i64> {

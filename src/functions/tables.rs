@@ -1,6 +1,5 @@
 //! CARTO table management: `carto.cartodbfy`, `carto.create_table` (two forms), `carto.drop_table`.
 
-use std::ffi::CString;
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -8,6 +7,7 @@ use pgrx::{pg_sys, PgSqlErrorCode};
 use crate::pg::sql_text::{quote_ident, quote_literal};
 use crate::pg::sql_text::strip_schema;
 use crate::functions::{account_schema, regclass_literal, relay_warnings, remote, required, Remote};
+use crate::pg::encoding::DbText;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::pg::runtime::block_on;
 
@@ -42,8 +42,11 @@ fn cartodbfy_result(resp: &carto_client::QueryResponse, table: &str) -> FdwResul
     if let (Some(old), Some(new)) = (get("old_oid"), get("new_oid")) {
         if old != new {
             pgrx::notice!(
-                "CARTO rewrote table {} to cartodbfy it (it lacked a cartodb_id primary key with a sequence, or the_geom / the_geom_webmercator): views on it in CARTO must be recreated",
-                quote_ident(table)
+                "{}",
+                crate::pg::error::for_database(format!(
+                    "CARTO rewrote table {} to cartodbfy it (it lacked a cartodb_id primary key with a sequence, or the_geom / the_geom_webmercator): views on it in CARTO must be recreated",
+                    quote_ident(table)
+                ))
             );
         }
     }
@@ -67,24 +70,27 @@ fn do_cartodbfy(r: &Remote, server: &str, table: &str, schema: Option<&str>) -> 
 /// to rewrite the table. Not STRICT (schema_name may be NULL); a NULL server or table_name is an error.
 /// VOLATILE, PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe)]
-fn cartodbfy(server: Option<&str>, table_name: Option<&str>, schema_name: default!(Option<&str>, "NULL")) -> String {
-    (|| {
-        let server = required(server, "server")?;
-        let table = required(table_name, "table_name")?;
+fn cartodbfy(server: Option<DbText>, table_name: Option<DbText>, schema_name: default!(Option<DbText>, "NULL")) -> DbText {
+    // Text arguments are read in the database encoding and converted to UTF-8 (crate::pg::encoding);
+    // the name returned is converted back.
+    let schema_name = schema_name.as_deref();
+    DbText((|| {
+        let server = required(server.as_deref(), "server")?;
+        let table = required(table_name.as_deref(), "table_name")?;
         let r = remote(server)?;
         do_cartodbfy(&r, server, table, schema_name)
     })()
-    .or_report()
+    .or_report())
 }
 
 /// Checks, before anything is sent, that a local foreign table `local_schema.table` can be created.
 fn check_local_target(local_schema: &str, table: &str) -> FdwResult<()> {
-    let c = CString::new(local_schema).map_err(|_| crate::functions::bad_argument("a schema name cannot contain a NUL byte", None))?;
+    let c = crate::pg::encoding::server_cstring(local_schema).ok_or_else(|| crate::functions::bad_argument("a schema name cannot contain a NUL byte", None))?;
     // missing_ok = false: PostgreSQL's own "schema \"x\" does not exist".
     // SAFETY: SQL-callable function: backend thread in a transaction; `c` is NUL-terminated and outlives the call (a
     // missing schema raises).
     let nsp = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), false) };
-    let t = CString::new(table).map_err(|_| crate::functions::bad_argument("a table name cannot contain a NUL byte", None))?;
+    let t = crate::pg::encoding::server_cstring(table).ok_or_else(|| crate::functions::bad_argument("a table name cannot contain a NUL byte", None))?;
     // SAFETY: as above: `t` is NUL-terminated and outlives the call, `nsp` a valid namespace.
     if unsafe { pg_sys::get_relname_relid(t.as_ptr(), nsp) } != pg_sys::InvalidOid {
         return Err(FdwError::Custom {
@@ -139,7 +145,7 @@ fn do_create_table(
             quote_ident(server),
             quote_ident(ls)
         );
-        Spi::run(&import).map_err(|e| FdwError::internal(format!("importing the new table: {e}")))?;
+        crate::pg::local_sql::run(&import).map_err(|e| FdwError::internal(format!("importing the new table: {e}")))?;
     }
     Ok(name)
 }
@@ -151,19 +157,19 @@ fn do_create_table(
 /// columns is an error; NULL cartodbfy means true. VOLATILE, PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe)]
 fn create_table(
-    server: Option<&str>,
-    table_name: Option<&str>,
-    columns: Option<&str>,
+    server: Option<DbText>,
+    table_name: Option<DbText>,
+    columns: Option<DbText>,
     cartodbfy: default!(Option<bool>, true),
-    local_schema: default!(Option<&str>, "NULL"),
-) -> String {
-    (|| {
-        let server = required(server, "server")?;
-        let table = required(table_name, "table_name")?;
-        let columns = required(columns, "columns")?;
-        do_create_table(server, table, columns, cartodbfy.unwrap_or(true), local_schema)
+    local_schema: default!(Option<DbText>, "NULL"),
+) -> DbText {
+    DbText((|| {
+        let server = required(server.as_deref(), "server")?;
+        let table = required(table_name.as_deref(), "table_name")?;
+        let columns = required(columns.as_deref(), "columns")?;
+        do_create_table(server, table, columns, cartodbfy.unwrap_or(true), local_schema.as_deref())
     })()
-    .or_report()
+    .or_report())
 }
 
 /// The column definitions of a local table, for CARTO: every column but cartodb_id, the_geom and
@@ -179,8 +185,8 @@ fn columns_of(relid: pg_sys::Oid) -> FdwResult<String> {
             &[relid.into()],
         )?;
         for row in tup {
-            let name: Option<String> = row.get(1)?;
-            let ty: Option<String> = row.get(2)?;
+            let name: Option<String> = row.get::<DbText>(1)?.map(DbText::into_string);
+            let ty: Option<String> = row.get::<DbText>(2)?.map(DbText::into_string);
             let nn: Option<bool> = row.get(3)?;
             if let (Some(n), Some(t)) = (name, ty) {
                 out.push((n, t, nn.unwrap_or(false)));
@@ -204,30 +210,30 @@ fn columns_of(relid: pg_sys::Oid) -> FdwResult<String> {
 /// table_name, "like" regclass, ...)`).
 #[pg_extern(volatile, parallel_unsafe)]
 fn _create_table_like(
-    server: Option<&str>,
-    table_name: Option<&str>,
+    server: Option<DbText>,
+    table_name: Option<DbText>,
     like: Option<pg_sys::Oid>,
     cartodbfy: Option<bool>,
-    local_schema: Option<&str>,
-) -> String {
-    (|| {
-        let server = required(server, "server")?;
-        let table = required(table_name, "table_name")?;
+    local_schema: Option<DbText>,
+) -> DbText {
+    DbText((|| {
+        let server = required(server.as_deref(), "server")?;
+        let table = required(table_name.as_deref(), "table_name")?;
         let relid = required(like, "like")?;
         let columns = columns_of(relid)?;
-        do_create_table(server, table, &columns, cartodbfy.unwrap_or(true), local_schema)
+        do_create_table(server, table, &columns, cartodbfy.unwrap_or(true), local_schema.as_deref())
     })()
-    .or_report()
+    .or_report())
 }
 
 /// Drops a table on CARTO (`DROP TABLE`, or `DROP TABLE IF EXISTS` with if_exists). Local foreign
 /// tables over it are left alone. Not STRICT: a NULL server or table_name is an error. VOLATILE,
 /// PARALLEL UNSAFE.
 #[pg_extern(volatile, parallel_unsafe)]
-fn drop_table(server: Option<&str>, table_name: Option<&str>, if_exists: default!(Option<bool>, false)) {
+fn drop_table(server: Option<DbText>, table_name: Option<DbText>, if_exists: default!(Option<bool>, false)) {
     (|| {
-        let server = required(server, "server")?;
-        let table = required(table_name, "table_name")?;
+        let server = required(server.as_deref(), "server")?;
+        let table = required(table_name.as_deref(), "table_name")?;
         let sql = format!("DROP TABLE {}{}", if if_exists.unwrap_or(false) { "IF EXISTS " } else { "" }, quote_ident(table));
         crate::functions::query::exec_sql(server, &sql, &format!("dropping table \"{table}\""))?;
         Ok::<_, FdwError>(())

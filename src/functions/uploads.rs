@@ -9,8 +9,8 @@ use crate::pg::error::OrReport;
 /// `carto.cleanup_uploads(server)`: cancels on CARTO the uploads of this cluster that were left
 /// running (by killed backends, or by this one); returns how many were cancelled.
 #[pgrx::pg_extern(volatile, parallel_unsafe, strict)]
-fn cleanup_uploads(server: &str) -> i64 {
-    let r = remote(server).or_report();
+fn cleanup_uploads(server: crate::pg::encoding::DbText) -> i64 {
+    let r = remote(&server).or_report();
     cleanup(&r.client, &open_tags(), None).or_report()
 }
 

@@ -69,16 +69,33 @@ impl FdwError {
     /// Raises this error as a PostgreSQL ERROR. Does not return.
     pub fn report(self) -> ! {
         let (code, message, detail, hint) = self.parts();
-        let mut report = ErrorReport::new(code, mask_secrets(&message), "carto_fdw");
+        let mut report = ErrorReport::new(code, for_database(mask_secrets(&message)), "carto_fdw");
         if let Some(d) = detail {
-            report = report.set_detail(mask_secrets(&d));
+            report = report.set_detail(for_database(mask_secrets(&d)));
         }
         if let Some(h) = hint {
-            report = report.set_hint(mask_secrets(&h));
+            report = report.set_hint(for_database(mask_secrets(&h)));
         }
         report.report(PgLogLevel::ERROR);
         unreachable!("ERROR does not return")
     }
+}
+
+/// A message (UTF-8: ours, or CARTO's) as the text of an ERROR. PostgreSQL takes message text in the
+/// database encoding, and pgrx only passes Rust (UTF-8) strings: in a database that is neither UTF8 nor
+/// SQL_ASCII a non-ASCII character is written as its escape `\u{e9}` — never raw UTF-8 bytes, which
+/// that encoding would misread (LATIN1) or refuse when the message is sent to the client (EUC_JP).
+/// Values themselves never travel this way (crate::pg::encoding converts them).
+pub fn for_database(message: String) -> String {
+    if message.is_ascii() {
+        return message;
+    }
+    // SAFETY: a read of a backend global, set at backend start.
+    let db = unsafe { pgrx::pg_sys::GetDatabaseEncoding() };
+    if db == pgrx::pg_sys::pg_enc::PG_UTF8 as i32 || db == pgrx::pg_sys::pg_enc::PG_SQL_ASCII as i32 {
+        return message;
+    }
+    message.chars().map(|c| if c.is_ascii() { c.to_string() } else { c.escape_unicode().to_string() }).collect()
 }
 
 /// Unwraps a result or raises its error.

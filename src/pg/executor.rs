@@ -37,8 +37,9 @@ pub fn reraise_with_column(e: CaughtError, column: &str, table: &str) -> ! {
         Some(d) => format!("{d}\nWhile converting {context}."),
         None => format!("While converting {context}."),
     };
-    ErrorReport::new(report.sql_error_code(), report.message().to_string(), "carto_fdw")
-        .set_detail(detail)
+    // Names are UTF-8 here: written for the database encoding (crate::pg::error::for_database).
+    ErrorReport::new(report.sql_error_code(), crate::pg::error::for_database(report.message().to_string()), "carto_fdw")
+        .set_detail(crate::pg::error::for_database(detail))
         .report(PgLogLevel::ERROR);
     unreachable!()
 }
@@ -51,7 +52,8 @@ pub unsafe fn explain_text(es: *mut pg_sys::ExplainState, label: &str, value: &s
     // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         let l = CString::new(label).unwrap_or_default();
-        let v = CString::new(crate::pg::error::mask_secrets(value)).unwrap_or_default();
+        // The remote SQL is UTF-8 (what CARTO gets): EXPLAIN prints it in the database encoding.
+        let v = crate::pg::encoding::server_cstring(&crate::pg::error::mask_secrets(value)).unwrap_or_default();
         pg_sys::ExplainPropertyText(l.as_ptr(), v.as_ptr(), es);
     }
 }

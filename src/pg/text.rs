@@ -6,7 +6,8 @@
 
 use std::ffi::{c_char, CString};
 
-use pgrx::{pg_sys, PgSqlErrorCode};
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::{pg_sys, PgSqlErrorCode, PgTryBuilder};
 
 use crate::pg::error::FdwError;
 
@@ -15,6 +16,9 @@ use crate::pg::error::FdwError;
 pub enum BadText {
     Nul,
     Encoding,
+    /// PostgreSQL's conversion ERROR (a character the database encoding lacks: 22P05), caught so that
+    /// it can name the column.
+    Unconvertible { code: PgSqlErrorCode, message: String },
 }
 
 impl BadText {
@@ -25,6 +29,12 @@ impl BadText {
                 code: PgSqlErrorCode::ERRCODE_UNTRANSLATABLE_CHARACTER,
                 message: format!("CARTO sent a NUL character in column \"{column}\" of foreign table \"{table}\""),
                 detail: Some("PostgreSQL text cannot hold a NUL (\\u0000) character; the value was not stored.".into()),
+                hint: None,
+            },
+            BadText::Unconvertible { code, message } => FdwError::Custom {
+                code: *code,
+                message: message.clone(),
+                detail: Some(format!("While converting column \"{column}\" of foreign table \"{table}\" from UTF-8.")),
                 hint: None,
             },
             BadText::Encoding => {
@@ -71,9 +81,18 @@ pub unsafe fn check(bytes: &[u8]) -> Result<Option<CString>, BadText> {
         if db == pg_sys::pg_enc::PG_UTF8 as i32 {
             return Ok(None);
         }
-        // Another database encoding: convert (PostgreSQL's own error for a character it lacks).
+        // Another database encoding: convert. PostgreSQL's own error for a character it lacks is
+        // caught (nothing but the conversion's memory to clean up) and raised again naming the column.
         let c = CString::new(bytes).map_err(|_| BadText::Nul)?;
-        let out: *mut c_char = pg_sys::pg_any_to_server(c.as_ptr(), len, pg_sys::pg_enc::PG_UTF8 as i32);
+        let out: *mut c_char = PgTryBuilder::new(|| Ok(pg_sys::pg_any_to_server(c.as_ptr(), len, pg_sys::pg_enc::PG_UTF8 as i32)))
+            .catch_others(|e| {
+                let r = match &e {
+                    CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+                    CaughtError::RustPanic { ereport, .. } => ereport,
+                };
+                Err(BadText::Unconvertible { code: r.sql_error_code(), message: r.message().to_string() })
+            })
+            .execute()?;
         if out.cast_const() == c.as_ptr() {
             return Ok(Some(c));
         }
@@ -106,6 +125,12 @@ pub fn utf8_to_server_cstring(bytes: &[u8], what: &str) -> Result<CString, FdwEr
         Ok(Some(converted)) => Ok(converted),
         Ok(None) => CString::new(bytes).map_err(|_| nul_error(what)),
         Err(BadText::Nul) => Err(nul_error(what)),
+        Err(BadText::Unconvertible { code, message }) => Err(FdwError::Custom {
+            code,
+            message,
+            detail: Some(format!("While converting {what} from UTF-8.")),
+            hint: None,
+        }),
         Err(BadText::Encoding) => Err(FdwError::Custom {
             code: PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
             message: format!("CARTO sent text that is not valid UTF-8 in {what}"),

@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, Spi};
 
 use crate::fdw::connection::{client_for, server_for_caller};
+use crate::pg::encoding::DbText;
 use crate::pg::error::{FdwError, FdwResult, OrReport};
 use crate::sync::runs::RunInfo;
 
@@ -73,7 +74,7 @@ pub fn source_sql(source: &str) -> String {
 pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
     // SAFETY: MyProcPid is set once at backend start and only read here (backend thread).
     let view = format!("carto_push_cols_{}", unsafe { pg_sys::MyProcPid });
-    Spi::run(&format!("CREATE TEMP VIEW {view} AS SELECT * FROM ({src}) s"))
+    crate::pg::local_sql::run(&format!("CREATE TEMP VIEW {view} AS SELECT * FROM ({src}) s"))
         .map_err(|e| FdwError::InvalidOptionValue { message: format!("the source is not a valid query or table: {e}") })?;
     let mut cols = Vec::new();
     Spi::connect(|c| -> FdwResult<()> {
@@ -85,8 +86,8 @@ pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
             )
             .map_err(|e| FdwError::internal(format!("reading the source's columns: {e}")))?;
         for row in t {
-            let name: Option<String> = row.get(1).ok().flatten();
-            let ty: Option<String> = row.get(2).ok().flatten();
+            let name: Option<String> = row.get::<DbText>(1).ok().flatten().map(DbText::into_string);
+            let ty: Option<String> = row.get::<DbText>(2).ok().flatten().map(DbText::into_string);
             let oid: Option<pg_sys::Oid> = row.get(3).ok().flatten();
             if let (Some(name), Some(ty), Some(oid)) = (name, ty, oid) {
                 cols.push(SourceColumn { name, type_name: crate::pg::sql_text::strip_schema(&ty), type_oid: oid });
@@ -102,18 +103,22 @@ pub fn source_columns(src: &str) -> FdwResult<Vec<SourceColumn>> {
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "_push", volatile, parallel_unsafe)]
 fn push_impl(
-    source: &str,
-    server: &str,
-    remote_table: &str,
-    mode: &str,
-    key: Option<&str>,
-    since: Option<&str>,
+    source: DbText,
+    server: DbText,
+    remote_table: DbText,
+    mode: DbText,
+    key: Option<DbText>,
+    since: Option<DbText>,
     create_table: bool,
     cartodbfy: bool,
-    lnglat: Option<Vec<Option<String>>>,
-    name: Option<&str>,
+    lnglat: Option<Vec<Option<DbText>>>,
+    name: Option<DbText>,
     wait: bool,
 ) -> Option<i64> {
+    // Text arguments are read in the database encoding and converted to UTF-8 (crate::pg::encoding).
+    let (source, server, remote_table, mode) = (source.as_str(), server.as_str(), remote_table.as_str(), mode.as_str());
+    let (key, since, name) = (key.as_deref(), since.as_deref(), name.as_deref());
+    let lnglat: Option<Vec<Option<String>>> = lnglat.map(|v| v.into_iter().map(|x| x.map(DbText::into_string)).collect());
     let mode = Mode::parse(mode, key).or_report();
     let lnglat = match lnglat {
         None => None,
@@ -197,16 +202,19 @@ fn pull_source(remote: Option<&str>, query: Option<&str>) -> FdwResult<(String, 
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "_pull", volatile, parallel_unsafe)]
 fn pull_impl(
-    server: &str,
-    remote: Option<&str>,
-    target: &str,
-    mode: &str,
-    key: Option<&str>,
-    since: Option<&str>,
-    name: Option<&str>,
+    server: DbText,
+    remote: Option<DbText>,
+    target: DbText,
+    mode: DbText,
+    key: Option<DbText>,
+    since: Option<DbText>,
+    name: Option<DbText>,
     wait: bool,
-    query: Option<&str>,
+    query: Option<DbText>,
 ) -> Option<i64> {
+    // Text arguments are read in the database encoding and converted to UTF-8 (crate::pg::encoding).
+    let (server, target, mode) = (server.as_str(), target.as_str(), mode.as_str());
+    let (remote, key, since, name, query) = (remote.as_deref(), key.as_deref(), since.as_deref(), name.as_deref(), query.as_deref());
     let mode = Mode::parse(mode, key).or_report();
     let (remote, query) = pull_source(remote, query).or_report();
     // Checked before anything else, as push does (the transient foreign table would check it too).

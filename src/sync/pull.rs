@@ -8,6 +8,9 @@
 
 use pgrx::Spi;
 
+use crate::pg::encoding::DbText;
+use crate::pg::local_sql;
+
 use crate::pg::sql_text::{quote_ident, quote_literal};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::sync::runs::RunOutcome;
@@ -30,16 +33,18 @@ fn spi_err(what: &str) -> impl Fn(pgrx::spi::Error) -> FdwError + '_ {
 }
 
 pub fn run(args: &PullArgs, name: &str, prev_wm: Option<&str>) -> FdwResult<RunOutcome> {
-    let target: String = Spi::get_one_with_args("SELECT to_regclass($1)::text", &[args.target.as_str().into()])
+    let target: String = local_sql::get_one_with_args::<DbText>("SELECT to_regclass($1)::text", &[DbText(args.target.clone()).into()])
         .map_err(spi_err("looking up the target table"))?
+        .map(DbText::into_string)
         .ok_or_else(|| FdwError::InvalidOptionValue {
             message: format!("target table \"{}\" does not exist", args.target),
         })?;
-    let schema: String = Spi::get_one_with_args(
+    let schema: String = local_sql::get_one_with_args::<DbText>(
         "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
-        &[target.as_str().into()],
+        &[DbText(target.clone()).into()],
     )
     .map_err(spi_err("looking up the target table"))?
+    .map(DbText::into_string)
     .unwrap_or_else(|| "public".into());
 
     // The target's columns define what is read: same names remotely.
@@ -69,19 +74,20 @@ pub fn run(args: &PullArgs, name: &str, prev_wm: Option<&str>) -> FdwResult<RunO
     };
     if args.mode == Mode::Replace {
         // DELETE, not TRUNCATE: other sessions keep reading the old rows until we commit.
-        Spi::run(&format!("DELETE FROM {target}")).map_err(spi_err("emptying the target"))?;
+        local_sql::run(&format!("DELETE FROM {target}")).map_err(spi_err("emptying the target"))?;
     }
-    let rows: i64 = Spi::get_one(&format!("WITH ins AS ({insert} RETURNING 1) SELECT count(*) FROM ins"))
+    let rows: i64 = local_sql::get_one(&format!("WITH ins AS ({insert} RETURNING 1) SELECT count(*) FROM ins"))
         .map_err(spi_err("loading the target"))?
         .unwrap_or(0);
-    Spi::run(&format!("DROP FOREIGN TABLE {ft}")).map_err(spi_err("dropping the transient foreign table"))?;
+    local_sql::run(&format!("DROP FOREIGN TABLE {ft}")).map_err(spi_err("dropping the transient foreign table"))?;
 
     let watermark_to = match &args.since {
         // Stored, then parsed back into the next run's filter (maybe under other settings): portable.
         Some(s) => crate::pg::typeio::with_transmission_modes(|| {
-            Spi::get_one::<String>(&format!("SELECT max({})::text FROM {target}", quote_ident(s)))
+            local_sql::get_one::<DbText>(&format!("SELECT max({})::text FROM {target}", quote_ident(s)))
         })
         .map_err(spi_err("reading the new watermark"))?
+            .map(DbText::into_string)
             .or_else(|| prev_wm.map(str::to_string)),
         None => None,
     };
@@ -96,12 +102,12 @@ fn target_columns(target: &str) -> FdwResult<Vec<(String, String)>> {
             .select(
                 "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
                 None,
-                &[target.into()],
+                &[DbText(target.to_string()).into()],
             )
             .map_err(spi_err("reading the target's columns"))?;
         for row in t {
-            let n: Option<String> = row.get(1).map_err(spi_err("reading the target's columns"))?;
-            let ty: Option<String> = row.get(2).map_err(spi_err("reading the target's columns"))?;
+            let n: Option<String> = row.get::<DbText>(1).map_err(spi_err("reading the target's columns"))?.map(DbText::into_string);
+            let ty: Option<String> = row.get::<DbText>(2).map_err(spi_err("reading the target's columns"))?.map(DbText::into_string);
             if let (Some(n), Some(ty)) = (n, ty) {
                 cols.push((n, ty));
             }
@@ -134,7 +140,7 @@ fn create_transient_table(args: &PullArgs, name: &str, schema: &str, cols: &[(St
             None => format!("table_name {}", quote_literal(&args.remote)),
         }
     };
-    Spi::run(&format!(
+    local_sql::run(&format!(
         "CREATE FOREIGN TABLE {ft} ({}) SERVER {} OPTIONS ({remote_opt})",
         defs.join(", "),
         quote_ident(&args.server)

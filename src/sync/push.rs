@@ -10,6 +10,8 @@
 use carto_client::{BatchJobRequest, Client, ErrorKind, JobStatus};
 use pgrx::Spi;
 
+use crate::pg::encoding::DbText;
+
 use crate::pg::sql_text::{quote_ident, quote_literal};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::runtime::block_on;
@@ -213,8 +215,9 @@ fn run_range(args: &PushArgs, cols: &[SourceColumn], src: &str, prev_wm: Option<
         None => String::new(),
     };
     // The watermark's text goes to CARTO's ledger and back into later runs' filters: portable.
-    let new_wm = with_transmission_modes(|| Spi::get_one::<String>(&format!("SELECT max({qc})::text FROM ({src}) s{past}")))
-        .map_err(|e| FdwError::internal(format!("reading the source: {e}")))?;
+    let new_wm = with_transmission_modes(|| crate::pg::local_sql::get_one::<DbText>(&format!("SELECT max({qc})::text FROM ({src}) s{past}")))
+        .map_err(|e| FdwError::internal(format!("reading the source: {e}")))?
+        .map(DbText::into_string);
     let Some(upto) = &new_wm else { return Ok(None) };
     let upper = format!(
         "{} {qc} <= {}::{}",
@@ -283,7 +286,8 @@ fn stream_rows(client: &Client, select: &str, copy_sql: &str, columns: usize, ln
     Spi::connect(|c| -> FdwResult<()> {
         // The `::text` casts of the select list run when rows are fetched: the cursor is opened
         // and every FETCH runs under the transmission modes, so the text CARTO gets is portable.
-        let mut cursor = with_transmission_modes(|| c.try_open_cursor(select, &[]))
+        let select = crate::pg::local_sql::sql(select);
+        let mut cursor = with_transmission_modes(|| c.try_open_cursor(&select, &[]))
             .map_err(|e| FdwError::internal(format!("reading the source: {e}")))?;
         loop {
             let table = with_transmission_modes(|| cursor.fetch(2000))
@@ -293,9 +297,11 @@ fn stream_rows(client: &Client, select: &str, copy_sql: &str, columns: usize, ln
             }
             let ncols = table.columns().unwrap_or(0);
             for row in table {
+                // Each value's text in the database encoding, converted to UTF-8 for CARTO (DbText).
                 let mut values: Vec<Option<String>> = Vec::with_capacity(ncols + 1);
                 for i in 1..=ncols {
-                    values.push(row.get::<String>(i).map_err(|e| FdwError::internal(format!("reading the source: {e}")))?);
+                    let v = row.get::<DbText>(i).map_err(|e| FdwError::internal(format!("reading the source: {e}")))?;
+                    values.push(v.map(DbText::into_string));
                 }
                 if let Some((lng, lat)) = lnglat {
                     let p = match (values[lng].as_deref().and_then(|v| v.parse::<f64>().ok()), values[lat].as_deref().and_then(|v| v.parse::<f64>().ok())) {

@@ -5,6 +5,7 @@ use pgrx::pg_sys;
 use pgrx::{PgTryBuilder, Spi};
 
 use crate::pg::bookkeeping;
+use crate::pg::encoding::DbText;
 use crate::pg::error::{mask_secrets, FdwError, FdwResult};
 
 /// What a run ended as.
@@ -35,7 +36,7 @@ pub fn lock(name: &str, wait: bool) -> FdwResult<bool> {
     bookkeeping::as_owner_of("sync_locks", || {
         Spi::run_with_args(
             "INSERT INTO carto.sync_locks (role_id, name) VALUES ($1::pg_catalog.oid, $2::pg_catalog.text) ON CONFLICT DO NOTHING",
-            &[role.into(), name.into()],
+            &[role.into(), t(name)],
         )
         .map_err(|e| FdwError::internal(format!("sync lock: {e}")))?;
         let sql = format!(
@@ -43,7 +44,7 @@ pub fn lock(name: &str, wait: bool) -> FdwResult<bool> {
              AND name OPERATOR(pg_catalog.=) $2::pg_catalog.text FOR UPDATE{}",
             if wait { "" } else { " SKIP LOCKED" }
         );
-        let got: Option<bool> = Spi::get_one_with_args(&sql, &[role.into(), name.into()])
+        let got: Option<bool> = Spi::get_one_with_args(&sql, &[role.into(), t(name)])
             .or_else(|e| match e {
                 pgrx::spi::Error::InvalidPosition => Ok(None),
                 e => Err(e),
@@ -61,7 +62,7 @@ pub fn lock_or_skip(info: &RunInfo, started: &str, wait: bool) -> FdwResult<bool
     }
     let none = RunOutcome { rows: 0, watermark_to: None };
     record(info, started, "skipped", Some(&none), Some("another run of this sync was in progress"))?;
-    pgrx::notice!("carto_fdw: sync \"{}\" skipped: another run is in progress", info.name);
+    pgrx::notice!("{}", crate::pg::error::for_database(format!("carto_fdw: sync \"{}\" skipped: another run is in progress", info.name)));
     Ok(false)
 }
 
@@ -69,13 +70,14 @@ pub fn lock_or_skip(info: &RunInfo, started: &str, wait: bool) -> FdwResult<bool
 pub fn last_watermark(name: &str) -> FdwResult<Option<String>> {
     let role = bookkeeping::caller();
     bookkeeping::as_owner_of("sync_runs", || {
-        Spi::get_one_with_args::<String>(
+        Spi::get_one_with_args::<DbText>(
             // A scalar subquery: always one row (get_one errors on none).
             "SELECT (SELECT watermark_to FROM carto.sync_runs WHERE role_id OPERATOR(pg_catalog.=) $2::pg_catalog.oid \
              AND name OPERATOR(pg_catalog.=) $1::pg_catalog.text AND status OPERATOR(pg_catalog.=) 'succeeded'::pg_catalog.text \
              AND watermark_to IS NOT NULL ORDER BY run_id DESC LIMIT 1)",
-            &[name.into(), role.into()],
+            &[t(name), role.into()],
         )
+        .map(|w| w.map(DbText::into_string))
         .map_err(|e| FdwError::internal(format!("reading carto.sync_runs: {e}")))
     })
 }
@@ -97,24 +99,29 @@ pub fn record(
             "INSERT INTO carto.sync_runs (name, direction, mode, server, source, target, started_at, finished_at, rows, status, error, watermark_from, watermark_to, run_by, role_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7::pg_catalog.timestamptz, pg_catalog.clock_timestamp(), $8, $9, $10, $11, $12, $13, $14)",
             &[
-                info.name.into(),
+                t(info.name),
                 info.direction.into(),
                 info.mode.into(),
-                info.server.into(),
-                info.source.into(),
-                info.target.into(),
+                t(info.server),
+                t(info.source),
+                t(info.target),
                 started.into(),
                 rows.into(),
                 status.into(),
-                error.map(mask_secrets).into(),
-                info.watermark_from.into(),
-                wm_to.into(),
-                role_name.as_str().into(),
+                error.map(|e| DbText(crate::pg::error::for_database(mask_secrets(e)))).into(),
+                info.watermark_from.map(|w| DbText(w.to_string())).into(),
+                wm_to.map(DbText).into(),
+                DbText(role_name.clone()).into(),
                 role.into(),
             ],
         )
         .map_err(|e| FdwError::internal(format!("recording the run in carto.sync_runs: {e}")))
     })
+}
+
+/// A text parameter: the extension's UTF-8, stored in the database encoding (crate::pg::encoding).
+fn t(s: &str) -> pgrx::datum::DatumWithOid<'static> {
+    DbText(s.to_string()).into()
 }
 
 pub fn now_text() -> String {
@@ -176,7 +183,7 @@ pub fn in_subtransaction<T>(work: impl FnOnce() -> FdwResult<T>) -> Result<T, St
         pg_sys::CurrentMemoryContext = old_cxt;
         pg_sys::CurrentResourceOwner = old_owner;
         if let Some(message) = cancel.into_inner().ok().flatten() {
-            pgrx::pg_sys::panic::ErrorReport::new(pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED, message, "carto_fdw")
+            pgrx::pg_sys::panic::ErrorReport::new(pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED, crate::pg::error::for_database(message), "carto_fdw")
                 .report(pgrx::PgLogLevel::ERROR);
         }
         result
@@ -200,6 +207,6 @@ fn join_error(message: &str, detail: Option<&str>, hint: Option<&str>) -> String
 /// raise, or the record would be rolled back with it).
 pub fn report_failure(info: &RunInfo, started: &str, error: &str) -> FdwResult<()> {
     record(info, started, "failed", None, Some(error))?;
-    pgrx::warning!("carto_fdw: sync \"{}\" failed: {}", info.name, error);
+    pgrx::warning!("{}", crate::pg::error::for_database(format!("carto_fdw: sync \"{}\" failed: {}", info.name, error)));
     Ok(())
 }

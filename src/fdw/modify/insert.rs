@@ -167,7 +167,9 @@ impl InsertState {
                     encode_null(buf);
                 } else {
                     let p = c.output.output(modes, values[idx]);
-                    encode_field(std::ffi::CStr::from_ptr(p).to_bytes(), buf);
+                    // CARTO's COPY reads UTF-8: the output text converted from the database encoding.
+                    let text = crate::pg::encoding::server_to_utf8(std::ffi::CStr::from_ptr(p).to_bytes());
+                    encode_field(text.as_bytes(), buf);
                 }
             }
             if text {

@@ -182,11 +182,11 @@ impl RowwiseState {
         if resp.total_rows < n {
             ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_WARNING,
-                format!(
+                crate::pg::error::for_database(format!(
                     "{} of {n} rows of foreign table \"{}\" were no longer on CARTO",
                     n - resp.total_rows,
                     self.label
-                ),
+                )),
                 "carto_fdw",
             )
             .report(PgLogLevel::WARNING);

@@ -72,7 +72,7 @@ pub(super) unsafe fn json_from_list<T: for<'de> Deserialize<'de>>(list: *mut pg_
     unsafe {
         let l = PgList::<pg_sys::Node>::from_pg(list);
         let node = l.get_ptr(0).ok_or_else(|| FdwError::internal("modify plan missing"))?;
-        let s = cstr_owned((*node.cast::<pg_sys::String>()).sval as *const c_char)
+        let s = crate::pg::cstr::cstr_as_written((*node.cast::<pg_sys::String>()).sval as *const c_char)
             .ok_or_else(|| FdwError::internal("modify plan missing"))?;
         serde_json::from_str(&s).map_err(|e| FdwError::internal(format!("unreadable modify plan: {e}")))
     }
