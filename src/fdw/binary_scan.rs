@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::fdw::table::Column;
-use crate::pg::binary::ColumnRecv;
+use crate::fdw::transport::ReadAs;
+use crate::pg::binary::{CastCall, ColumnRecv};
 use crate::pg::binary_fast::{FastType, TextRule, Wire};
 use crate::pg::error::{FdwError, FdwResult};
 use crate::pg::typeio::ColumnInput;
@@ -155,6 +156,10 @@ struct ColumnRead {
     /// A column that travels as text (transport.rs `Mismatch::AsText`: its local type is not CARTO's): its
     /// bytes are checked as the text transports check them, then go through this input function.
     as_text: Option<ColumnInput>,
+    /// CARTO's numeric into this float8 column (transport.rs `ReadAs::NumericToFloat8`): what binary_fast
+    /// leaves goes through numeric_recv, then this cast, numeric_float8 (float8in of numeric_out: the text
+    /// path's value and errors).
+    cast: Option<CastCall>,
 }
 
 /// A running read: the decode task and what it sent.
@@ -181,22 +186,41 @@ pub struct BinaryRows {
 
 impl BinaryRows {
     /// # Safety
-    /// Backend thread, in a transaction; `columns` the scan's retrieved columns, in order; `as_text`
-    /// parallel to them (empty: none travels as text).
-    pub unsafe fn new(columns: &[&Column], as_text: &[bool]) -> Self {
+    /// Backend thread, in a transaction; `columns` the scan's retrieved columns, in order; `read_as`
+    /// parallel to them (empty: all read by their own receive functions).
+    pub unsafe fn new(columns: &[&Column], read_as: &[ReadAs]) -> Self {
         // SAFETY: the caller upholds this function's contract (# Safety above).
         unsafe {
             let columns = columns
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    let text = as_text.get(i).copied().unwrap_or(false);
+                    let how = read_as.get(i).copied().unwrap_or(ReadAs::Own);
+                    let text = how == ReadAs::Text;
+                    let numeric = how == ReadAs::NumericToFloat8;
                     ColumnRead {
                         index: c.attnum as usize - 1,
-                        fast: if text { FastType::for_text_input(c.type_oid) } else { FastType::for_recv(c.type_oid, c.typmod) },
-                        recv: ColumnRecv::new(c.attnum, c.type_oid, c.typmod),
-                        text_like: text || is_text_like(c.type_oid),
+                        fast: match how {
+                            ReadAs::Own => FastType::for_recv(c.type_oid, c.typmod),
+                            ReadAs::Text => FastType::for_text_input(c.type_oid),
+                            ReadAs::NumericToFloat8 => Some(FastType::NumericFloat8),
+                        },
+                        // CARTO's numeric arrives for a float8 column: numeric's receive function, then the cast.
+                        recv: if numeric {
+                            ColumnRecv::new(c.attnum, pg_sys::NUMERICOID, -1)
+                        } else {
+                            ColumnRecv::new(c.attnum, c.type_oid, c.typmod)
+                        },
+                        text_like: text || (!numeric && is_text_like(c.type_oid)),
                         as_text: text.then(|| ColumnInput::new(c.attnum, c.type_oid, c.typmod)),
+                        // numeric -> double precision is a built-in function cast: never missing.
+                        cast: if numeric {
+                            Some(CastCall::new(pg_sys::NUMERICOID, pg_sys::FLOAT8OID).unwrap_or_else(|| {
+                                pgrx::error!("carto_fdw: the cast from numeric to double precision is not a function")
+                            }))
+                        } else {
+                            None
+                        },
                     }
                 })
                 .collect();
@@ -326,7 +350,13 @@ unsafe fn fill(columns: &mut [ColumnRead], batch: &mut Batch, row: usize, slot: 
                 datums[col.index] = match col.as_text.as_mut() {
                     // NUL-terminated by push_recv, checked above.
                     Some(input) => input.input(base.add(off).cast::<std::ffi::c_char>()),
-                    None => col.recv.recv_in_place(base.add(off), len),
+                    None => {
+                        let received = col.recv.recv_in_place(base.add(off), len);
+                        match col.cast.as_mut() {
+                            Some(cast) => cast.call(received),
+                            None => received,
+                        }
+                    }
                 };
                 nulls[col.index] = false;
             }

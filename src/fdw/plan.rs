@@ -404,8 +404,8 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         } else {
             None
         };
-        let (binary_casts, binary_as_text) = match read {
-            Some(r) => (Some(r.casts), r.as_text),
+        let (binary_casts, binary_read_as) = match read {
+            Some(r) => (Some(r.casts), r.read_as),
             None => (None, Vec::new()),
         };
         let plan = ScanPlan {
@@ -418,7 +418,7 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
             limit,
             rowid,
             binary_casts,
-            binary_as_text,
+            binary_read_as,
             switch_after_rows,
             transport,
             fetch_size: opts.fetch_size,

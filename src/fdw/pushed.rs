@@ -596,7 +596,7 @@ pub unsafe fn plan(
             // several tables, not columns whose CARTO types transport.rs looked up, so the rule that
             // lets a column go binary (the remote type is the local one) cannot be checked for them.
             binary_casts: None,
-            binary_as_text: Vec::new(),
+            binary_read_as: Vec::new(),
             switch_after_rows: None,
             subquery: Some(sql),
             relations: Some(p.relations.clone()),

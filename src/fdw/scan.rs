@@ -499,7 +499,7 @@ unsafe fn begin(node: *mut pg_sys::ForeignScanState) -> FdwResult<()> {
         let binary = match &plan.binary_casts {
             Some(_) => {
                 let cols: Vec<&crate::fdw::table::Column> = plan.columns.iter().filter_map(|(a, _)| table.column(*a)).collect();
-                Some(BinaryRows::new(&cols, &plan.binary_as_text))
+                Some(BinaryRows::new(&cols, &plan.binary_read_as))
             }
             None => None,
         };

@@ -61,10 +61,10 @@ pub struct ScanPlan {
     /// COPY binary (transport.rs): the remote casts of the columns, parallel to `columns`; None for COPY text.
     #[serde(default)]
     pub binary_casts: Option<Vec<String>>,
-    /// Parallel to `binary_casts`: the columns that travel as text inside the binary stream (read with the
-    /// local type's input function; transport.rs `Mismatch::AsText`).
+    /// Parallel to `binary_casts`: how each column is read (transport.rs `ReadAs`: its own receive function,
+    /// as text inside the binary stream, or CARTO's numeric into a local float8); empty: all their own.
     #[serde(default)]
-    pub binary_as_text: Vec<bool>,
+    pub binary_read_as: Vec<crate::fdw::transport::ReadAs>,
     /// A pushed join or aggregate (pushed.rs): the whole remote SELECT, whose columns are named
     /// `c0`, `c1`, … as the columns above; read as `FROM (subquery) s`.
     #[serde(default)]
@@ -320,7 +320,7 @@ mod tests {
             transport: Transport::Query,
             fetch_size: 1000,
             binary_casts: None,
-            binary_as_text: Vec::new(),
+            binary_read_as: Vec::new(),
             subquery: None,
             relations: None,
             member_relids: Vec::new(),

@@ -97,6 +97,12 @@ pub unsafe fn binary_casts(
                     // A read can cast on CARTO's side where that gives the text path's very values and can
                     // never fail: the column stays binary.
                     Some(t) if mismatch == Mismatch::AsText && name.as_deref().is_some_and(|n| exact_widening(t, n)) => continue,
+                    // CARTO's numeric read into a local float8 (the type itself: a domain has checks of its
+                    // own) arrives as numeric and is converted here as the text path would (ReadAs).
+                    Some(t) if mismatch == Mismatch::AsText && t == NUMERIC_CAST && col.type_oid == pg_sys::FLOAT8OID => {
+                        *cast = NUMERIC_CAST.into();
+                        continue;
+                    }
                     Some(_) => {}
                 }
                 match mismatch {
@@ -133,13 +139,27 @@ fn exact_widening(remote: &str, local: &str) -> bool {
 /// The remote cast of a column read as text inside a binary COPY.
 pub const TEXT_CAST: &str = "text";
 
-/// A read's COPY binary plan: the remote casts, and which columns travel as text.
+/// How a column of a binary read becomes its local value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ReadAs {
+    /// The local type's receive function (or binary_fast's conversion of it).
+    Own,
+    /// Cast to text on CARTO, then the local type's input function with the typmod (the text path).
+    Text,
+    /// CARTO's numeric into a local float8 (not a domain): numeric_float8, float8in of numeric_out's text,
+    /// exactly what the text path gives, without printing the value on CARTO's side.
+    NumericToFloat8,
+}
+
+/// A read's COPY binary plan: the remote casts, and how each column is read.
 pub struct ReadCasts {
     pub casts: Vec<String>,
-    /// Parallel to the casts: read with the local type's input function (the column's local type is not
-    /// CARTO's, or has no binary form).
-    pub as_text: Vec<bool>,
+    /// Parallel to the casts.
+    pub read_as: Vec<ReadAs>,
 }
+
+/// The remote cast of a numeric read into a local float8 ([`ReadAs::NumericToFloat8`]).
+const NUMERIC_CAST: &str = "numeric";
 
 /// The plan-time choice of a scan's COPY format: None for COPY text.
 ///
@@ -153,13 +173,19 @@ pub unsafe fn read_casts(table: &TableDef, columns: &[(i16, String)]) -> FdwResu
             return Ok(None);
         }
         let Some(casts) = binary_casts(table, &cols, table.options.copy_format, Mismatch::AsText)? else { return Ok(None) };
-        let mut as_text = Vec::with_capacity(cols.len());
+        let mut read_as = Vec::with_capacity(cols.len());
         for (col, cast) in cols.iter().zip(&casts) {
             // A local text column cast to text reads the same through its receive function.
             let own = binary_type(col.type_oid).map(|t| t.cast).ok();
-            as_text.push(cast == TEXT_CAST && own.as_deref() != Some(TEXT_CAST));
+            read_as.push(if own.as_deref() == Some(cast.as_str()) {
+                ReadAs::Own
+            } else if cast == NUMERIC_CAST && col.type_oid == pg_sys::FLOAT8OID {
+                ReadAs::NumericToFloat8
+            } else {
+                ReadAs::Text
+            });
         }
-        Ok(Some(ReadCasts { casts, as_text }))
+        Ok(Some(ReadCasts { casts, read_as }))
     }
 }
 

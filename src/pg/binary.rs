@@ -117,6 +117,40 @@ pub struct ColumnRecv {
     scratch: Vec<u8>,
 }
 
+/// A cast function (`source::target`) called on received values: the one PostgreSQL's explicit cast runs.
+pub struct CastCall {
+    flinfo: Box<pg_sys::FmgrInfo>,
+}
+
+impl CastCall {
+    /// The cast's function, None when the cast is not a plain function call.
+    ///
+    /// # Safety
+    /// Backend thread, in a transaction.
+    pub unsafe fn new(source: pg_sys::Oid, target: pg_sys::Oid) -> Option<Self> {
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe {
+            let mut func = pg_sys::InvalidOid;
+            let path = pg_sys::find_coercion_pathway(target, source, pg_sys::CoercionContext::COERCION_EXPLICIT, &mut func);
+            if path != pg_sys::CoercionPathType::COERCION_PATH_FUNC || func == pg_sys::InvalidOid {
+                return None;
+            }
+            let mut flinfo: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            pg_sys::fmgr_info(func, flinfo.as_mut());
+            Some(CastCall { flinfo })
+        }
+    }
+
+    /// The cast of a non-NULL `value`; may raise the cast's ERROR.
+    ///
+    /// # Safety
+    /// Backend thread; `value` a Datum of the source type.
+    pub unsafe fn call(&mut self, value: pg_sys::Datum) -> pg_sys::Datum {
+        // SAFETY: the caller upholds this function's contract (# Safety above).
+        unsafe { pg_sys::FunctionCall1Coll(self.flinfo.as_mut(), pg_sys::InvalidOid, value) }
+    }
+}
+
 impl ColumnRecv {
     /// # Safety
     /// Backend thread, in a transaction; the type has a receive function ([`binary_type`] said so).

@@ -38,6 +38,10 @@ pub enum FastType {
     /// input function, as [`Wire::Recv`] says.
     TextInt { min: i64, max: i64 },
     TextFloat8,
+    /// CARTO's numeric in its binary form, read into a local float8 as the text path would make it
+    /// (float8in of numeric_out's exact decimal): the same double, found without printing the value on
+    /// either side. Specials and what float8in refuses are left to numeric_recv + numeric_float8.
+    NumericFloat8,
 }
 
 // Ranges of date_recv and timestamp_recv (datatype/timestamp.h): IS_VALID_DATE, MIN_/END_TIMESTAMP; the
@@ -170,6 +174,46 @@ fn plain_float(bytes: &[u8]) -> Option<f64> {
     (v.is_finite() && (v != 0.0 || !nonzero)).then_some(v)
 }
 
+/// numeric_send's form (ndigits, weight, sign, dscale, then base-10000 digits, all big-endian int16) as
+/// the double float8in makes of numeric_out's text: numeric_out prints the value exactly, and any exact
+/// decimal spelling of a value rounds to the same double. None for NaN and the infinities, a malformed
+/// field, more than 1000 digit groups, and what float8in refuses (out of range: infinite, or zero from
+/// non-zero digits).
+fn numeric_to_f64(bytes: &[u8]) -> Option<f64> {
+    let word = |i: usize| bytes.get(2 * i..2 * i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let ndigits = usize::from(word(0)?);
+    let weight = i64::from(word(1)? as i16);
+    let negative = match word(2)? {
+        0x0000 => false,
+        0x4000 => true,
+        _ => return None,
+    };
+    if bytes.len() != 8 + 2 * ndigits || ndigits > 1000 {
+        return None;
+    }
+    if ndigits == 0 {
+        return Some(0.0);
+    }
+    let mut text = String::with_capacity(4 * ndigits + 8);
+    if negative {
+        text.push('-');
+    }
+    let mut nonzero = false;
+    for i in 0..ndigits {
+        let d = word(4 + i)?;
+        if d > 9999 {
+            return None;
+        }
+        nonzero |= d != 0;
+        text.push_str(&format!("{d:04}"));
+    }
+    // The last group's weight, in powers of ten.
+    let exponent = 4 * (weight - (ndigits as i64 - 1));
+    text.push_str(&format!("e{exponent}"));
+    let v = text.parse::<f64>().ok()?;
+    (v.is_finite() && (v != 0.0 || !nonzero)).then_some(v)
+}
+
 /// Sign-extends like C's `(Datum) (int32) x`: Int32GetDatum and friends.
 fn datum_i64(v: i64) -> usize {
     v as usize
@@ -209,6 +253,10 @@ impl FastType {
                 _ => Wire::Recv,
             },
             FastType::TextFloat8 => match plain_float(bytes) {
+                Some(v) => Wire::Value(datum_i64(v.to_bits() as i64)),
+                None => Wire::Recv,
+            },
+            FastType::NumericFloat8 => match numeric_to_f64(bytes) {
                 Some(v) => Wire::Value(datum_i64(v.to_bits() as i64)),
                 None => Wire::Recv,
             },
@@ -256,7 +304,7 @@ impl FastType {
                 FastType::Int8 | FastType::Float8 | FastType::Timestamp => out.extend_from_slice(&(v as i64).to_be_bytes()),
                 FastType::Uuid => out.extend_from_slice(std::slice::from_raw_parts(value.cast_mut_ptr::<u8>(), 16)),
                 // Read-only conversions (for_text_input): never chosen for a write.
-                FastType::TextInt { .. } | FastType::TextFloat8 => return false,
+                FastType::TextInt { .. } | FastType::TextFloat8 | FastType::NumericFloat8 => return false,
                 FastType::Varlena { .. } => {
                     // Short or plain headers are read in place; compressed or external values are detoasted
                     // (in the current memory context). Same encodings on both sides: textsend does not convert.
@@ -313,6 +361,28 @@ mod tests {
         assert_eq!(int2.decode(b"-32768", TextRule::Utf8), Wire::Value(datum_i64(-32768)));
         assert_eq!(int2.decode(b"32768", TextRule::Utf8), Wire::Recv);
         assert_eq!(FastType::for_text_input(oid("numeric")), None);
+    }
+
+    /// numeric's binary form into float8 is numeric_float8 (float8in of numeric_out), edges included.
+    #[pg_test]
+    fn numeric_into_float8_is_numeric_float8() {
+        let values = ["0", "0.000", "1", "-1", "0.1", "123456.789", "-2.5e-3", "9007199254740993", "1e308",
+            "1.7976931348623157e308", "4.9e-324", "2.2250738585072014e-308", "0.30000000000000004",
+            "3.14159265358979323846264338327950288419716939937510", "100000000", "0.0001", "12345678901234567890.5"];
+        for v in values {
+            let bytes = Spi::get_one::<Vec<u8>>(&format!("SELECT numeric_send('{v}'::numeric)")).unwrap().unwrap();
+            let want = Spi::get_one::<f64>(&format!("SELECT '{v}'::numeric::float8")).unwrap().unwrap();
+            match FastType::NumericFloat8.decode(&bytes, TextRule::Utf8) {
+                Wire::Value(bits) => assert_eq!(bits as u64, want.to_bits(), "{v}"),
+                other => panic!("{v}: {other:?}"),
+            }
+        }
+        // Left to numeric_recv + numeric_float8: specials, and what float8in refuses (an ERROR there).
+        for v in ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400"] {
+            let bytes = Spi::get_one::<Vec<u8>>(&format!("SELECT numeric_send('{v}'::numeric)")).unwrap().unwrap();
+            assert_eq!(FastType::NumericFloat8.decode(&bytes, TextRule::Utf8), Wire::Recv, "{v}");
+        }
+        assert_eq!(FastType::NumericFloat8.decode(&[0, 1, 0, 0, 0, 0, 0, 0], TextRule::Utf8), Wire::Recv);
     }
 
     /// A compressed text value (as a table scan hands it over) is detoasted before it is sent.

@@ -86,7 +86,8 @@ ALTER FOREIGN TABLE fresh OPTIONS (DROP fetch_size, DROP scan_method);
 
 -- 5. Columns declared with other types than CARTO's (bigint, numeric, varchar, timestamptz there) stay in
 -- COPY binary: only they travel as text, read by the local type's input function with its typmod. A cast that
--- gives the text path's very value and cannot fail (text into varchar(12)) is made by CARTO, the column binary.
+-- gives the text path's very value and cannot fail (text into varchar(12)) is made by CARTO, the column binary;
+-- numeric into float8 arrives as numeric and is converted here (numeric_float8: float8in of numeric_out).
 SELECT carto.exec('carto', $$CREATE TABLE t18_types (cartodb_id bigint PRIMARY KEY, n numeric, v varchar(20),
   ts timestamptz, f float8, t text)$$);
 SELECT carto.exec('carto', $$INSERT INTO t18_types SELECT g, g / 7.0, 'v' || g,
@@ -117,6 +118,12 @@ SELECT carto.exec('carto', $$UPDATE t18_types SET t = 'a text of 22 characters' 
 CREATE TEMP TABLE e2 AS SELECT * FROM hand;
 CREATE TEMP TABLE e2 AS SELECT * FROM hand_text;
 SELECT carto.exec('carto', $$UPDATE t18_types SET t = 'text 5' WHERE cartodb_id = 5$$);
+-- CARTO's numeric into a local float8 arrives as numeric and is converted as the text path would: a value beyond
+-- float8 is float8in's error, naming the column.
+SELECT carto.exec('carto', $$UPDATE t18_types SET n = 1e309 WHERE cartodb_id = 6$$);
+CREATE TEMP TABLE e3 AS SELECT * FROM hand;
+CREATE TEMP TABLE e3 AS SELECT * FROM hand_text;
+SELECT carto.exec('carto', $$UPDATE t18_types SET n = 6 / 7.0 WHERE cartodb_id = 6$$);
 
 -- 6. CARTO's catalogue is remembered across transactions (no lookup for the second read), and forgotten when
 -- the foreign table changes, or when carto.exec runs SQL on CARTO.
