@@ -560,6 +560,9 @@ async fn serve_with(
             },
             _ = signal_tx.closed() => break,
         };
+        // As CARTO's front (nginx's tcp_nodelay, Node's http server): no Nagle delay. Without it a response
+        // written as headers then body waited for the client's delayed ACK, about 40 ms a small answer.
+        let _ = stream.set_nodelay(true);
         let idle = crate::config::secs(state.limits().idle_timeout_secs, 0.01);
         let st = state.clone();
         let (stop_watch, stop_rx) = tokio::sync::oneshot::channel::<()>();
