@@ -41,31 +41,29 @@ pub enum Mismatch {
     WholeText,
 }
 
-/// The remote casts of a binary COPY of `columns` of `table`, parallel to them, or None for COPY text. A column
-/// whose local type is not CARTO's is cast to `text` on a read ([`Mismatch::AsText`]; see
-/// [`ReadCasts::as_text`]).
+/// How a binary COPY of `columns` of `table` carries each column, parallel to them: the remote cast and how the
+/// value is read ([`ReadAs`]); None for COPY text. On a read ([`Mismatch::AsText`]), a column whose local type
+/// is not CARTO's is cast by CARTO where that is exact and infallible, read as numeric for a local float8 over
+/// CARTO's numeric, else cast to `text`.
 ///
 /// # Safety
 /// Backend thread, in a transaction.
-pub unsafe fn binary_casts(
+unsafe fn binary_columns(
     table: &TableDef,
     columns: &[&Column],
     format: CopyFormat,
     mismatch: Mismatch,
-) -> FdwResult<Option<Vec<String>>> {
+) -> FdwResult<Option<Vec<(String, ReadAs)>>> {
     // SAFETY: the caller upholds this function's contract (# Safety above).
     unsafe {
         if format == CopyFormat::Text || columns.is_empty() {
             return Ok(None);
         }
-        let mut casts = Vec::with_capacity(columns.len());
-        let mut names = Vec::with_capacity(columns.len());
+        // Each column's own binary form: (its cast, its format_type name), None when it has none.
+        let mut own = Vec::with_capacity(columns.len());
         for col in columns {
             match binary_type(col.type_oid) {
-                Ok(t) => {
-                    casts.push(t.cast);
-                    names.push(Some(t.name));
-                }
+                Ok(t) => own.push(Some((t.cast, t.name))),
                 Err(why) if format == CopyFormat::Binary => {
                     return Err(FdwError::NotSupported {
                         message: format!(
@@ -75,47 +73,53 @@ pub unsafe fn binary_casts(
                         hint: Some("Use copy_format 'auto' (binary where possible, else text) or 'text'.".into()),
                     });
                 }
-                Err(_) if mismatch == Mismatch::AsText => {
-                    casts.push(TEXT_CAST.into());
-                    names.push(None);
-                }
+                Err(_) if mismatch == Mismatch::AsText => own.push(None),
                 Err(_) => return Ok(None),
             }
         }
-        if format == CopyFormat::Auto {
+        // copy_format 'binary': every column cast to its local type, whatever CARTO's.
+        let remote = if format == CopyFormat::Auto {
             let client = client_for(&table.access)?;
             let freshness = match mismatch {
                 Mismatch::AsText => Freshness::Recent,
                 Mismatch::WholeText => Freshness::ThisTransaction,
             };
-            let Some(remote) = remote_table(table, &client, freshness)?.types else { return Ok(None) };
-            for ((col, name), cast) in columns.iter().zip(&names).zip(casts.iter_mut()) {
-                match remote.get(&col.remote_name) {
+            let Some(types) = remote_table(table, &client, freshness)?.types else { return Ok(None) };
+            Some(types)
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(columns.len());
+        for (col, own) in columns.iter().zip(own) {
+            let column = match (&remote, own) {
+                // copy_format 'binary': CARTO casts to the local type.
+                (None, Some((cast, _))) => (cast, ReadAs::Own),
+                (None, None) => (TEXT_CAST.to_string(), ReadAs::Text),
+                (Some(remote), own) => {
                     // Not a column CARTO knows (the read will fail there): the text path says so as ever.
-                    None => return Ok(None),
-                    Some(t) if name.as_ref() == Some(t) => continue,
-                    // A read can cast on CARTO's side where that gives the text path's very values and can
-                    // never fail: the column stays binary.
-                    Some(t) if mismatch == Mismatch::AsText && name.as_deref().is_some_and(|n| exact_widening(t, n)) => continue,
-                    // CARTO's numeric read into a local float8 (the type itself: a domain has checks of its
-                    // own) arrives as numeric and is converted here as the text path would (ReadAs).
-                    Some(t) if mismatch == Mismatch::AsText && t == NUMERIC_CAST && col.type_oid == pg_sys::FLOAT8OID => {
-                        *cast = NUMERIC_CAST.into();
-                        continue;
+                    let Some(t) = remote.get(&col.remote_name) else { return Ok(None) };
+                    match own {
+                        Some((cast, name)) if name == *t => (cast, ReadAs::Own),
+                        _ if mismatch == Mismatch::WholeText => return Ok(None),
+                        // A cast on CARTO's side that gives the text path's very values and can never fail.
+                        Some((cast, name)) if exact_widening(t, &name) => (cast, ReadAs::Own),
+                        // CARTO's numeric into a local float8 (the type itself: a domain has checks of its own).
+                        _ if t == NUMERIC_CAST && col.type_oid == pg_sys::FLOAT8OID => {
+                            (NUMERIC_CAST.to_string(), ReadAs::NumericToFloat8)
+                        }
+                        // A local text column cast to text reads the same through its own receive function.
+                        Some((cast, _)) if cast == TEXT_CAST => (cast, ReadAs::Own),
+                        _ => (TEXT_CAST.to_string(), ReadAs::Text),
                     }
-                    Some(_) => {}
                 }
-                match mismatch {
-                    Mismatch::AsText => *cast = TEXT_CAST.into(),
-                    Mismatch::WholeText => return Ok(None),
-                }
-            }
-            if casts.iter().all(|c| c == TEXT_CAST) && names.iter().any(|n| n.as_deref() != Some("text")) {
-                // Nothing would travel in binary but text: COPY text is the same bytes, and simpler.
-                return Ok(None);
-            }
+            };
+            out.push(column);
         }
-        Ok(Some(casts))
+        if out.iter().all(|(cast, _)| cast == TEXT_CAST) && out.iter().any(|(_, how)| *how == ReadAs::Text) {
+            // Nothing would travel in binary but text: COPY text is the same bytes, and simpler.
+            return Ok(None);
+        }
+        Ok(Some(out))
     }
 }
 
@@ -172,20 +176,11 @@ pub unsafe fn read_casts(table: &TableDef, columns: &[(i16, String)]) -> FdwResu
         if cols.len() != columns.len() {
             return Ok(None);
         }
-        let Some(casts) = binary_casts(table, &cols, table.options.copy_format, Mismatch::AsText)? else { return Ok(None) };
-        let mut read_as = Vec::with_capacity(cols.len());
-        for (col, cast) in cols.iter().zip(&casts) {
-            // A local text column cast to text reads the same through its receive function.
-            let own = binary_type(col.type_oid).map(|t| t.cast).ok();
-            read_as.push(if own.as_deref() == Some(cast.as_str()) {
-                ReadAs::Own
-            } else if cast == NUMERIC_CAST && col.type_oid == pg_sys::FLOAT8OID {
-                ReadAs::NumericToFloat8
-            } else {
-                ReadAs::Text
-            });
-        }
-        Ok(Some(ReadCasts { casts, read_as }))
+        let planned = binary_columns(table, &cols, table.options.copy_format, Mismatch::AsText)?;
+        Ok(planned.map(|cols| {
+            let (casts, read_as) = cols.into_iter().unzip();
+            ReadCasts { casts, read_as }
+        }))
     }
 }
 
@@ -203,7 +198,7 @@ pub unsafe fn write_binary(table: &TableDef, columns: &[&Column]) -> FdwResult<b
         if !crate::pg::binary::encodings_agree() {
             return Ok(false);
         }
-        Ok(binary_casts(table, columns, table.options.copy_format, Mismatch::WholeText)?.is_some())
+        Ok(binary_columns(table, columns, table.options.copy_format, Mismatch::WholeText)?.is_some())
     }
 }
 
