@@ -150,9 +150,8 @@ impl ScanState {
             self.switched = Some((pages, self.query_rows_read));
             Ok(true)
         } else {
-            // Rate-limited: no second try in this scan.
+            // Rate-limited (the /sql read is left as it was): no second try in this scan.
             self.switch_refused = true;
-            self.source = Source::Query { rows: VecDeque::new(), next: Some(next) };
             Ok(false)
         }
     }
@@ -283,10 +282,9 @@ impl ScanState {
                             self.store_text_row(slot, row)?;
                             return Ok(true);
                         }
-                        match next.take() {
+                        match next.clone() {
                             None => self.source = Source::Done,
                             Some(page) => {
-                                *next = Some(page.clone());
                                 if !self.switch_to_copy(page)? {
                                     self.fetch_page()?;
                                 }
