@@ -177,9 +177,12 @@ fn plain_float(bytes: &[u8]) -> Option<f64> {
 /// numeric_send's form (ndigits, weight, sign, dscale, then base-10000 digits, all big-endian int16) as
 /// the double float8in makes of numeric_out's text: numeric_out prints the value exactly, and any exact
 /// decimal spelling of a value rounds to the same double. None for NaN and the infinities, a malformed
-/// field, more than 1000 digit groups, and what float8in refuses (out of range: infinite, or zero from
-/// non-zero digits).
+/// field, more than 32 digit groups, and what float8in refuses (out of range: infinite, or zero from non-zero
+/// digits).
 fn numeric_to_f64(bytes: &[u8]) -> Option<f64> {
+    /// Digit groups of 4 decimal digits converted here (128 digits, far more than a double tells apart);
+    /// longer values go to numeric_recv and the cast.
+    const MAX_NUMERIC_GROUPS: usize = 32;
     let word = |i: usize| bytes.get(2 * i..2 * i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     let ndigits = usize::from(word(0)?);
     let weight = i64::from(word(1)? as i16);
@@ -188,15 +191,18 @@ fn numeric_to_f64(bytes: &[u8]) -> Option<f64> {
         0x4000 => true,
         _ => return None,
     };
-    if bytes.len() != 8 + 2 * ndigits || ndigits > 1000 {
+    if bytes.len() != 8 + 2 * ndigits || ndigits > MAX_NUMERIC_GROUPS {
         return None;
     }
     if ndigits == 0 {
         return Some(0.0);
     }
-    let mut text = String::with_capacity(4 * ndigits + 8);
+    // "-", the digits, "e" and the exponent, written in place: no allocation on this per-value path.
+    let mut buf = [0u8; 1 + 4 * MAX_NUMERIC_GROUPS + 16];
+    let mut len = 0;
     if negative {
-        text.push('-');
+        buf[0] = b'-';
+        len = 1;
     }
     let mut nonzero = false;
     for i in 0..ndigits {
@@ -205,11 +211,18 @@ fn numeric_to_f64(bytes: &[u8]) -> Option<f64> {
             return None;
         }
         nonzero |= d != 0;
-        text.push_str(&format!("{d:04}"));
+        for (k, div) in [1000, 100, 10, 1].into_iter().enumerate() {
+            buf[len + k] = b'0' + (d / div % 10) as u8;
+        }
+        len += 4;
     }
     // The last group's weight, in powers of ten.
     let exponent = 4 * (weight - (ndigits as i64 - 1));
-    text.push_str(&format!("e{exponent}"));
+    let mut rest = &mut buf[len..];
+    let room = rest.len();
+    std::io::Write::write_fmt(&mut rest, format_args!("e{exponent}")).ok()?;
+    len += room - rest.len();
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
     let v = text.parse::<f64>().ok()?;
     (v.is_finite() && (v != 0.0 || !nonzero)).then_some(v)
 }
